@@ -1,0 +1,3 @@
+from kontain.cli.km import entry
+
+entry()

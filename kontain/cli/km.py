@@ -1,0 +1,213 @@
+"""km: run a Linux x86-64 executable in its own KVM virtual machine.
+
+    km [km options] PAYLOAD [payload arguments...]
+
+km's options end at the payload. Exit status: the payload's, or 128+N when signal N
+killed it (km ends itself with the same signal, so a shell sees exactly that); km's own
+errors print one line `km: ...` and exit 127 (payload not found), 126 (cannot be
+executed), or 1 (anything else, such as no /dev/kvm).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = """\
+usage: km [options] PAYLOAD [ARGS...]
+
+Run PAYLOAD, a Linux x86-64 executable, in its own KVM virtual machine.
+
+options:
+  -V, --verbose[=REGEX]    trace km activity; REGEX selects categories
+                           (syscall, mem, load, exit, signal)
+  -e, --putenv NAME=VALUE  set a variable in the payload's environment, which then
+                           holds only the variables given this way (repeatable)
+  --copyenv                the payload inherits km's environment (the default)
+  -S, --hcall-stats        print per-syscall counts and times when the payload exits
+  --mem-size SIZE          largest guest physical memory (e.g. 512M, 4G; default 64G)
+  -v, --version            print km's version
+  -h, --help               print this help
+"""
+
+EXIT_NOT_FOUND = 127
+EXIT_CANNOT_EXECUTE = 126
+EXIT_KM_ERROR = 1
+
+
+class UsageError(Exception):
+    pass
+
+
+class CommandLine:
+    """km's options and the payload's command line."""
+
+    def __init__(self) -> None:
+        self.verbose: str | None = None
+        self.putenv: list[str] | None = None
+        self.stats = False
+        self.mem_size = 64 << 30
+        self.payload: list[str] = []
+        self.show_help = False
+        self.show_version = False
+
+
+def parse_size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    text = text.strip().lower().removesuffix("b").removesuffix("i")
+    scale = 1
+    if text and text[-1] in units:
+        scale = units[text[-1]]
+        text = text[:-1]
+    try:
+        value = int(text, 0) * scale
+    except ValueError:
+        raise UsageError(f"bad size {text!r}") from None
+    if value < (64 << 20):
+        raise UsageError("--mem-size must be at least 64M")
+    return value
+
+
+def parse(argv: list[str]) -> CommandLine:
+    cl = CommandLine()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        name, eq, value = arg.partition("=")
+        if arg in ("-h", "--help"):
+            cl.show_help = True
+        elif arg in ("-v", "--version"):
+            cl.show_version = True
+        elif name in ("-V", "--verbose"):
+            cl.verbose = value if eq else ""
+        elif arg.startswith("-V") and len(arg) > 2:
+            cl.verbose = arg[2:]
+        elif arg in ("-S", "--hcall-stats"):
+            cl.stats = True
+        elif arg == "--copyenv":
+            cl.putenv = None
+        elif name in ("-e", "--putenv", "--mem-size"):
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(f"{arg} needs a value")
+                value = argv[i]
+            if name == "--mem-size":
+                cl.mem_size = parse_size(value)
+            else:
+                if "=" not in value:
+                    raise UsageError(f"{arg} takes NAME=VALUE, not {value!r}")
+                cl.putenv = (cl.putenv or []) + [value]
+        else:
+            raise UsageError(f"unknown option {arg}")
+        i += 1
+    cl.payload = argv[i:]
+    return cl
+
+
+def find_payload(name: str) -> str:
+    """The file to run: name itself if it has a slash, else the first match in PATH."""
+    if "/" in name:
+        return name
+    for directory in os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(name)
+
+
+def _error(message: str) -> None:
+    os.write(2, f"km: {message}\n".encode(errors="replace"))
+
+
+def die_by_signal(signo: int) -> None:
+    """End km with the payload's fatal signal, so the parent sees the same status."""
+    import resource
+    import signal
+    try:
+        # The core km would dump is km's, not the payload's: keep it off.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    except (ValueError, OSError):
+        pass
+    signal.signal(signo, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
+    os.kill(os.getpid(), signo)
+    os._exit(128 + signo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        cl = parse(argv)
+    except UsageError as e:
+        _error(str(e))
+        return 2
+    if cl.show_help:
+        os.write(1, USAGE.encode())
+        return 0
+    if cl.show_version:
+        from kontain import __version__
+        os.write(1, f"km (kontain) {__version__}\n".encode())
+        return 0
+    if not cl.payload:
+        _error("no payload given (km --help for usage)")
+        return 2
+    try:
+        path = find_payload(cl.payload[0])
+    except FileNotFoundError:
+        _error(f"{cl.payload[0]}: command not found")
+        return EXIT_NOT_FOUND
+    if not os.path.exists(path):
+        _error(f"{path}: No such file or directory")
+        return EXIT_NOT_FOUND
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        _error(f"{path}: Permission denied")
+        return EXIT_CANNOT_EXECUTE
+
+    from kontain.loader.elf import ExecError
+    from kontain.monitor.fdspace import FdSpace
+    from kontain.monitor.process import Options, Process
+
+    fds = FdSpace()
+    diagnostics = fds.move_high(os.dup(2))
+    if cl.putenv is not None:
+        env = [e.encode() for e in cl.putenv]
+    else:
+        env = [k + b"=" + v for k, v in os.environb.items()]
+    options = Options(mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose)
+    try:
+        proc = Process(options, fds, diagnostics)
+    except OSError as e:
+        _error(f"cannot create a VM: {e.strerror or e}"
+               + (" (is /dev/kvm present and accessible?)" if e.filename or e.errno in (2, 13)
+                  else ""))
+        return EXIT_KM_ERROR
+    try:
+        thread = proc.load(path, [os.fsencode(a) for a in cl.payload], env,
+                           os.fsencode(path))
+    except ExecError as e:
+        _error(f"{path}: {e}")
+        return EXIT_NOT_FOUND if e.errno == 2 else EXIT_CANNOT_EXECUTE
+    outcome = proc.run(thread)
+    if cl.stats:
+        proc.trace.write(proc.stats_report())
+    if outcome.internal:
+        proc.trace.write(f"km: internal error: {outcome.reason}\n")
+    if outcome.signal:
+        die_by_signal(outcome.signal)
+    return outcome.status
+
+
+def entry() -> None:
+    """Console-script entry point: exit without Python's teardown (the payload is done)."""
+    status = main()
+    os._exit(status)
+
+
+if __name__ == "__main__":
+    entry()

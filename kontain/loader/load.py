@@ -1,0 +1,73 @@
+"""Mapping an ELF image into a guest address space, the way Linux's binfmt_elf does.
+
+Each PT_LOAD becomes a private file mapping of its pages (so the payload's text is the
+host page cache, shared and lazily read), plus anonymous zero pages for the bss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kontain.loader.elf import ET_DYN, PF_R, PF_W, PF_X, ElfImage
+from kontain.monitor.mm import (
+    MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE,
+    AddressSpace, page_up)
+
+PAGE = 4096
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """Where an image landed: its load bias and the addresses the auxv reports."""
+
+    bias: int
+    entry: int
+    phdr: int
+    phnum: int
+    phent: int
+    end: int  # highest mapped address (page-aligned): the brk starts here
+
+
+def segment_prot(flags: int) -> int:
+    return ((PROT_READ if flags & PF_R else 0) | (PROT_WRITE if flags & PF_W else 0)
+            | (PROT_EXEC if flags & PF_X else 0))
+
+
+def load_image(mm: AddressSpace, image: ElfImage, fd: int, base_hint: int) -> LoadedImage:
+    """Map image (open on fd) into mm. ET_DYN images go at a free range near base_hint."""
+    low, high = image.span()
+    bias = 0
+    if image.type == ET_DYN:
+        # Reserve the whole span first so the segments keep their relative layout.
+        span = page_up(high) - low
+        start = mm.mmap(base_hint, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+                        name=image.path)
+        bias = start - low
+    name = image.path
+    for seg in image.loads:
+        prot = segment_prot(seg.flags)
+        start = (seg.vaddr & ~(PAGE - 1)) + bias
+        file_end = seg.vaddr + seg.filesz + bias
+        mem_end = page_up(seg.vaddr + seg.memsz + bias)
+        if seg.filesz:
+            mm.mmap(start, page_up(file_end) - start, prot, MAP_PRIVATE | MAP_FIXED, fd,
+                    seg.offset & ~(PAGE - 1), name=name)
+            if seg.memsz > seg.filesz and file_end & (PAGE - 1):
+                # The bss starts inside the last file page: clear the rest of that page.
+                _zero(mm, file_end, page_up(file_end) - file_end)
+        anon_start = page_up(file_end) if seg.filesz else start
+        if mem_end > anon_start:
+            mm.mmap(anon_start, mem_end - anon_start, prot,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    phdr = image.phdr_vaddr()
+    return LoadedImage(bias=bias, entry=image.entry + bias,
+                       phdr=(phdr + bias) if phdr is not None else 0,
+                       phnum=image.phnum, phent=image.phentsize, end=page_up(high + bias))
+
+
+def _zero(mm: AddressSpace, va: int, size: int) -> None:
+    """Write zeros whatever the page's protection: km is the loader here, not the guest."""
+    vma = mm.find(va)
+    if vma is not None and vma.pa is not None:
+        pa = vma.pa + va - vma.start
+        mm.view[pa:pa + size] = bytes(size)

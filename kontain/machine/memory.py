@@ -1,0 +1,119 @@
+"""Guest physical memory: one host reservation, KVM memslots added as it fills, and a
+first-fit allocator of physical ranges.
+
+The whole guest-physical range [0, size) is a single MAP_NORESERVE host mapping, so
+guest physical address p lives at host address host_base + p and untouched memory
+costs nothing. KVM memslots cost time in proportion to their size, so they are
+registered as a ladder that doubles (32 MiB, 32 MiB, 64 MiB, 128 MiB, ...), each only
+when the allocator first hands out an address inside it: a small payload starts with
+one small slot, a big one still reaches the whole range.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import mmap
+
+from kontain.kvm.api import Vm
+from kontain.machine import hostmem
+from kontain.machine.layout import DYNAMIC_PA, HUGE_PAGE_SIZE, PAGE_SIZE
+
+FIRST_SLOT_SIZE = 32 << 20
+
+
+def ladder(size: int) -> list[tuple[int, int]]:
+    """The (start, size) of each memslot covering [0, size)."""
+    slots = [(0, FIRST_SLOT_SIZE)]
+    end = FIRST_SLOT_SIZE
+    while end < size:
+        slots.append((end, end))
+        end *= 2
+    return slots
+
+
+class OutOfPhysicalMemory(Exception):
+    """No free guest-physical range of the requested size."""
+
+
+class PhysicalMemory:
+    """Guest-physical memory of one VM and who owns which range of it."""
+
+    def __init__(self, vm: Vm, size: int) -> None:
+        slots = ladder(size)
+        self.size = slots[-1][0] + slots[-1][1]
+        self._vm = vm
+        self._backing = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE | hostmem.MAP_NORESERVE)
+        self.host_base = ctypes.addressof(ctypes.c_char.from_buffer(self._backing))
+        #: Byte view of all of guest-physical memory (index = guest physical address).
+        self.view = memoryview(self._backing)
+        self._slots = slots
+        self._registered = 0
+        # Free ranges as two parallel sorted lists of starts and ends.
+        self._free_starts = [DYNAMIC_PA]
+        self._free_ends = [self.size]
+        self._ensure_slots(DYNAMIC_PA)
+
+    def _ensure_slots(self, end: int) -> None:
+        """Register memslots until [0, end) is covered."""
+        while self._registered < len(self._slots):
+            start, size = self._slots[self._registered]
+            if start >= end:
+                return
+            self._vm.set_user_memory_region(self._registered, start, size, self.host_base + start)
+            self._registered += 1
+
+    def host_address(self, pa: int) -> int:
+        return self.host_base + pa
+
+    def allocate(self, size: int) -> int:
+        """A free physical range of size bytes (page multiple), lowest address first."""
+        align = HUGE_PAGE_SIZE if size >= HUGE_PAGE_SIZE else PAGE_SIZE
+        starts, ends = self._free_starts, self._free_ends
+        for i, start in enumerate(starts):
+            aligned = (start + align - 1) & -align
+            if aligned + size <= ends[i]:
+                self._take(i, aligned, aligned + size)
+                self._ensure_slots(aligned + size)
+                return aligned
+        raise OutOfPhysicalMemory(size)
+
+    def _take(self, i: int, start: int, end: int) -> None:
+        """Remove [start, end) from free range i, which contains it."""
+        fs, fe = self._free_starts[i], self._free_ends[i]
+        del self._free_starts[i], self._free_ends[i]
+        if end < fe:
+            self._free_starts.insert(i, end)
+            self._free_ends.insert(i, fe)
+        if fs < start:
+            self._free_starts.insert(i, fs)
+            self._free_ends.insert(i, start)
+
+    def try_extend(self, pa: int, size: int, new_size: int) -> bool:
+        """Grow the allocation [pa, pa+size) in place to new_size if the space is free."""
+        end = pa + size
+        i = bisect.bisect_left(self._free_starts, end)
+        if i < len(self._free_starts) and self._free_starts[i] == end \
+                and self._free_ends[i] >= pa + new_size:
+            self._take(i, end, pa + new_size)
+            self._ensure_slots(pa + new_size)
+            return True
+        return False
+
+    def free(self, pa: int, size: int) -> None:
+        """Give a range back: its host pages are dropped and KVM forgets them."""
+        hostmem.reset_anonymous(self.host_base + pa, size)
+        starts, ends = self._free_starts, self._free_ends
+        i = bisect.bisect_left(starts, pa)
+        end = pa + size
+        if i < len(starts) and starts[i] == end:  # merge with the following range
+            end = ends[i]
+            del starts[i], ends[i]
+        if i > 0 and ends[i - 1] == pa:  # merge with the preceding range
+            ends[i - 1] = end
+        else:
+            starts.insert(i, pa)
+            ends.insert(i, end)
+
+    def free_bytes(self) -> int:
+        return sum(e - s for s, e in zip(self._free_starts, self._free_ends))

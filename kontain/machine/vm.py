@@ -1,0 +1,73 @@
+"""One Kontain VM assembled from its parts: memory, page tables, GDT/IDT/TSS, stub, vCPUs."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from kontain.kvm.api import Kvm, Vcpu
+from kontain.machine import cpu, gdt, idt, stub
+from kontain.machine.layout import (
+    DYNAMIC_PA, GDT_PA, IDT_PA, MAX_VCPUS, PAGE_SIZE, STUB_PA, kernel_va, vcpu_page)
+from kontain.machine.memory import PhysicalMemory
+from kontain.machine.paging import PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITE, PageTables
+
+#: The iret frame (rip, cs, rflags, rsp, ss) sits at the top of each vCPU's ring-0 stack.
+IRET_FRAME_SIZE = 5 * 8
+TSS_RSP0_OFFSET = 4
+
+
+class Machine:
+    """A VM with its guest-physical memory, page tables and ring-0 support in place."""
+
+    def __init__(self, mem_size: int, relocate_fd: Callable[[int], int] = lambda fd: fd) -> None:
+        self._relocate_fd = relocate_fd
+        self.kvm = Kvm()
+        self.kvm.fd = relocate_fd(self.kvm.fd)
+        self.vm = self.kvm.create_vm()
+        self.vm.fd = relocate_fd(self.vm.fd)
+        self.phys = PhysicalMemory(self.vm, mem_size)
+        self.page_tables = PageTables(self.phys)
+        self.cpuid = cpu.guest_cpuid(self.kvm.supported_cpuid())
+        self.syscall_entry = kernel_va(STUB_PA) + stub.SYSCALL_ENTRY_OFFSET
+        #: Whether `syscall` leaves the payload at CPL 3 (PVM) instead of entering ring 0;
+        #: None until the first system call shows which (kontain.monitor.vcpu).
+        self.syscall_in_user_mode: bool | None = None
+        self._install_kernel_structures()
+
+    def _install_kernel_structures(self) -> None:
+        view = self.phys.view
+        table = gdt.build_gdt([kernel_va(vcpu_page(i)) for i in range(MAX_VCPUS)])
+        view[GDT_PA:GDT_PA + len(table)] = table
+        handlers = {v: kernel_va(STUB_PA) + stub.vector_entry_offset(v)
+                    for v in range(stub.EXCEPTION_VECTORS)}
+        table = idt.build_idt(handlers)
+        view[IDT_PA:IDT_PA + len(table)] = table
+        view[STUB_PA:STUB_PA + len(stub.CODE)] = stub.CODE
+        for vcpu_id in range(MAX_VCPUS):
+            page = vcpu_page(vcpu_id)
+            rsp0 = kernel_va(page + PAGE_SIZE)
+            view[page + TSS_RSP0_OFFSET:page + TSS_RSP0_OFFSET + 8] = struct.pack("<Q", rsp0)
+        # The stub is read-only and executable, and user-accessible (on PVM, `syscall`
+        # runs it at CPL 3); the rest is supervisor-only data (the CPU writes iret
+        # frames on the ring-0 stacks).
+        pt = self.page_tables
+        kernel_data = PTE_PRESENT | PTE_WRITE | PTE_NX
+        pt.map(kernel_va(GDT_PA), GDT_PA, STUB_PA - GDT_PA, kernel_data)
+        pt.map(kernel_va(STUB_PA), STUB_PA, PAGE_SIZE, PTE_PRESENT | PTE_USER)
+        pt.map(kernel_va(STUB_PA + PAGE_SIZE), STUB_PA + PAGE_SIZE,
+               DYNAMIC_PA - STUB_PA - PAGE_SIZE, kernel_data)
+
+    def iret_frame_pa(self, vcpu_id: int) -> int:
+        """Physical address of vCPU vcpu_id's iret frame (rip, cs, rflags, rsp, ss)."""
+        return vcpu_page(vcpu_id) + PAGE_SIZE - IRET_FRAME_SIZE
+
+    def iret_frame_va(self, vcpu_id: int) -> int:
+        return kernel_va(self.iret_frame_pa(vcpu_id))
+
+    def create_vcpu(self, vcpu_id: int) -> Vcpu:
+        vcpu = self.vm.create_vcpu(vcpu_id)
+        vcpu.fd = self._relocate_fd(vcpu.fd)
+        cpu.configure(vcpu, self.cpuid, self.page_tables.root,
+                      kernel_va(vcpu_page(vcpu_id)), self.syscall_entry)
+        return vcpu

@@ -1,0 +1,22 @@
+"""How a payload ends: the exceptions that unwind a run loop when the process is over."""
+
+from __future__ import annotations
+
+
+class ExitProcess(Exception):
+    """exit_group(status): the whole process ends with this status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status & 0xFF
+
+
+class KillProcess(Exception):
+    """The process dies from a signal (the default action of signal number signo)."""
+
+    def __init__(self, signo: int, reason: str = "", internal: bool = False) -> None:
+        super().__init__(reason)
+        self.signo = signo
+        self.reason = reason
+        #: True when km itself could not go on (a km bug or an unsupported host).
+        self.internal = internal

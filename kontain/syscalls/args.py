@@ -1,0 +1,92 @@
+"""Turning argument registers into checked values: fds, paths, and guest pointers.
+
+Every pointer a handler passes to the host goes through here: it is checked against
+the guest's mappings (GuestFault -> EFAULT) and turned into km's address of the same
+bytes, so the host kernel works on guest memory in place.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from kontain.monitor.mm import GuestFault
+
+if TYPE_CHECKING:
+    from kontain.monitor.vcpu import GuestThread
+
+AT_FDCWD = -100
+PATH_MAX = 4096
+#: Linux caps one read/write at this many bytes (MAX_RW_COUNT).
+MAX_RW_COUNT = 0x7FFFF000
+
+
+def s32(value: int) -> int:
+    """The low 32 bits of a register as a signed int (C `int` arguments)."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def s64(value: int) -> int:
+    return value - (1 << 64) if value & (1 << 63) else value
+
+
+def fd(t: GuestThread, value: int) -> int:
+    """A guest file descriptor argument; EBADF for negative ones or km's own."""
+    number = s32(value)
+    if not 0 <= number < t.proc.fds.km_base:
+        raise OSError(errno.EBADF, "bad file descriptor")
+    return number
+
+
+def dirfd(t: GuestThread, value: int) -> int:
+    """A *at() directory fd: AT_FDCWD or a guest descriptor."""
+    number = s32(value)
+    return number if number == AT_FDCWD else fd(t, value)
+
+
+def path(t: GuestThread, va: int) -> bytes:
+    """A NUL-terminated path from guest memory."""
+    if not va:
+        raise GuestFault(0)
+    name = t.mm.cstring(va, PATH_MAX)
+    if len(name) >= PATH_MAX:
+        raise OSError(errno.ENAMETOOLONG, "path too long")
+    return name
+
+
+def optional_path(t: GuestThread, va: int) -> bytes | None:
+    return None if not va else path(t, va)
+
+
+def out_ptr(t: GuestThread, va: int, size: int) -> int:
+    """km address of a guest buffer the host will write size bytes to (0 stays NULL)."""
+    if not va:
+        return 0
+    mm = t.mm
+    return mm.host_base + mm.translate(va, size, True)
+
+
+def in_ptr(t: GuestThread, va: int, size: int) -> int:
+    """km address of a guest buffer the host will read size bytes from (0 stays NULL)."""
+    if not va:
+        return 0
+    mm = t.mm
+    return mm.host_base + mm.translate(va, size, False)
+
+
+def buffer_ptr(t: GuestThread, va: int, size: int, write: bool) -> tuple[int, int]:
+    """(km address, usable length) of a read/write buffer.
+
+    Like Linux, a transfer into a buffer that is only partly mapped moves what fits in
+    the mapped prefix; only a buffer whose first byte is bad gives EFAULT.
+    """
+    mm = t.mm
+    try:
+        return mm.host_base + mm.translate(va, size, write), size
+    except GuestFault:
+        segments = mm.accessible_prefix(va, size, write)
+        if not segments:
+            raise
+        pa, length = segments[0]
+        return mm.host_base + pa, length

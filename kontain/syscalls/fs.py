@@ -1,0 +1,496 @@
+"""Files and their metadata: open/close, dup, fcntl, ioctl, stat, directories, links,
+permissions, ownership, sizes, sync, the working directory, pipes and file systems."""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import TYPE_CHECKING
+
+from kontain.syscalls import args, host
+from kontain.syscalls.numbers import NUMBERS as NR
+
+if TYPE_CHECKING:
+    from kontain.monitor.vcpu import GuestThread
+
+AT_FDCWD = args.AT_FDCWD
+STAT_SIZE = 144
+STATX_SIZE = 256
+STATFS_SIZE = 120
+O_CLOEXEC = 0o2000000
+
+
+def _path(t: GuestThread, va: int) -> bytes:
+    """A guest path, as the host should see it (kept alive by the caller)."""
+    return t.proc.host_path(args.path(t, va))
+
+
+def _p(name: bytes) -> int:
+    return host.address_of(name)
+
+
+def _new_fd(t: GuestThread, result: int) -> int:
+    """Enforce the guest's RLIMIT_NOFILE on a descriptor the host just created."""
+    if result >= 0:
+        return t.proc.fds.adopt(result)
+    return result
+
+
+# ---- open, close, dup -------------------------------------------------------------------
+
+def sys_open(t: GuestThread, path: int, flags: int, mode: int, *_: int) -> int:
+    name = _path(t, path)
+    return _new_fd(t, host.syscall(NR["openat"], AT_FDCWD, _p(name), flags, mode))
+
+
+def sys_creat(t: GuestThread, path: int, mode: int, *_: int) -> int:
+    return sys_open(t, path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, mode)
+
+
+def sys_openat(t: GuestThread, dirfd: int, path: int, flags: int, mode: int, *_: int) -> int:
+    dfd = args.dirfd(t, dirfd)
+    name = _path(t, path)
+    return _new_fd(t, host.syscall(NR["openat"], dfd, _p(name), flags, mode))
+
+
+def sys_openat2(t: GuestThread, dirfd: int, path: int, how: int, size: int, *_: int) -> int:
+    dfd = args.dirfd(t, dirfd)
+    name = _path(t, path)
+    if size < 24 or size > 4096:
+        return -errno.EINVAL
+    return _new_fd(t, host.syscall(NR["openat2"], dfd, _p(name), args.in_ptr(t, how, size),
+                                   size))
+
+
+def sys_close(t: GuestThread, fd: int, *_: int) -> int:
+    return host.syscall(NR["close"], args.fd(t, fd))
+
+
+def sys_close_range(t: GuestThread, first: int, last: int, flags: int, *_: int) -> int:
+    first, last = first & 0xFFFFFFFF, last & 0xFFFFFFFF
+    if first > last:
+        return -errno.EINVAL
+    # Never let the guest close km's own descriptors at the top of the range.
+    last = min(last, t.proc.fds.km_base - 1)
+    if first > last:
+        return 0
+    return host.syscall(NR["close_range"], first, last, flags)
+
+
+def sys_dup(t: GuestThread, fd: int, *_: int) -> int:
+    return _new_fd(t, host.syscall(NR["dup"], args.fd(t, fd)))
+
+
+def _dup_target(t: GuestThread, newfd: int) -> int:
+    number = args.s32(newfd)
+    if not 0 <= number < t.proc.fds.guest_soft:
+        raise OSError(errno.EBADF, "dup target beyond RLIMIT_NOFILE")
+    return number
+
+
+def sys_dup2(t: GuestThread, oldfd: int, newfd: int, *_: int) -> int:
+    old = args.fd(t, oldfd)
+    return host.syscall(NR["dup2"], old, _dup_target(t, newfd))
+
+
+def sys_dup3(t: GuestThread, oldfd: int, newfd: int, flags: int, *_: int) -> int:
+    old = args.fd(t, oldfd)
+    return host.syscall(NR["dup3"], old, _dup_target(t, newfd), flags)
+
+
+# ---- fcntl, ioctl, flock ------------------------------------------------------------------
+
+F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL = 0, 1, 2, 3, 4
+F_GETLK, F_SETLK, F_SETLKW, F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG = 5, 6, 7, 8, 9, 10, 11
+F_SETOWN_EX, F_GETOWN_EX, F_GETOWNER_UIDS = 15, 16, 17
+F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
+F_SETLEASE, F_GETLEASE, F_NOTIFY, F_DUPFD_CLOEXEC = 1024, 1025, 1026, 1030
+F_SETPIPE_SZ, F_GETPIPE_SZ, F_ADD_SEALS, F_GET_SEALS = 1031, 1032, 1033, 1034
+F_GET_RW_HINT, F_SET_RW_HINT, F_GET_FILE_RW_HINT, F_SET_FILE_RW_HINT = 1035, 1036, 1037, 1038
+FLOCK_SIZE = 32
+_FCNTL_PLAIN = {F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG,
+                F_SETLEASE, F_GETLEASE, F_NOTIFY, F_SETPIPE_SZ, F_GETPIPE_SZ, F_ADD_SEALS,
+                F_GET_SEALS}
+_FCNTL_STRUCT = {F_GETLK: (FLOCK_SIZE, True), F_SETLK: (FLOCK_SIZE, False),
+                 F_SETLKW: (FLOCK_SIZE, False), F_OFD_GETLK: (FLOCK_SIZE, True),
+                 F_OFD_SETLK: (FLOCK_SIZE, False), F_OFD_SETLKW: (FLOCK_SIZE, False),
+                 F_GETOWN_EX: (8, True), F_SETOWN_EX: (8, False),
+                 F_GET_RW_HINT: (8, True), F_SET_RW_HINT: (8, False),
+                 F_GET_FILE_RW_HINT: (8, True), F_SET_FILE_RW_HINT: (8, False)}
+
+
+def sys_fcntl(t: GuestThread, fd: int, cmd: int, arg: int, *_: int) -> int:
+    fd = args.fd(t, fd)
+    cmd = args.s32(cmd)
+    if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
+        lowest = args.s32(arg)
+        if not 0 <= lowest < t.proc.fds.guest_soft:
+            return -errno.EINVAL
+        return _new_fd(t, host.syscall(NR["fcntl"], fd, cmd, lowest))
+    if cmd in _FCNTL_PLAIN:
+        return host.syscall(NR["fcntl"], fd, cmd, arg)
+    shape = _FCNTL_STRUCT.get(cmd)
+    if shape is not None:
+        size, out = shape
+        pointer = args.out_ptr(t, arg, size) if out else args.in_ptr(t, arg, size)
+        if not pointer:
+            return -errno.EFAULT
+        return host.syscall(NR["fcntl"], fd, cmd, pointer)
+    return -errno.EINVAL
+
+
+# Terminal and descriptor ioctls km passes through: request -> (argument size, direction).
+# Direction: "out" the host writes the buffer, "in" it reads it, "inout" both, "value"
+# the argument is a plain integer. Anything else is refused: an ioctl km does not know
+# might carry pointers inside its argument that the host would follow into km's memory.
+TCGETS, TCSETS, TCSETSW, TCSETSF = 0x5401, 0x5402, 0x5403, 0x5404
+TIOCGWINSZ, TIOCSWINSZ, FIONREAD = 0x5413, 0x5414, 0x541B
+_IOCTLS = {
+    TCGETS: (60, "out"), TCSETS: (60, "in"), TCSETSW: (60, "in"), TCSETSF: (60, "in"),
+    0x5405: (20, "out"), 0x5406: (20, "in"), 0x5407: (20, "in"), 0x5408: (20, "in"),  # TCGETA..
+    0x5409: (0, "value"), 0x540A: (0, "value"), 0x540B: (0, "value"),  # TCSBRK TCXONC TCFLSH
+    0x540C: (0, "value"), 0x540D: (0, "value"),  # TIOCEXCL TIOCNXCL
+    0x540E: (0, "value"), 0x540F: (4, "out"), 0x5410: (4, "in"), 0x5411: (4, "out"),
+    0x5412: (1, "in"), TIOCGWINSZ: (8, "out"), TIOCSWINSZ: (8, "in"),
+    0x5415: (4, "out"), 0x5416: (4, "in"), 0x5417: (4, "in"), 0x5418: (4, "in"),
+    FIONREAD: (4, "out"), 0x5421: (4, "in"), 0x5422: (0, "value"), 0x5423: (4, "in"),
+    0x5424: (4, "out"), 0x5425: (0, "value"), 0x5427: (0, "value"), 0x5428: (0, "value"),
+    0x5429: (4, "out"), 0x802C542A: (44, "out"), 0x402C542B: (44, "in"),
+    0x402C542C: (44, "in"), 0x402C542D: (44, "in"),
+    0x80045430: (4, "out"), 0x40045431: (4, "in"), 0x80045432: (4, "out"),
+    0x5450: (0, "value"), 0x5451: (0, "value"), 0x5452: (4, "in"),  # FIONCLEX FIOCLEX FIOASYNC
+    0x5460: (8, "out"),  # FIOQSIZE
+    0x80081272: (8, "out"),  # BLKGETSIZE64
+}
+
+
+def sys_ioctl(t: GuestThread, fd: int, request: int, arg: int, *_: int) -> int:
+    fd = args.fd(t, fd)
+    request &= 0xFFFFFFFF
+    shape = _IOCTLS.get(request)
+    if shape is None:
+        return -errno.ENOTTY
+    size, direction = shape
+    if direction == "value":
+        return host.syscall(NR["ioctl"], fd, request, arg)
+    pointer = (args.out_ptr(t, arg, size) if direction in ("out", "inout")
+               else args.in_ptr(t, arg, size))
+    if not pointer:
+        return -errno.EFAULT
+    return host.syscall(NR["ioctl"], fd, request, pointer)
+
+
+def sys_flock(t: GuestThread, fd: int, operation: int, *_: int) -> int:
+    return host.syscall(NR["flock"], args.fd(t, fd), operation)
+
+
+# ---- stat ---------------------------------------------------------------------------------
+
+def sys_stat(t: GuestThread, path: int, statbuf: int, *_: int) -> int:
+    name = _path(t, path)
+    return host.syscall(NR["newfstatat"], AT_FDCWD, _p(name), args.out_ptr(t, statbuf, STAT_SIZE), 0)
+
+
+def sys_lstat(t: GuestThread, path: int, statbuf: int, *_: int) -> int:
+    name = _path(t, path)
+    return host.syscall(NR["newfstatat"], AT_FDCWD, _p(name),
+                        args.out_ptr(t, statbuf, STAT_SIZE), 0x100)  # AT_SYMLINK_NOFOLLOW
+
+
+def sys_fstat(t: GuestThread, fd: int, statbuf: int, *_: int) -> int:
+    return host.syscall(NR["fstat"], args.fd(t, fd), args.out_ptr(t, statbuf, STAT_SIZE))
+
+
+AT_EMPTY_PATH = 0x1000
+
+
+def _at_path(t: GuestThread, dirfd: int, path: int, flags: int) -> tuple[int, bytes]:
+    """(dirfd, path) of a *at() call; an empty path is allowed with AT_EMPTY_PATH."""
+    if flags & AT_EMPTY_PATH:
+        name = args.path(t, path)
+        if not name:
+            fd = args.s32(dirfd)
+            return (fd if fd == AT_FDCWD else args.fd(t, dirfd)), b""
+        return args.dirfd(t, dirfd), t.proc.host_path(name)
+    return args.dirfd(t, dirfd), _path(t, path)
+
+
+def sys_newfstatat(t: GuestThread, dirfd: int, path: int, statbuf: int, flags: int,
+                   *_: int) -> int:
+    dfd, name = _at_path(t, dirfd, path, flags)
+    return host.syscall(NR["newfstatat"], dfd, _p(name), args.out_ptr(t, statbuf, STAT_SIZE),
+                        flags)
+
+
+def sys_statx(t: GuestThread, dirfd: int, path: int, flags: int, mask: int, statxbuf: int,
+              *_: int) -> int:
+    dfd, name = _at_path(t, dirfd, path, flags)
+    return host.syscall(NR["statx"], dfd, _p(name), flags, mask,
+                        args.out_ptr(t, statxbuf, STATX_SIZE))
+
+
+def sys_getdents64(t: GuestThread, fd: int, dirp: int, count: int, *_: int) -> int:
+    fd = args.fd(t, fd)
+    count = min(count & 0xFFFFFFFF, args.MAX_RW_COUNT)
+    address, count = args.buffer_ptr(t, dirp, count, True) if count else (0, 0)
+    return host.syscall(NR["getdents64"], fd, address, count)
+
+
+def sys_getdents(t: GuestThread, fd: int, dirp: int, count: int, *_: int) -> int:
+    fd = args.fd(t, fd)
+    count = min(count & 0xFFFFFFFF, args.MAX_RW_COUNT)
+    address, count = args.buffer_ptr(t, dirp, count, True) if count else (0, 0)
+    return host.syscall(NR["getdents"], fd, address, count)
+
+
+# ---- access, links, directories ---------------------------------------------------------
+
+def sys_access(t: GuestThread, path: int, mode: int, *_: int) -> int:
+    name = _path(t, path)
+    return host.syscall(NR["faccessat"], AT_FDCWD, _p(name), mode)
+
+
+def sys_faccessat(t: GuestThread, dirfd: int, path: int, mode: int, *_: int) -> int:
+    dfd, name = args.dirfd(t, dirfd), _path(t, path)
+    return host.syscall(NR["faccessat"], dfd, _p(name), mode)
+
+
+def sys_faccessat2(t: GuestThread, dirfd: int, path: int, mode: int, flags: int, *_: int) -> int:
+    dfd, name = _at_path(t, dirfd, path, flags)
+    return host.syscall(NR["faccessat2"], dfd, _p(name), mode, flags)
+
+
+def sys_readlink(t: GuestThread, path: int, buf: int, size: int, *_: int) -> int:
+    return sys_readlinkat(t, AT_FDCWD & 0xFFFFFFFF, path, buf, size)
+
+
+def sys_readlinkat(t: GuestThread, dirfd: int, path: int, buf: int, size: int, *_: int) -> int:
+    size = args.s32(size)
+    if size <= 0:
+        return -errno.EINVAL
+    dfd = args.dirfd(t, dirfd)
+    name = args.path(t, path)
+    special = t.proc.special_link(dfd, name)
+    if special is not None:
+        data = special[:size]
+        t.mm.write(buf, data)
+        return len(data)
+    name = t.proc.host_path(name)
+    address, size = args.buffer_ptr(t, buf, size, True)
+    return host.syscall(NR["readlinkat"], dfd, _p(name), address, size)
+
+
+def _simple_path_call(name: str, nargs: int):
+    """A syscall whose first argument is a path and the rest plain integers."""
+    number = NR[name]
+
+    def handler(t: GuestThread, path: int, a1: int, a2: int, *_: int) -> int:
+        p = _path(t, path)
+        return host.syscall(number, _p(p), a1 if nargs > 1 else 0, a2 if nargs > 2 else 0)
+    handler.__name__ = f"sys_{name}"
+    return handler
+
+
+def _at_call(name: str):
+    """A syscall (dirfd, path, ints...) whose path is never empty."""
+    number = NR[name]
+
+    def handler(t: GuestThread, dirfd: int, path: int, a2: int, a3: int, a4: int,
+                *_: int) -> int:
+        dfd = args.dirfd(t, dirfd)
+        p = _path(t, path)
+        return host.syscall(number, dfd, _p(p), a2, a3, a4)
+    handler.__name__ = f"sys_{name}"
+    return handler
+
+
+def _two_paths(name: str):
+    """rename(old, new), link, symlink: two paths."""
+    number = NR[name]
+
+    def handler(t: GuestThread, old: int, new: int, *_: int) -> int:
+        a, b = _path(t, old), _path(t, new)
+        if name == "symlink":
+            a = args.path(t, old)  # the link's contents are not resolved
+        return host.syscall(number, _p(a), _p(b))
+    handler.__name__ = f"sys_{name}"
+    return handler
+
+
+def sys_renameat(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: int,
+                 *_: int) -> int:
+    return sys_renameat2(t, olddirfd, old, newdirfd, new, 0)
+
+
+def sys_renameat2(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: int,
+                  flags: int, *_: int) -> int:
+    odfd, ndfd = args.dirfd(t, olddirfd), args.dirfd(t, newdirfd)
+    a, b = _path(t, old), _path(t, new)
+    return host.syscall(NR["renameat2"], odfd, _p(a), ndfd, _p(b), flags)
+
+
+def sys_linkat(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: int, flags: int,
+               *_: int) -> int:
+    odfd, a = _at_path(t, olddirfd, old, flags)
+    ndfd, b = args.dirfd(t, newdirfd), _path(t, new)
+    return host.syscall(NR["linkat"], odfd, _p(a), ndfd, _p(b), flags)
+
+
+def sys_symlinkat(t: GuestThread, target: int, newdirfd: int, linkpath: int, *_: int) -> int:
+    a = args.path(t, target)
+    ndfd, b = args.dirfd(t, newdirfd), _path(t, linkpath)
+    return host.syscall(NR["symlinkat"], _p(a), ndfd, _p(b))
+
+
+def sys_fchmodat(t: GuestThread, dirfd: int, path: int, mode: int, *_: int) -> int:
+    dfd, p = args.dirfd(t, dirfd), _path(t, path)
+    return host.syscall(NR["fchmodat"], dfd, _p(p), mode)
+
+
+def sys_fchownat(t: GuestThread, dirfd: int, path: int, owner: int, group: int, flags: int,
+                 *_: int) -> int:
+    dfd, p = _at_path(t, dirfd, path, flags)
+    return host.syscall(NR["fchownat"], dfd, _p(p), owner, group, flags)
+
+
+def sys_utimensat(t: GuestThread, dirfd: int, path: int, times: int, flags: int,
+                  *_: int) -> int:
+    dfd = args.s32(dirfd)
+    if dfd != AT_FDCWD:
+        dfd = args.fd(t, dirfd)
+    p = _path(t, path) if path else None
+    return host.syscall(NR["utimensat"], dfd, _p(p) if p is not None else 0,
+                        args.in_ptr(t, times, 32), flags)
+
+
+def sys_utimes(t: GuestThread, path: int, times: int, *_: int) -> int:
+    p = _path(t, path)
+    return host.syscall(NR["utimes"], _p(p), args.in_ptr(t, times, 32))
+
+
+def sys_utime(t: GuestThread, path: int, times: int, *_: int) -> int:
+    p = _path(t, path)
+    return host.syscall(NR["utime"], _p(p), args.in_ptr(t, times, 16))
+
+
+def sys_futimesat(t: GuestThread, dirfd: int, path: int, times: int, *_: int) -> int:
+    dfd = args.dirfd(t, dirfd)
+    p = _path(t, path) if path else None
+    return host.syscall(NR["futimesat"], dfd, _p(p) if p is not None else 0,
+                        args.in_ptr(t, times, 32))
+
+
+def _fd_call(name: str):
+    """A syscall whose first argument is a descriptor and the rest plain integers."""
+    number = NR[name]
+
+    def handler(t: GuestThread, fd: int, a1: int, a2: int, a3: int, *_: int) -> int:
+        return host.syscall(number, args.fd(t, fd), a1, a2, a3)
+    handler.__name__ = f"sys_{name}"
+    return handler
+
+
+def sys_truncate(t: GuestThread, path: int, length: int, *_: int) -> int:
+    p = _path(t, path)
+    return host.syscall(NR["truncate"], _p(p), length)
+
+
+# ---- working directory, umask -------------------------------------------------------------
+
+def sys_getcwd(t: GuestThread, buf: int, size: int, *_: int) -> int:
+    cwd = t.proc.guest_cwd()
+    if size < len(cwd) + 1:
+        return -errno.ERANGE
+    t.mm.write(buf, cwd + b"\0")
+    return len(cwd) + 1
+
+
+def sys_chdir(t: GuestThread, path: int, *_: int) -> int:
+    p = _path(t, path)
+    return host.syscall(NR["chdir"], _p(p))
+
+
+def sys_fchdir(t: GuestThread, fd: int, *_: int) -> int:
+    return host.syscall(NR["fchdir"], args.fd(t, fd))
+
+
+def sys_umask(t: GuestThread, mask: int, *_: int) -> int:
+    return host.syscall(NR["umask"], mask & 0o777)
+
+
+# ---- pipes, file systems, sync -------------------------------------------------------------
+
+def sys_pipe2(t: GuestThread, fds: int, flags: int, *_: int) -> int:
+    pointer = args.out_ptr(t, fds, 8)
+    if not pointer:
+        return -errno.EFAULT
+    result = host.syscall(NR["pipe2"], pointer, flags)
+    if result == 0:
+        pair = t.mm.read(fds, 8)
+        read_end, write_end = int.from_bytes(pair[:4], "little"), int.from_bytes(pair[4:], "little")
+        if max(read_end, write_end) >= t.proc.fds.guest_soft:
+            os.close(read_end)
+            os.close(write_end)
+            return -errno.EMFILE
+    return result
+
+
+def sys_pipe(t: GuestThread, fds: int, *_: int) -> int:
+    return sys_pipe2(t, fds, 0)
+
+
+def sys_statfs(t: GuestThread, path: int, buf: int, *_: int) -> int:
+    p = _path(t, path)
+    return host.syscall(NR["statfs"], _p(p), args.out_ptr(t, buf, STATFS_SIZE))
+
+
+def sys_fstatfs(t: GuestThread, fd: int, buf: int, *_: int) -> int:
+    return host.syscall(NR["fstatfs"], args.fd(t, fd), args.out_ptr(t, buf, STATFS_SIZE))
+
+
+def sys_sync(t: GuestThread, *_: int) -> int:
+    return host.syscall(NR["sync"])
+
+
+def sys_mknodat(t: GuestThread, dirfd: int, path: int, mode: int, dev: int, *_: int) -> int:
+    dfd, p = args.dirfd(t, dirfd), _path(t, path)
+    return host.syscall(NR["mknodat"], dfd, _p(p), mode, dev)
+
+
+def sys_mknod(t: GuestThread, path: int, mode: int, dev: int, *_: int) -> int:
+    p = _path(t, path)
+    return host.syscall(NR["mknodat"], AT_FDCWD, _p(p), mode, dev)
+
+
+HANDLERS = {
+    "open": sys_open, "creat": sys_creat, "openat": sys_openat, "openat2": sys_openat2,
+    "close": sys_close, "close_range": sys_close_range,
+    "dup": sys_dup, "dup2": sys_dup2, "dup3": sys_dup3,
+    "fcntl": sys_fcntl, "ioctl": sys_ioctl, "flock": sys_flock,
+    "stat": sys_stat, "lstat": sys_lstat, "fstat": sys_fstat, "newfstatat": sys_newfstatat,
+    "statx": sys_statx, "getdents64": sys_getdents64, "getdents": sys_getdents,
+    "access": sys_access, "faccessat": sys_faccessat, "faccessat2": sys_faccessat2,
+    "readlink": sys_readlink, "readlinkat": sys_readlinkat,
+    "mkdir": _simple_path_call("mkdir", 2), "mkdirat": _at_call("mkdirat"),
+    "rmdir": _simple_path_call("rmdir", 1),
+    "unlink": _simple_path_call("unlink", 1), "unlinkat": _at_call("unlinkat"),
+    "rename": _two_paths("rename"), "renameat": sys_renameat, "renameat2": sys_renameat2,
+    "link": _two_paths("link"), "linkat": sys_linkat,
+    "symlink": _two_paths("symlink"), "symlinkat": sys_symlinkat,
+    "chmod": _simple_path_call("chmod", 2), "fchmod": _fd_call("fchmod"),
+    "fchmodat": sys_fchmodat,
+    "chown": _simple_path_call("chown", 3), "lchown": _simple_path_call("lchown", 3),
+    "fchown": _fd_call("fchown"), "fchownat": sys_fchownat,
+    "truncate": sys_truncate, "ftruncate": _fd_call("ftruncate"),
+    "fsync": _fd_call("fsync"), "fdatasync": _fd_call("fdatasync"),
+    "syncfs": _fd_call("syncfs"), "sync": sys_sync,
+    "sync_file_range": _fd_call("sync_file_range"),
+    "fallocate": _fd_call("fallocate"), "fadvise64": _fd_call("fadvise64"),
+    "readahead": _fd_call("readahead"),
+    "getcwd": sys_getcwd, "chdir": sys_chdir, "fchdir": sys_fchdir, "umask": sys_umask,
+    "pipe": sys_pipe, "pipe2": sys_pipe2,
+    "statfs": sys_statfs, "fstatfs": sys_fstatfs,
+    "utimensat": sys_utimensat, "utimes": sys_utimes, "utime": sys_utime,
+    "futimesat": sys_futimesat,
+    "mknod": sys_mknod, "mknodat": sys_mknodat,
+}

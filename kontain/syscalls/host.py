@@ -1,0 +1,34 @@
+"""Calling the host kernel on the guest's behalf.
+
+Most system calls are carried out by making the same call on the host with the guest's
+pointers translated to km's addresses of the same bytes: the host kernel then reads and
+writes guest memory directly (no copies) and does the rest exactly as Linux does,
+because it is Linux. Structures are the same on both sides (same architecture, same ABI).
+ctypes releases the GIL around the call, so a blocking call stalls only its own vCPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+_syscall.argtypes = [ctypes.c_long] * 7
+_get_errno = ctypes.get_errno
+
+
+def syscall(nr: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0,
+            a5: int = 0) -> int:
+    """The host system call nr; returns its result, or -errno on failure."""
+    result = _syscall(nr, a0, a1, a2, a3, a4, a5)
+    if result == -1:
+        return -_get_errno()
+    return result
+
+
+def address_of(buffer: bytes | bytearray | ctypes.Array) -> int:
+    """Host address of a km-side buffer, to pass as a pointer argument."""
+    if isinstance(buffer, bytes):
+        return ctypes.cast(ctypes.c_char_p(buffer), ctypes.c_void_p).value or 0
+    return ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))

@@ -1,0 +1,157 @@
+"""Data transfer on descriptors: read/write and their vectored, positioned relatives,
+lseek, sendfile, copy_file_range, splice and tee."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import struct
+from typing import TYPE_CHECKING
+
+from kontain.monitor.mm import GuestFault
+from kontain.syscalls import args, host
+from kontain.syscalls.numbers import NUMBERS as NR
+
+if TYPE_CHECKING:
+    from kontain.monitor.vcpu import GuestThread
+
+IOV_MAX = 1024
+_IOVEC = struct.Struct("<QQ")
+
+
+def transfer_vector(t: GuestThread, iov_va: int, iovcnt: int,
+                    write: bool) -> tuple[ctypes.Array, int]:
+    """Translate a guest iovec array into a host one.
+
+    Returns (the host iovec array, count of entries used). Buffers are translated in
+    order; one that is not accessible ends the vector there (a partial transfer, as
+    Linux does when it faults mid-way), unless it is the first, which is EFAULT.
+    """
+    count = args.s32(iovcnt)
+    if not 0 <= count <= IOV_MAX:
+        raise OSError(errno.EINVAL, "iovcnt")
+    raw = t.mm.read(iov_va, count * 16) if count else b""
+    host_iov = (ctypes.c_uint64 * (2 * max(count, 1)))()
+    used = 0
+    total = 0
+    for i in range(count):
+        base, length = _IOVEC.unpack_from(raw, i * 16)
+        if length > 1 << 63:
+            raise OSError(errno.EINVAL, "iov_len")
+        total += length
+        if total > 1 << 63:
+            raise OSError(errno.EINVAL, "iov total")
+        if not length:
+            continue
+        try:
+            address, usable = args.buffer_ptr(t, base, length, write)
+        except GuestFault:
+            if used == 0:
+                raise
+            break
+        host_iov[2 * used] = address
+        host_iov[2 * used + 1] = usable
+        used += 1
+        if usable < length:
+            break
+    return host_iov, used
+
+
+def sys_read(t: GuestThread, fd: int, buf: int, count: int, *_: int) -> int:
+    fd = args.fd(t, fd)
+    if count > args.MAX_RW_COUNT:
+        count = args.MAX_RW_COUNT
+    address, count = args.buffer_ptr(t, buf, count, True) if count else (0, 0)
+    return host.syscall(NR["read"], fd, address, count)
+
+
+def sys_write(t: GuestThread, fd: int, buf: int, count: int, *_: int) -> int:
+    fd = args.fd(t, fd)
+    if count > args.MAX_RW_COUNT:
+        count = args.MAX_RW_COUNT
+    address, count = args.buffer_ptr(t, buf, count, False) if count else (0, 0)
+    result = host.syscall(NR["write"], fd, address, count)
+    if result == -errno.EPIPE:
+        t.proc.broken_pipe(t)
+    return result
+
+
+def sys_pread64(t: GuestThread, fd: int, buf: int, count: int, offset: int, *_: int) -> int:
+    fd = args.fd(t, fd)
+    count = min(count, args.MAX_RW_COUNT)
+    address, count = args.buffer_ptr(t, buf, count, True) if count else (0, 0)
+    return host.syscall(NR["pread64"], fd, address, count, offset)
+
+
+def sys_pwrite64(t: GuestThread, fd: int, buf: int, count: int, offset: int, *_: int) -> int:
+    fd = args.fd(t, fd)
+    count = min(count, args.MAX_RW_COUNT)
+    address, count = args.buffer_ptr(t, buf, count, False) if count else (0, 0)
+    result = host.syscall(NR["pwrite64"], fd, address, count, offset)
+    if result == -errno.EPIPE:
+        t.proc.broken_pipe(t)
+    return result
+
+
+def _vectored(name: str, write_to_guest: bool):
+    number = NR[name]
+    sends = not write_to_guest
+
+    def handler(t: GuestThread, fd: int, iov: int, iovcnt: int, a3: int, a4: int,
+                a5: int) -> int:
+        fd = args.fd(t, fd)
+        vector, used = transfer_vector(t, iov, iovcnt, write_to_guest)
+        result = host.syscall(number, fd, ctypes.addressof(vector), used, a3, a4, a5)
+        if sends and result == -errno.EPIPE:
+            t.proc.broken_pipe(t)
+        return result
+    handler.__name__ = f"sys_{name}"
+    return handler
+
+
+def sys_lseek(t: GuestThread, fd: int, offset: int, whence: int, *_: int) -> int:
+    return host.syscall(NR["lseek"], args.fd(t, fd), offset, whence)
+
+
+def sys_sendfile(t: GuestThread, out_fd: int, in_fd: int, offset: int, count: int,
+                 *_: int) -> int:
+    result = host.syscall(NR["sendfile"], args.fd(t, out_fd), args.fd(t, in_fd),
+                          args.out_ptr(t, offset, 8), count)
+    if result == -errno.EPIPE:
+        t.proc.broken_pipe(t)
+    return result
+
+
+def sys_copy_file_range(t: GuestThread, fd_in: int, off_in: int, fd_out: int, off_out: int,
+                        length: int, flags: int) -> int:
+    return host.syscall(NR["copy_file_range"], args.fd(t, fd_in), args.out_ptr(t, off_in, 8),
+                        args.fd(t, fd_out), args.out_ptr(t, off_out, 8), length, flags)
+
+
+def sys_splice(t: GuestThread, fd_in: int, off_in: int, fd_out: int, off_out: int,
+               length: int, flags: int) -> int:
+    return host.syscall(NR["splice"], args.fd(t, fd_in), args.out_ptr(t, off_in, 8),
+                        args.fd(t, fd_out), args.out_ptr(t, off_out, 8), length, flags)
+
+
+def sys_tee(t: GuestThread, fd_in: int, fd_out: int, length: int, flags: int, *_: int) -> int:
+    return host.syscall(NR["tee"], args.fd(t, fd_in), args.fd(t, fd_out), length, flags)
+
+
+HANDLERS = {
+    "read": sys_read,
+    "write": sys_write,
+    "pread64": sys_pread64,
+    "pwrite64": sys_pwrite64,
+    "readv": _vectored("readv", True),
+    "writev": _vectored("writev", False),
+    "preadv": _vectored("preadv", True),
+    "pwritev": _vectored("pwritev", False),
+    "preadv2": _vectored("preadv2", True),
+    "pwritev2": _vectored("pwritev2", False),
+    "lseek": sys_lseek,
+    "sendfile": sys_sendfile,
+    "copy_file_range": sys_copy_file_range,
+    "splice": sys_splice,
+    "tee": sys_tee,
+}

@@ -1,0 +1,62 @@
+"""The system around the process: uname, getrandom, sysinfo, personality, memfd,
+eventfd."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from kontain.syscalls import args, host
+from kontain.syscalls.numbers import NUMBERS as NR
+
+if TYPE_CHECKING:
+    from kontain.monitor.vcpu import GuestThread
+
+UTSNAME_SIZE = 6 * 65
+SYSINFO_SIZE = 112
+
+
+def sys_uname(t: GuestThread, buf: int, *_: int) -> int:
+    return host.syscall(NR["uname"], args.out_ptr(t, buf, UTSNAME_SIZE))
+
+
+def sys_getrandom(t: GuestThread, buf: int, length: int, flags: int, *_: int) -> int:
+    length = min(length, args.MAX_RW_COUNT)
+    address, length = args.buffer_ptr(t, buf, length, True) if length else (0, 0)
+    return host.syscall(NR["getrandom"], address, length, flags)
+
+
+def sys_sysinfo(t: GuestThread, info: int, *_: int) -> int:
+    return host.syscall(NR["sysinfo"], args.out_ptr(t, info, SYSINFO_SIZE))
+
+
+def sys_personality(t: GuestThread, persona: int, *_: int) -> int:
+    persona &= 0xFFFFFFFF
+    if persona == 0xFFFFFFFF:
+        return t.proc.personality
+    if persona & 0xFF not in (0,):  # only PER_LINUX and its flags
+        return -errno.EINVAL
+    old, t.proc.personality = t.proc.personality, persona
+    return old
+
+
+def sys_eventfd2(t: GuestThread, initval: int, flags: int, *_: int) -> int:
+    result = host.syscall(NR["eventfd2"], initval & 0xFFFFFFFF, flags)
+    return t.proc.fds.adopt(result) if result >= 0 else result
+
+
+def sys_eventfd(t: GuestThread, initval: int, *_: int) -> int:
+    return sys_eventfd2(t, initval, 0)
+
+
+def sys_memfd_create(t: GuestThread, name: int, flags: int, *_: int) -> int:
+    label = t.mm.cstring(name, 250)
+    result = host.syscall(NR["memfd_create"], host.address_of(label), flags)
+    return t.proc.fds.adopt(result) if result >= 0 else result
+
+
+HANDLERS = {
+    "uname": sys_uname, "getrandom": sys_getrandom, "sysinfo": sys_sysinfo,
+    "personality": sys_personality, "eventfd2": sys_eventfd2, "eventfd": sys_eventfd,
+    "memfd_create": sys_memfd_create,
+}

@@ -1,0 +1,109 @@
+"""Memory: brk, mmap, munmap, mprotect, mremap, madvise, msync, mincore, mlock."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from kontain.monitor import mm as m
+from kontain.syscalls import args, host
+from kontain.syscalls.numbers import NUMBERS as NR
+
+if TYPE_CHECKING:
+    from kontain.monitor.vcpu import GuestThread
+
+#: madvise advice km forwards to the host pages backing the range; anything else is EINVAL.
+FORWARDED_ADVICE = frozenset({0, 1, 2, 3, 4, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+                              21, 22, 23, 24, 25})
+
+
+def sys_brk(t: GuestThread, addr: int, *_: int) -> int:
+    return t.mm.brk(addr)
+
+
+def sys_mmap(t: GuestThread, addr: int, length: int, prot: int, flags: int, fd: int,
+             offset: int) -> int:
+    flags &= 0xFFFFFFFF
+    number = -1
+    if not flags & m.MAP_ANONYMOUS:
+        number = args.fd(t, fd)
+    start = t.mm.mmap(addr, length, prot & 0xFFFFFFFF, flags, number, offset,
+                      name=t.proc.path_of_fd(number) if number >= 0 else "")
+    t.proc.trace.log("mem", f"mmap({addr:#x}, {length:#x}, {prot}, {flags:#x}, {args.s32(fd)},"
+                            f" {offset:#x}) = {start:#x}")
+    return start
+
+
+def sys_munmap(t: GuestThread, addr: int, length: int, *_: int) -> int:
+    t.mm.munmap(addr, length)
+    return 0
+
+
+def sys_mprotect(t: GuestThread, addr: int, length: int, prot: int, *_: int) -> int:
+    t.mm.mprotect(addr, length, prot & 0xFFFFFFFF)
+    return 0
+
+
+def sys_mremap(t: GuestThread, old: int, old_size: int, new_size: int, flags: int,
+               new_addr: int, *_: int) -> int:
+    return t.mm.mremap(old, old_size, new_size, flags & 0xFFFFFFFF, new_addr)
+
+
+def sys_madvise(t: GuestThread, addr: int, length: int, advice: int, *_: int) -> int:
+    advice = args.s32(advice)
+    if advice not in FORWARDED_ADVICE:
+        return -errno.EINVAL
+    t.mm.madvise(addr, length, advice)
+    return 0
+
+
+def sys_msync(t: GuestThread, addr: int, length: int, flags: int, *_: int) -> int:
+    t.mm.msync(addr, length, flags & 0xFFFFFFFF)
+    return 0
+
+
+def sys_mincore(t: GuestThread, addr: int, length: int, vec: int, *_: int) -> int:
+    """Residency of each page, asked of the host pages behind the guest's."""
+    if addr & 0xFFF:
+        return -errno.EINVAL
+    end = m.page_up(addr + length)
+    residency = bytearray((end - addr) >> 12)
+    va = addr
+    while va < end:
+        vma = t.mm.find(va)
+        if vma is None:
+            return -errno.ENOMEM
+        stop = min(end, vma.end)
+        if vma.pa is not None:
+            chunk = bytearray((stop - va) >> 12)
+            result = host.syscall(NR["mincore"], t.mm.host_base + vma.pa + va - vma.start,
+                                  stop - va, host.address_of(chunk))
+            if result < 0:
+                return result
+            first = (va - addr) >> 12
+            residency[first:first + len(chunk)] = bytes(b & 1 for b in chunk)
+        va = stop
+    t.mm.write(vec, bytes(residency))
+    return 0
+
+
+def _locked_range(name: str):
+    number = NR[name]
+
+    def handler(t: GuestThread, addr: int, length: int, a2: int, *_: int) -> int:
+        start = addr & ~0xFFF
+        for pa, size in t.mm.segments(start, m.page_up(addr + length) - start):
+            result = host.syscall(number, t.mm.host_base + pa, size, a2)
+            if result < 0:
+                return result
+        return 0
+    handler.__name__ = f"sys_{name}"
+    return handler
+
+
+HANDLERS = {
+    "brk": sys_brk, "mmap": sys_mmap, "munmap": sys_munmap, "mprotect": sys_mprotect,
+    "mremap": sys_mremap, "madvise": sys_madvise, "msync": sys_msync, "mincore": sys_mincore,
+    "mlock": _locked_range("mlock"), "munlock": _locked_range("munlock"),
+    "mlock2": _locked_range("mlock2"),
+}

@@ -1,0 +1,2 @@
+"""Sockets."""
+HANDLERS: dict = {}

@@ -1,0 +1,2 @@
+"""Waiting on descriptors: poll, ppoll, select, pselect6, epoll."""
+HANDLERS: dict = {}

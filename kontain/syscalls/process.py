@@ -1,0 +1,268 @@
+"""The process and its identity: exit, ids, limits, usage, scheduling, arch_prctl,
+thread bookkeeping (set_tid_address, robust lists, rseq), prctl."""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import struct
+from typing import TYPE_CHECKING
+
+from kontain.machine import cpu
+from kontain.monitor.exits import ExitProcess
+from kontain.syscalls import args, host
+from kontain.syscalls.numbers import NUMBERS as NR
+
+if TYPE_CHECKING:
+    from kontain.monitor.vcpu import GuestThread
+
+_RLIMIT = struct.Struct("<QQ")
+RLIM_INFINITY = (1 << 64) - 1
+RLIMIT_NOFILE = 7
+#: Limits km applies to itself as well as reporting them (they act per host process);
+#: the others are the guest's own (km's memory limits must not follow the guest's).
+HOST_ENFORCED_LIMITS = frozenset({0, 1, 4})  # RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_CORE
+
+
+def sys_exit(t: GuestThread, status: int, *_: int) -> int:
+    # A single-threaded process ends with its only thread.
+    raise ExitProcess(status)
+
+
+def sys_exit_group(t: GuestThread, status: int, *_: int) -> int:
+    raise ExitProcess(status)
+
+
+def sys_getpid(t: GuestThread, *_: int) -> int:
+    return t.proc.pid
+
+
+def sys_gettid(t: GuestThread, *_: int) -> int:
+    return t.tid
+
+
+def sys_getppid(t: GuestThread, *_: int) -> int:
+    return os.getppid()
+
+
+def _plain(name: str):
+    """A call with only integer arguments, made on the host as it is."""
+    number = NR[name]
+
+    def handler(t: GuestThread, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+        return host.syscall(number, a0, a1, a2, a3, a4, a5)
+    handler.__name__ = f"sys_{name}"
+    return handler
+
+
+def sys_getresuid(t: GuestThread, ruid: int, euid: int, suid: int, *_: int) -> int:
+    return host.syscall(NR["getresuid"], args.out_ptr(t, ruid, 4), args.out_ptr(t, euid, 4),
+                        args.out_ptr(t, suid, 4))
+
+
+def sys_getresgid(t: GuestThread, rgid: int, egid: int, sgid: int, *_: int) -> int:
+    return host.syscall(NR["getresgid"], args.out_ptr(t, rgid, 4), args.out_ptr(t, egid, 4),
+                        args.out_ptr(t, sgid, 4))
+
+
+def sys_getgroups(t: GuestThread, size: int, lst: int, *_: int) -> int:
+    size = args.s32(size)
+    if size < 0:
+        return -errno.EINVAL
+    return host.syscall(NR["getgroups"], size, args.out_ptr(t, lst, 4 * size) if size else 0)
+
+
+def sys_setgroups(t: GuestThread, size: int, lst: int, *_: int) -> int:
+    size = args.s32(size)
+    if not 0 <= size <= 65536:
+        return -errno.EINVAL
+    return host.syscall(NR["setgroups"], size, args.in_ptr(t, lst, 4 * size) if size else 0)
+
+
+# ---- limits ------------------------------------------------------------------------------
+
+def _get_limit(t: GuestThread, resource_id: int) -> tuple[int, int]:
+    if resource_id == RLIMIT_NOFILE:
+        return t.proc.fds.guest_soft, t.proc.fds.guest_hard
+    soft, hard = t.proc.rlimits[resource_id]
+    return (RLIM_INFINITY if soft < 0 else soft), (RLIM_INFINITY if hard < 0 else hard)
+
+
+def _set_limit(t: GuestThread, resource_id: int, soft: int, hard: int) -> None:
+    if soft > hard:
+        raise OSError(errno.EINVAL, "soft limit above hard limit")
+    if resource_id == RLIMIT_NOFILE:
+        t.proc.fds.set_limit(soft, hard)
+        return
+    old_soft, old_hard = _get_limit(t, resource_id)
+    if hard > old_hard and os.geteuid() != 0:
+        raise OSError(errno.EPERM, "raising a hard limit")
+    as_host = tuple(resource.RLIM_INFINITY if v == RLIM_INFINITY else v for v in (soft, hard))
+    if resource_id in HOST_ENFORCED_LIMITS:
+        resource.setrlimit(resource_id, as_host)
+    t.proc.rlimits[resource_id] = as_host
+
+
+def sys_prlimit64(t: GuestThread, pid: int, resource_id: int, new: int, old: int,
+                  *_: int) -> int:
+    pid = args.s32(pid)
+    if pid not in (0, t.proc.pid):
+        return -errno.ESRCH
+    resource_id &= 0xFFFFFFFF
+    if resource_id >= 16:
+        return -errno.EINVAL
+    new_limit = _RLIMIT.unpack(t.mm.read(new, 16)) if new else None
+    if old:
+        t.mm.write(old, _RLIMIT.pack(*_get_limit(t, resource_id)))
+    if new_limit is not None:
+        _set_limit(t, resource_id, *new_limit)
+    return 0
+
+
+def sys_getrlimit(t: GuestThread, resource_id: int, rlim: int, *_: int) -> int:
+    return sys_prlimit64(t, 0, resource_id, 0, rlim)
+
+
+def sys_setrlimit(t: GuestThread, resource_id: int, rlim: int, *_: int) -> int:
+    if not rlim:
+        return -errno.EFAULT
+    return sys_prlimit64(t, 0, resource_id, rlim, 0)
+
+
+def sys_getrusage(t: GuestThread, who: int, usage: int, *_: int) -> int:
+    return host.syscall(NR["getrusage"], args.s32(who), args.out_ptr(t, usage, 144))
+
+
+# ---- scheduling ----------------------------------------------------------------------------
+
+def sys_sched_getaffinity(t: GuestThread, pid: int, size: int, mask: int, *_: int) -> int:
+    pid = args.s32(pid)
+    if pid not in (0, t.proc.pid, t.tid):
+        return -errno.ESRCH
+    return host.syscall(NR["sched_getaffinity"], 0, size, args.out_ptr(t, mask, size))
+
+
+def sys_sched_setaffinity(t: GuestThread, pid: int, size: int, mask: int, *_: int) -> int:
+    pid = args.s32(pid)
+    if pid not in (0, t.proc.pid, t.tid):
+        return -errno.ESRCH
+    return host.syscall(NR["sched_setaffinity"], 0, size, args.in_ptr(t, mask, size))
+
+
+def sys_getcpu(t: GuestThread, cpu_out: int, node: int, *_: int) -> int:
+    return host.syscall(NR["getcpu"], args.out_ptr(t, cpu_out, 4), args.out_ptr(t, node, 4), 0)
+
+
+def _sched_for_self(name: str, size: int, out: bool):
+    number = NR[name]
+
+    def handler(t: GuestThread, pid: int, a1: int, a2: int, *_: int) -> int:
+        if args.s32(pid) not in (0, t.proc.pid, t.tid):
+            return -errno.ESRCH
+        pointer = args.out_ptr(t, a1, size) if out else args.in_ptr(t, a1, size)
+        return host.syscall(number, 0, pointer, a2)
+    handler.__name__ = f"sys_{name}"
+    return handler
+
+
+# ---- arch_prctl, thread bookkeeping -------------------------------------------------------
+
+ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
+ARCH_GET_CPUID, ARCH_SET_CPUID = 0x1011, 0x1012
+CANONICAL_LIMIT = 0x0000_8000_0000_0000
+
+
+def sys_arch_prctl(t: GuestThread, code: int, addr: int, *_: int) -> int:
+    if code in (ARCH_SET_FS, ARCH_SET_GS):
+        if addr >= CANONICAL_LIMIT:
+            return -errno.EPERM
+        t.vcpu.set_msrs([(cpu.MSR_FS_BASE if code == ARCH_SET_FS else cpu.MSR_GS_BASE, addr)])
+        return 0
+    if code in (ARCH_GET_FS, ARCH_GET_GS):
+        msr = cpu.MSR_FS_BASE if code == ARCH_GET_FS else cpu.MSR_GS_BASE
+        t.mm.write_u64(addr, t.vcpu.get_msrs([msr])[msr])
+        return 0
+    if code == ARCH_GET_CPUID:
+        return 1  # cpuid is always allowed in a Kontain VM
+    if code == ARCH_SET_CPUID:
+        return -errno.ENODEV  # no CPUID faulting
+    return -errno.EINVAL
+
+
+def sys_set_tid_address(t: GuestThread, tidptr: int, *_: int) -> int:
+    t.clear_child_tid = tidptr
+    return t.tid
+
+
+def sys_set_robust_list(t: GuestThread, head: int, length: int, *_: int) -> int:
+    if length != 24:
+        return -errno.EINVAL
+    t.robust_list = head
+    return 0
+
+
+def sys_get_robust_list(t: GuestThread, pid: int, head_ptr: int, len_ptr: int, *_: int) -> int:
+    if args.s32(pid) not in (0, t.tid):
+        return -errno.ESRCH
+    t.mm.write_u64(head_ptr, t.robust_list)
+    t.mm.write_u64(len_ptr, 24)
+    return 0
+
+
+# ---- prctl ----------------------------------------------------------------------------------
+
+PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
+PR_SET_NAME, PR_GET_NAME, PR_GET_SECCOMP, PR_CAPBSET_READ = 15, 16, 21, 23
+PR_GET_TIMERSLACK, PR_SET_TIMERSLACK = 30, 29
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
+PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 38, 39
+PR_SET_THP_DISABLE, PR_GET_THP_DISABLE = 41, 42
+PR_SET_VMA = 0x53564D41
+_HOST_PRCTL = {PR_SET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE, PR_CAPBSET_READ,
+               PR_GET_TIMERSLACK, PR_SET_TIMERSLACK, PR_SET_CHILD_SUBREAPER,
+               PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS, PR_SET_THP_DISABLE,
+               PR_GET_THP_DISABLE, PR_GET_SECCOMP}
+
+
+def sys_prctl(t: GuestThread, option: int, a2: int, a3: int, a4: int, a5: int, *_: int) -> int:
+    option = args.s32(option)
+    if option == PR_SET_NAME:
+        t.name = t.mm.cstring(a2, 16)[:15]
+        return 0
+    if option == PR_GET_NAME:
+        t.mm.write(a2, t.name[:15].ljust(16, b"\0"))
+        return 0
+    if option in (PR_GET_PDEATHSIG, PR_GET_CHILD_SUBREAPER):
+        return host.syscall(NR["prctl"], option, args.out_ptr(t, a2, 4))
+    if option in _HOST_PRCTL:
+        return host.syscall(NR["prctl"], option, a2, a3, a4, a5)
+    return -errno.EINVAL
+
+
+HANDLERS = {
+    "exit": sys_exit, "exit_group": sys_exit_group,
+    "getpid": sys_getpid, "gettid": sys_gettid, "getppid": sys_getppid,
+    "getuid": _plain("getuid"), "geteuid": _plain("geteuid"), "getgid": _plain("getgid"),
+    "getegid": _plain("getegid"), "getresuid": sys_getresuid, "getresgid": sys_getresgid,
+    "getgroups": sys_getgroups, "setgroups": sys_setgroups,
+    "setuid": _plain("setuid"), "setgid": _plain("setgid"), "setreuid": _plain("setreuid"),
+    "setregid": _plain("setregid"), "setresuid": _plain("setresuid"),
+    "setresgid": _plain("setresgid"), "setfsuid": _plain("setfsuid"),
+    "setfsgid": _plain("setfsgid"),
+    "getpgrp": _plain("getpgrp"), "getpgid": _plain("getpgid"), "getsid": _plain("getsid"),
+    "setsid": _plain("setsid"), "setpgid": _plain("setpgid"),
+    "prlimit64": sys_prlimit64, "getrlimit": sys_getrlimit, "setrlimit": sys_setrlimit,
+    "getrusage": sys_getrusage,
+    "sched_yield": _plain("sched_yield"), "sched_getaffinity": sys_sched_getaffinity,
+    "sched_setaffinity": sys_sched_setaffinity, "getcpu": sys_getcpu,
+    "sched_getscheduler": _plain("sched_getscheduler"),
+    "sched_get_priority_max": _plain("sched_get_priority_max"),
+    "sched_get_priority_min": _plain("sched_get_priority_min"),
+    "sched_getparam": _sched_for_self("sched_getparam", 4, True),
+    "sched_setparam": _sched_for_self("sched_setparam", 4, False),
+    "getpriority": _plain("getpriority"), "setpriority": _plain("setpriority"),
+    "arch_prctl": sys_arch_prctl, "set_tid_address": sys_set_tid_address,
+    "set_robust_list": sys_set_robust_list, "get_robust_list": sys_get_robust_list,
+    "prctl": sys_prctl,
+}

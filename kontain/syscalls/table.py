@@ -1,0 +1,103 @@
+"""The syscall table: handlers by number, with -S statistics and -V tracing layered on.
+
+Each family module (fs, io, mm, ...) exports HANDLERS, a map from syscall name to
+handler. A handler reads like the man page: it takes the thread and the six argument
+registers, and returns the result or -errno (raising OSError or GuestFault works too;
+the run loop turns them into -errno / -EFAULT). Numbers without a handler return
+-ENOSYS, traced once under -V.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from kontain.syscalls.numbers import NAMES, NUMBERS
+
+if TYPE_CHECKING:
+    from kontain.monitor.process import Process
+    from kontain.monitor.vcpu import GuestThread
+
+Handler = Callable[..., int]
+TABLE_SIZE = 512
+
+
+def all_handlers() -> dict[str, Handler]:
+    from kontain.syscalls import fs, io, misc, mm, net, poll, process, signal, time as time_
+    handlers: dict[str, Handler] = {}
+    for family in (fs, io, misc, mm, net, poll, process, signal, time_):
+        handlers.update(family.HANDLERS)
+    return handlers
+
+
+class SyscallTable:
+    """The per-process dispatch table and its counters."""
+
+    def __init__(self, proc: Process, handlers: dict[str, Handler] | None = None) -> None:
+        self._proc = proc
+        self._trace = proc.trace
+        self._unknown_seen: set[int] = set()
+        self.stats: dict[str, list[int]] = {}
+        handlers = all_handlers() if handlers is None else handlers
+        table: list[Handler | None] = [None] * TABLE_SIZE
+        for name, handler in handlers.items():
+            number = NUMBERS[name]
+            if proc.options.stats:
+                handler = self._counted(name, handler)
+            if self._trace.enabled("syscall"):
+                handler = self._traced(name, handler)
+            table[number] = handler
+        self.table = table
+
+    def unknown(self, thread: GuestThread, nr: int) -> int:
+        if self._proc.options.stats:
+            self.stats.setdefault(NAMES.get(nr, f"#{nr}"), [0, 0])[0] += 1
+        if nr not in self._unknown_seen:
+            self._unknown_seen.add(nr)
+            self._trace.log("syscall", f"unsupported syscall {NAMES.get(nr, nr)} ({nr}): ENOSYS")
+        return -errno.ENOSYS
+
+    def _counted(self, name: str, handler: Handler) -> Handler:
+        counter = self.stats.setdefault(name, [0, 0])
+        clock = time.perf_counter_ns
+
+        def counted(t: GuestThread, *args: int) -> int:
+            start = clock()
+            try:
+                return handler(t, *args)
+            finally:
+                counter[0] += 1
+                counter[1] += clock() - start
+        return counted
+
+    def _traced(self, name: str, handler: Handler) -> Handler:
+        log = self._trace.log
+
+        def traced(t: GuestThread, *args: int) -> int:
+            shown = ", ".join(hex(a) for a in args)
+            try:
+                result = handler(t, *args)
+            except OSError as e:
+                log("syscall", f"[{t.tid}] {name}({shown}) = -{errno.errorcode.get(e.errno, e.errno)}")
+                raise
+            except Exception as e:
+                log("syscall", f"[{t.tid}] {name}({shown}) raised {type(e).__name__}")
+                raise
+            text = f"-{errno.errorcode.get(-result, -result)}" if -4096 < result < 0 else hex(result)
+            log("syscall", f"[{t.tid}] {name}({shown}) = {text}")
+            return result
+        return traced
+
+    def report(self, exits: int, elapsed_ns: int) -> str:
+        """The -S table: calls and time per syscall, busiest first."""
+        lines = [f"km: {'syscall':<20} {'calls':>10} {'total ms':>10} {'us/call':>9}"]
+        total_calls = 0
+        for name, (count, ns) in sorted(self.stats.items(), key=lambda kv: -kv[1][0]):
+            if count:
+                total_calls += count
+                lines.append(f"km: {name:<20} {count:>10} {ns / 1e6:>10.3f} "
+                             f"{ns / count / 1e3:>9.2f}")
+        lines.append(f"km: {'total hypercalls':<20} {total_calls:>10}")
+        return "\n".join(lines) + "\n"
