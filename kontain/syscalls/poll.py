@@ -1,2 +1,140 @@
-"""Waiting on descriptors: poll, ppoll, select, pselect6, epoll."""
-HANDLERS: dict = {}
+"""Waiting on descriptors: poll, ppoll, select, pselect6, epoll, eventfd's readiness.
+
+Guest fds are host fds, so the host does the waiting on guest memory in place. What km
+must add is the fence around its own descriptors: a guest that names one (they sit
+above the guest's RLIMIT_NOFILE) sees it as a closed descriptor.
+
+The signal masks of ppoll/pselect6/epoll_pwait are not applied yet: km delivers no
+asynchronous signals to the payload until signal delivery exists (the signals issue).
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from typing import TYPE_CHECKING
+
+from kontain.syscalls import args, host
+from kontain.syscalls.numbers import NUMBERS as NR
+
+if TYPE_CHECKING:
+    from kontain.monitor.vcpu import GuestThread
+
+POLLNVAL = 0x20
+_POLLFD = struct.Struct("<ihh")
+EPOLL_EVENT_SIZE = 12  # struct epoll_event is packed on x86-64
+EPOLL_MAX_EVENTS = 0x7FFFFFFF // EPOLL_EVENT_SIZE
+
+
+def _poll(t: GuestThread, number: int, fds: int, nfds: int, a2: int, a3: int = 0,
+          a4: int = 0) -> int:
+    if nfds > t.proc.fds.guest_soft:
+        return -errno.EINVAL
+    size = nfds * _POLLFD.size
+    pointer = args.out_ptr(t, fds, size) if nfds else 0
+    # Hide km's own descriptors: give them fd -1 for the call (ignored by the host),
+    # then report them as POLLNVAL, as Linux reports a closed descriptor.
+    km_base = t.proc.fds.km_base
+    fenced = []
+    if nfds:
+        raw = t.mm.read(fds, size)
+        for i, (fd, events, _revents) in enumerate(_POLLFD.iter_unpack(raw)):
+            if fd >= km_base:
+                fenced.append((i, fd, events))
+                t.mm.write(fds + i * 8, _POLLFD.pack(-1, events, 0))
+    result = host.syscall(number, pointer, nfds, a2, a3, a4)
+    for i, fd, events in fenced:
+        t.mm.write(fds + i * 8, _POLLFD.pack(fd, events, POLLNVAL))
+    if fenced and result >= 0:
+        result += len(fenced)
+    return result
+
+
+def sys_poll(t: GuestThread, fds: int, nfds: int, timeout: int, *_: int) -> int:
+    return _poll(t, NR["poll"], fds, nfds & 0xFFFFFFFF, args.s32(timeout))
+
+
+def sys_ppoll(t: GuestThread, fds: int, nfds: int, tsp: int, sigmask: int, sigsetsize: int,
+              *_: int) -> int:
+    # The kernel writes the time left back into *tsp.
+    return _poll(t, NR["ppoll"], fds, nfds & 0xFFFFFFFF, args.out_ptr(t, tsp, 16), 0,
+                 sigsetsize)
+
+
+def _fd_set_bytes(nfds: int) -> int:
+    return (nfds + 63) // 64 * 8
+
+
+def _select(t: GuestThread, number: int, nfds: int, readfds: int, writefds: int,
+            exceptfds: int, timeout: int, timeout_size: int) -> int:
+    nfds = args.s32(nfds)
+    if nfds < 0:
+        return -errno.EINVAL
+    nfds = min(nfds, t.proc.fds.km_base)  # km's descriptors are never watched
+    size = _fd_set_bytes(nfds)
+    return host.syscall(number, nfds, args.out_ptr(t, readfds, size),
+                        args.out_ptr(t, writefds, size), args.out_ptr(t, exceptfds, size),
+                        args.out_ptr(t, timeout, timeout_size), 0)
+
+
+def sys_select(t: GuestThread, nfds: int, readfds: int, writefds: int, exceptfds: int,
+               timeout: int, *_: int) -> int:
+    return _select(t, NR["select"], nfds, readfds, writefds, exceptfds, timeout, 16)
+
+
+def sys_pselect6(t: GuestThread, nfds: int, readfds: int, writefds: int, exceptfds: int,
+                 timeout: int, sigmask: int) -> int:
+    return _select(t, NR["pselect6"], nfds, readfds, writefds, exceptfds, timeout, 16)
+
+
+def sys_epoll_create(t: GuestThread, size: int, *_: int) -> int:
+    if args.s32(size) <= 0:
+        return -errno.EINVAL
+    return sys_epoll_create1(t, 0)
+
+
+def sys_epoll_create1(t: GuestThread, flags: int, *_: int) -> int:
+    result = host.syscall(NR["epoll_create1"], flags)
+    return t.proc.fds.adopt(result) if result >= 0 else result
+
+
+def sys_epoll_ctl(t: GuestThread, epfd: int, op: int, fd: int, event: int, *_: int) -> int:
+    return host.syscall(NR["epoll_ctl"], args.fd(t, epfd), op, args.fd(t, fd),
+                        args.in_ptr(t, event, EPOLL_EVENT_SIZE))
+
+
+def _events(t: GuestThread, events: int, maxevents: int) -> int:
+    maxevents = args.s32(maxevents)
+    if not 0 < maxevents <= EPOLL_MAX_EVENTS:
+        raise OSError(errno.EINVAL, "maxevents")
+    pointer = args.out_ptr(t, events, maxevents * EPOLL_EVENT_SIZE)
+    if not pointer:
+        raise OSError(errno.EFAULT, "events")
+    return pointer
+
+
+def sys_epoll_wait(t: GuestThread, epfd: int, events: int, maxevents: int, timeout: int,
+                   *_: int) -> int:
+    epfd = args.fd(t, epfd)
+    return host.syscall(NR["epoll_wait"], epfd, _events(t, events, maxevents),
+                        args.s32(maxevents), args.s32(timeout))
+
+
+def sys_epoll_pwait(t: GuestThread, epfd: int, events: int, maxevents: int, timeout: int,
+                    sigmask: int, sigsetsize: int) -> int:
+    return sys_epoll_wait(t, epfd, events, maxevents, timeout)
+
+
+def sys_epoll_pwait2(t: GuestThread, epfd: int, events: int, maxevents: int, timeout: int,
+                     sigmask: int, sigsetsize: int) -> int:
+    epfd = args.fd(t, epfd)
+    return host.syscall(NR["epoll_pwait2"], epfd, _events(t, events, maxevents),
+                        args.s32(maxevents), args.in_ptr(t, timeout, 16), 0, 8)
+
+
+HANDLERS = {
+    "poll": sys_poll, "ppoll": sys_ppoll, "select": sys_select, "pselect6": sys_pselect6,
+    "epoll_create": sys_epoll_create, "epoll_create1": sys_epoll_create1,
+    "epoll_ctl": sys_epoll_ctl, "epoll_wait": sys_epoll_wait, "epoll_pwait": sys_epoll_pwait,
+    "epoll_pwait2": sys_epoll_pwait2,
+}
