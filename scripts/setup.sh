@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up km on a fresh Debian/Ubuntu machine, then run a demo payload in its own VM.
+#   scripts/setup.sh            install, then run the demo
+#   scripts/setup.sh --no-demo  install only (what .ci/run uses)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ ! -e /dev/kvm ]; then
+	echo "setup: /dev/kvm is missing: km runs payloads in KVM virtual machines and needs it" >&2
+	exit 1
+fi
+
+# Toolchains the tests build their payloads with, and the real programs they run.
+packages=(gcc binutils musl-tools busybox-static)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	sudo=""
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	$sudo apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+fi
+
+python3 -m venv "$root/.venv"
+"$root/.venv/bin/pip" install -q --upgrade "$root[dev]"
+
+if [ "${1:-}" != "--no-demo" ]; then
+	mkdir -p "$root/.cache/demo"
+	musl-gcc -static -O2 -o "$root/.cache/demo/hello" "$root/examples/hello.c"
+	echo "+ .venv/bin/km .cache/demo/hello"
+	"$root/.venv/bin/km" "$root/.cache/demo/hello"
+fi
