@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from dataclasses import dataclass
 
 ET_EXEC, ET_DYN = 2, 3
 EM_X86_64 = 62
@@ -28,30 +27,26 @@ class ExecError(Exception):
         self.errno = err
 
 
-@dataclass(frozen=True)
 class Segment:
-    type: int
-    flags: int
-    offset: int
-    vaddr: int
-    paddr: int
-    filesz: int
-    memsz: int
-    align: int
+    """One program header (Elf64_Phdr)."""
+
+    __slots__ = ("type", "flags", "offset", "vaddr", "paddr", "filesz", "memsz", "align")
+
+    def __init__(self, type: int, flags: int, offset: int, vaddr: int, paddr: int,
+                 filesz: int, memsz: int, align: int) -> None:
+        self.type, self.flags, self.offset, self.vaddr = type, flags, offset, vaddr
+        self.paddr, self.filesz, self.memsz, self.align = paddr, filesz, memsz, align
 
 
-@dataclass(frozen=True)
 class ElfImage:
     """What the loader needs from an executable file."""
 
-    path: str
-    type: int
-    entry: int
-    phoff: int
-    phentsize: int
-    segments: tuple[Segment, ...]
-    interpreter: str | None
-    raw_phdrs: bytes
+    def __init__(self, path: str, type: int, entry: int, phoff: int, phentsize: int,
+                 segments: tuple[Segment, ...], interpreter: str | None,
+                 raw_phdrs: bytes) -> None:
+        self.path, self.type, self.entry, self.phoff = path, type, entry, phoff
+        self.phentsize, self.segments, self.interpreter = phentsize, segments, interpreter
+        self.raw_phdrs = raw_phdrs
 
     @property
     def loads(self) -> list[Segment]:

@@ -6,26 +6,30 @@ host page cache, shared and lazily read), plus anonymous zero pages for the bss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kontain.loader.elf import ET_DYN, PF_R, PF_W, PF_X, ElfImage
 from kontain.monitor.mm import (
-    MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE,
-    AddressSpace, page_up)
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_PRIVATE,
+    PROT_EXEC,
+    PROT_NONE,
+    PROT_READ,
+    PROT_WRITE,
+    AddressSpace,
+    page_up,
+)
 
 PAGE = 4096
 
 
-@dataclass(frozen=True)
 class LoadedImage:
     """Where an image landed: its load bias and the addresses the auxv reports."""
 
-    bias: int
-    entry: int
-    phdr: int
-    phnum: int
-    phent: int
-    end: int  # highest mapped address (page-aligned): the brk starts here
+    def __init__(self, bias: int, entry: int, phdr: int, phnum: int, phent: int,
+                 end: int) -> None:
+        self.bias, self.entry, self.phdr, self.phnum, self.phent = bias, entry, phdr, phnum, phent
+        #: Highest mapped address (page-aligned): the brk starts here.
+        self.end = end
 
 
 def segment_prot(flags: int) -> int:

@@ -12,7 +12,7 @@ Intel SDM vol. 3, 4.5 "4-Level Paging".
 
 from __future__ import annotations
 
-from array import array
+import struct
 
 from kontain.machine.layout import HUGE_PAGE_SIZE, PAGE_SIZE
 from kontain.machine.memory import PhysicalMemory
@@ -26,7 +26,7 @@ PTE_NX = 1 << 63
 ADDRESS_MASK = 0x000F_FFFF_FFFF_F000
 _INTERIOR = PTE_PRESENT | PTE_WRITE | PTE_USER
 _ENTRIES = 512
-_ZEROS = array("Q", bytes(8 * _ENTRIES))
+_ZEROS = bytes(8 * _ENTRIES)
 #: Page tables are carved from 2 MiB physical chunks so they do not fragment payload memory.
 _POOL_CHUNK = HUGE_PAGE_SIZE
 
@@ -37,6 +37,7 @@ class PageTables:
     def __init__(self, phys: PhysicalMemory) -> None:
         self._phys = phys
         self._q = phys.view.cast("Q")
+        self._bytes = phys.view
         self._pool_next = 0
         self._pool_end = 0
         self._leaf_tables: dict[int, int] = {}  # va >> 21 -> physical address of its PT
@@ -75,25 +76,27 @@ class PageTables:
     def map(self, va: int, pa: int, size: int, flags: int) -> None:
         """Map [va, va+size) to [pa, pa+size) with leaf flags (PTE_* bits)."""
         end = va + size
-        q = self._q
+        view = self._bytes
+        pack = struct.pack
         while va < end:
             n = min((end - va) // PAGE_SIZE, _ENTRIES - ((va >> 12) & 511))
-            first = self._leaf_table(va, True) // 8 + ((va >> 12) & 511)
+            first = self._leaf_table(va, True) + ((va >> 12) & 511) * 8
             entry = pa | flags
-            q[first:first + n] = array("Q", range(entry, entry + n * PAGE_SIZE, PAGE_SIZE))
+            view[first:first + 8 * n] = pack(f"<{n}Q", *range(entry, entry + n * PAGE_SIZE,
+                                                                PAGE_SIZE))
             va += n * PAGE_SIZE
             pa += n * PAGE_SIZE
 
     def unmap(self, va: int, size: int) -> None:
         """Clear the leaf entries of [va, va+size) (tables stay)."""
         end = va + size
-        q = self._q
+        view = self._bytes
         while va < end:
             n = min((end - va) // PAGE_SIZE, _ENTRIES - ((va >> 12) & 511))
             table = self._leaf_table(va, False)
             if table is not None:
-                first = table // 8 + ((va >> 12) & 511)
-                q[first:first + n] = _ZEROS[:n]
+                first = table + ((va >> 12) & 511) * 8
+                view[first:first + 8 * n] = _ZEROS[:8 * n]
             va += n * PAGE_SIZE
 
     def translate(self, va: int) -> tuple[int, int] | None:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 import struct
-from collections.abc import Callable
 
 from kontain.kvm.api import Kvm, Vcpu
 from kontain.machine import cpu, gdt, idt, stub
 from kontain.machine.layout import (
-    DYNAMIC_PA, GDT_PA, IDT_PA, MAX_VCPUS, PAGE_SIZE, STUB_PA, kernel_va, vcpu_page)
+    DYNAMIC_PA,
+    GDT_PA,
+    IDT_PA,
+    MAX_VCPUS,
+    PAGE_SIZE,
+    STUB_PA,
+    kernel_va,
+    vcpu_page,
+)
 from kontain.machine.memory import PhysicalMemory
 from kontain.machine.paging import PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITE, PageTables
 
@@ -37,17 +48,13 @@ class Machine:
 
     def _install_kernel_structures(self) -> None:
         view = self.phys.view
-        table = gdt.build_gdt([kernel_va(vcpu_page(i)) for i in range(MAX_VCPUS)])
+        table = gdt.build_gdt([])  # each vCPU's TSS descriptor is added when it is created
         view[GDT_PA:GDT_PA + len(table)] = table
         handlers = {v: kernel_va(STUB_PA) + stub.vector_entry_offset(v)
                     for v in range(stub.EXCEPTION_VECTORS)}
         table = idt.build_idt(handlers)
         view[IDT_PA:IDT_PA + len(table)] = table
         view[STUB_PA:STUB_PA + len(stub.CODE)] = stub.CODE
-        for vcpu_id in range(MAX_VCPUS):
-            page = vcpu_page(vcpu_id)
-            rsp0 = kernel_va(page + PAGE_SIZE)
-            view[page + TSS_RSP0_OFFSET:page + TSS_RSP0_OFFSET + 8] = struct.pack("<Q", rsp0)
         # The stub is read-only and executable, and user-accessible (on PVM, `syscall`
         # runs it at CPL 3); the rest is supervisor-only data (the CPU writes iret
         # frames on the ring-0 stacks).
@@ -65,7 +72,19 @@ class Machine:
     def iret_frame_va(self, vcpu_id: int) -> int:
         return kernel_va(self.iret_frame_pa(vcpu_id))
 
+    def _install_vcpu_structures(self, vcpu_id: int) -> None:
+        """vCPU vcpu_id's TSS (RSP0 = top of its stack page) and its GDT descriptor."""
+        page = vcpu_page(vcpu_id)
+        view = self.phys.view
+        view[page + TSS_RSP0_OFFSET:page + TSS_RSP0_OFFSET + 8] = struct.pack(
+            "<Q", kernel_va(page + PAGE_SIZE))
+        slot = GDT_PA + gdt.tss_selector(vcpu_id)
+        view[slot:slot + 16] = struct.pack("<2Q", *gdt.tss_descriptor(kernel_va(page)))
+
     def create_vcpu(self, vcpu_id: int) -> Vcpu:
+        if not 0 <= vcpu_id < MAX_VCPUS:
+            raise ValueError(f"vCPU id {vcpu_id} out of range")
+        self._install_vcpu_structures(vcpu_id)
         vcpu = self.vm.create_vcpu(vcpu_id)
         vcpu.fd = self._relocate_fd(vcpu.fd)
         cpu.configure(vcpu, self.cpuid, self.page_tables.root,

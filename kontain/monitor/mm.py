@@ -16,11 +16,11 @@ either freed (PhysicalMemory.free) or invalidated (hostmem.invalidate).
 
 from __future__ import annotations
 
+import _thread
 import bisect
 import errno
 import os
 import struct
-import threading
 
 from kontain.machine import hostmem
 from kontain.machine.layout import MMAP_MIN_ADDR, MMAP_TOP, PAGE_SIZE, USER_END
@@ -121,7 +121,7 @@ class AddressSpace:
         self._vmas: list[Vma] = []
         self.brk_start = 0
         self.brk_end = 0
-        self.lock = threading.RLock()
+        self.lock = _thread.RLock()
 
     # ---- lookup -------------------------------------------------------------------
 
@@ -344,7 +344,7 @@ class AddressSpace:
         inode = device = 0
         if not anonymous:
             st = os.fstat(fd)  # EBADF for a bad fd
-            if not (st.st_mode & 0o170000 in (0o100000, 0o020000)):  # regular or char dev
+            if st.st_mode & 0o170000 not in (0o100000, 0o020000):  # regular or char dev
                 raise OSError(errno.ENODEV, "mmap")
             inode, device = st.st_ino, st.st_dev
             if offset > (1 << 63) - length:

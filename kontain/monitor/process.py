@@ -6,7 +6,6 @@ import os
 import resource
 import stat
 import time
-from dataclasses import dataclass, field
 
 from kontain.loader import stack
 from kontain.loader.elf import ExecError, read_elf
@@ -23,24 +22,23 @@ from kontain.monitor.vcpu import GuestThread
 GiB = 1 << 30
 
 
-@dataclass
 class Options:
     """What km was asked to do (the command line, parsed)."""
 
-    mem_size: int = 64 * GiB
-    stats: bool = False
-    verbose: str | None = None  # None: off; "": every category; else a regex
+    def __init__(self, mem_size: int = 64 * GiB, stats: bool = False,
+                 verbose: str | None = None) -> None:
+        self.mem_size = mem_size
+        self.stats = stats
+        #: None: no tracing; "": every category; else a regex selecting categories.
+        self.verbose = verbose
 
 
-@dataclass
 class Outcome:
     """How the payload ended: an exit status or a terminating signal."""
 
-    status: int = 0
-    signal: int = 0
-    reason: str = ""
-    internal: bool = False
-    counters: dict[str, int] = field(default_factory=dict)
+    def __init__(self, status: int = 0, signal: int = 0, reason: str = "",
+                 internal: bool = False) -> None:
+        self.status, self.signal, self.reason, self.internal = status, signal, reason, internal
 
 
 class Process:

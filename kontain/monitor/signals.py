@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 NSIG = 64
 SIG_DFL, SIG_IGN = 0, 1
@@ -12,12 +11,14 @@ SIGKILL, SIGSTOP, SIGPIPE = 9, 19, 13
 KERNEL_SIGACTION = struct.Struct("<QQQQ")
 
 
-@dataclass
 class Disposition:
-    handler: int = SIG_DFL
-    flags: int = 0
-    restorer: int = 0
-    mask: int = 0
+    """One signal's action (struct sigaction)."""
+
+    __slots__ = ("handler", "flags", "restorer", "mask")
+
+    def __init__(self, handler: int = SIG_DFL, flags: int = 0, restorer: int = 0,
+                 mask: int = 0) -> None:
+        self.handler, self.flags, self.restorer, self.mask = handler, flags, restorer, mask
 
     def pack(self) -> bytes:
         return KERNEL_SIGACTION.pack(self.handler, self.flags, self.restorer, self.mask)

@@ -8,13 +8,17 @@ guest's range, so payload redirections of fd 2 do not capture it.
 from __future__ import annotations
 
 import os
-import re
 import time
 
 
 class Tracer:
     def __init__(self, pattern: str | None, fd: int) -> None:
-        self._regex = re.compile(pattern) if pattern else None
+        if pattern:
+            import re  # only when a pattern is given: km start-up is timed
+
+            self._regex = re.compile(pattern)
+        else:
+            self._regex = None
         self._all = pattern == ""
         self.fd = fd
         self._start = time.monotonic()

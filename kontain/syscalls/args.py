@@ -8,7 +8,8 @@ bytes, so the host kernel works on guest memory in place.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
 
 from kontain.monitor.mm import GuestFault
 

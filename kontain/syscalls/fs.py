@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
 
 from kontain.syscalls import args, host
 from kontain.syscalls.numbers import NUMBERS as NR

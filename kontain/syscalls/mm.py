@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
 
 from kontain.monitor import mm as m
 from kontain.syscalls import args, host

@@ -7,7 +7,8 @@ import errno
 import os
 import resource
 import struct
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
 
 from kontain.machine import cpu
 from kontain.monitor.exits import ExitProcess

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import errno
 import struct
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
 
 from kontain.monitor.exits import KillProcess
 from kontain.monitor.signals import KERNEL_SIGACTION, NSIG, SIG_DFL, SIG_IGN, Disposition

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import errno
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
 
 from kontain.syscalls.numbers import NAMES, NUMBERS
 
@@ -20,12 +20,13 @@ if TYPE_CHECKING:
     from kontain.monitor.process import Process
     from kontain.monitor.vcpu import GuestThread
 
-Handler = Callable[..., int]
+Handler = "Callable[..., int]"
 TABLE_SIZE = 512
 
 
 def all_handlers() -> dict[str, Handler]:
-    from kontain.syscalls import fs, io, misc, mm, net, poll, process, signal, time as time_
+    from kontain.syscalls import fs, io, misc, mm, net, poll, process, signal
+    from kontain.syscalls import time as time_
     handlers: dict[str, Handler] = {}
     for family in (fs, io, misc, mm, net, poll, process, signal, time_):
         handlers.update(family.HANDLERS)

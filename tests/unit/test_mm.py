@@ -9,8 +9,20 @@ import pytest
 from kontain.machine.layout import MMAP_TOP
 from kontain.machine.paging import PTE_NX, PTE_WRITE
 from kontain.monitor.mm import (
-    MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MREMAP_FIXED,
-    MREMAP_MAYMOVE, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE, AddressSpace, GuestFault)
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_FIXED_NOREPLACE,
+    MAP_PRIVATE,
+    MAP_SHARED,
+    MREMAP_FIXED,
+    MREMAP_MAYMOVE,
+    PROT_EXEC,
+    PROT_NONE,
+    PROT_READ,
+    PROT_WRITE,
+    AddressSpace,
+    GuestFault,
+)
 
 RW = PROT_READ | PROT_WRITE
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
