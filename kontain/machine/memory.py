@@ -116,4 +116,4 @@ class PhysicalMemory:
             ends.insert(i, end)
 
     def free_bytes(self) -> int:
-        return sum(e - s for s, e in zip(self._free_starts, self._free_ends))
+        return sum(e - s for s, e in zip(self._free_starts, self._free_ends, strict=True))

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
 import struct
 
 from kontain.kvm.api import Kvm, Vcpu
@@ -22,6 +18,10 @@ from kontain.machine.layout import (
 )
 from kontain.machine.memory import PhysicalMemory
 from kontain.machine.paging import PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITE, PageTables
+
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: The iret frame (rip, cs, rflags, rsp, ss) sits at the top of each vCPU's ring-0 stack.
 IRET_FRAME_SIZE = 5 * 8

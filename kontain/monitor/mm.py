@@ -432,8 +432,9 @@ class AddressSpace:
                 if vma.shared and vma.file_backed and prot & PROT_WRITE \
                         and not vma.prot & PROT_WRITE:
                     host = self.phys.host_address(vma.pa)
+                    # EACCES if the file was opened read-only, as on Linux.
                     hostmem.mprotect(host, vma.end - vma.start,
-                                     hostmem.PROT_READ | hostmem.PROT_WRITE)  # EACCES if fd was read-only
+                                     hostmem.PROT_READ | hostmem.PROT_WRITE)
                 self._set_prot(vma, prot)
 
     def _set_prot(self, vma: Vma, prot: int) -> None:

@@ -19,14 +19,13 @@ import ctypes
 import errno
 import fcntl
 
-TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
-
 from kontain.kvm import constants as k
 from kontain.kvm.api import Vcpu
 from kontain.machine import cpu, stub
 from kontain.monitor.exits import ExitProcess, KillProcess
 from kontain.monitor.mm import GuestFault
 
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.process import Process
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import errno
 import os
 
-TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
-
 from kontain.syscalls import args, host
 from kontain.syscalls.numbers import NUMBERS as NR
 
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.vcpu import GuestThread
 
@@ -189,7 +188,8 @@ def sys_flock(t: GuestThread, fd: int, operation: int, *_: int) -> int:
 
 def sys_stat(t: GuestThread, path: int, statbuf: int, *_: int) -> int:
     name = _path(t, path)
-    return host.syscall(NR["newfstatat"], AT_FDCWD, _p(name), args.out_ptr(t, statbuf, STAT_SIZE), 0)
+    return host.syscall(NR["newfstatat"], AT_FDCWD, _p(name),
+                        args.out_ptr(t, statbuf, STAT_SIZE), 0)
 
 
 def sys_lstat(t: GuestThread, path: int, statbuf: int, *_: int) -> int:

@@ -12,12 +12,11 @@ import ctypes
 import errno
 import struct
 
-TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
-
 from kontain.syscalls import args, host
 from kontain.syscalls.io import transfer_vector
 from kontain.syscalls.numbers import NUMBERS as NR
 
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.vcpu import GuestThread
 
@@ -157,7 +156,8 @@ def sys_setsockopt(t: GuestThread, fd: int, level: int, optname: int, optval: in
         if optlen < _SOCK_FPROG.size:
             return -errno.EINVAL
         count, program = _SOCK_FPROG.unpack(t.mm.read(optval, _SOCK_FPROG.size))
-        fprog = ctypes.create_string_buffer(_SOCK_FPROG.pack(count, args.in_ptr(t, program, 8 * count)))
+        program_ptr = args.in_ptr(t, program, 8 * count)
+        fprog = ctypes.create_string_buffer(_SOCK_FPROG.pack(count, program_ptr))
         return host.syscall(NR["setsockopt"], fd, level, optname, ctypes.addressof(fprog),
                             _SOCK_FPROG.size)
     return host.syscall(NR["setsockopt"], fd, level, optname,

@@ -8,13 +8,12 @@ import os
 import resource
 import struct
 
-TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
-
 from kontain.machine import cpu
 from kontain.monitor.exits import ExitProcess
 from kontain.syscalls import args, host
 from kontain.syscalls.numbers import NUMBERS as NR
 
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.vcpu import GuestThread
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import errno
 import struct
 
-TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
-
 from kontain.monitor.exits import KillProcess
 from kontain.monitor.signals import KERNEL_SIGACTION, NSIG, SIG_DFL, SIG_IGN, Disposition
 from kontain.syscalls import args
 
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.vcpu import GuestThread
 

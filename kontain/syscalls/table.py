@@ -12,10 +12,9 @@ from __future__ import annotations
 import errno
 import time
 
-TYPE_CHECKING = False  # typing is not imported at run time: km start-up is timed
-
 from kontain.syscalls.numbers import NAMES, NUMBERS
 
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.process import Process
     from kontain.monitor.vcpu import GuestThread
@@ -81,12 +80,16 @@ class SyscallTable:
             try:
                 result = handler(t, *args)
             except OSError as e:
-                log("syscall", f"[{t.tid}] {name}({shown}) = -{errno.errorcode.get(e.errno, e.errno)}")
+                code = errno.errorcode.get(e.errno or 0, e.errno)
+                log("syscall", f"[{t.tid}] {name}({shown}) = -{code}")
                 raise
             except Exception as e:
                 log("syscall", f"[{t.tid}] {name}({shown}) raised {type(e).__name__}")
                 raise
-            text = f"-{errno.errorcode.get(-result, -result)}" if -4096 < result < 0 else hex(result)
+            if -4096 < result < 0:
+                text = f"-{errno.errorcode.get(-result, -result)}"
+            else:
+                text = hex(result)
             log("syscall", f"[{t.tid}] {name}({shown}) = {text}")
             return result
         return traced
