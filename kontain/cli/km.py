@@ -126,7 +126,13 @@ def _error(message: str) -> None:
 
 
 def die_by_signal(signo: int) -> None:
-    """End km with the payload's fatal signal, so the parent sees the same status."""
+    """End km with the payload's fatal signal, so the parent sees the same status.
+
+    Works from any thread: the default action is restored with libc (Python's
+    signal.signal only works in the main thread) and the signal is sent to this thread.
+    """
+    import _thread
+    import ctypes
     import resource
     import signal
     try:
@@ -134,9 +140,9 @@ def die_by_signal(signo: int) -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
     except (ValueError, OSError):
         pass
-    signal.signal(signo, signal.SIG_DFL)
+    ctypes.CDLL(None).signal(signo, ctypes.c_void_p(0))  # SIG_DFL
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
-    os.kill(os.getpid(), signo)
+    signal.pthread_kill(_thread.get_ident(), signo)
     os._exit(128 + signo)
 
 
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from kontain.loader.elf import ExecError
     from kontain.monitor.fdspace import FdSpace
-    from kontain.monitor.process import Options, Process
+    from kontain.monitor.process import Options, Outcome, Process
 
     fds = FdSpace()
     diagnostics = fds.move_high(os.dup(2))
@@ -180,8 +186,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         env = [k + b"=" + v for k, v in os.environb.items()]
     options = Options(mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose)
+
+    def finish(outcome: Outcome) -> None:
+        """The payload is over (called from whichever thread ended it): leave km."""
+        if cl.stats:
+            proc.trace.write(proc.stats_report())
+        if outcome.internal:
+            proc.trace.write(f"km: internal error: {outcome.reason}\n")
+        if outcome.signal:
+            die_by_signal(outcome.signal)
+        os._exit(outcome.status)
+
     try:
-        proc = Process(options, fds, diagnostics)
+        proc = Process(options, fds, diagnostics, finish)
     except OSError as e:
         _error(f"cannot create a VM: {e.strerror or e}"
                + (" (is /dev/kvm present and accessible?)" if e.filename or e.errno in (2, 13)
@@ -193,14 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     except ExecError as e:
         _error(f"{path}: {e}")
         return EXIT_NOT_FOUND if e.errno == 2 else EXIT_CANNOT_EXECUTE
-    outcome = proc.run(thread)
-    if cl.stats:
-        proc.trace.write(proc.stats_report())
-    if outcome.internal:
-        proc.trace.write(f"km: internal error: {outcome.reason}\n")
-    if outcome.signal:
-        die_by_signal(outcome.signal)
-    return outcome.status
+    proc.run(thread)  # does not return: finish() ends km
+    return EXIT_KM_ERROR
 
 
 def entry() -> None:

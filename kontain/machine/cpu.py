@@ -57,6 +57,15 @@ def supported_xcr0(cpuid: ctypes.Structure) -> int:
     return XCR0_X87
 
 
+def xsave_size(cpuid: ctypes.Structure) -> int:
+    """Bytes of the XSAVE area for all supported features (CPUID.(EAX=0DH,ECX=0):ECX)."""
+    for i in range(cpuid.nent):
+        e = cpuid.entries[i]
+        if e.function == 0xD and e.index == 0:
+            return max(e.ecx, 576)
+    return 512 + 64
+
+
 def has_fsgsbase(cpuid: ctypes.Structure) -> bool:
     for i in range(cpuid.nent):
         e = cpuid.entries[i]

@@ -44,6 +44,9 @@ class Machine:
         #: Whether `syscall` leaves the payload at CPL 3 (PVM) instead of entering ring 0;
         #: None until the first system call shows which (kontain.monitor.vcpu).
         self.syscall_in_user_mode: bool | None = None
+        #: The XSAVE features enabled in every vCPU, and the size of their save area.
+        self.xcr0 = cpu.supported_xcr0(self.cpuid)
+        self.xsave_size = cpu.xsave_size(self.cpuid)
         self._install_kernel_structures()
 
     def _install_kernel_structures(self) -> None:

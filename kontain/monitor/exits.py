@@ -20,3 +20,11 @@ class KillProcess(Exception):
         self.reason = reason
         #: True when km itself could not go on (a km bug or an unsupported host).
         self.internal = internal
+
+
+class ThreadExit(Exception):
+    """exit(2) from one thread: that thread ends, the process goes on if others remain."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status & 0xFF

@@ -12,12 +12,18 @@ from kontain.loader.elf import ExecError, read_elf
 from kontain.loader.load import load_image
 from kontain.machine.layout import INTERP_BASE, PIE_BASE, STACK_SIZE, STACK_TOP
 from kontain.machine.vm import Machine
-from kontain.monitor.exits import ExitProcess, KillProcess
+from kontain.monitor import signals as sig
 from kontain.monitor.fdspace import FdSpace
+from kontain.monitor.hostsignals import HostSignals
 from kontain.monitor.mm import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, AddressSpace
 from kontain.monitor.signals import SIGPIPE, SignalState
+from kontain.monitor.threads import ThreadGroup
 from kontain.monitor.trace import Tracer
 from kontain.monitor.vcpu import GuestThread
+
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 GiB = 1 << 30
 
@@ -44,8 +50,10 @@ class Outcome:
 class Process:
     """One payload process: one VM, one address space, its threads."""
 
-    def __init__(self, options: Options, fds: FdSpace, diagnostics_fd: int) -> None:
+    def __init__(self, options: Options, fds: FdSpace, diagnostics_fd: int,
+                 on_exit: Callable[[Outcome], None] | None = None) -> None:
         self.options = options
+        self._on_exit = on_exit
         self.trace = Tracer(options.verbose, diagnostics_fd)
         self.fds = fds
         self.machine = Machine(options.mem_size, self.fds.move_high)
@@ -57,7 +65,10 @@ class Process:
         self.rlimits = {r: resource.getrlimit(r) for r in range(16)}
         from kontain.syscalls.table import SyscallTable  # syscalls sit above monitor
         self.syscalls = SyscallTable(self)
-        self.threads: dict[int, GuestThread] = {}
+        self.group = ThreadGroup(self)
+        self.host_signals = HostSignals(self)
+        #: Host timer id -> the guest thread its signal goes to (SIGEV_THREAD_ID timers).
+        self.timer_threads: dict[int, GuestThread] = {}
         self.personality = 0
         self._started = time.monotonic_ns()
 
@@ -103,22 +114,68 @@ class Process:
         self.mm.write(rsp, contents)
         self.exe = os.path.abspath(path)
         self.argv = argv
-        thread = GuestThread(self, self.machine.create_vcpu(0), self.pid)
+        thread = GuestThread(self, self.group.new_vcpu(), self.pid)
         thread.set_user_entry(entry, rsp)
-        self.threads[thread.tid] = thread
         return thread
 
     # ---- run --------------------------------------------------------------------------
 
-    def run(self, thread: GuestThread) -> Outcome:
-        try:
-            thread.run()
-        except ExitProcess as e:
-            return Outcome(status=e.status)
-        except KillProcess as e:
-            self.trace.log("exit", f"killed by signal {e.signo}: {e.reason}")
-            return Outcome(signal=e.signo, reason=e.reason, internal=e.internal)
-        raise AssertionError("the run loop returned")  # pragma: no cover
+    def run(self, thread: GuestThread) -> None:
+        """Run the payload from its first thread, on this (the main) host thread.
+
+        Does not return: the process ends through end(), from whichever thread ends it.
+        """
+        import _thread
+        thread.host_ident = _thread.get_ident()
+        self.host_signals.start()
+        self.group.add(thread)
+        self.group.run(thread)
+
+    def outcome(self, status: int = 0, signal: int = 0, reason: str = "",
+                internal: bool = False) -> Outcome:
+        return Outcome(status, signal, reason, internal)
+
+    def end(self, outcome: Outcome) -> None:
+        """The process is over (exit_group, last thread's exit, or a fatal signal)."""
+        if outcome.signal:
+            self.trace.log("exit", f"killed by signal {outcome.signal}: {outcome.reason}")
+        else:
+            self.trace.log("exit", f"exit status {outcome.status}")
+        if self._on_exit is not None:
+            self._on_exit(outcome)
+        raise SystemExit(outcome.status or 128 + outcome.signal)
+
+    # ---- signals and threads --------------------------------------------------------------
+
+    def post_signal(self, signo: int, info: bytes, thread: GuestThread | None = None,
+                    sender: GuestThread | None = None) -> None:
+        """Generate a signal for the whole process, or for one thread of it."""
+        state = self.signals
+        with state.lock:
+            if state.ignored(signo) and signo != sig.SIGCHLD:
+                return
+            if signo == sig.SIGCONT:
+                for queue in [state.shared] + [t.pending for t in self.group.all()]:
+                    for stop in sig.DEFAULT_STOP:
+                        queue.discard(stop)
+            if thread is not None:
+                thread.pending.add(signo, info)
+                receiver = thread
+            else:
+                state.shared.add(signo, info)
+                receiver = self.group.pick_receiver(sig.bit(signo), sender)
+        if receiver is not None and receiver is not sender:
+            receiver.kick()
+
+    def wake(self, thread: GuestThread) -> None:
+        self.group.wake(thread)
+
+    def futex_wake(self, address: int, count: int) -> None:
+        self.group.futex_wake(address, count)
+
+    def stop_self(self) -> None:
+        """Default action of a stop signal: the whole km process stops until SIGCONT."""
+        os.kill(os.getpid(), sig.SIGSTOP)
 
     # ---- services for syscall handlers -------------------------------------------------
 
@@ -144,9 +201,8 @@ class Process:
 
     def broken_pipe(self, thread: GuestThread) -> None:
         """A write hit a pipe with no reader: SIGPIPE, unless the payload handles it."""
-        from kontain.syscalls.signal import raise_in_self
-        if not self.signals.ignored(SIGPIPE) and not thread.signal_mask & (1 << (SIGPIPE - 1)):
-            raise_in_self(thread, SIGPIPE)
+        self.post_signal(SIGPIPE, sig.siginfo(SIGPIPE, sig.SI_USER, pid=self.pid,
+                                              uid=os.getuid()), thread, sender=thread)
 
     def stats_report(self) -> str:
         return self.syscalls.report(0, time.monotonic_ns() - self._started)

@@ -11,6 +11,12 @@ once per VM, on the first system call):
   vCPU's ring-0 stack and points rsp at it, and the stub's `iretq` returns to the payload.
 - PVM: `syscall` jumped to the stub without leaving CPL 3; km resumes the payload
   directly at rcx with the flags from r11, skipping the stub's `iretq`.
+
+The payload's user context when km has it in hand comes from one of three places: a
+system call (rip in rcx, rflags in r11), an exception (the hardware iret frame on the
+ring-0 stack), or an interruption of KVM_RUN by a host signal (the registers
+themselves, at CPL 3). Signal delivery and sigreturn work on that context and resume
+through the same place.
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import signal as host_signal
+import struct
 
 from kontain.kvm import constants as k
 from kontain.kvm.api import Vcpu
 from kontain.machine import cpu, stub
-from kontain.monitor.exits import ExitProcess, KillProcess
+from kontain.monitor import signals as sig
+from kontain.monitor.exits import ExitProcess, KillProcess, ThreadExit
 from kontain.monitor.mm import GuestFault
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
@@ -30,18 +39,36 @@ if TYPE_CHECKING:
     from kontain.monitor.process import Process
 
 _MASK64 = (1 << 64) - 1
-_ENOSYS = -errno.ENOSYS & _MASK64
 _EFAULT = errno.EFAULT
 _USER_FLAGS = cpu.USER_RFLAGS
+_FLAGS_MASK = cpu.USER_RFLAGS_MASK
 
-SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV = 4, 5, 7, 8, 11
-#: What each CPU exception becomes when it reaches user code (arch/x86/kernel/traps.c).
+#: Kernel-internal restart codes (include/linux/errno.h): a system call interrupted by
+#: a signal returns one of these; km turns it into EINTR or a restart on delivery.
+ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
+#: Calls that return EINTR after a handler runs even with SA_RESTART (signal(7)).
+NO_RESTART_WITH_HANDLER = frozenset({
+    7, 271, 23, 270, 232, 281, 441, 34, 130, 128, 35, 230, 202,  # poll ppoll select pselect6
+    # epoll_wait epoll_pwait epoll_pwait2 pause rt_sigsuspend rt_sigtimedwait nanosleep
+    # clock_nanosleep futex (waits with a timeout restart only without a handler)
+})
+
+#: The host signal km sends a vCPU thread to make KVM_RUN (or a blocking host call) return.
+KICK_SIGNAL = host_signal.SIGRTMAX
+
+#: What each CPU exception becomes when it reaches user code (arch/x86/kernel/traps.c):
+#: vector -> (signal, si_code, whether si_addr is the faulting rip).
 EXCEPTION_SIGNALS = {
-    0: SIGFPE, 1: SIGTRAP, 3: SIGTRAP, 4: SIGSEGV, 5: SIGSEGV, 6: SIGILL, 7: SIGFPE,
-    10: SIGSEGV, 11: SIGBUS, 12: SIGBUS, 13: SIGSEGV, 14: SIGSEGV, 16: SIGFPE, 17: SIGBUS,
-    19: SIGFPE,
+    0: (sig.SIGFPE, sig.FPE_INTDIV, True), 1: (sig.SIGTRAP, sig.TRAP_TRACE, True),
+    3: (sig.SIGTRAP, sig.SI_KERNEL, False), 4: (sig.SIGSEGV, sig.SI_KERNEL, False),
+    5: (sig.SIGSEGV, sig.SI_KERNEL, False), 6: (sig.SIGILL, sig.ILL_ILLOPN, True),
+    7: (sig.SIGFPE, sig.FPE_FLTINV, True), 10: (sig.SIGSEGV, sig.SI_KERNEL, False),
+    11: (sig.SIGBUS, sig.SI_KERNEL, False), 12: (sig.SIGBUS, sig.SI_KERNEL, False),
+    13: (sig.SIGSEGV, sig.SI_KERNEL, False), 16: (sig.SIGFPE, sig.FPE_FLTINV, True),
+    17: (sig.SIGBUS, sig.BUS_ADRALN, True), 19: (sig.SIGFPE, sig.FPE_FLTINV, True),
 }
 PF_PROTECTION, PF_WRITE, PF_USER, PF_FETCH = 1, 2, 4, 16
+SYSCALL, EXCEPTION, INTERRUPTED = 0, 1, 2
 
 
 class GuestThread:
@@ -61,14 +88,24 @@ class GuestThread:
             machine.phys.host_address(self._frame_pa))
         self.frame[1] = 0x33  # user cs and ss in every iret frame km writes
         self.frame[4] = 0x2B
+        self._stub_start = machine.syscall_entry
         self._last_fault = (0, 0)  # (address, count) of repeated spurious page faults
         #: Thread bookkeeping the payload's libc sets up (set_tid_address, robust lists).
         self.clear_child_tid = 0
         self.robust_list = 0
         self.name = b""
-        #: Blocked signals (bit n-1 for signal n) and the alternate signal stack.
+        #: Signal state of this thread: blocked set, private queue, alternate stack.
         self.signal_mask = 0
+        self.pending = sig.PendingQueue()
         self.altstack: tuple[int, int, int] = (0, 2, 0)  # (sp, flags, size): disabled
+        #: Set while the thread waits in sigsuspend: the mask to restore after the handler.
+        self.saved_mask: int | None = None
+        #: Host identity of the thread running this vCPU (for kicks).
+        self.host_ident = 0
+        #: Where the user context is while km handles an exit (SYSCALL/EXCEPTION/...).
+        self._context = SYSCALL
+        self._syscall_nr = 0
+        self.exited = False
 
     # ---- user context -------------------------------------------------------------
 
@@ -77,30 +114,61 @@ class GuestThread:
         regs.rip, regs.rsp, regs.rflags = rip, rsp, _USER_FLAGS
         self.vcpu.set_regs(regs)
 
+    def user_context(self) -> tuple[int, int, int]:
+        """(rip, rsp, rflags) of the payload where it will resume."""
+        regs = self.regs
+        if self._context == SYSCALL:
+            return regs.rcx, regs.rsp, regs.r11
+        if self._context == EXCEPTION:
+            return self.frame[0], self.frame[3], self.frame[2]
+        return regs.rip, regs.rsp, regs.rflags
+
+    def resume_at(self, rip: int, rsp: int, rflags: int) -> None:
+        """Make the payload resume at rip with this rsp and rflags."""
+        regs = self.regs
+        rflags = rflags & _FLAGS_MASK | _USER_FLAGS
+        if self._context == INTERRUPTED or (
+                self._context == SYSCALL and self.proc.machine.syscall_in_user_mode):
+            regs.rip, regs.rsp, regs.rflags = rip, rsp, rflags
+            if self._context == SYSCALL:
+                regs.rcx, regs.r11 = rip, rflags  # so a later context read sees them
+        else:
+            frame = self.frame
+            frame[0], frame[2], frame[3] = rip, rflags, rsp
+            regs.rsp = self._frame_va
+            if self._context == SYSCALL:
+                regs.rcx, regs.r11 = rip, rflags
+        self.run_struct.kvm_dirty_regs = k.KVM_SYNC_X86_REGS
+
     # ---- the run loop -------------------------------------------------------------
 
     def run(self) -> None:
-        """Run the payload until the process exits (ExitProcess / KillProcess propagate)."""
+        """Run the payload until the process exits (ExitProcess / KillProcess propagate)
+        or this thread ends (ThreadExit)."""
         run = self.run_struct
         regs = self.regs
         io = run.exit.io
         vcpu_fd = self.vcpu.fd
         ioctl = fcntl.ioctl
         kvm_run = k.KVM_RUN
-        table = self.proc.syscalls.table
+        proc = self.proc
+        table = proc.syscalls.table
         ntable = len(table)
         syscall_port = stub.SYSCALL_PORT
         dirty = k.KVM_SYNC_X86_REGS
         run.kvm_valid_regs = k.KVM_SYNC_X86_REGS
-        machine = self.proc.machine
+        machine = proc.machine
         in_user_mode = machine.syscall_in_user_mode
         frame = self.frame
         frame_va = self._frame_va
-        flags_mask = cpu.USER_RFLAGS_MASK
+        flags_mask = _FLAGS_MASK
+        own_pending = self.pending
+        shared_pending = proc.signals.shared
         while True:
             try:
                 ioctl(vcpu_fd, kvm_run, 0)
             except InterruptedError:
+                self._interrupted()
                 continue
             except OSError as e:
                 self._run_failed(e)
@@ -109,7 +177,7 @@ class GuestThread:
                 nr = regs.rax
                 handler = table[nr] if nr < ntable else None
                 if handler is None:
-                    ret = self.proc.syscalls.unknown(self, nr)
+                    ret = proc.syscalls.unknown(self, nr)
                 else:
                     try:
                         ret = handler(self, regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8,
@@ -118,9 +186,16 @@ class GuestThread:
                         ret = -_EFAULT
                     except OSError as e:
                         ret = -(e.errno or errno.EIO)
-                regs.rax = ret & _MASK64
                 if in_user_mode is None:
                     in_user_mode = machine.syscall_in_user_mode = self._probe_syscall_mode()
+                if ret is None:  # the handler set the whole context (rt_sigreturn)
+                    continue
+                if (own_pending.bits | shared_pending.bits) & ~self.signal_mask or \
+                        -ERESTART_RESTARTBLOCK <= ret <= -errno.EINTR and (
+                        ret == -errno.EINTR or ret <= -ERESTARTSYS):
+                    self._syscall_return_slow(nr, ret)
+                    continue
+                regs.rax = ret & _MASK64
                 if in_user_mode:
                     regs.rip = regs.rcx
                     regs.rflags = regs.r11 & flags_mask | _USER_FLAGS
@@ -137,11 +212,51 @@ class GuestThread:
         """Did `syscall` leave the payload at CPL 3 (PVM) rather than enter ring 0?"""
         return self.vcpu.get_sregs().cs.dpl == 3
 
+    def _syscall_return_slow(self, nr: int, ret: int) -> None:
+        """A system call returns with a signal to deliver or a restart to decide."""
+        self._context = SYSCALL
+        if ret == -errno.EINTR:
+            ret = -(ERESTARTNOHAND if nr in NO_RESTART_WITH_HANDLER else ERESTARTSYS)
+        self._syscall_nr = nr
+        self.regs.rax = ret & _MASK64
+        rip, rsp, rflags = self.user_context()
+        self.resume_at(rip, rsp, rflags)
+        if not self.deliver_signals(interrupted_result=ret):
+            if self.saved_mask is not None:  # sigsuspend woke without running a handler
+                self.signal_mask, self.saved_mask = self.saved_mask, None
+            if -ERESTART_RESTARTBLOCK <= ret <= -ERESTARTSYS:
+                self._restart_syscall()
+
+    def _restart_syscall(self) -> None:
+        """Run the interrupted system call again: back up over `syscall`, nr in rax."""
+        rip, rsp, rflags = self.user_context()
+        self.regs.rax = self._syscall_nr
+        self.resume_at(rip - 2, rsp, rflags)
+
+    def _interrupted(self) -> None:
+        """KVM_RUN returned EINTR: a host signal (a kick, or one for the guest)."""
+        self.run_struct.immediate_exit = 0
+        rip = self.regs.rip
+        if self._stub_start <= rip < self._stub_start + 4096:
+            return  # inside the stub: the exit it is about to take will deliver
+        self._context = INTERRUPTED
+        self.deliver_signals()
+
+    def kick(self) -> None:
+        """Make this thread leave KVM_RUN or a blocking host call soon."""
+        self.run_struct.immediate_exit = 1
+        self.proc.wake(self)
+        if self.host_ident:
+            try:
+                host_signal.pthread_kill(self.host_ident, KICK_SIGNAL)
+            except (ProcessLookupError, OSError):
+                pass
+
     def _run_failed(self, error: OSError) -> None:
         if error.errno == errno.EFAULT:
             # KVM could not reach a guest page's host memory: a file mapping past the
             # end of its file. Linux delivers SIGBUS.
-            raise KillProcess(SIGBUS, "guest touched memory its host cannot back")
+            raise KillProcess(sig.SIGBUS, "guest touched memory its host cannot back")
         raise error
 
     def _other_exit(self) -> None:
@@ -151,18 +266,26 @@ class GuestThread:
             port = run.exit.io.port
             vector = port - stub.EXCEPTION_PORT_BASE
             if 0 <= vector < stub.EXCEPTION_VECTORS:
+                self._context = EXCEPTION
                 self._exception(vector)
+                self.regs.rsp = self._frame_va
+                run.kvm_dirty_regs = k.KVM_SYNC_X86_REGS
                 return
             # An `out` the payload issued itself: Linux would raise #GP.
-            raise KillProcess(SIGSEGV, f"payload did I/O to port {port:#x}")
+            self._context = INTERRUPTED
+            self.force_signal(sig.SIGSEGV, sig.siginfo(sig.SIGSEGV, sig.SI_KERNEL, addr=0))
+            return
         if reason == k.KVM_EXIT_INTR:
+            self._interrupted()
             return
         name = k.EXIT_REASON_NAMES.get(reason, str(reason))
         detail = ""
         if reason == k.KVM_EXIT_INTERNAL_ERROR:
             detail = f" (suberror {run.exit.internal.suberror})"
-        raise KillProcess(SIGSEGV, f"unexpected VM exit {name}{detail} at rip "
-                                   f"{self.regs.rip:#x}", internal=True)
+        raise KillProcess(sig.SIGSEGV, f"unexpected VM exit {name}{detail} at rip "
+                                       f"{self.regs.rip:#x}", internal=True)
+
+    # ---- exceptions ------------------------------------------------------------------
 
     def _exception(self, vector: int) -> None:
         """A CPU exception in the payload; the hardware frame is on the ring-0 stack."""
@@ -172,8 +295,10 @@ class GuestThread:
         error_code = 0
         if vector in stub.VECTORS_WITH_ERROR_CODE:
             error_code = int.from_bytes(view[pa - 8:pa], "little")
+        self.trapno, self.error_code, self.cr2 = vector, error_code, 0
         if vector == 14:
             cr2 = self.vcpu.get_sregs().cr2
+            self.cr2 = cr2
             address, count = self._last_fault
             count = count + 1 if address == cr2 else 1
             self._last_fault = (cr2, count)
@@ -181,16 +306,166 @@ class GuestThread:
                                                      bool(error_code & PF_FETCH)):
                 # A stale translation (the TLB may hold an entry km has since widened):
                 # retry the access, as Linux does for spurious faults.
-                self._resume_from_exception()
                 return
-            raise KillProcess(SIGSEGV, f"page fault at {cr2:#x} (rip {rip:#x}, "
-                                       f"error {error_code:#x})")
-        signal = EXCEPTION_SIGNALS.get(vector, SIGSEGV)
-        raise KillProcess(signal, f"CPU exception {vector} at rip {rip:#x}")
+            code = sig.SEGV_ACCERR if self.mm.find(cr2) is not None else sig.SEGV_MAPERR
+            self.proc.trace.log("signal", f"[{self.tid}] page fault at {cr2:#x} rip {rip:#x}")
+            self.force_signal(sig.SIGSEGV, sig.siginfo(sig.SIGSEGV, code, addr=cr2))
+            return
+        signo, code, at_rip = EXCEPTION_SIGNALS.get(vector, (sig.SIGSEGV, sig.SI_KERNEL, False))
+        self.proc.trace.log("signal", f"[{self.tid}] exception {vector} at rip {rip:#x}")
+        self.force_signal(signo, sig.siginfo(signo, code, addr=rip if at_rip else 0))
 
-    def _resume_from_exception(self) -> None:
-        self.regs.rsp = self._frame_va
-        self.run_struct.kvm_dirty_regs = k.KVM_SYNC_X86_REGS
+    def force_signal(self, signo: int, info: bytes) -> None:
+        """A synchronous signal caused by this thread (Linux force_sig_info): if it is
+        blocked or ignored, the default action is taken instead."""
+        with self.proc.signals.lock:
+            action = self.proc.signals.action(signo)
+            blocked = self.signal_mask & sig.bit(signo)
+            if blocked or action.handler == sig.SIG_IGN:
+                self.proc.signals.actions[signo] = sig.Disposition()
+                self.signal_mask &= ~sig.bit(signo)
+            self.pending.add(signo, info)
+        self.deliver_signals()
+
+    # ---- signal delivery -------------------------------------------------------------
+
+    def deliver_signals(self, interrupted_result: int | None = None) -> bool:
+        """Deliver the first deliverable signal; True if a handler frame was set up."""
+        proc = self.proc
+        state = proc.signals
+        while True:
+            with state.lock:
+                allowed = ~self.signal_mask & ((1 << sig.NSIG) - 1)
+                taken = self.pending.take(allowed) or state.shared.take(allowed)
+                if taken is None:
+                    return False
+                signo, info = taken
+                action = state.action(signo)
+                handler, flags = action.handler, action.flags
+                if handler not in (sig.SIG_DFL, sig.SIG_IGN) and flags & sig.SA_RESETHAND:
+                    state.actions[signo] = sig.Disposition()
+            if handler == sig.SIG_IGN:
+                continue
+            if handler == sig.SIG_DFL:
+                if signo in sig.DEFAULT_IGNORE:
+                    continue
+                if signo in sig.DEFAULT_STOP:
+                    proc.stop_self()
+                    continue
+                raise KillProcess(signo, f"signal {signo}")
+            self._setup_frame(signo, info, action, handler, flags, interrupted_result)
+            return True
+
+    def _setup_frame(self, signo: int, info: bytes, action: sig.Disposition, handler: int,
+                     flags: int, interrupted_result: int | None) -> None:
+        regs = self.regs
+        if interrupted_result is not None:
+            code = -interrupted_result
+            if code == ERESTARTNOHAND or code == ERESTART_RESTARTBLOCK or (
+                    code == ERESTARTSYS and not flags & sig.SA_RESTART):
+                regs.rax = -errno.EINTR & _MASK64
+            elif code in (ERESTARTSYS, ERESTARTNOINTR):
+                rip, rsp, rflags = self.user_context()
+                regs.rax = self._syscall_nr
+                self.resume_at(rip - 2, rsp, rflags)
+        rip, rsp, rflags = self.user_context()
+        alt_sp, alt_flags, alt_size = self.altstack
+        on_altstack = alt_size and alt_sp <= rsp < alt_sp + alt_size
+        if flags & sig.SA_ONSTACK and alt_size and not on_altstack:
+            sp = alt_sp + alt_size
+        else:
+            sp = rsp - sig.RED_ZONE
+        xsave = self._fp_state()
+        fpstate = sig.fpstate_with_sw_bytes(xsave, self.proc.machine.xcr0)
+        sp = (sp - len(fpstate)) & ~63
+        fp_address = sp
+        frame = ((sp - sig.RT_SIGFRAME_SIZE) & ~15) - 8
+        old_mask = self.saved_mask if self.saved_mask is not None else self.signal_mask
+        self.saved_mask = None
+        greg = {name: getattr(regs, name) for name in sig.GREG_ORDER}
+        greg["rip"], greg["rsp"], greg["rflags"] = rip, rsp, rflags
+        sigcontext = sig.SIGCONTEXT.pack(
+            *(greg[name] for name in sig.GREG_ORDER), 0x33, 0, 0, 0x2B,
+            getattr(self, "error_code", 0), getattr(self, "trapno", 0), old_mask,
+            getattr(self, "cr2", 0), fp_address)
+        head = sig.UCONTEXT_HEAD.pack(
+            sig.UC_FP_XSTATE | sig.UC_SIGCONTEXT_SS | sig.UC_STRICT_RESTORE_SS, 0, alt_sp,
+            (1 if on_altstack else 0) if alt_size else 2, alt_size)
+        image = (struct.pack("<Q", action.restorer) + head + sigcontext
+                 + struct.pack("<Q", old_mask) + info)
+        try:
+            self.mm.write(fp_address, fpstate)
+            self.mm.write(frame, image)
+        except GuestFault:
+            # No room for the frame (a stack overflow without an alternate stack):
+            # Linux kills the thread group with SIGSEGV.
+            raise KillProcess(sig.SIGSEGV, "cannot write the signal frame") from None
+        with self.proc.signals.lock:
+            block = action.mask | (0 if flags & sig.SA_NODEFER else sig.bit(signo))
+            self.signal_mask = (self.signal_mask | block) & ~sig.UNBLOCKABLE
+        self.trapno = self.error_code = self.cr2 = 0
+        regs.rdi = signo
+        regs.rsi = frame + sig.OFFSET_SIGINFO
+        regs.rdx = frame + sig.OFFSET_UCONTEXT
+        regs.rax = 0
+        self.proc.trace.log("signal", f"[{self.tid}] deliver signal {signo} to {handler:#x}")
+        self.resume_at(handler, frame, rflags & ~(cpu.RFLAGS_TF | cpu.RFLAGS_DF))
+
+    def _fp_state(self) -> bytes:
+        return bytes(self.vcpu.get_xsave())[:self.proc.machine.xsave_size]
+
+    def sigreturn(self) -> None:
+        """rt_sigreturn: restore the context saved in the frame at rsp - 8."""
+        self._context = SYSCALL
+        frame = self.regs.rsp - 8
+        try:
+            data = self.mm.read(frame + sig.OFFSET_SIGCONTEXT, sig.SIGCONTEXT.size + 8)
+        except GuestFault:
+            raise KillProcess(sig.SIGSEGV, "rt_sigreturn with a bad frame") from None
+        values = sig.SIGCONTEXT.unpack_from(data)
+        mask = struct.unpack_from("<Q", data, sig.SIGCONTEXT.size)[0]
+        greg = dict(zip(sig.GREG_ORDER, values[:18], strict=True))
+        fpstate = values[-1]
+        regs = self.regs
+        for name in sig.GREG_ORDER:
+            if name not in ("rip", "rsp", "rflags"):
+                setattr(regs, name, greg[name])
+        if fpstate:
+            self._restore_fp(fpstate)
+        with self.proc.signals.lock:
+            self.signal_mask = mask & ~sig.UNBLOCKABLE
+        head = self.mm.read(frame + sig.OFFSET_UCONTEXT, sig.UCONTEXT_HEAD.size)
+        _flags, _link, ss_sp, ss_flags, ss_size = sig.UCONTEXT_HEAD.unpack(head)
+        if not ss_flags & 2 and ss_size >= 2048:
+            self.altstack = (ss_sp, 0, ss_size)
+        self.resume_at(greg["rip"], greg["rsp"], greg["rflags"])
+        if (self.pending.bits | self.proc.signals.shared.bits) & ~self.signal_mask:
+            self.deliver_signals()
+
+    def _restore_fp(self, address: int) -> None:
+        size = self.proc.machine.xsave_size
+        try:
+            image = self.mm.read(address, size)
+        except GuestFault:
+            raise KillProcess(sig.SIGSEGV, "rt_sigreturn with a bad FP state") from None
+        xsave = self.vcpu.get_xsave()
+        ctypes.memmove(ctypes.addressof(xsave), image, size)
+        try:
+            self.vcpu.set_xsave(xsave)
+        except OSError:
+            raise KillProcess(sig.SIGSEGV, "rt_sigreturn with an invalid FP state") from None
+
+    # ---- thread end -----------------------------------------------------------------
+
+    def exit_thread(self) -> None:
+        """This thread ends: *clear_child_tid = 0 and a futex wake there (CLONE_CHILD_CLEARTID)."""
+        self.exited = True
+        if self.clear_child_tid:
+            try:
+                self.mm.write(self.clear_child_tid, b"\0\0\0\0")
+                self.proc.futex_wake(self.clear_child_tid, 1)
+            except GuestFault:
+                pass
 
 
-__all__ = ["GuestThread", "ExitProcess", "KillProcess"]
+__all__ = ["GuestThread", "ExitProcess", "KillProcess", "ThreadExit", "KICK_SIGNAL"]

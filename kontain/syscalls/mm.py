@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import errno
 
+from kontain.linux import hostcall as host
+from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor import mm as m
-from kontain.syscalls import args, host
-from kontain.syscalls.numbers import NUMBERS as NR
+from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:

@@ -12,9 +12,10 @@ import ctypes
 import errno
 import struct
 
-from kontain.syscalls import args, host
+from kontain.linux import hostcall as host
+from kontain.linux.numbers import NUMBERS as NR
+from kontain.syscalls import args
 from kontain.syscalls.io import transfer_vector
-from kontain.syscalls.numbers import NUMBERS as NR
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:

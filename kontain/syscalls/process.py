@@ -8,10 +8,11 @@ import os
 import resource
 import struct
 
+from kontain.linux import hostcall as host
+from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine import cpu
-from kontain.monitor.exits import ExitProcess
-from kontain.syscalls import args, host
-from kontain.syscalls.numbers import NUMBERS as NR
+from kontain.monitor.exits import ExitProcess, ThreadExit
+from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
@@ -26,8 +27,7 @@ HOST_ENFORCED_LIMITS = frozenset({0, 1, 4})  # RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_
 
 
 def sys_exit(t: GuestThread, status: int, *_: int) -> int:
-    # A single-threaded process ends with its only thread.
-    raise ExitProcess(status)
+    raise ThreadExit(status)
 
 
 def sys_exit_group(t: GuestThread, status: int, *_: int) -> int:

@@ -1,47 +1,67 @@
-"""Signals: dispositions, masks, the alternate stack, and signals a process sends itself.
+"""Signals: dispositions, masks, waiting, sending, the alternate stack, sigreturn, and
+the timers that raise them (alarm, setitimer, POSIX timers).
 
-Delivery of caught signals to guest handlers (frames, sigreturn) belongs to the signals
-issue; until then a signal whose action is a guest handler is refused honestly (ENOSYS)
-rather than dropped.
+Signals between the payload's own threads are queued by km (kontain.monitor.signals);
+signals to other processes are sent by the host. Timers are host timers on km itself:
+their signals reach km's signalfd and are forwarded (kontain.monitor.hostsignals).
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import struct
+import time
 
-from kontain.monitor.exits import KillProcess
-from kontain.monitor.signals import KERNEL_SIGACTION, NSIG, SIG_DFL, SIG_IGN, Disposition
+from kontain.linux import hostcall as host
+from kontain.linux.numbers import NUMBERS as NR
+from kontain.monitor import signals as sig
+from kontain.monitor.vcpu import ERESTARTNOHAND
 from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.vcpu import GuestThread
 
-SIGKILL, SIGSTOP, SIGCONT, SIGCHLD, SIGURG, SIGWINCH = 9, 19, 18, 17, 23, 28
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
-_UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
-#: Signals whose default action is to do nothing.
-DEFAULT_IGNORED = frozenset({SIGCHLD, SIGURG, SIGWINCH, SIGCONT})
 _STACK = struct.Struct("<QiiQ")  # stack_t: ss_sp, ss_flags, (pad), ss_size
-SS_ONSTACK, SS_DISABLE = 1, 2
+SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
+MINSIGSTKSZ = 2048
+_SIGEVENT = struct.Struct("<Qii")  # sigev_value, sigev_signo, sigev_notify; then the union
+SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD, SIGEV_THREAD_ID = 0, 1, 2, 4
+ALL_SIGNALS = (1 << sig.NSIG) - 1
 
+
+def _signo(value: int, allow_zero: bool = False) -> int:
+    signo = args.s32(value)
+    if not (0 if allow_zero else 1) <= signo <= sig.NSIG:
+        raise OSError(errno.EINVAL, "signal number")
+    return signo
+
+
+# ---- dispositions and masks --------------------------------------------------------------
 
 def sys_rt_sigaction(t: GuestThread, signo: int, act: int, oldact: int, sigsetsize: int,
                      *_: int) -> int:
-    signo = args.s32(signo)
-    if sigsetsize != 8 or not 1 <= signo <= NSIG:
+    if sigsetsize != 8:
         return -errno.EINVAL
-    new = KERNEL_SIGACTION.unpack(t.mm.read(act, KERNEL_SIGACTION.size)) if act else None
-    if new is not None and signo in (SIGKILL, SIGSTOP):
+    signo = _signo(signo)
+    new = sig.KERNEL_SIGACTION.unpack(t.mm.read(act, sig.KERNEL_SIGACTION.size)) if act else None
+    if new is not None and signo in (sig.SIGKILL, sig.SIGSTOP):
         return -errno.EINVAL
-    current = t.proc.signals.action(signo)
-    if oldact:
-        t.mm.write(oldact, current.pack())
-    if new is not None:
-        handler, flags, restorer, mask = new
-        t.proc.signals.actions[signo] = Disposition(handler, flags, restorer,
-                                                    mask & ~_UNBLOCKABLE)
+    state = t.proc.signals
+    with state.lock:
+        current = state.action(signo)
+        if oldact:
+            t.mm.write(oldact, current.pack())
+        if new is not None:
+            handler, flags, restorer, mask = new
+            state.actions[signo] = sig.Disposition(handler, flags, restorer,
+                                                   mask & ~sig.UNBLOCKABLE)
+            if state.ignored(signo):  # setting SIG_IGN discards what is pending
+                state.shared.discard(signo)
+                for thread in t.proc.group.all():
+                    thread.pending.discard(signo)
     return 0
 
 
@@ -50,79 +70,254 @@ def sys_rt_sigprocmask(t: GuestThread, how: int, set_: int, oldset: int, sigsets
     if sigsetsize != 8:
         return -errno.EINVAL
     new = t.mm.read_u64(set_) if set_ else None
+    how = args.s32(how)
+    if new is not None and how not in (SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK):
+        return -errno.EINVAL
     if oldset:
         t.mm.write_u64(oldset, t.signal_mask)
     if new is not None:
-        how = args.s32(how)
-        if how == SIG_BLOCK:
-            t.signal_mask |= new
-        elif how == SIG_UNBLOCK:
-            t.signal_mask &= ~new
-        elif how == SIG_SETMASK:
-            t.signal_mask = new
-        else:
-            return -errno.EINVAL
-        t.signal_mask &= ~_UNBLOCKABLE
+        with t.proc.signals.lock:
+            if how == SIG_BLOCK:
+                t.signal_mask |= new
+            elif how == SIG_UNBLOCK:
+                t.signal_mask &= ~new
+            else:
+                t.signal_mask = new
+            t.signal_mask &= ~sig.UNBLOCKABLE & ALL_SIGNALS
     return 0
+
+
+def sys_rt_sigpending(t: GuestThread, set_: int, sigsetsize: int, *_: int) -> int:
+    if sigsetsize > 8:
+        return -errno.EINVAL
+    pending = (t.pending.bits | t.proc.signals.shared.bits) & t.signal_mask
+    t.mm.write(set_, pending.to_bytes(8, "little")[:sigsetsize])
+    return 0
+
+
+def _deliverable(t: GuestThread) -> int:
+    return (t.pending.bits | t.proc.signals.shared.bits) & ~t.signal_mask
+
+
+def sys_rt_sigsuspend(t: GuestThread, mask: int, sigsetsize: int, *_: int) -> int:
+    if sigsetsize != 8:
+        return -errno.EINVAL
+    new = t.mm.read_u64(mask)
+    with t.proc.signals.lock:
+        if t.saved_mask is None:
+            t.saved_mask = t.signal_mask
+        t.signal_mask = new & ~sig.UNBLOCKABLE & ALL_SIGNALS
+    while not _deliverable(t):
+        t.proc.group.wait(t, None)
+    return -ERESTARTNOHAND
+
+
+def sys_pause(t: GuestThread, *_: int) -> int:
+    while not _deliverable(t):
+        t.proc.group.wait(t, None)
+    return -ERESTARTNOHAND
+
+
+def sys_rt_sigtimedwait(t: GuestThread, set_: int, info: int, timeout: int, sigsetsize: int,
+                        *_: int) -> int:
+    if sigsetsize != 8:
+        return -errno.EINVAL
+    wanted = t.mm.read_u64(set_) & ~sig.UNBLOCKABLE
+    deadline = None
+    if timeout:
+        seconds, nanoseconds = struct.unpack("<qq", t.mm.read(timeout, 16))
+        if seconds < 0 or not 0 <= nanoseconds < 1_000_000_000:
+            return -errno.EINVAL
+        deadline = time.monotonic_ns() + seconds * 1_000_000_000 + nanoseconds
+    state = t.proc.signals
+    while True:
+        with state.lock:
+            taken = t.pending.take(wanted) or state.shared.take(wanted)
+        if taken is not None:
+            signo, siginfo = taken
+            if info:
+                t.mm.write(info, siginfo)
+            return signo
+        if _deliverable(t) & ~wanted:
+            return -errno.EINTR  # another signal arrived: it is delivered now
+        remaining = None if deadline is None else deadline - time.monotonic_ns()
+        if remaining is not None and remaining <= 0:
+            return -errno.EAGAIN
+        t.proc.group.wait(t, remaining)
 
 
 def sys_sigaltstack(t: GuestThread, ss: int, old_ss: int, *_: int) -> int:
     new = _STACK.unpack(t.mm.read(ss, _STACK.size)) if ss else None
+    sp, flags, size = t.altstack
+    rsp = t.regs.rsp
+    on_stack = bool(size) and sp <= rsp < sp + size
     if old_ss:
-        sp, flags, size = t.altstack
-        t.mm.write(old_ss, _STACK.pack(sp, flags if size else SS_DISABLE, 0, size))
+        shown = SS_ONSTACK if on_stack else (flags if size else SS_DISABLE)
+        t.mm.write(old_ss, _STACK.pack(sp, shown, 0, size))
     if new is not None:
-        sp, flags, _pad, size = new
-        if flags & ~(SS_DISABLE | (1 << 31)):
+        new_sp, new_flags, _pad, new_size = new
+        if on_stack:
+            return -errno.EPERM
+        mode = new_flags & ~SS_AUTODISARM
+        if mode not in (0, SS_ONSTACK, SS_DISABLE):
             return -errno.EINVAL
-        if flags & SS_DISABLE:
+        if mode == SS_DISABLE:
             t.altstack = (0, SS_DISABLE, 0)
         else:
-            if size < 2048:
+            if new_size < MINSIGSTKSZ:
                 return -errno.ENOMEM
-            t.altstack = (sp, 0, size)
+            t.altstack = (new_sp, 0, new_size)
     return 0
 
 
-def raise_in_self(t: GuestThread, signo: int) -> int:
-    """A signal the process sends to itself, acted on by its disposition."""
-    if signo == 0:
-        return 0
-    if not 1 <= signo <= NSIG:
-        return -errno.EINVAL
-    action = t.proc.signals.action(signo)
-    if signo in (SIGKILL, SIGSTOP) or action.handler == SIG_DFL:
-        if signo in DEFAULT_IGNORED:
-            return 0
-        if signo == SIGSTOP or signo in (20, 21, 22):
-            return -errno.ENOSYS  # job control stops come with process groups
-        raise KillProcess(signo, "signal sent to itself")
-    if action.handler == SIG_IGN:
-        return 0
-    return -errno.ENOSYS  # a guest handler: delivery is not implemented yet
+def sys_rt_sigreturn(t: GuestThread, *_: int) -> None:
+    t.sigreturn()
+    return None
+
+
+# ---- sending ------------------------------------------------------------------------------
+
+def _user_info(t: GuestThread, signo: int, code: int = sig.SI_USER) -> bytes:
+    return sig.siginfo(signo, code, pid=t.proc.pid, uid=os.getuid())
 
 
 def sys_kill(t: GuestThread, pid: int, signo: int, *_: int) -> int:
-    pid = args.s32(pid)
-    if pid in (t.proc.pid, 0, -t.proc.pid):
-        return raise_in_self(t, args.s32(signo))
-    return -errno.ESRCH if pid > 0 else -errno.ENOSYS
+    pid, signo = args.s32(pid), _signo(signo, allow_zero=True)
+    if pid == t.proc.pid:
+        if signo:
+            t.proc.post_signal(signo, _user_info(t, signo), sender=t)
+        return 0
+    return host.syscall(NR["kill"], pid, signo)  # others, groups, -1: the host's rules
 
 
-def sys_tkill(t: GuestThread, tid: int, signo: int, *_: int) -> int:
-    if args.s32(tid) != t.tid:
-        return -errno.ESRCH
-    return raise_in_self(t, args.s32(signo))
+def _thread_of(t: GuestThread, tid: int) -> GuestThread | None:
+    return t.proc.group.threads.get(tid)
 
 
 def sys_tgkill(t: GuestThread, tgid: int, tid: int, signo: int, *_: int) -> int:
-    if args.s32(tgid) != t.proc.pid or args.s32(tid) != t.tid:
+    tgid, tid, signo = args.s32(tgid), args.s32(tid), _signo(signo, allow_zero=True)
+    if tgid <= 0 or tid <= 0:
+        return -errno.EINVAL
+    if tgid != t.proc.pid:
+        return host.syscall(NR["tgkill"], tgid, tid, signo)
+    target = _thread_of(t, tid)
+    if target is None:
         return -errno.ESRCH
-    return raise_in_self(t, args.s32(signo))
+    if signo:
+        t.proc.post_signal(signo, _user_info(t, signo, sig.SI_TKILL), target, sender=t)
+    return 0
+
+
+def sys_tkill(t: GuestThread, tid: int, signo: int, *_: int) -> int:
+    return sys_tgkill(t, t.proc.pid, tid, signo)
+
+
+def _queued_info(t: GuestThread, signo: int, uinfo: int) -> bytes:
+    info = bytearray(t.mm.read(uinfo, sig.SIGINFO_SIZE))
+    code = struct.unpack_from("<i", info, 8)[0]
+    if code >= 0 or code == sig.SI_TKILL:
+        raise OSError(errno.EPERM, "si_code reserved for the kernel")
+    struct.pack_into("<i", info, 0, signo)
+    return bytes(info)
+
+
+def sys_rt_sigqueueinfo(t: GuestThread, pid: int, signo: int, uinfo: int, *_: int) -> int:
+    pid, signo = args.s32(pid), _signo(signo, allow_zero=True)
+    if pid != t.proc.pid:
+        return host.syscall(NR["rt_sigqueueinfo"], pid, signo,
+                            args.in_ptr(t, uinfo, sig.SIGINFO_SIZE))
+    info = _queued_info(t, signo, uinfo)
+    if signo:
+        t.proc.post_signal(signo, info, sender=t)
+    return 0
+
+
+def sys_rt_tgsigqueueinfo(t: GuestThread, tgid: int, tid: int, signo: int, uinfo: int,
+                          *_: int) -> int:
+    tgid, tid, signo = args.s32(tgid), args.s32(tid), _signo(signo, allow_zero=True)
+    if tgid != t.proc.pid:
+        return host.syscall(NR["rt_tgsigqueueinfo"], tgid, tid, signo,
+                            args.in_ptr(t, uinfo, sig.SIGINFO_SIZE))
+    target = _thread_of(t, tid)
+    if target is None:
+        return -errno.ESRCH
+    info = _queued_info(t, signo, uinfo)
+    if signo:
+        t.proc.post_signal(signo, info, target, sender=t)
+    return 0
+
+
+# ---- timers ---------------------------------------------------------------------------------
+
+def sys_alarm(t: GuestThread, seconds: int, *_: int) -> int:
+    return host.syscall(NR["alarm"], seconds & 0xFFFFFFFF)
+
+
+def sys_setitimer(t: GuestThread, which: int, new: int, old: int, *_: int) -> int:
+    return host.syscall(NR["setitimer"], args.s32(which), args.in_ptr(t, new, 32),
+                        args.out_ptr(t, old, 32))
+
+
+def sys_getitimer(t: GuestThread, which: int, value: int, *_: int) -> int:
+    return host.syscall(NR["getitimer"], args.s32(which), args.out_ptr(t, value, 32))
+
+
+def sys_timer_create(t: GuestThread, clock: int, sevp: int, timerid: int, *_: int) -> int:
+    target = None
+    event = None
+    if sevp:
+        raw = bytearray(t.mm.read(sevp, 64))
+        _value, signo, notify = _SIGEVENT.unpack_from(raw)
+        if notify & ~SIGEV_THREAD_ID not in (SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD):
+            return -errno.EINVAL
+        if notify in (SIGEV_SIGNAL, SIGEV_THREAD_ID) and not 1 <= signo <= sig.NSIG:
+            return -errno.EINVAL
+        if notify == SIGEV_THREAD_ID:
+            tid = struct.unpack_from("<i", raw, 16)[0]
+            target = _thread_of(t, tid)
+            if target is None:
+                return -errno.EINVAL
+            # The host signal goes to km's signalfd; km routes it to that thread.
+            struct.pack_into("<i", raw, 12, SIGEV_SIGNAL)
+        event = bytes(raw)
+    result = host.syscall(NR["timer_create"], args.s32(clock),
+                          host.address_of(event) if event is not None else 0,
+                          args.out_ptr(t, timerid, 4))
+    if result == 0 and target is not None:
+        t.proc.timer_threads[struct.unpack("<i", t.mm.read(timerid, 4))[0]] = target
+    return result
+
+
+def sys_timer_settime(t: GuestThread, timerid: int, flags: int, new: int, old: int,
+                      *_: int) -> int:
+    return host.syscall(NR["timer_settime"], args.s32(timerid), flags,
+                        args.in_ptr(t, new, 32), args.out_ptr(t, old, 32))
+
+
+def sys_timer_gettime(t: GuestThread, timerid: int, value: int, *_: int) -> int:
+    return host.syscall(NR["timer_gettime"], args.s32(timerid), args.out_ptr(t, value, 32))
+
+
+def sys_timer_getoverrun(t: GuestThread, timerid: int, *_: int) -> int:
+    return host.syscall(NR["timer_getoverrun"], args.s32(timerid))
+
+
+def sys_timer_delete(t: GuestThread, timerid: int, *_: int) -> int:
+    result = host.syscall(NR["timer_delete"], args.s32(timerid))
+    if result == 0:
+        t.proc.timer_threads.pop(args.s32(timerid), None)
+    return result
 
 
 HANDLERS = {
     "rt_sigaction": sys_rt_sigaction, "rt_sigprocmask": sys_rt_sigprocmask,
-    "sigaltstack": sys_sigaltstack, "kill": sys_kill, "tkill": sys_tkill,
-    "tgkill": sys_tgkill,
+    "rt_sigpending": sys_rt_sigpending, "rt_sigsuspend": sys_rt_sigsuspend,
+    "pause": sys_pause, "rt_sigtimedwait": sys_rt_sigtimedwait,
+    "sigaltstack": sys_sigaltstack, "rt_sigreturn": sys_rt_sigreturn,
+    "kill": sys_kill, "tkill": sys_tkill, "tgkill": sys_tgkill,
+    "rt_sigqueueinfo": sys_rt_sigqueueinfo, "rt_tgsigqueueinfo": sys_rt_tgsigqueueinfo,
+    "alarm": sys_alarm, "setitimer": sys_setitimer, "getitimer": sys_getitimer,
+    "timer_create": sys_timer_create, "timer_settime": sys_timer_settime,
+    "timer_gettime": sys_timer_gettime, "timer_getoverrun": sys_timer_getoverrun,
+    "timer_delete": sys_timer_delete,
 }

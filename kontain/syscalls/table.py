@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import time
 
-from kontain.syscalls.numbers import NAMES, NUMBERS
+from kontain.linux.numbers import NAMES, NUMBERS
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
@@ -24,10 +24,10 @@ TABLE_SIZE = 512
 
 
 def all_handlers() -> dict[str, Handler]:
-    from kontain.syscalls import fs, io, misc, mm, net, poll, process, signal
+    from kontain.syscalls import fs, io, misc, mm, net, poll, process, signal, thread
     from kontain.syscalls import time as time_
     handlers: dict[str, Handler] = {}
-    for family in (fs, io, misc, mm, net, poll, process, signal, time_):
+    for family in (fs, io, misc, mm, net, poll, process, signal, thread, time_):
         handlers.update(family.HANDLERS)
     return handlers
 

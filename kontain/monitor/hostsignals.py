@@ -1,0 +1,83 @@
+"""Signals sent to km itself, forwarded to the payload.
+
+Every catchable signal is blocked in all of km's threads and read from a signalfd by
+one small thread, which posts it to the guest as a process-directed signal (or, for a
+timer created with SIGEV_THREAD_ID, to the thread the payload named). Keeping them
+blocked elsewhere means no vCPU thread is ever interrupted by a signal meant for the
+guest: only the KICK signal km sends on purpose interrupts KVM_RUN.
+
+SIGPIPE stays ignored: km handles EPIPE itself (Process.broken_pipe).
+"""
+
+from __future__ import annotations
+
+import _thread
+import ctypes
+import os
+import signal
+import struct
+
+from kontain.linux import hostcall as host
+from kontain.linux.numbers import NUMBERS as NR
+from kontain.monitor import signals as sig
+from kontain.monitor.vcpu import KICK_SIGNAL
+
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from kontain.monitor.process import Process
+
+#: struct signalfd_siginfo (the first fields; 128 bytes in all).
+SIGNALFD_SIGINFO = struct.Struct("<IiiIIiIIIIiiQQQQ")
+SIGNALFD_SIGINFO_SIZE = 128
+SFD_CLOEXEC = 0o2000000
+FORWARDED = [s for s in range(1, 65)
+             if s not in (sig.SIGKILL, sig.SIGSTOP, sig.SIGPIPE, 32, 33, KICK_SIGNAL)]
+
+
+def _noop(signum: int, frame: object) -> None:
+    """The KICK signal only has to interrupt a system call; nothing to do here."""
+
+
+class HostSignals:
+    """Forwarding of host signals to the guest (start() once, from the main thread)."""
+
+    def __init__(self, proc: Process) -> None:
+        self._proc = proc
+        self._fd = -1
+
+    def start(self) -> None:
+        signal.signal(KICK_SIGNAL, _noop)
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        mask = sum(1 << (s - 1) for s in FORWARDED)
+        mask_buffer = ctypes.c_uint64(mask)
+        fd = host.syscall(NR["signalfd4"], -1, ctypes.addressof(mask_buffer), 8, SFD_CLOEXEC)
+        if fd < 0:
+            raise OSError(-fd, "signalfd4")
+        self._fd = self._proc.fds.move_high(fd)
+        _thread.start_new_thread(self._forward, ())
+
+    def _forward(self) -> None:
+        while True:
+            try:
+                data = os.read(self._fd, SIGNALFD_SIGINFO_SIZE * 16)
+            except InterruptedError:
+                continue
+            except OSError:
+                return
+            for offset in range(0, len(data), SIGNALFD_SIGINFO_SIZE):
+                self._post(SIGNALFD_SIGINFO.unpack_from(data, offset))
+
+    def _post(self, fields: tuple) -> None:
+        (signo, _errno, code, pid, uid, _fd, timer_id, _band, overrun, _trapno, status,
+         _int, value, _utime, _stime, _addr) = fields
+        proc = self._proc
+        target = None
+        if code == sig.SI_TIMER:
+            info = sig.siginfo(signo, code, timer=(timer_id, overrun), value=value)
+            target = proc.timer_threads.get(timer_id)
+        elif signo == sig.SIGCHLD:
+            info = sig.siginfo(signo, code, pid=pid, uid=uid, status=status)
+        else:
+            info = sig.siginfo(signo, code, pid=pid, uid=uid, value=value)
+        proc.trace.log("signal", f"host signal {signo} (code {code}) forwarded")
+        proc.post_signal(signo, info, target)

@@ -1,0 +1,203 @@
+"""The payload's threads: one vCPU and one host thread each.
+
+clone(CLONE_VM|CLONE_THREAD) creates a GuestThread on a vCPU (reused from threads that
+ended: KVM cannot destroy a vCPU) and starts a host thread to run it. The guest tid is
+the host thread's tid, so tids are unique and tgkill-able like native ones. Each thread
+has an eventfd km uses to wake it from waits (sigsuspend, sigtimedwait, pause).
+
+The process ends when its last thread exits, or at once when one thread calls
+exit_group or dies of a signal: Process.end() never returns.
+"""
+
+from __future__ import annotations
+
+import _thread
+import ctypes
+import errno
+import os
+import traceback
+
+from kontain.kvm.structs import Regs
+from kontain.linux import hostcall as host
+from kontain.linux.numbers import NUMBERS as NR
+from kontain.machine import cpu
+from kontain.monitor.exits import ExitProcess, KillProcess, ThreadExit
+from kontain.monitor.signals import SIGSEGV
+from kontain.monitor.vcpu import GuestThread
+
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from kontain.monitor.process import Process
+
+CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
+CLONE_PIDFD, CLONE_PTRACE, CLONE_VFORK, CLONE_PARENT, CLONE_THREAD = (
+    0x1000, 0x2000, 0x4000, 0x8000, 0x10000)
+CLONE_NEWNS, CLONE_SYSVSEM, CLONE_SETTLS, CLONE_PARENT_SETTID = (
+    0x20000, 0x40000, 0x80000, 0x100000)
+CLONE_CHILD_CLEARTID, CLONE_DETACHED, CLONE_UNTRACED, CLONE_CHILD_SETTID = (
+    0x200000, 0x400000, 0x800000, 0x1000000)
+FUTEX_WAKE = 1
+FUTEX_PRIVATE_FLAG = 128
+
+
+class ThreadGroup:
+    """All threads of one process and the vCPUs they run on."""
+
+    def __init__(self, proc: Process) -> None:
+        self._proc = proc
+        self._lock = _thread.allocate_lock()
+        self._idle_vcpus: list = []
+        self._next_vcpu_id = 0
+        self.threads: dict[int, GuestThread] = {}
+        self._wake_fds: dict[int, int] = {}
+
+    # ---- creation -------------------------------------------------------------------
+
+    def new_vcpu(self):
+        with self._lock:
+            if self._idle_vcpus:
+                return self._idle_vcpus.pop()
+            vcpu_id = self._next_vcpu_id
+            self._next_vcpu_id += 1
+        return self._proc.machine.create_vcpu(vcpu_id)
+
+    def add(self, thread: GuestThread) -> None:
+        with self._lock:
+            self.threads[thread.tid] = thread
+
+    def spawn(self, parent: GuestThread, flags: int, stack: int, parent_tid: int,
+              child_tid: int, tls: int) -> int:
+        """clone() of a thread: returns the new thread's tid."""
+        required = CLONE_VM | CLONE_THREAD | CLONE_SIGHAND
+        if flags & required != required:
+            return -errno.EINVAL if flags & CLONE_THREAD else -errno.ENOSYS
+        vcpu = self.new_vcpu()
+        child = GuestThread(self._proc, vcpu, 0)
+        regs = Regs.from_buffer_copy(parent.regs)
+        regs.rax = 0
+        regs.rip = parent.regs.rcx
+        regs.rflags = parent.regs.r11 & cpu.USER_RFLAGS_MASK | cpu.USER_RFLAGS
+        if stack:
+            regs.rsp = stack
+        vcpu.set_regs(regs)
+        bases = parent.vcpu.get_msrs([cpu.MSR_FS_BASE, cpu.MSR_GS_BASE])
+        vcpu.set_msrs([(cpu.MSR_FS_BASE, tls if flags & CLONE_SETTLS else bases[cpu.MSR_FS_BASE]),
+                       (cpu.MSR_GS_BASE, bases[cpu.MSR_GS_BASE])])
+        vcpu.set_xsave(parent.vcpu.get_xsave())
+        child.signal_mask = parent.signal_mask
+        if flags & CLONE_CHILD_CLEARTID:
+            child.clear_child_tid = child_tid
+        ready, go = _thread.allocate_lock(), _thread.allocate_lock()
+        ready.acquire()
+        go.acquire()
+        _thread.start_new_thread(self._host_thread, (child, ready, go))
+        ready.acquire()  # the child knows its tid
+        tid = child.tid
+        try:
+            if flags & CLONE_PARENT_SETTID:
+                parent.mm.write(parent_tid, tid.to_bytes(4, "little"))
+            if flags & CLONE_CHILD_SETTID:
+                parent.mm.write(child_tid, tid.to_bytes(4, "little"))
+        finally:
+            go.release()
+        self._proc.trace.log("thread", f"[{parent.tid}] clone -> thread {tid} on vCPU {vcpu.id}")
+        return tid
+
+    def _host_thread(self, child: GuestThread, ready, go) -> None:
+        child.tid = _thread.get_native_id()
+        child.host_ident = _thread.get_ident()
+        self.add(child)
+        ready.release()
+        go.acquire()
+        self.run(child)
+
+    # ---- running and ending ------------------------------------------------------------
+
+    def run(self, thread: GuestThread) -> None:
+        """Run one thread to its end; ends the process when it was the last one."""
+        proc = self._proc
+        try:
+            thread.run()
+        except ThreadExit as e:
+            self._thread_ended(thread, e.status)
+        except ExitProcess as e:
+            proc.end(proc.outcome(status=e.status))
+        except KillProcess as e:
+            proc.end(proc.outcome(signal=e.signo, reason=e.reason, internal=e.internal))
+        except BaseException as e:  # a km bug must not leave a half-dead process behind
+            proc.trace.write(f"km: internal error in thread {thread.tid}: {e}\n"
+                             f"{traceback.format_exc()}")
+            proc.end(proc.outcome(signal=SIGSEGV, reason=str(e), internal=True))
+
+    def _thread_ended(self, thread: GuestThread, status: int) -> None:
+        thread.exit_thread()
+        with self._lock:
+            self.threads.pop(thread.tid, None)
+            remaining = len(self.threads)
+            self._idle_vcpus.append(thread.vcpu)
+            wake = self._wake_fds.pop(thread.tid, None)
+        if wake is not None:
+            os.close(wake)
+        self._proc.trace.log("thread", f"[{thread.tid}] exit({status}), {remaining} left")
+        if remaining == 0:
+            self._proc.end(self._proc.outcome(status=status))
+        if thread.tid == self._proc.pid:
+            # The main host thread must outlive the process: park it.
+            lock = _thread.allocate_lock()
+            lock.acquire()
+            lock.acquire()
+
+    # ---- waking threads -------------------------------------------------------------------
+
+    def wake_fd(self, thread: GuestThread) -> int:
+        with self._lock:
+            fd = self._wake_fds.get(thread.tid)
+            if fd is None:
+                fd = self._proc.fds.move_high(os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK))
+                self._wake_fds[thread.tid] = fd
+            return fd
+
+    def wake(self, thread: GuestThread) -> None:
+        try:
+            os.eventfd_write(self.wake_fd(thread), 1)
+        except OSError:
+            pass
+
+    def wait(self, thread: GuestThread, timeout_ns: int | None) -> None:
+        """Sleep until woken (a signal for this thread) or the timeout passes."""
+        fd = self.wake_fd(thread)
+        pollfd = (ctypes.c_int32 * 2)(fd, 1)  # struct pollfd {fd, events=POLLIN, revents}
+        ts = None
+        if timeout_ns is not None:
+            ts = (ctypes.c_int64 * 2)(timeout_ns // 1_000_000_000, timeout_ns % 1_000_000_000)
+        host.syscall(NR["ppoll"], ctypes.addressof(pollfd), 1,
+                     ctypes.addressof(ts) if ts is not None else 0, 0, 8)
+        try:
+            os.eventfd_read(fd)
+        except OSError:
+            pass
+
+    def futex_wake(self, address: int, count: int) -> None:
+        vma = self._proc.mm.find(address)
+        if vma is None or vma.pa is None:
+            return
+        host_address = self._proc.mm.host_base + vma.pa + address - vma.start
+        # Waiters may have used a shared or a private futex on the word: wake both kinds
+        # (the kernel's own clear_child_tid wake is the shared one).
+        host.syscall(NR["futex"], host_address, FUTEX_WAKE, count)
+        host.syscall(NR["futex"], host_address, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, count)
+
+    def pick_receiver(self, signo_bit: int, preferred: GuestThread | None) -> GuestThread | None:
+        """The thread a process-directed signal should interrupt: one not blocking it."""
+        if preferred is not None and not preferred.signal_mask & signo_bit:
+            return preferred
+        with self._lock:
+            threads = list(self.threads.values())
+        for thread in threads:
+            if not thread.signal_mask & signo_bit:
+                return thread
+        return None
+
+    def all(self) -> list[GuestThread]:
+        with self._lock:
+            return list(self.threads.values())
