@@ -121,6 +121,19 @@ def find_payload(name: str) -> str:
     raise FileNotFoundError(name)
 
 
+def inherited_environment() -> list[bytes]:
+    """km's environment as it was exec'd, before Python's start-up changed it.
+
+    Python sets LC_CTYPE when it coerces the C locale (PEP 538); the payload must see
+    exactly what km was given, which /proc/self/environ still holds.
+    """
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            return [entry for entry in f.read().split(b"\0") if entry]
+    except OSError:
+        return [k + b"=" + v for k, v in os.environb.items()]
+
+
 def _error(message: str) -> None:
     os.write(2, f"km: {message}\n".encode(errors="replace"))
 
@@ -181,10 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fds = FdSpace()
     diagnostics = fds.move_high(os.dup(2))
-    if cl.putenv is not None:
-        env = [e.encode() for e in cl.putenv]
-    else:
-        env = [k + b"=" + v for k, v in os.environb.items()]
+    env = [e.encode() for e in cl.putenv] if cl.putenv is not None else inherited_environment()
     options = Options(mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose)
 
     def finish(outcome: Outcome) -> None:

@@ -510,7 +510,13 @@ class AddressSpace:
         old_size, new_size = page_up(old_size), page_up(new_size)
         with self.lock:
             vma = self.find(old)
-            if vma is None or old_size == 0 or old + old_size > vma.end:
+            if vma is None:
+                raise OSError(errno.EFAULT, "mremap")
+            if old_size == 0:
+                # Linux duplicates a shared mapping here; km does not (yet), and a private
+                # one is EINVAL on Linux too.
+                raise OSError(errno.EINVAL, "mremap of old size 0")
+            if old + old_size > vma.end:
                 raise OSError(errno.EFAULT, "mremap")
             if flags & MREMAP_FIXED:
                 if new_addr & _PAGE_MASK or new_addr < old + old_size and old < new_addr + new_size:
