@@ -14,7 +14,7 @@ from __future__ import annotations
 import _thread
 import ctypes
 import os
-import signal
+import _signal as signal  # not `signal`: it imports enum, and km start-up is timed
 import struct
 
 from kontain.linux import hostcall as host

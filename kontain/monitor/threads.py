@@ -15,7 +15,6 @@ import _thread
 import ctypes
 import errno
 import os
-import traceback
 
 from kontain.kvm.structs import Regs
 from kontain.linux import hostcall as host
@@ -125,6 +124,7 @@ class ThreadGroup:
         except KillProcess as e:
             proc.end(proc.outcome(signal=e.signo, reason=e.reason, internal=e.internal))
         except BaseException as e:  # a km bug must not leave a half-dead process behind
+            import traceback
             proc.trace.write(f"km: internal error in thread {thread.tid}: {e}\n"
                              f"{traceback.format_exc()}")
             proc.end(proc.outcome(signal=SIGSEGV, reason=str(e), internal=True))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import signal as host_signal
+import _signal as host_signal  # not `signal`: it imports enum, and km start-up is timed
 import struct
 
 from kontain.kvm import constants as k
