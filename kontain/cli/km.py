@@ -50,6 +50,10 @@ class CommandLine:
         self.payload: list[str] = []
         self.show_help = False
         self.show_version = False
+        #: Internal, set by a guest execve (kontain.monitor.exec): the payload's argv[0]
+        #: and the signal state exec keeps ("ignored-hex:mask-hex").
+        self.argv0: str | None = None
+        self.exec_state: str | None = None
 
 
 def parse_size(text: str) -> int:
@@ -91,7 +95,9 @@ def parse(argv: list[str]) -> CommandLine:
             cl.stats = True
         elif arg == "--copyenv":
             cl.putenv = None
-        elif name in ("-e", "--putenv", "--mem-size"):
+        elif name == "--exec-state" and eq:
+            cl.exec_state = value
+        elif name in ("-e", "--putenv", "--mem-size", "--argv0"):
             if not eq:
                 i += 1
                 if i >= len(argv):
@@ -99,6 +105,8 @@ def parse(argv: list[str]) -> CommandLine:
                 value = argv[i]
             if name == "--mem-size":
                 cl.mem_size = parse_size(value)
+            elif name == "--argv0":
+                cl.argv0 = value
             else:
                 if "=" not in value:
                     raise UsageError(f"{arg} takes NAME=VALUE, not {value!r}")
@@ -189,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CANNOT_EXECUTE
 
     from kontain.loader.elf import ExecError
+    from kontain.loader.script import BINPRM_BUF_SIZE, script_argv
     from kontain.monitor.fdspace import FdSpace
     from kontain.monitor.process import Options, Outcome, Process
 
@@ -214,12 +223,24 @@ def main(argv: list[str] | None = None) -> int:
                + (" (is /dev/kvm present and accessible?)" if e.filename or e.errno in (2, 13)
                   else ""))
         return EXIT_KM_ERROR
+    argv = [os.fsencode(cl.argv0 if cl.argv0 is not None else cl.payload[0])]
+    argv += [os.fsencode(a) for a in cl.payload[1:]]
+    execfn = os.fsencode(path)
     try:
-        thread = proc.load(path, [os.fsencode(a) for a in cl.payload], env,
-                           os.fsencode(path))
+        with open(path, "rb") as f:
+            head = f.read(BINPRM_BUF_SIZE)
+        script = script_argv(head, execfn, argv)
+        if script is not None:  # a #! script: its interpreter runs under km
+            path, argv = os.fsdecode(script[0]), script[1]
+        thread = proc.load(path, argv, env, execfn)
     except ExecError as e:
         _error(f"{path}: {e}")
         return EXIT_NOT_FOUND if e.errno == 2 else EXIT_CANNOT_EXECUTE
+    except OSError as e:
+        _error(f"{path}: {e.strerror}")
+        return EXIT_NOT_FOUND if e.errno == 2 else EXIT_CANNOT_EXECUTE
+    if cl.exec_state:
+        proc.restore_exec_state(thread, cl.exec_state)
     proc.run(thread)  # does not return: finish() ends km
     return EXIT_KM_ERROR
 

@@ -63,6 +63,14 @@ class PhysicalMemory:
             self._vm.set_user_memory_region(self._registered, start, size, self.host_base + start)
             self._registered += 1
 
+    def rebind(self, vm: Vm) -> None:
+        """Register the same memslots with another VM (a forked km's new VM): the
+        memory, inherited copy-on-write by the host fork, is already in place."""
+        self._vm = vm
+        for index in range(self._registered):
+            start, size = self._slots[index]
+            vm.set_user_memory_region(index, start, size, self.host_base + start)
+
     def host_address(self, pa: int) -> int:
         return self.host_base + pa
 

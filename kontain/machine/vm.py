@@ -68,6 +68,15 @@ class Machine:
         pt.map(kernel_va(STUB_PA + PAGE_SIZE), STUB_PA + PAGE_SIZE,
                DYNAMIC_PA - STUB_PA - PAGE_SIZE, kernel_data)
 
+    def recreate_vm(self) -> None:
+        """Give this machine a new KVM VM over the same memory (after a host fork: a VM
+        belongs to the process that created it)."""
+        old = self.vm
+        self.vm = self.kvm.create_vm()
+        self.vm.fd = self._relocate_fd(self.vm.fd)
+        old.close()
+        self.phys.rebind(self.vm)
+
     def iret_frame_pa(self, vcpu_id: int) -> int:
         """Physical address of vCPU vcpu_id's iret frame (rip, cs, rflags, rsp, ss)."""
         return vcpu_page(vcpu_id) + PAGE_SIZE - IRET_FRAME_SIZE

@@ -56,6 +56,12 @@ class HostSignals:
         self._fd = self._proc.fds.move_high(fd)
         _thread.start_new_thread(self._forward, ())
 
+    def close(self) -> None:
+        """Drop the signalfd (a forked child starts its own forwarding)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
     def _forward(self) -> None:
         while True:
             try:

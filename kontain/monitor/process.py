@@ -173,6 +173,14 @@ class Process:
     def futex_wake(self, address: int, count: int) -> None:
         self.group.futex_wake(address, count)
 
+    def restore_exec_state(self, thread: GuestThread, state: str) -> None:
+        """Apply what execve keeps: ignored signals stay ignored, the mask stays."""
+        ignored, mask = (int(part, 16) for part in state.split(":"))
+        for signo in range(1, sig.NSIG + 1):
+            if ignored & sig.bit(signo):
+                self.signals.actions[signo] = sig.Disposition(sig.SIG_IGN)
+        thread.signal_mask = mask & ~sig.UNBLOCKABLE
+
     def stop_self(self) -> None:
         """Default action of a stop signal: the whole km process stops until SIGCONT."""
         os.kill(os.getpid(), sig.SIGSTOP)
@@ -180,7 +188,14 @@ class Process:
     # ---- services for syscall handlers -------------------------------------------------
 
     def host_path(self, path: bytes) -> bytes:
-        """The host path for a guest path (the payload's root is the host's /)."""
+        """The host path for a guest path (the payload's root is the host's /).
+
+        /proc/self/exe names the payload, not the Python running km: busybox, for one,
+        re-executes itself through it.
+        """
+        if path.startswith(b"/proc/") and path.endswith(b"/exe") and path in (
+                b"/proc/self/exe", b"/proc/thread-self/exe", b"/proc/%d/exe" % self.pid):
+            return os.fsencode(self.exe)
         return path
 
     def guest_cwd(self) -> bytes:

@@ -198,6 +198,17 @@ class ThreadGroup:
                 return thread
         return None
 
+    def vcpus(self) -> list:
+        """Every vCPU of the group, running or idle."""
+        with self._lock:
+            return [t.vcpu for t in self.threads.values()] + list(self._idle_vcpus)
+
+    def close_wake_fds(self) -> None:
+        with self._lock:
+            fds, self._wake_fds = list(self._wake_fds.values()), {}
+        for fd in fds:
+            os.close(fd)
+
     def all(self) -> list[GuestThread]:
         with self._lock:
             return list(self.threads.values())

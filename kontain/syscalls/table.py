@@ -24,10 +24,11 @@ TABLE_SIZE = 512
 
 
 def all_handlers() -> dict[str, Handler]:
-    from kontain.syscalls import fs, io, misc, mm, net, poll, process, signal, thread
+    from kontain.syscalls import (
+        fs, io, lifecycle, misc, mm, net, poll, process, signal, thread)
     from kontain.syscalls import time as time_
     handlers: dict[str, Handler] = {}
-    for family in (fs, io, misc, mm, net, poll, process, signal, thread, time_):
+    for family in (fs, io, lifecycle, misc, mm, net, poll, process, signal, thread, time_):
         handlers.update(family.HANDLERS)
     return handlers
 

@@ -12,6 +12,7 @@ import struct
 
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
+from kontain.monitor.fork import fork_process
 from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
@@ -34,9 +35,23 @@ _SECOND_WORD_OPS = frozenset({FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP,
                               FUTEX_WAIT_REQUEUE_PI, FUTEX_CMP_REQUEUE_PI})
 
 
+CLONE_VM, CLONE_VFORK, CLONE_THREAD = 0x100, 0x4000, 0x10000
+
+
+def _clone(t: GuestThread, flags: int, stack: int, parent_tid: int, child_tid: int,
+           tls: int) -> int:
+    if flags & CLONE_THREAD:
+        return t.proc.group.spawn(t, flags, stack, parent_tid, child_tid, tls)
+    if flags & CLONE_VM and not flags & CLONE_VFORK:
+        # A process sharing memory with its parent: the two would be two km processes,
+        # which cannot share a VM's memory.
+        return -errno.ENOSYS
+    return fork_process(t.proc, t, flags, stack, parent_tid, child_tid, tls)
+
+
 def sys_clone(t: GuestThread, flags: int, stack: int, parent_tid: int, child_tid: int,
               tls: int, *_: int) -> int:
-    return t.proc.group.spawn(t, flags & 0xFFFFFFFF, stack, parent_tid, child_tid, tls)
+    return _clone(t, flags & 0xFFFFFFFF, stack, parent_tid, child_tid, tls)
 
 
 def sys_clone3(t: GuestThread, cl_args: int, size: int, *_: int) -> int:
@@ -47,10 +62,10 @@ def sys_clone3(t: GuestThread, cl_args: int, size: int, *_: int) -> int:
      set_tid_size, _cgroup) = CLONE_ARGS.unpack(raw)
     if set_tid or set_tid_size:
         return -errno.EPERM
-    if exit_signal and flags & 0x10000:  # CLONE_THREAD
+    if exit_signal and flags & CLONE_THREAD:
         return -errno.EINVAL
     top = stack + stack_size if stack else 0
-    return t.proc.group.spawn(t, flags, top, parent_tid, child_tid, tls)
+    return _clone(t, flags | (exit_signal & 0xFF), top, parent_tid, child_tid, tls)
 
 
 def _word(t: GuestThread, va: int) -> int:

@@ -1,0 +1,95 @@
+"""execve: the payload replaces itself with another program, in a fresh VM.
+
+km carries out a guest execve by exec'ing itself on the host with the new payload:
+the pid stays, the host closes the descriptors the guest marked close-on-exec (and all
+of km's own, which are close-on-exec), the other threads disappear, and the new km
+builds a fresh VM. What Linux keeps across exec that only km knows — ignored signals
+and the signal mask — travels in an internal option. Everything that can make execve
+fail (ENOENT, EACCES, ENOEXEC) is checked first, so the caller still gets the error.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+import sys
+
+from kontain.loader.elf import ExecError, read_elf
+from kontain.loader.script import BINPRM_BUF_SIZE, script_argv
+from kontain.monitor import signals as sig
+
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from kontain.monitor.process import Process
+    from kontain.monitor.vcpu import GuestThread
+
+MAX_SCRIPT_DEPTH = 4
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def check_executable(path: bytes, depth: int = 0) -> None:
+    """Raise ExecError with the errno execve would return for path, if any."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ExecError(e.errno or errno.ENOENT, e.strerror or "cannot stat") from None
+    if not stat.S_ISREG(st.st_mode) or not os.access(path, os.X_OK):
+        raise ExecError(errno.EACCES, "not an executable file")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ExecError(e.errno or errno.EACCES, e.strerror or "cannot open") from None
+    try:
+        head = os.pread(fd, BINPRM_BUF_SIZE, 0)
+        if head.startswith(b"#!"):
+            if depth >= MAX_SCRIPT_DEPTH:
+                raise ExecError(errno.ELOOP, "too many levels of #! interpreters")
+            interpreter, _argv = script_argv(head, path, [path])
+            check_executable(interpreter, depth + 1)
+            return
+        image = read_elf(os.fsdecode(path), fd)
+        if image.interpreter is not None and not os.path.exists(image.interpreter):
+            raise ExecError(errno.ENOENT, f"interpreter {image.interpreter} not found")
+    finally:
+        os.close(fd)
+
+
+def exec_state(proc: Process, thread: GuestThread) -> str:
+    """The signal state execve keeps: ignored signals and the thread's mask."""
+    ignored = sum(sig.bit(s) for s in range(1, sig.NSIG + 1)
+                  if proc.signals.action(s).handler == sig.SIG_IGN)
+    return f"{ignored:x}:{thread.signal_mask:x}"
+
+
+def km_command(proc: Process, path: bytes, argv: list[bytes], state: str) -> list[bytes]:
+    """The host command line of the km that will run path."""
+    # The directory holding the kontain package (site-packages, or the source tree).
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    boot = f"import sys; sys.path.insert(0, {root!r}); from kontain.cli.km import entry; entry()"
+    options = proc.options
+    command = [os.fsencode(sys.executable), b"-E", b"-S", b"-c", boot.encode(),
+               b"--exec-state=" + state.encode()]
+    if options.verbose is not None:
+        command.append(b"--verbose=" + options.verbose.encode())
+    if options.stats:
+        command.append(b"-S")
+    command += [b"--mem-size", str(options.mem_size).encode()]
+    command += [b"--argv0", argv[0] if argv else path, b"--", path] + argv[1:]
+    return command
+
+
+def execve(proc: Process, thread: GuestThread, path: bytes, argv: list[bytes],
+           envp: list[bytes]) -> int:
+    """Replace the payload; returns only on failure, with -errno."""
+    try:
+        check_executable(path)
+    except ExecError as e:
+        return -e.errno
+    command = km_command(proc, path, argv, exec_state(proc, thread))
+    proc.trace.log("process", f"execve {path!r} {argv!r}")
+    argv_array = (ctypes.c_char_p * (len(command) + 1))(*command, None)
+    envp_array = (ctypes.c_char_p * (len(envp) + 1))(*envp, None)
+    _libc.execve(os.fsencode(sys.executable), argv_array, envp_array)
+    return -ctypes.get_errno()

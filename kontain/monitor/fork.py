@@ -1,0 +1,113 @@
+"""fork: a guest process becomes two km processes, each with its own VM.
+
+km forks itself on the host. Guest memory is one MAP_PRIVATE host mapping, so the child
+km inherits a copy-on-write copy of all of it — page tables included, at the same
+addresses — and shared guest mappings stay shared. A KVM VM belongs to the process that
+created it, so the child builds a new VM over the inherited memory, registers the same
+memslots, and starts one vCPU with the forking thread's registers (rax = 0). Guest fds
+are host fds, so they are inherited exactly as Linux does; so are cwd, umask, rlimits.
+
+vfork (and clone with CLONE_VFORK) is a fork whose parent waits until the child execs
+or exits: the child holds the write end of a close-on-exec pipe the parent reads.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+
+from kontain.kvm.structs import Regs
+from kontain.machine import cpu
+from kontain.monitor import signals as sig
+from kontain.monitor.hostsignals import HostSignals
+from kontain.monitor.threads import ThreadGroup
+from kontain.monitor.vcpu import GuestThread
+
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from kontain.monitor.process import Process
+
+CLONE_VFORK, CLONE_SETTLS, CLONE_PARENT_SETTID = 0x4000, 0x80000, 0x100000
+CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID = 0x200000, 0x1000000
+
+
+class ForkSnapshot:
+    """The forking thread's CPU state, taken in the parent before the host fork."""
+
+    def __init__(self, parent: GuestThread, flags: int, stack: int, tls: int) -> None:
+        self.regs = Regs.from_buffer_copy(parent.regs)
+        self.regs.rax = 0
+        self.regs.rip = parent.regs.rcx
+        self.regs.rflags = parent.regs.r11 & cpu.USER_RFLAGS_MASK | cpu.USER_RFLAGS
+        if stack:
+            self.regs.rsp = stack
+        bases = parent.vcpu.get_msrs([cpu.MSR_FS_BASE, cpu.MSR_GS_BASE])
+        self.fs_base = tls if flags & CLONE_SETTLS else bases[cpu.MSR_FS_BASE]
+        self.gs_base = bases[cpu.MSR_GS_BASE]
+        self.xsave = parent.vcpu.get_xsave()
+        self.signal_mask = parent.signal_mask
+        self.altstack = parent.altstack
+        self.name = parent.name
+
+
+def fork_process(proc: Process, parent: GuestThread, flags: int, stack: int, parent_tid: int,
+                 child_tid: int, tls: int) -> int:
+    """fork/vfork/clone without CLONE_VM|CLONE_THREAD; returns the child's pid."""
+    snapshot = ForkSnapshot(parent, flags, stack, tls)
+    vfork = bool(flags & CLONE_VFORK)
+    if vfork:
+        wait_read, wait_write = os.pipe2(os.O_CLOEXEC)
+    # Hold the locks other threads might hold, so the child does not inherit them taken.
+    with proc.mm.lock, proc.signals.lock:
+        pid = os.fork()
+    if pid == 0:
+        if vfork:
+            os.close(wait_read)
+        _become_child(proc, snapshot, flags, child_tid)  # never returns
+    proc.trace.log("process", f"[{parent.tid}] fork -> pid {pid}")
+    if flags & CLONE_PARENT_SETTID:
+        parent.mm.write(parent_tid, pid.to_bytes(4, "little"))
+    if vfork:
+        os.close(wait_write)
+        try:
+            while os.read(wait_read, 1):  # EOF when the child execs or exits
+                pass
+        except OSError:
+            pass
+        os.close(wait_read)
+    return pid
+
+
+def _become_child(proc: Process, snapshot: ForkSnapshot, flags: int, child_tid: int) -> None:
+    """In the new km process: a new VM over the inherited memory, one thread, run it."""
+    old_vcpus = proc.group.vcpus()
+    proc.pid = os.getpid()
+    for vcpu in old_vcpus:
+        vcpu.close()
+    proc.group.close_wake_fds()
+    proc.host_signals.close()
+    proc.machine.recreate_vm()
+    proc.group = ThreadGroup(proc)
+    proc.timer_threads = {}
+    proc.signals.shared = sig.PendingQueue()
+    thread = GuestThread(proc, proc.group.new_vcpu(), proc.pid)
+    vcpu = thread.vcpu
+    vcpu.set_regs(snapshot.regs)
+    vcpu.set_msrs([(cpu.MSR_FS_BASE, snapshot.fs_base), (cpu.MSR_GS_BASE, snapshot.gs_base)])
+    vcpu.set_xsave(snapshot.xsave)
+    thread.signal_mask = snapshot.signal_mask
+    thread.altstack = snapshot.altstack
+    thread.name = snapshot.name
+    thread.host_ident = _thread.get_ident()
+    if flags & CLONE_CHILD_SETTID:
+        try:
+            proc.mm.write(child_tid, proc.pid.to_bytes(4, "little"))
+        except Exception:  # noqa: BLE001 - a bad pointer is the child's problem, not km's
+            pass
+    if flags & CLONE_CHILD_CLEARTID:
+        thread.clear_child_tid = child_tid
+    proc.trace.log("process", f"forked child {proc.pid} running")
+    proc.host_signals = HostSignals(proc)
+    proc.host_signals.start()
+    proc.group.add(thread)
+    proc.group.run(thread)
