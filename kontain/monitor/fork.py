@@ -80,11 +80,10 @@ def fork_process(proc: Process, parent: GuestThread, flags: int, stack: int, par
 
 def _become_child(proc: Process, snapshot: ForkSnapshot, flags: int, child_tid: int) -> None:
     """In the new km process: a new VM over the inherited memory, one thread, run it."""
-    old_vcpus = proc.group.vcpus()
+    old_vcpus = proc.group.forget_after_fork()
     proc.pid = os.getpid()
     for vcpu in old_vcpus:
         vcpu.close()
-    proc.group.close_wake_fds()
     proc.host_signals.close()
     proc.machine.recreate_vm()
     proc.group = ThreadGroup(proc)

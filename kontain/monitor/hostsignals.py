@@ -11,10 +11,10 @@ SIGPIPE stays ignored: km handles EPIPE itself (Process.broken_pipe).
 
 from __future__ import annotations
 
+import _signal as signal  # not `signal`: it imports enum, and km start-up is timed
 import _thread
 import ctypes
 import os
-import _signal as signal  # not `signal`: it imports enum, and km start-up is timed
 import struct
 
 from kontain.linux import hostcall as host

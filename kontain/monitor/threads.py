@@ -198,16 +198,14 @@ class ThreadGroup:
                 return thread
         return None
 
-    def vcpus(self) -> list:
-        """Every vCPU of the group, running or idle."""
-        with self._lock:
-            return [t.vcpu for t in self.threads.values()] + list(self._idle_vcpus)
-
-    def close_wake_fds(self) -> None:
-        with self._lock:
-            fds, self._wake_fds = list(self._wake_fds.values()), {}
-        for fd in fds:
+    def forget_after_fork(self) -> list:
+        """In a forked child, where only the forking thread survived: release what the
+        parent's threads owned and return their vCPUs (to close). No locking: a lock
+        another parent thread held at fork time would never be released here."""
+        for fd in self._wake_fds.values():
             os.close(fd)
+        self._wake_fds = {}
+        return [t.vcpu for t in self.threads.values()] + list(self._idle_vcpus)
 
     def all(self) -> list[GuestThread]:
         with self._lock:

@@ -21,10 +21,10 @@ through the same place.
 
 from __future__ import annotations
 
+import _signal as host_signal  # not `signal`: it imports enum, and km start-up is timed
 import ctypes
 import errno
 import fcntl
-import _signal as host_signal  # not `signal`: it imports enum, and km start-up is timed
 import struct
 
 from kontain.kvm import constants as k
@@ -104,6 +104,7 @@ class GuestThread:
         self.host_ident = 0
         #: Where the user context is while km handles an exit (SYSCALL/EXCEPTION/...).
         self._context = SYSCALL
+        self._resume = (0, 0, 0)
         self._syscall_nr = 0
         self.exited = False
 
@@ -114,30 +115,34 @@ class GuestThread:
         regs.rip, regs.rsp, regs.rflags = rip, rsp, _USER_FLAGS
         self.vcpu.set_regs(regs)
 
+    def enter_context(self, kind: int) -> None:
+        """Take hold of the payload's user context, found where this kind of exit left it."""
+        self._context = kind
+        regs = self.regs
+        if kind == SYSCALL:
+            self._resume = (regs.rcx, regs.rsp, regs.r11)
+        elif kind == EXCEPTION:
+            self._resume = (self.frame[0], self.frame[3], self.frame[2])
+        else:
+            self._resume = (regs.rip, regs.rsp, regs.rflags)
+
     def user_context(self) -> tuple[int, int, int]:
         """(rip, rsp, rflags) of the payload where it will resume."""
-        regs = self.regs
-        if self._context == SYSCALL:
-            return regs.rcx, regs.rsp, regs.r11
-        if self._context == EXCEPTION:
-            return self.frame[0], self.frame[3], self.frame[2]
-        return regs.rip, regs.rsp, regs.rflags
+        return self._resume
 
     def resume_at(self, rip: int, rsp: int, rflags: int) -> None:
-        """Make the payload resume at rip with this rsp and rflags."""
+        """Make the payload resume at rip with this rsp and rflags (the other registers,
+        rcx and r11 included, are whatever self.regs holds)."""
         regs = self.regs
         rflags = rflags & _FLAGS_MASK | _USER_FLAGS
+        self._resume = (rip, rsp, rflags)
         if self._context == INTERRUPTED or (
                 self._context == SYSCALL and self.proc.machine.syscall_in_user_mode):
             regs.rip, regs.rsp, regs.rflags = rip, rsp, rflags
-            if self._context == SYSCALL:
-                regs.rcx, regs.r11 = rip, rflags  # so a later context read sees them
         else:
             frame = self.frame
             frame[0], frame[2], frame[3] = rip, rflags, rsp
             regs.rsp = self._frame_va
-            if self._context == SYSCALL:
-                regs.rcx, regs.r11 = rip, rflags
         self.run_struct.kvm_dirty_regs = k.KVM_SYNC_X86_REGS
 
     # ---- the run loop -------------------------------------------------------------
@@ -214,7 +219,7 @@ class GuestThread:
 
     def _syscall_return_slow(self, nr: int, ret: int) -> None:
         """A system call returns with a signal to deliver or a restart to decide."""
-        self._context = SYSCALL
+        self.enter_context(SYSCALL)
         if ret == -errno.EINTR:
             ret = -(ERESTARTNOHAND if nr in NO_RESTART_WITH_HANDLER else ERESTARTSYS)
         self._syscall_nr = nr
@@ -239,7 +244,7 @@ class GuestThread:
         rip = self.regs.rip
         if self._stub_start <= rip < self._stub_start + 4096:
             return  # inside the stub: the exit it is about to take will deliver
-        self._context = INTERRUPTED
+        self.enter_context(INTERRUPTED)
         self.deliver_signals()
 
     def kick(self) -> None:
@@ -266,13 +271,13 @@ class GuestThread:
             port = run.exit.io.port
             vector = port - stub.EXCEPTION_PORT_BASE
             if 0 <= vector < stub.EXCEPTION_VECTORS:
-                self._context = EXCEPTION
+                self.enter_context(EXCEPTION)
                 self._exception(vector)
                 self.regs.rsp = self._frame_va
                 run.kvm_dirty_regs = k.KVM_SYNC_X86_REGS
                 return
             # An `out` the payload issued itself: Linux would raise #GP.
-            self._context = INTERRUPTED
+            self.enter_context(INTERRUPTED)
             self.force_signal(sig.SIGSEGV, sig.siginfo(sig.SIGSEGV, sig.SI_KERNEL, addr=0))
             return
         if reason == k.KVM_EXIT_INTR:
@@ -308,7 +313,8 @@ class GuestThread:
                 # retry the access, as Linux does for spurious faults.
                 return
             code = sig.SEGV_ACCERR if self.mm.find(cr2) is not None else sig.SEGV_MAPERR
-            self.proc.trace.log("signal", f"[{self.tid}] page fault at {cr2:#x} rip {rip:#x}")
+            self.proc.trace.log("signal", f"[{self.tid}] page fault at {cr2:#x} rip {rip:#x} "
+                                          f"error {error_code:#x} in {self.mm.find(cr2)}")
             self.force_signal(sig.SIGSEGV, sig.siginfo(sig.SIGSEGV, code, addr=cr2))
             return
         signo, code, at_rip = EXCEPTION_SIGNALS.get(vector, (sig.SIGSEGV, sig.SI_KERNEL, False))
@@ -416,7 +422,7 @@ class GuestThread:
 
     def sigreturn(self) -> None:
         """rt_sigreturn: restore the context saved in the frame at rsp - 8."""
-        self._context = SYSCALL
+        self.enter_context(SYSCALL)
         frame = self.regs.rsp - 8
         try:
             data = self.mm.read(frame + sig.OFFSET_SIGCONTEXT, sig.SIGCONTEXT.size + 8)

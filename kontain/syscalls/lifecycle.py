@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 
-
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor.exec import execve

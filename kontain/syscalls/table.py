@@ -24,8 +24,7 @@ TABLE_SIZE = 512
 
 
 def all_handlers() -> dict[str, Handler]:
-    from kontain.syscalls import (
-        fs, io, lifecycle, misc, mm, net, poll, process, signal, thread)
+    from kontain.syscalls import fs, io, lifecycle, misc, mm, net, poll, process, signal, thread
     from kontain.syscalls import time as time_
     handlers: dict[str, Handler] = {}
     for family in (fs, io, lifecycle, misc, mm, net, poll, process, signal, thread, time_):
