@@ -16,6 +16,7 @@ from kontain.monitor import signals as sig
 from kontain.monitor.fdspace import FdSpace
 from kontain.monitor.hostsignals import HostSignals
 from kontain.monitor.mm import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, AddressSpace
+from kontain.monitor.procfs import ProcFs
 from kontain.monitor.signals import SIGPIPE, SignalState
 from kontain.monitor.threads import ThreadGroup
 from kontain.monitor.trace import Tracer
@@ -66,6 +67,7 @@ class Process:
         from kontain.syscalls.table import SyscallTable  # syscalls sit above monitor
         self.syscalls = SyscallTable(self)
         self.group = ThreadGroup(self)
+        self.procfs = ProcFs(self)
         self.host_signals = HostSignals(self)
         #: Host timer id -> the guest thread its signal goes to (SIGEV_THREAD_ID timers).
         self.timer_threads: dict[int, GuestThread] = {}
@@ -114,6 +116,8 @@ class Process:
         self.mm.write(rsp, contents)
         self.exe = os.path.abspath(path)
         self.argv = argv
+        self.procfs.auxv = _auxv_of(contents, 8 * (len(argv) + len(envp) + 3))
+        self.procfs.rename_km(argv)
         thread = GuestThread(self, self.group.new_vcpu(), self.pid)
         thread.set_user_entry(entry, rsp)
         return thread
@@ -221,6 +225,14 @@ class Process:
 
     def stats_report(self) -> str:
         return self.syscalls.report(0, time.monotonic_ns() - self._started)
+
+
+def _auxv_of(stack_image: bytes, start: int) -> bytes:
+    """The auxiliary vector (through AT_NULL) inside an initial stack image."""
+    end = start
+    while stack_image[end:end + 8] != bytes(8):
+        end += 16
+    return stack_image[start:end + 16]
 
 
 def _open_executable(path: str) -> int:

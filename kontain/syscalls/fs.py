@@ -39,9 +39,19 @@ def _new_fd(t: GuestThread, result: int) -> int:
 
 # ---- open, close, dup -------------------------------------------------------------------
 
+def _open(t: GuestThread, dirfd: int, name: bytes, flags: int, mode: int) -> int:
+    if name.startswith(b"/proc/"):
+        synthesized = t.proc.procfs.open(name, flags)
+        if synthesized is not None:
+            return _new_fd(t, synthesized)
+    fd = _new_fd(t, host.syscall(NR["openat"], dirfd, _p(name), flags, mode))
+    if fd >= 0 and name.startswith(b"/proc/"):
+        t.proc.procfs.opened(name, fd)
+    return fd
+
+
 def sys_open(t: GuestThread, path: int, flags: int, mode: int, *_: int) -> int:
-    name = _path(t, path)
-    return _new_fd(t, host.syscall(NR["openat"], AT_FDCWD, _p(name), flags, mode))
+    return _open(t, AT_FDCWD, _path(t, path), flags, mode)
 
 
 def sys_creat(t: GuestThread, path: int, mode: int, *_: int) -> int:
@@ -50,8 +60,7 @@ def sys_creat(t: GuestThread, path: int, mode: int, *_: int) -> int:
 
 def sys_openat(t: GuestThread, dirfd: int, path: int, flags: int, mode: int, *_: int) -> int:
     dfd = args.dirfd(t, dirfd)
-    name = _path(t, path)
-    return _new_fd(t, host.syscall(NR["openat"], dfd, _p(name), flags, mode))
+    return _open(t, dfd, _path(t, path), flags, mode)
 
 
 def sys_openat2(t: GuestThread, dirfd: int, path: int, how: int, size: int, *_: int) -> int:
@@ -64,7 +73,9 @@ def sys_openat2(t: GuestThread, dirfd: int, path: int, how: int, size: int, *_: 
 
 
 def sys_close(t: GuestThread, fd: int, *_: int) -> int:
-    return host.syscall(NR["close"], args.fd(t, fd))
+    fd = args.fd(t, fd)
+    t.proc.procfs.fd_directories.discard(fd)
+    return host.syscall(NR["close"], fd)
 
 
 def sys_close_range(t: GuestThread, first: int, last: int, flags: int, *_: int) -> int:
@@ -235,7 +246,15 @@ def sys_getdents64(t: GuestThread, fd: int, dirp: int, count: int, *_: int) -> i
     fd = args.fd(t, fd)
     count = min(count & 0xFFFFFFFF, args.MAX_RW_COUNT)
     address, count = args.buffer_ptr(t, dirp, count, True) if count else (0, 0)
-    return host.syscall(NR["getdents64"], fd, address, count)
+    while True:
+        result = host.syscall(NR["getdents64"], fd, address, count)
+        if result <= 0 or fd not in t.proc.procfs.fd_directories:
+            return result
+        # /proc/self/fd: km's own descriptors are not the payload's business.
+        kept = t.proc.procfs.filter_fd_entries(t.mm.read(dirp, result))
+        if kept:
+            t.mm.write(dirp, kept)
+            return len(kept)
 
 
 def sys_getdents(t: GuestThread, fd: int, dirp: int, count: int, *_: int) -> int:
