@@ -39,6 +39,10 @@ MMAP_MIN_ADDR = 0x10000
 STACK_TOP = 0x7FFF_FFFF_E000
 STACK_SIZE = 8 << 20
 MMAP_TOP = STACK_TOP - STACK_SIZE - (128 << 20)
+#: Where the host's vDSO (with its data pages, [vvar]) appears in the guest: in the gap
+#: between the mmap area and the stack. Its guest physical address is above the RAM.
+VDSO_VA = MMAP_TOP + (1 << 20)
+VDSO_PA = 1 << 45
 #: Where a static PIE (ET_DYN executable) is loaded; Linux uses 2/3 of TASK_SIZE.
 PIE_BASE = 0x5555_5555_4000
 #: Where the ELF interpreter is loaded when the program has one.

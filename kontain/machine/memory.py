@@ -20,6 +20,8 @@ from kontain.machine import hostmem
 from kontain.machine.layout import DYNAMIC_PA, HUGE_PAGE_SIZE, PAGE_SIZE
 
 FIRST_SLOT_SIZE = 32 << 20
+#: Memslot numbers from here on hold host ranges that are not guest RAM.
+FOREIGN_SLOT_BASE = 256
 
 
 def ladder(size: int) -> list[tuple[int, int]]:
@@ -49,6 +51,9 @@ class PhysicalMemory:
         self.view = memoryview(self._backing)
         self._slots = slots
         self._registered = 0
+        #: Host ranges mapped into guest physical memory beside the RAM (the vDSO):
+        #: (slot, guest physical address, size, host address).
+        self.foreign: list[tuple[int, int, int, int]] = []
         # Free ranges as two parallel sorted lists of starts and ends.
         self._free_starts = [DYNAMIC_PA]
         self._free_ends = [self.size]
@@ -70,6 +75,14 @@ class PhysicalMemory:
         for index in range(self._registered):
             start, size = self._slots[index]
             vm.set_user_memory_region(index, start, size, self.host_base + start)
+        for slot, guest_phys, size, host_address in self.foreign:
+            vm.set_user_memory_region(slot, guest_phys, size, host_address)
+
+    def map_foreign(self, guest_phys: int, host_address: int, size: int) -> None:
+        """Make a range of km's own memory (outside the guest RAM) guest-physical."""
+        slot = FOREIGN_SLOT_BASE + len(self.foreign)
+        self._vm.set_user_memory_region(slot, guest_phys, size, host_address)
+        self.foreign.append((slot, guest_phys, size, host_address))
 
     def host_address(self, pa: int) -> int:
         return self.host_base + pa

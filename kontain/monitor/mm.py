@@ -67,7 +67,8 @@ def pte_flags(prot: int) -> int:
 class Vma:
     """One mapping: [start, end) with one protection and one kind of backing."""
 
-    __slots__ = ("start", "end", "prot", "flags", "pa", "name", "offset", "inode", "device")
+    __slots__ = ("start", "end", "prot", "flags", "pa", "name", "offset", "inode", "device",
+                 "foreign_pa")
 
     def __init__(self, start: int, end: int, prot: int, flags: int, pa: int | None,
                  name: str = "", offset: int = 0, inode: int = 0, device: int = 0) -> None:
@@ -80,6 +81,9 @@ class Vma:
         self.offset = offset
         self.inode = inode
         self.device = device
+        #: For a mapping of host memory that is not guest RAM (the vDSO): its guest
+        #: physical address. km itself never reads such a mapping (pa stays None).
+        self.foreign_pa: int | None = None
 
     @property
     def shared(self) -> bool:
@@ -294,6 +298,9 @@ class AddressSpace:
 
     def _release(self, vma: Vma) -> None:
         """Drop a VMA's translations and give its physical memory back."""
+        if vma.foreign_pa is not None:
+            self.pt.unmap(vma.start, vma.end - vma.start)
+            return
         if vma.pa is not None:
             self.pt.unmap(vma.start, vma.end - vma.start)
             self.phys.free(vma.pa, vma.end - vma.start)
@@ -303,6 +310,14 @@ class AddressSpace:
         for vma in self._vmas[i:j]:
             self._release(vma)
         del self._vmas[i:j], self._starts[i:j]
+
+    def map_foreign(self, va: int, size: int, guest_phys: int, prot: int, name: str) -> None:
+        """Map guest physical memory that is not RAM (see kontain.monitor.vdso)."""
+        with self.lock:
+            vma = Vma(va, va + size, prot, MAP_PRIVATE, None, name)
+            vma.foreign_pa = guest_phys
+            self._insert(vma)
+            self.pt.map(va, guest_phys, size, pte_flags(prot))
 
     def find_free(self, length: int, top: int = MMAP_TOP) -> int:
         """Highest gap of `length` bytes below top (top-down, as Linux's mmap)."""
@@ -439,6 +454,13 @@ class AddressSpace:
 
     def _set_prot(self, vma: Vma, prot: int) -> None:
         size = vma.end - vma.start
+        if vma.foreign_pa is not None:
+            if prot & PROT_WRITE:
+                raise OSError(errno.EACCES, "the vDSO is read-only")
+            vma.prot = prot
+            self.pt.map(vma.start, vma.foreign_pa, size, pte_flags(prot)) if prot else \
+                self.pt.unmap(vma.start, size)
+            return
         old = vma.prot
         if prot and vma.pa is None:
             vma.pa = self._allocate_pa(size)

@@ -98,7 +98,10 @@ class Process:
         self.mm.mmap(STACK_TOP - STACK_SIZE, STACK_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
                      name="[stack]")
         host = stack.host_auxv()
-        auxv = [
+        from kontain.monitor import vdso
+        vdso_address = vdso.install(self)
+        auxv = [(stack.AT_SYSINFO_EHDR, vdso_address)] if vdso_address else []
+        auxv += [
             (stack.AT_MINSIGSTKSZ, host.get(stack.AT_MINSIGSTKSZ, 2048)),
             (stack.AT_HWCAP, host.get(stack.AT_HWCAP, 0)),
             (stack.AT_PAGESZ, 4096), (stack.AT_CLKTCK, host.get(stack.AT_CLKTCK, 100)),
