@@ -26,6 +26,7 @@ options:
   --copyenv                the payload inherits km's environment (the default)
   -S, --hcall-stats        print per-syscall counts and times when the payload exits
   --mem-size SIZE          largest guest physical memory (e.g. 512M, 4G; default 64G)
+  --root DIR               make DIR the payload's / (paths cannot leave it)
   -v, --version            print km's version
   -h, --help               print this help
 """
@@ -47,6 +48,7 @@ class CommandLine:
         self.putenv: list[str] | None = None
         self.stats = False
         self.mem_size = 64 << 30
+        self.root = "/"
         self.payload: list[str] = []
         self.show_help = False
         self.show_version = False
@@ -97,7 +99,7 @@ def parse(argv: list[str]) -> CommandLine:
             cl.putenv = None
         elif name == "--exec-state" and eq:
             cl.exec_state = value
-        elif name in ("-e", "--putenv", "--mem-size", "--argv0"):
+        elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root"):
             if not eq:
                 i += 1
                 if i >= len(argv):
@@ -107,6 +109,8 @@ def parse(argv: list[str]) -> CommandLine:
                 cl.mem_size = parse_size(value)
             elif name == "--argv0":
                 cl.argv0 = value
+            elif name == "--root":
+                cl.root = value
             else:
                 if "=" not in value:
                     raise UsageError(f"{arg} takes NAME=VALUE, not {value!r}")
@@ -185,7 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         _error("no payload given (km --help for usage)")
         return 2
     try:
-        path = find_payload(cl.payload[0])
+        if cl.root != "/":
+            if not os.path.isdir(cl.root):
+                _error(f"--root {cl.root}: not a directory")
+                return EXIT_KM_ERROR
+            from kontain.monitor.root import host_path_in_root
+            path = host_path_in_root(cl.root, cl.payload[0], os.environ.get("PATH"))
+        else:
+            path = find_payload(cl.payload[0])
     except FileNotFoundError:
         _error(f"{cl.payload[0]}: command not found")
         return EXIT_NOT_FOUND
@@ -204,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     fds = FdSpace()
     diagnostics = fds.move_high(os.dup(2))
     env = [e.encode() for e in cl.putenv] if cl.putenv is not None else inherited_environment()
-    options = Options(mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose)
+    options = Options(mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose, root=cl.root)
 
     def finish(outcome: Outcome) -> None:
         """The payload is over (called from whichever thread ended it): leave km."""
@@ -231,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             head = f.read(BINPRM_BUF_SIZE)
         script = script_argv(head, execfn, argv)
         if script is not None:  # a #! script: its interpreter runs under km
-            path, argv = os.fsdecode(script[0]), script[1]
+            path, argv = os.fsdecode(proc.host_path(script[0])), script[1]
         thread = proc.load(path, argv, env, execfn)
     except ExecError as e:
         _error(f"{path}: {e}")

@@ -28,7 +28,11 @@ def syscall(nr: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int
 
 
 def address_of(buffer: bytes | bytearray | ctypes.Array) -> int:
-    """Host address of a km-side buffer, to pass as a pointer argument."""
+    """Host address of a km-side buffer, to pass as a pointer argument.
+
+    The caller must keep the buffer referenced until the call returns: pass a name,
+    never a temporary such as `path + b"x"`. (CPython keeps bytes NUL-terminated, so a
+    bytes path needs no explicit terminator.)"""
     if isinstance(buffer, bytes):
         return ctypes.cast(ctypes.c_char_p(buffer), ctypes.c_void_p).value or 0
     return ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))

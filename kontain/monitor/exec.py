@@ -29,8 +29,8 @@ MAX_SCRIPT_DEPTH = 4
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def check_executable(path: bytes, depth: int = 0) -> None:
-    """Raise ExecError with the errno execve would return for path, if any."""
+def check_executable(path: bytes, depth: int = 0, proc: Process | None = None) -> None:
+    """Raise ExecError with the errno execve would return for path (a host path)."""
     try:
         st = os.stat(path)
     except OSError as e:
@@ -76,17 +76,27 @@ def km_command(proc: Process, path: bytes, argv: list[bytes], state: str) -> lis
     if options.stats:
         command.append(b"-S")
     command += [b"--mem-size", str(options.mem_size).encode()]
+    if proc.root.confined:
+        command += [b"--root", os.fsencode(proc.root.directory)]
+        if not path.startswith(b"/"):
+            path = proc.root.cwd.rstrip(b"/") + b"/" + path
+    elif not path.startswith(b"/") and b"/" not in path:
+        path = b"./" + path  # execve does not search PATH; km would
     command += [b"--argv0", argv[0] if argv else path, b"--", path] + argv[1:]
     return command
 
 
 def execve(proc: Process, thread: GuestThread, path: bytes, argv: list[bytes],
            envp: list[bytes]) -> int:
-    """Replace the payload; returns only on failure, with -errno."""
+    """Replace the payload (path as the guest names it); returns only on failure."""
     try:
-        check_executable(path)
+        check_executable(proc.host_path(path))
     except ExecError as e:
         return -e.errno
+    except OSError as e:
+        return -(e.errno or errno.ENOENT)
+    if path.startswith(b"/proc/") and path.endswith(b"/exe"):
+        path = os.fsencode(proc.guest_exe)
     command = km_command(proc, path, argv, exec_state(proc, thread))
     proc.trace.log("process", f"execve {path!r} {argv!r}")
     argv_array = (ctypes.c_char_p * (len(command) + 1))(*command, None)

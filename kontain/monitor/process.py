@@ -17,6 +17,7 @@ from kontain.monitor.fdspace import FdSpace
 from kontain.monitor.hostsignals import HostSignals
 from kontain.monitor.mm import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, AddressSpace
 from kontain.monitor.procfs import ProcFs
+from kontain.monitor.root import PayloadRoot
 from kontain.monitor.signals import SIGPIPE, SignalState
 from kontain.monitor.threads import ThreadGroup
 from kontain.monitor.trace import Tracer
@@ -33,9 +34,11 @@ class Options:
     """What km was asked to do (the command line, parsed)."""
 
     def __init__(self, mem_size: int = 64 * GiB, stats: bool = False,
-                 verbose: str | None = None) -> None:
+                 verbose: str | None = None, root: str = "/") -> None:
         self.mem_size = mem_size
         self.stats = stats
+        #: The payload's / on the host (km --root).
+        self.root = root
         #: None: no tracing; "": every category; else a regex selecting categories.
         self.verbose = verbose
 
@@ -68,6 +71,7 @@ class Process:
         self.syscalls = SyscallTable(self)
         self.group = ThreadGroup(self)
         self.procfs = ProcFs(self)
+        self.root = PayloadRoot(options.root, fds)
         self.host_signals = HostSignals(self)
         #: Host timer id -> the guest thread its signal goes to (SIGEV_THREAD_ID timers).
         self.timer_threads: dict[int, GuestThread] = {}
@@ -86,7 +90,7 @@ class Process:
             os.close(fd)
         entry, interp_base = loaded.entry, 0
         if image.interpreter:
-            ifd = _open_executable(image.interpreter)
+            ifd = _open_executable(os.fsdecode(self.host_path(os.fsencode(image.interpreter))))
             try:
                 interp = load_image(self.mm, read_elf(image.interpreter, ifd), ifd, INTERP_BASE)
             finally:
@@ -117,7 +121,10 @@ class Process:
         if STACK_TOP - rsp > STACK_SIZE // 4:
             raise ExecError(7, "argument list too long")  # E2BIG
         self.mm.write(rsp, contents)
-        self.exe = os.path.abspath(path)
+        self.exe = os.path.realpath(path)
+        #: The payload's path as the guest names it (differs from exe under --root).
+        self.guest_exe = os.fsdecode(self.root.guest_path_of_host(os.fsencode(self.exe))) \
+            if self.root.confined else self.exe
         self.argv = argv
         self.procfs.auxv = _auxv_of(contents, 8 * (len(argv) + len(envp) + 3))
         self.procfs.rename_km(argv)
@@ -194,8 +201,8 @@ class Process:
 
     # ---- services for syscall handlers -------------------------------------------------
 
-    def host_path(self, path: bytes) -> bytes:
-        """The host path for a guest path (the payload's root is the host's /).
+    def host_path(self, path: bytes, follow: bool = True) -> bytes:
+        """The host path for a guest path (confined to the payload's root, if any).
 
         /proc/self/exe names the payload, not the Python running km: busybox, for one,
         re-executes itself through it.
@@ -203,16 +210,37 @@ class Process:
         if path.startswith(b"/proc/") and path.endswith(b"/exe") and path in (
                 b"/proc/self/exe", b"/proc/thread-self/exe", b"/proc/%d/exe" % self.pid):
             return os.fsencode(self.exe)
-        return path
+        return self.root.resolve(path, follow) if self.root.confined else path
+
+    def at_path(self, dirfd: int, path: bytes, follow: bool = True) -> tuple[int, bytes]:
+        """(dirfd, host path) for a *at() call; with a root, resolved from the guest's /."""
+        if not self.root.confined:
+            return dirfd, self.host_path(path, follow)
+        if dirfd != -100 and not path.startswith(b"/"):
+            base = self.root.guest_path_of_host(os.readlink(b"/proc/self/fd/%d" % dirfd))
+            path = base.rstrip(b"/") + b"/" + path
+        return -100, self.host_path(path, follow)
 
     def guest_cwd(self) -> bytes:
-        return os.getcwdb()
+        return self.root.cwd if self.root.confined else os.getcwdb()
 
     def special_link(self, dirfd: int, path: bytes) -> bytes | None:
         """Contents of /proc links that must describe the payload rather than km."""
-        if dirfd == -100 and path in (b"/proc/self/exe", b"/proc/%d/exe" % self.pid,
-                                       b"/proc/thread-self/exe"):
-            return os.fsencode(self.exe)
+        if not path.endswith(b"exe"):
+            return None
+        if not path.startswith(b"/"):  # relative to a directory (fd) under /proc?
+            try:
+                base = os.readlink(b"/proc/self/fd/%d" % dirfd) if dirfd != -100 \
+                    else os.getcwdb()
+            except OSError:
+                return None
+            path = base.rstrip(b"/") + b"/" + path
+        path = os.path.normpath(path)
+        if path in (b"/proc/self/exe", b"/proc/%d/exe" % self.pid, b"/proc/thread-self/exe"):
+            return os.fsencode(self.guest_exe)
+        parts = path.split(b"/")
+        if len(parts) == 6 and parts[1:4] == [b"proc", b"%d" % self.pid, b"task"]:
+            return os.fsencode(self.guest_exe)  # /proc/<pid>/task/<tid>/exe
         return None
 
     def path_of_fd(self, fd: int) -> str:

@@ -73,9 +73,10 @@ class ProcFs:
     def maps(self) -> bytes:
         lines = []
         for vma in self._proc.mm.vmas():
-            perms = ("r" if vma.prot & PROT_READ else "-") + ("w" if vma.prot & PROT_WRITE else "-") \
-                + ("x" if vma.prot & PROT_EXEC else "-") \
-                + ("s" if vma.flags & MAP_TYPE == MAP_SHARED else "p")
+            perms = "".join((
+                "r" if vma.prot & PROT_READ else "-", "w" if vma.prot & PROT_WRITE else "-",
+                "x" if vma.prot & PROT_EXEC else "-",
+                "s" if vma.flags & MAP_TYPE == MAP_SHARED else "p"))
             device = f"{os.major(vma.device):02x}:{os.minor(vma.device):02x}"
             head = f"{vma.start:08x}-{vma.end:08x} {perms} {vma.offset:08x} {device} {vma.inode}"
             lines.append(f"{head:<72} {vma.name}".rstrip() if vma.name else head)
@@ -121,7 +122,7 @@ class ProcFs:
         need CAP_SYS_RESOURCE. It is cut to the room km's own command line leaves.
         """
         name = os.path.basename(argv[0] if argv else b"km")[:15] or b"km"
-        host.syscall(NR["prctl"], PR_SET_NAME, host.address_of(name + b"\0"))
+        host.syscall(NR["prctl"], PR_SET_NAME, host.address_of(name))
         try:
             fields = _read_host(b"/proc/self/stat").rsplit(b")", 1)[1].split()
             arg_start, arg_end = int(fields[45]), int(fields[46])
@@ -140,7 +141,8 @@ def _read_host(path: bytes) -> bytes:
 
 
 def _memfd(name: bytes, contents: bytes, flags: int) -> int:
-    fd = host.syscall(NR["memfd_create"], host.address_of(b"proc-" + name + b"\0"),
+    label = b"proc-" + name  # kept alive (and NUL-terminated) across the call
+    fd = host.syscall(NR["memfd_create"], host.address_of(label),
                       MFD_CLOEXEC if flags & O_CLOEXEC else 0)
     if fd < 0:
         raise OSError(-fd, "memfd_create")

@@ -21,9 +21,15 @@ STATFS_SIZE = 120
 O_CLOEXEC = 0o2000000
 
 
-def _path(t: GuestThread, va: int) -> bytes:
-    """A guest path, as the host should see it (kept alive by the caller)."""
-    return t.proc.host_path(args.path(t, va))
+def _path(t: GuestThread, va: int, follow: bool = True) -> bytes:
+    """A guest path, as the host should see it (kept alive by the caller). follow: whether
+    the call follows a symlink in the last component (it matters under km --root)."""
+    return t.proc.host_path(args.path(t, va), follow)
+
+
+def _at(t: GuestThread, dirfd: int, va: int, follow: bool = True) -> tuple[int, bytes]:
+    """(dirfd, host path) for a *at() call whose path is never empty."""
+    return t.proc.at_path(args.dirfd(t, dirfd), args.path(t, va), follow)
 
 
 def _p(name: bytes) -> int:
@@ -40,10 +46,18 @@ def _new_fd(t: GuestThread, result: int) -> int:
 # ---- open, close, dup -------------------------------------------------------------------
 
 def _open(t: GuestThread, dirfd: int, name: bytes, flags: int, mode: int) -> int:
+    """open/openat of a guest path name."""
     if name.startswith(b"/proc/"):
         synthesized = t.proc.procfs.open(name, flags)
         if synthesized is not None:
             return _new_fd(t, synthesized)
+    root = t.proc.root
+    if root.confined and not name.startswith(b"/proc/self/exe"):
+        if dirfd != AT_FDCWD and not name.startswith(b"/"):
+            base = root.guest_path_of_host(os.readlink(b"/proc/self/fd/%d" % dirfd))
+            name = base.rstrip(b"/") + b"/" + name
+        return _new_fd(t, root.open(name, flags, mode))
+    name = t.proc.host_path(name)
     fd = _new_fd(t, host.syscall(NR["openat"], dirfd, _p(name), flags, mode))
     if fd >= 0 and name.startswith(b"/proc/"):
         t.proc.procfs.opened(name, fd)
@@ -51,7 +65,7 @@ def _open(t: GuestThread, dirfd: int, name: bytes, flags: int, mode: int) -> int
 
 
 def sys_open(t: GuestThread, path: int, flags: int, mode: int, *_: int) -> int:
-    return _open(t, AT_FDCWD, _path(t, path), flags, mode)
+    return _open(t, AT_FDCWD, args.path(t, path), flags, mode)
 
 
 def sys_creat(t: GuestThread, path: int, mode: int, *_: int) -> int:
@@ -60,7 +74,7 @@ def sys_creat(t: GuestThread, path: int, mode: int, *_: int) -> int:
 
 def sys_openat(t: GuestThread, dirfd: int, path: int, flags: int, mode: int, *_: int) -> int:
     dfd = args.dirfd(t, dirfd)
-    return _open(t, dfd, _path(t, path), flags, mode)
+    return _open(t, dfd, args.path(t, path), flags, mode)
 
 
 def sys_openat2(t: GuestThread, dirfd: int, path: int, how: int, size: int, *_: int) -> int:
@@ -205,7 +219,7 @@ def sys_stat(t: GuestThread, path: int, statbuf: int, *_: int) -> int:
 
 
 def sys_lstat(t: GuestThread, path: int, statbuf: int, *_: int) -> int:
-    name = _path(t, path)
+    name = _path(t, path, follow=False)
     return host.syscall(NR["newfstatat"], AT_FDCWD, _p(name),
                         args.out_ptr(t, statbuf, STAT_SIZE), 0x100)  # AT_SYMLINK_NOFOLLOW
 
@@ -224,8 +238,8 @@ def _at_path(t: GuestThread, dirfd: int, path: int, flags: int) -> tuple[int, by
         if not name:
             fd = args.s32(dirfd)
             return (fd if fd == AT_FDCWD else args.fd(t, dirfd)), b""
-        return args.dirfd(t, dirfd), t.proc.host_path(name)
-    return args.dirfd(t, dirfd), _path(t, path)
+        return t.proc.at_path(args.dirfd(t, dirfd), name, not flags & 0x100)
+    return _at(t, dirfd, path, not flags & 0x100)  # AT_SYMLINK_NOFOLLOW
 
 
 def sys_newfstatat(t: GuestThread, dirfd: int, path: int, statbuf: int, flags: int,
@@ -272,7 +286,7 @@ def sys_access(t: GuestThread, path: int, mode: int, *_: int) -> int:
 
 
 def sys_faccessat(t: GuestThread, dirfd: int, path: int, mode: int, *_: int) -> int:
-    dfd, name = args.dirfd(t, dirfd), _path(t, path)
+    dfd, name = _at(t, dirfd, path)
     return host.syscall(NR["faccessat"], dfd, _p(name), mode)
 
 
@@ -296,30 +310,29 @@ def sys_readlinkat(t: GuestThread, dirfd: int, path: int, buf: int, size: int, *
         data = special[:size]
         t.mm.write(buf, data)
         return len(data)
-    name = t.proc.host_path(name)
+    dfd, name = t.proc.at_path(dfd, name, follow=False)
     address, size = args.buffer_ptr(t, buf, size, True)
     return host.syscall(NR["readlinkat"], dfd, _p(name), address, size)
 
 
-def _simple_path_call(name: str, nargs: int):
+def _simple_path_call(name: str, nargs: int, follow: bool = True):
     """A syscall whose first argument is a path and the rest plain integers."""
     number = NR[name]
 
     def handler(t: GuestThread, path: int, a1: int, a2: int, *_: int) -> int:
-        p = _path(t, path)
+        p = _path(t, path, follow)
         return host.syscall(number, _p(p), a1 if nargs > 1 else 0, a2 if nargs > 2 else 0)
     handler.__name__ = f"sys_{name}"
     return handler
 
 
-def _at_call(name: str):
+def _at_call(name: str, follow: bool = True):
     """A syscall (dirfd, path, ints...) whose path is never empty."""
     number = NR[name]
 
     def handler(t: GuestThread, dirfd: int, path: int, a2: int, a3: int, a4: int,
                 *_: int) -> int:
-        dfd = args.dirfd(t, dirfd)
-        p = _path(t, path)
+        dfd, p = _at(t, dirfd, path, follow)
         return host.syscall(number, dfd, _p(p), a2, a3, a4)
     handler.__name__ = f"sys_{name}"
     return handler
@@ -330,7 +343,7 @@ def _two_paths(name: str):
     number = NR[name]
 
     def handler(t: GuestThread, old: int, new: int, *_: int) -> int:
-        a, b = _path(t, old), _path(t, new)
+        a, b = _path(t, old, follow=False), _path(t, new, follow=False)
         if name == "symlink":
             a = args.path(t, old)  # the link's contents are not resolved
         return host.syscall(number, _p(a), _p(b))
@@ -345,26 +358,26 @@ def sys_renameat(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: in
 
 def sys_renameat2(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: int,
                   flags: int, *_: int) -> int:
-    odfd, ndfd = args.dirfd(t, olddirfd), args.dirfd(t, newdirfd)
-    a, b = _path(t, old), _path(t, new)
+    odfd, a = _at(t, olddirfd, old, follow=False)
+    ndfd, b = _at(t, newdirfd, new, follow=False)
     return host.syscall(NR["renameat2"], odfd, _p(a), ndfd, _p(b), flags)
 
 
 def sys_linkat(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: int, flags: int,
                *_: int) -> int:
-    odfd, a = _at_path(t, olddirfd, old, flags)
-    ndfd, b = args.dirfd(t, newdirfd), _path(t, new)
+    odfd, a = _at_path(t, olddirfd, old, flags ^ 0x100 if not flags & 0x400 else flags)
+    ndfd, b = _at(t, newdirfd, new, follow=False)
     return host.syscall(NR["linkat"], odfd, _p(a), ndfd, _p(b), flags)
 
 
 def sys_symlinkat(t: GuestThread, target: int, newdirfd: int, linkpath: int, *_: int) -> int:
     a = args.path(t, target)
-    ndfd, b = args.dirfd(t, newdirfd), _path(t, linkpath)
+    ndfd, b = _at(t, newdirfd, linkpath, follow=False)
     return host.syscall(NR["symlinkat"], _p(a), ndfd, _p(b))
 
 
 def sys_fchmodat(t: GuestThread, dirfd: int, path: int, mode: int, *_: int) -> int:
-    dfd, p = args.dirfd(t, dirfd), _path(t, path)
+    dfd, p = _at(t, dirfd, path)
     return host.syscall(NR["fchmodat"], dfd, _p(p), mode)
 
 
@@ -379,7 +392,9 @@ def sys_utimensat(t: GuestThread, dirfd: int, path: int, times: int, flags: int,
     dfd = args.s32(dirfd)
     if dfd != AT_FDCWD:
         dfd = args.fd(t, dirfd)
-    p = _path(t, path) if path else None
+    p = None
+    if path:
+        dfd, p = t.proc.at_path(dfd, args.path(t, path), not flags & 0x100)
     return host.syscall(NR["utimensat"], dfd, _p(p) if p is not None else 0,
                         args.in_ptr(t, times, 32), flags)
 
@@ -396,7 +411,9 @@ def sys_utime(t: GuestThread, path: int, times: int, *_: int) -> int:
 
 def sys_futimesat(t: GuestThread, dirfd: int, path: int, times: int, *_: int) -> int:
     dfd = args.dirfd(t, dirfd)
-    p = _path(t, path) if path else None
+    p = None
+    if path:
+        dfd, p = t.proc.at_path(dfd, args.path(t, path))
     return host.syscall(NR["futimesat"], dfd, _p(p) if p is not None else 0,
                         args.in_ptr(t, times, 32))
 
@@ -427,12 +444,19 @@ def sys_getcwd(t: GuestThread, buf: int, size: int, *_: int) -> int:
 
 
 def sys_chdir(t: GuestThread, path: int, *_: int) -> int:
+    if t.proc.root.confined:
+        return t.proc.root.chdir(args.path(t, path))
     p = _path(t, path)
     return host.syscall(NR["chdir"], _p(p))
 
 
 def sys_fchdir(t: GuestThread, fd: int, *_: int) -> int:
-    return host.syscall(NR["fchdir"], args.fd(t, fd))
+    fd = args.fd(t, fd)
+    result = host.syscall(NR["fchdir"], fd)
+    root = t.proc.root
+    if result == 0 and root.confined:
+        root.cwd = root.guest_path_of_host(os.readlink(b"/proc/self/fd/%d" % fd))
+    return result
 
 
 def sys_umask(t: GuestThread, mask: int, *_: int) -> int:
@@ -474,12 +498,12 @@ def sys_sync(t: GuestThread, *_: int) -> int:
 
 
 def sys_mknodat(t: GuestThread, dirfd: int, path: int, mode: int, dev: int, *_: int) -> int:
-    dfd, p = args.dirfd(t, dirfd), _path(t, path)
+    dfd, p = _at(t, dirfd, path, follow=False)
     return host.syscall(NR["mknodat"], dfd, _p(p), mode, dev)
 
 
 def sys_mknod(t: GuestThread, path: int, mode: int, dev: int, *_: int) -> int:
-    p = _path(t, path)
+    p = _path(t, path, follow=False)
     return host.syscall(NR["mknodat"], AT_FDCWD, _p(p), mode, dev)
 
 
@@ -492,15 +516,18 @@ HANDLERS = {
     "statx": sys_statx, "getdents64": sys_getdents64, "getdents": sys_getdents,
     "access": sys_access, "faccessat": sys_faccessat, "faccessat2": sys_faccessat2,
     "readlink": sys_readlink, "readlinkat": sys_readlinkat,
-    "mkdir": _simple_path_call("mkdir", 2), "mkdirat": _at_call("mkdirat"),
-    "rmdir": _simple_path_call("rmdir", 1),
-    "unlink": _simple_path_call("unlink", 1), "unlinkat": _at_call("unlinkat"),
+    "mkdir": _simple_path_call("mkdir", 2, follow=False),
+    "mkdirat": _at_call("mkdirat", follow=False),
+    "rmdir": _simple_path_call("rmdir", 1, follow=False),
+    "unlink": _simple_path_call("unlink", 1, follow=False),
+    "unlinkat": _at_call("unlinkat", follow=False),
     "rename": _two_paths("rename"), "renameat": sys_renameat, "renameat2": sys_renameat2,
     "link": _two_paths("link"), "linkat": sys_linkat,
     "symlink": _two_paths("symlink"), "symlinkat": sys_symlinkat,
     "chmod": _simple_path_call("chmod", 2), "fchmod": _fd_call("fchmod"),
     "fchmodat": sys_fchmodat,
-    "chown": _simple_path_call("chown", 3), "lchown": _simple_path_call("lchown", 3),
+    "chown": _simple_path_call("chown", 3),
+    "lchown": _simple_path_call("lchown", 3, follow=False),
     "fchown": _fd_call("fchown"), "fchownat": sys_fchownat,
     "truncate": sys_truncate, "ftruncate": _fd_call("ftruncate"),
     "fsync": _fd_call("fsync"), "fdatasync": _fd_call("fdatasync"),

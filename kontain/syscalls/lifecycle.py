@@ -55,7 +55,7 @@ def _string_array(t: GuestThread, va: int) -> list[bytes]:
 
 
 def sys_execve(t: GuestThread, path: int, argv: int, envp: int, *_: int) -> int:
-    name = t.proc.host_path(args.path(t, path))
+    name = args.path(t, path)
     return execve(t.proc, t, name, _string_array(t, argv), _string_array(t, envp))
 
 
@@ -67,8 +67,6 @@ def sys_execveat(t: GuestThread, dirfd: int, path: int, argv: int, envp: int, fl
         name = b"/proc/self/fd/%d" % args.fd(t, dirfd)
     elif not name.startswith(b"/") and fd != args.AT_FDCWD:
         name = b"/proc/self/fd/%d/" % args.fd(t, dirfd) + name
-    else:
-        name = t.proc.host_path(name)
     return execve(t.proc, t, name, _string_array(t, argv), _string_array(t, envp))
 
 

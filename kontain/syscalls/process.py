@@ -228,11 +228,13 @@ _HOST_PRCTL = {PR_SET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE, PR_CAPBSET_RE
 def sys_prctl(t: GuestThread, option: int, a2: int, a3: int, a4: int, a5: int, *_: int) -> int:
     option = args.s32(option)
     if option == PR_SET_NAME:
+        # Guest threads are host threads: the name is the host thread's comm, which is
+        # what /proc shows (km renamed itself after the payload at start).
         t.name = t.mm.cstring(a2, 16)[:15]
-        return 0
+        name = t.name
+        return host.syscall(NR["prctl"], PR_SET_NAME, host.address_of(name))
     if option == PR_GET_NAME:
-        t.mm.write(a2, t.name[:15].ljust(16, b"\0"))
-        return 0
+        return host.syscall(NR["prctl"], PR_GET_NAME, args.out_ptr(t, a2, 16))
     if option in (PR_GET_PDEATHSIG, PR_GET_CHILD_SUBREAPER):
         return host.syscall(NR["prctl"], option, args.out_ptr(t, a2, 4))
     if option in _HOST_PRCTL:
