@@ -47,10 +47,29 @@ def _adopt(t: GuestThread, result: int) -> int:
     return t.proc.fds.adopt(result) if result >= 0 else result
 
 
-def _addr_in(t: GuestThread, addr: int, addrlen: int) -> tuple[int, int]:
+AF_UNIX = 1
+UNIX_PATH_MAX = 108
+
+
+def _addr_in(t: GuestThread, addr: int, addrlen: int, keep: list | None = None,
+             creating: bool = False) -> tuple[int, int]:
+    """(pointer, length) of a socket address the host will read.
+
+    Under km --root, a unix socket's path is resolved inside the root like any other
+    path; the rewritten address lives in `keep` until the call is made."""
     addrlen = args.s32(addrlen)
     if not 0 <= addrlen <= SOCKADDR_MAX:
         raise OSError(errno.EINVAL, "addrlen")
+    if addrlen > 2 and keep is not None and t.proc.root.confined:
+        raw = t.mm.read(addr, addrlen)
+        if int.from_bytes(raw[:2], "little") == AF_UNIX and raw[2:3] not in (b"", b"\0"):
+            path = raw[2:].split(b"\0", 1)[0]
+            host_path = t.proc.host_path(path, follow=not creating)
+            if len(host_path) >= UNIX_PATH_MAX:
+                raise OSError(errno.ENAMETOOLONG, "unix socket path")
+            rewritten = ctypes.create_string_buffer(raw[:2] + host_path + b"\0", 2 + UNIX_PATH_MAX)
+            keep.append(rewritten)
+            return ctypes.addressof(rewritten), 2 + len(host_path) + 1
     return args.in_ptr(t, addr, addrlen) if addrlen else 0, addrlen
 
 
@@ -88,13 +107,15 @@ def sys_socketpair(t: GuestThread, domain: int, type_: int, protocol: int, sv: i
 
 def sys_bind(t: GuestThread, fd: int, addr: int, addrlen: int, *_: int) -> int:
     fd = args.fd(t, fd)
-    pointer, length = _addr_in(t, addr, addrlen)
+    keep: list = []
+    pointer, length = _addr_in(t, addr, addrlen, keep, creating=True)
     return host.syscall(NR["bind"], fd, pointer, length)
 
 
 def sys_connect(t: GuestThread, fd: int, addr: int, addrlen: int, *_: int) -> int:
     fd = args.fd(t, fd)
-    pointer, length = _addr_in(t, addr, addrlen)
+    keep: list = []
+    pointer, length = _addr_in(t, addr, addrlen, keep)
     return host.syscall(NR["connect"], fd, pointer, length)
 
 
@@ -130,7 +151,8 @@ def sys_sendto(t: GuestThread, fd: int, buf: int, length: int, flags: int, dest:
     fd = args.fd(t, fd)
     length = min(length, args.MAX_RW_COUNT)
     pointer, length = args.buffer_ptr(t, buf, length, False) if length else (0, 0)
-    dest_ptr, dest_len = _addr_in(t, dest, addrlen) if dest else (0, 0)
+    keep: list = []
+    dest_ptr, dest_len = _addr_in(t, dest, addrlen, keep) if dest else (0, 0)
     result = host.syscall(NR["sendto"], fd, pointer, length, flags, dest_ptr, dest_len)
     if result == -errno.EPIPE and not flags & 0x4000:  # MSG_NOSIGNAL
         t.proc.broken_pipe(t)
