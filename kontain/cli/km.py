@@ -238,10 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     argv += [os.fsencode(a) for a in cl.payload[1:]]
     execfn = os.fsencode(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(BINPRM_BUF_SIZE)
-        script = script_argv(head, execfn, argv)
-        if script is not None:  # a #! script: its interpreter runs under km
+        for _level in range(4):  # a #! script: its interpreter runs under km (4 levels)
+            with open(path, "rb") as f:
+                head = f.read(BINPRM_BUF_SIZE)
+            script = script_argv(head, os.fsencode(path) if _level else execfn, argv)
+            if script is None:
+                break
             path, argv = os.fsdecode(proc.host_path(script[0])), script[1]
         thread = proc.load(path, argv, env, execfn)
     except ExecError as e:

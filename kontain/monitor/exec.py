@@ -57,10 +57,12 @@ def check_executable(path: bytes, depth: int = 0, proc: Process | None = None) -
 
 
 def exec_state(proc: Process, thread: GuestThread) -> str:
-    """The signal state execve keeps: ignored signals and the thread's mask."""
+    """The signal state execve keeps: ignored signals, the thread's mask, and the
+    signals pending (on the thread and on the process)."""
     ignored = sum(sig.bit(s) for s in range(1, sig.NSIG + 1)
                   if proc.signals.action(s).handler == sig.SIG_IGN)
-    return f"{ignored:x}:{thread.signal_mask:x}"
+    pending = thread.pending.bits | proc.signals.shared.bits
+    return f"{ignored:x}:{thread.signal_mask:x}:{pending:x}"
 
 
 def km_command(proc: Process, path: bytes, argv: list[bytes], state: str) -> list[bytes]:

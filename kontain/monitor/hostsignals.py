@@ -56,6 +56,17 @@ class HostSignals:
         self._fd = self._proc.fds.move_high(fd)
         _thread.start_new_thread(self._forward, ())
 
+    def disposition_changed(self, signo: int) -> None:
+        """Mirror what the host must know of a guest disposition: an ignored SIGCHLD (or
+        SA_NOCLDWAIT) makes the kernel reap children itself, so wait() sees none."""
+        if signo != sig.SIGCHLD:
+            return
+        action = self._proc.signals.action(signo)
+        flags = sig.SA_NOCLDWAIT if action.flags & sig.SA_NOCLDWAIT else 0
+        handler = sig.SIG_IGN if action.handler == sig.SIG_IGN else sig.SIG_DFL
+        kernel_action = (ctypes.c_uint64 * 4)(handler, flags, 0, 0)
+        host.syscall(NR["rt_sigaction"], sig.SIGCHLD, ctypes.addressof(kernel_action), 0, 8)
+
     def close(self) -> None:
         """Drop the signalfd (a forked child starts its own forwarding)."""
         if self._fd >= 0:

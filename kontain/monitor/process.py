@@ -188,11 +188,15 @@ class Process:
         self.group.futex_wake(address, count)
 
     def restore_exec_state(self, thread: GuestThread, state: str) -> None:
-        """Apply what execve keeps: ignored signals stay ignored, the mask stays."""
-        ignored, mask = (int(part, 16) for part in state.split(":"))
+        """Apply what execve keeps: ignored signals stay ignored, the mask and the
+        pending signals stay."""
+        ignored, mask, pending = (int(part, 16) for part in (state.split(":") + ["0"])[:3])
         for signo in range(1, sig.NSIG + 1):
             if ignored & sig.bit(signo):
                 self.signals.actions[signo] = sig.Disposition(sig.SIG_IGN)
+                self.host_signals.disposition_changed(signo)
+            if pending & sig.bit(signo):
+                thread.pending.add(signo, sig.siginfo(signo, sig.SI_USER, pid=self.pid))
         thread.signal_mask = mask & ~sig.UNBLOCKABLE
 
     def stop_self(self) -> None:

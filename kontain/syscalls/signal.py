@@ -62,6 +62,7 @@ def sys_rt_sigaction(t: GuestThread, signo: int, act: int, oldact: int, sigsetsi
                 state.shared.discard(signo)
                 for thread in t.proc.group.all():
                     thread.pending.discard(signo)
+            t.proc.host_signals.disposition_changed(signo)
     return 0
 
 
