@@ -56,6 +56,7 @@ class CommandLine:
         #: and the signal state exec keeps ("ignored-hex:mask-hex").
         self.argv0: str | None = None
         self.exec_state: str | None = None
+        self.loader_env: list[str] = []
 
 
 def parse_size(text: str) -> int:
@@ -99,6 +100,8 @@ def parse(argv: list[str]) -> CommandLine:
             cl.putenv = None
         elif name == "--exec-state" and eq:
             cl.exec_state = value
+        elif name == "--loader-env" and eq:
+            cl.loader_env.append(value)
         elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root"):
             if not eq:
                 i += 1
@@ -215,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     fds = FdSpace()
     diagnostics = fds.move_high(os.dup(2))
     env = [e.encode() for e in cl.putenv] if cl.putenv is not None else inherited_environment()
+    env += [os.fsencode(e) for e in cl.loader_env]
     options = Options(mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose, root=cl.root)
 
     def finish(outcome: Outcome) -> None:
@@ -237,11 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = [os.fsencode(cl.argv0 if cl.argv0 is not None else cl.payload[0])]
     argv += [os.fsencode(a) for a in cl.payload[1:]]
     execfn = os.fsencode(path)
+    if proc.root.confined:  # the payload knows its file by its path inside the root
+        execfn = proc.root.guest_path_of_host(os.fsencode(os.path.realpath(path)))
     try:
         for _level in range(4):  # a #! script: its interpreter runs under km (4 levels)
             with open(path, "rb") as f:
                 head = f.read(BINPRM_BUF_SIZE)
-            script = script_argv(head, os.fsencode(path) if _level else execfn, argv)
+            script_path = execfn if not _level else proc.root.guest_path_of_host(
+                os.fsencode(path))
+            script = script_argv(head, script_path, argv)
             if script is None:
                 break
             path, argv = os.fsdecode(proc.host_path(script[0])), script[1]

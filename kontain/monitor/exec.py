@@ -100,6 +100,13 @@ def execve(proc: Process, thread: GuestThread, path: bytes, argv: list[bytes],
     if path.startswith(b"/proc/") and path.endswith(b"/exe"):
         path = os.fsencode(proc.guest_exe)
     command = km_command(proc, path, argv, exec_state(proc, thread))
+    # The new km is a dynamically linked Python: the payload's LD_* variables must not
+    # reach its loader. They travel as options and are put back for the payload.
+    loader_vars = [e for e in envp if e.startswith(b"LD_")]
+    if loader_vars:
+        envp = [e for e in envp if not e.startswith(b"LD_")]
+        at = command.index(b"--argv0")
+        command[at:at] = [b"--loader-env=" + e for e in loader_vars]
     proc.trace.log("process", f"execve {path!r} {argv!r}")
     argv_array = (ctypes.c_char_p * (len(command) + 1))(*command, None)
     envp_array = (ctypes.c_char_p * (len(envp) + 1))(*envp, None)

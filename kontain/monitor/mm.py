@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import _thread
 import bisect
+import ctypes
 import errno
 import os
 import struct
@@ -215,8 +216,15 @@ class AddressSpace:
             vma = self._vmas[i]
             if va + size <= vma.end and vma.pa is not None and vma.prot and size >= 0:
                 pa = vma.pa + va - vma.start
-                return self.view[pa:pa + size].tobytes()
-        return b"".join(b.tobytes() for b in self.buffers(va, size))
+                if vma.foreign_pa is None:
+                    return self.view[pa:pa + size].tobytes()
+        return b"".join(self._bytes_at(pa, n) for pa, n in self.segments(va, size))
+
+    def _bytes_at(self, pa: int, size: int) -> bytes:
+        """Bytes at a translated address: guest RAM, or host memory mapped in (vDSO)."""
+        if 0 <= pa and pa + size <= len(self.view):
+            return self.view[pa:pa + size].tobytes()
+        return ctypes.string_at(self.host_base + pa, size)
 
     def write(self, va: int, data: bytes | bytearray | memoryview) -> None:
         size = len(data)
@@ -252,8 +260,7 @@ class AddressSpace:
             if vma is None or vma.pa is None or not vma.prot:
                 raise GuestFault(va)
             n = min(vma.end - va, PAGE_SIZE - (va & _PAGE_MASK), limit - len(out))
-            pa = vma.pa + va - vma.start
-            chunk = self.view[pa:pa + n].tobytes()
+            chunk = self._bytes_at(vma.pa + va - vma.start, n)
             nul = chunk.find(b"\0")
             if nul >= 0:
                 return out + chunk[:nul]
@@ -311,10 +318,14 @@ class AddressSpace:
             self._release(vma)
         del self._vmas[i:j], self._starts[i:j]
 
-    def map_foreign(self, va: int, size: int, guest_phys: int, prot: int, name: str) -> None:
-        """Map guest physical memory that is not RAM (see kontain.monitor.vdso)."""
+    def map_foreign(self, va: int, size: int, guest_phys: int, host_address: int, prot: int,
+                    name: str) -> None:
+        """Map guest physical memory that is not RAM (see kontain.monitor.vdso).
+
+        Its pa is the host address relative to host_base, so pointer translation for
+        the host works as for RAM; km's own reads go through _bytes_at."""
         with self.lock:
-            vma = Vma(va, va + size, prot, MAP_PRIVATE, None, name)
+            vma = Vma(va, va + size, prot, MAP_PRIVATE, host_address - self.host_base, name)
             vma.foreign_pa = guest_phys
             self._insert(vma)
             self.pt.map(va, guest_phys, size, pte_flags(prot))

@@ -51,8 +51,8 @@ def install(proc: Process) -> int:
     proc.machine.phys.map_foreign(VDSO_PA, start, end - start)
     for low, high, name in regions:
         prot = PROT_READ | (PROT_EXEC if name == b"[vdso]" else 0)
-        proc.mm.map_foreign(VDSO_VA + low - start, high - low, VDSO_PA + low - start, prot,
-                            name.decode())
+        proc.mm.map_foreign(VDSO_VA + low - start, high - low, VDSO_PA + low - start, low,
+                            prot, name.decode())
     proc.trace.log("load", f"vDSO shared at {VDSO_VA + vdso_start - start:#x} "
                            f"({(end - start) // PAGE_SIZE} pages)")
     return VDSO_VA + vdso_start - start

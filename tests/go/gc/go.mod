@@ -1,0 +1,3 @@
+module kmtest/gc
+
+go 1.19

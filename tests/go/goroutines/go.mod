@@ -1,0 +1,3 @@
+module kmtest/goroutines
+
+go 1.19

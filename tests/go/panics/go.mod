@@ -1,0 +1,3 @@
+module kmtest/panics
+
+go 1.19

@@ -1,0 +1,3 @@
+module kmtest/signals
+
+go 1.19

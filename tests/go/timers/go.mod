@@ -1,0 +1,3 @@
+module kmtest/timers
+
+go 1.19

@@ -1,0 +1,163 @@
+"""Signals inside the payload: handlers and siginfo, masks and pending sets, sigwait and
+sigtimedwait, alarm/pause, SA_RESTART vs EINTR, real-time queueing, SA_NODEFER and
+SA_RESETHAND, FP/XSAVE state across handlers, interval and POSIX timers
+(SIGEV_THREAD_ID), deaths by signal, and CPU exceptions delivered as signals (SIGSEGV with
+si_addr/si_code, SIGBUS, SIGFPE, SIGILL, SIGTRAP, stack overflow on sigaltstack).
+
+Each case runs a mode of tests/payloads/sig_basic.c or sig_fault.c natively and under
+km: stdout and the exit status (-N when signal N killed the process) must be the same.
+Some lines of the native output are checked as well, so that a broken payload cannot
+pass by agreeing with itself.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from conftest import FLAVOURS, Flavour
+
+THREAD_FLAVOURS = {
+    "musl": FLAVOURS["musl"],
+    "glibc": Flavour("glibc-pthread", "gcc", ("-static", "-O2", "-pthread"), pie=False),
+}
+
+
+@pytest.fixture(params=list(THREAD_FLAVOURS), ids=list(THREAD_FLAVOURS))
+def tflavour(request) -> Flavour:
+    return THREAD_FLAVOURS[request.param]
+
+
+def case(mode, status=0, *expect, slow=False):
+    marks = [pytest.mark.slow] if slow else []
+    return pytest.param(mode, status, expect, id=mode, marks=marks)
+
+
+SIGNAL_CASES = [
+    # SA_SIGINFO handler: si_signo/si_code/si_pid/si_uid for kill, raise, tgkill, sigqueue,
+    # rt_(tg)sigqueueinfo; the handler's mask (own signal + sa_mask) and uc_sigmask
+    case("info", 0,
+         "  handler: SIGUSR1 code=SI_USER pid_is_ours=yes uid_is_ours=yes value=-1\n",
+         "  handler: SIGUSR1 code=SI_TKILL pid_is_ours=yes",
+         "  handler: SIGUSR1 code=SI_QUEUE pid_is_ours=yes uid_is_ours=yes value=1234\n",
+         "own signal blocked in handler: yes, sa_mask signal blocked: yes\n",
+         "uc_sigmask (the mask to restore) has SIGUSR2: yes\n"),
+    # a process may queue any si_code to itself (EPERM is only for other processes)
+    case("queueinfo_self", 0, "rt_sigqueueinfo to itself with SI_KERNEL: 0 \n",
+         "rt_sigqueueinfo to itself with SI_TKILL: 0 \n"),
+    # blocking, sigpending, standard signals not queueing, SIG_IGN discarding a pending one
+    case("mask", 0, "blocked: pending SIGUSR1=yes SIGUSR2=yes SIGTERM=no\n",
+         "unblocked SIGUSR1: handled 1 (standard signals do not queue)\n",
+         "SIGTERM set to SIG_IGN: pending SIGUSR1=no SIGUSR2=no SIGTERM=no\n"),
+    # sigwait, sigwaitinfo, sigtimedwait timing out with EAGAIN, sigsuspend
+    case("wait", 0, "sigwait: 0, signal SIGUSR2\n",
+         "sigtimedwait(50 ms), nothing pending: -1 EAGAIN, waited >= 50 ms yes, < 2 s yes\n",
+         "sigsuspend: -1 EINTR, handled 1, SIGUSR1 blocked again yes\n"),
+    # alarm(1) + pause
+    case("alarm", 0, "pause: -1 EINTR, SIGALRM handled 1, after >= 0.9 s yes, < 3 s yes\n",
+         slow=True),
+    # a blocking pipe read interrupted by SIGALRM: resumed with SA_RESTART, EINTR without
+    case("restart", 0, "SA_RESTART: read on an empty pipe: 1 , got 'x', handler ran 1\n",
+         "no SA_RESTART: read on an empty pipe: -1 EINTR, got '-', handler ran 1\n",
+         "nanosleep(2 s) with SA_RESTART: -1 EINTR"),
+    # real-time signals queued while blocked: all delivered, lowest number first, each
+    # signal's values in the order sent (standard ones once)
+    case("rt", 0, "handlers masking each other: delivered 9: SIGUSR1=103 SIGUSR2=107 "
+         "SIGRTMIN+0=101 SIGRTMIN+0=105 SIGRTMIN+0=109 SIGRTMIN+2=100 SIGRTMIN+2=102 "
+         "SIGRTMIN+2=106 SIGRTMIN+5=104\n",
+         "sigtimedwait drained RTMIN+3 values: 0 1 4 9 16 25 36 49 64 81 100"),
+    # the same with handlers that do not mask each other: Linux stacks one frame per
+    # deliverable signal at once, so the highest-numbered handler runs first
+    case("rt_nesting", 0, "handlers nesting: delivered 9: SIGRTMIN+5=104 SIGRTMIN+2=100"),
+    case("nodefer", 0, "  enter #2 depth 2, own signal blocked no\n",
+         "  entered 2, max depth 1\n", "  entered 2, max depth 2\n"),
+    # SA_RESETHAND: the handler runs once, then the default action kills (SIGUSR2)
+    case("resethand", -signal.SIGUSR2, "after: disposition SIG_DFL yes\n"),
+    # ... and only the handler is reset: sigaction reports the flags and mask installed
+    case("resethand_flags", 0, "after: SIG_DFL yes, SA_SIGINFO yes, SA_RESETHAND yes, "
+         "SA_RESTART yes, mask has SIGINT yes\n"),
+    # xmm0-15, x87 control word/stack, MXCSR, ymm upper halves across a handler that
+    # trashes them; a long FP/integer loop under a 1 ms itimer gives the same result
+    case("fp", 0, "xmm0-15 intact after the handler: yes\n",
+         "x87 control word kept: yes, x87 stack kept: yes, MXCSR kept: yes\n",
+         "floating-point result equals the undisturbed run's: yes\n"),
+    # setitimer ITIMER_REAL every 10 ms, 20 counted; ITIMER_PROF while spinning
+    case("itimer", 0, "20 periodic SIGALRMs counted: 20, took >= 190 ms yes, < 5 s yes\n",
+         "ITIMER_PROF: 5 SIGPROFs while spinning: yes\n"),
+    # timer_create: SIGEV_SIGNAL (SI_TIMER, sigev_value), periodic, TIMER_ABSTIME,
+    # SIGEV_THREAD_ID to a worker and to main
+    case("timer", 0, "SIGEV_SIGNAL one-shot: hits 1, code SI_TIMER, value 4321, in main "
+         "thread yes\n",
+         "SIGEV_THREAD_ID to the worker: hits 1, handled by the worker yes\n",
+         "SIGEV_THREAD_ID to main: hits 1, handled by main yes\n"),
+    # expirations while the timer's signal is blocked become overruns of one signal
+    case("timer_overrun", 0, "on unblock: delivered 1, si_overrun > 3 yes, "
+         "timer_getoverrun > 3 yes, equal yes\n"),
+    case("term", -signal.SIGTERM, "raise(SIGTERM) with the default action\n"),
+    case("abort", -signal.SIGABRT, "abort()\n"),
+    case("abort_handled", -signal.SIGABRT, "SIGABRT handler ran"),
+    case("kill_thread", -signal.SIGTERM, "a thread sends SIGTERM to the process\n"),
+]
+
+FAULT_CASES = [
+    # si_addr exact, SEGV_MAPERR (unmapped) vs SEGV_ACCERR (PROT_READ, PROT_NONE, text,
+    # .rodata, no-exec), SI_KERNEL for a non-canonical address, recovery by siglongjmp
+    case("segv", 0,
+         "write to a PROT_READ page: SIGSEGV SEGV_ACCERR, si_addr is the address used yes",
+         "read of an unmapped page: SIGSEGV SEGV_MAPERR, si_addr is the address used yes",
+         "call into a PROT_READ|PROT_WRITE page: SIGSEGV SEGV_ACCERR, si_addr is the "
+         "address used yes",
+         "read of a non-canonical address: SIGSEGV SI_KERNEL"),
+    # uc_mcontext's trap number and page-fault error code
+    case("segv_context", 0, "  trapno 14, error code 0x6\n", "  trapno 14, error code 0x7\n"),
+    # SIGFPE FPE_INTDIV (#DE), SIGILL ILL_ILLOPN (ud2, __builtin_trap), SIGTRAP (int3),
+    # resumed by editing the saved RIP, or by siglongjmp
+    case("traps", 0, "idiv by zero: SIGFPE FPE_INTDIV, si_addr is the idiv yes, RIP was "
+         "the idiv yes, trapno 0, resumed after it with 42\n",
+         "ud2: SIGILL ILL_ILLOPN, si_addr is the ud2 yes, trapno 6, resumed after it\n",
+         "int3: SIGTRAP SI_KERNEL, RIP after the int3 yes, trapno 3\n"),
+    # SIGBUS BUS_ADRERR for a shared file mapping past the end of the file
+    case("bus", 0, "write past the end of the file: SIGBUS BUS_ADRERR, si_addr is the "
+         "address used yes"),
+    # a fault inside the SIGSEGV handler (SIGSEGV blocked there) kills the process
+    case("double_fault", -signal.SIGSEGV, "in the SIGSEGV handler (si_addr 24), SIGSEGV "
+         "blocked yes; faulting again\n"),
+    # infinite recursion caught on an alternate signal stack (main thread and a thread)
+    case("altstack", 0, "main: overflow caught: SIGSEGV, handler on the alternate stack "
+         "yes, SS_ONSTACK yes, EPERM when changing it yes\n",
+         "thread: overflow caught: SIGSEGV, handler on the alternate stack yes"),
+    case("overflow_noalt", -signal.SIGSEGV),
+    case("die_fpe", -signal.SIGFPE),
+    case("die_ill", -signal.SIGILL),
+    case("die_trap", -signal.SIGTRAP),
+    case("die_segv_ignored", -signal.SIGSEGV),
+    case("die_segv_blocked", -signal.SIGSEGV),
+]
+
+
+def check(runs, status, expect, assert_same):
+    native = runs.native
+    assert not native.timed_out, f"the native run timed out:\n{native.out}"
+    assert native.returncode == status, f"native: {native.describe()}\n{native.out}"
+    for line in expect:
+        assert line in native.out, f"native output lacks {line!r}:\n{native.out}"
+    assert_same(native, runs.km)
+
+
+@pytest.mark.parametrize("mode,status,expect", SIGNAL_CASES)
+def test_signals(payloads, tflavour, run_both, assert_same, mode, status, expect):
+    exe = payloads.build("sig_basic", tflavour)
+    check(run_both([exe, mode], timeout=30), status, expect, assert_same)
+
+
+@pytest.mark.parametrize("mode,status,expect", FAULT_CASES)
+def test_faults(payloads, tflavour, run_both, assert_same, mode, status, expect):
+    exe = payloads.build("sig_fault", tflavour)
+    check(run_both([exe, mode], timeout=30), status, expect, assert_same)
+
+
+def test_faults_static_pie(payloads, run_both, assert_same):
+    """si_addr and the saved RIP in a position-independent payload (loaded at a bias)."""
+    exe = payloads.build("sig_fault", FLAVOURS["glibc-pie"])
+    check(run_both([exe, "traps"], timeout=30), 0,
+          ["ud2: SIGILL ILL_ILLOPN, si_addr is the ud2 yes"], assert_same)

@@ -1,0 +1,335 @@
+/* Signals from outside the process: sig_host MODE SENDER_PID (see below). */
+#define _GNU_SOURCE
+#include <pthread.h>
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "payload.h"
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    char buf[512];
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof buf - 1)
+        n = sizeof buf - 1;
+    write(1, buf, n);
+    errno = saved;
+}
+
+__attribute__((unused)) static const char *ename(int e)
+{
+    return e == ETIMEDOUT ? "ETIMEDOUT" : errno_name(e);
+}
+
+__attribute__((unused)) static const char *yes_no(int b) { return b ? "yes" : "no"; }
+
+__attribute__((unused)) static const char *code_name(int signo, int code)
+{
+    static char buf[32];
+    switch (code) {
+    case SI_USER: return "SI_USER";
+    case SI_KERNEL: return "SI_KERNEL";
+    case SI_QUEUE: return "SI_QUEUE";
+    case SI_TIMER: return "SI_TIMER";
+    case SI_TKILL: return "SI_TKILL";
+    case SI_MESGQ: return "SI_MESGQ";
+    case SI_ASYNCIO: return "SI_ASYNCIO";
+    }
+    if (signo == SIGSEGV && code == SEGV_MAPERR) return "SEGV_MAPERR";
+    if (signo == SIGSEGV && code == SEGV_ACCERR) return "SEGV_ACCERR";
+    if (signo == SIGFPE && code == FPE_INTDIV) return "FPE_INTDIV";
+    if (signo == SIGFPE && code == FPE_INTOVF) return "FPE_INTOVF";
+    if (signo == SIGFPE && code == FPE_FLTDIV) return "FPE_FLTDIV";
+    if (signo == SIGILL && code == ILL_ILLOPN) return "ILL_ILLOPN";
+    if (signo == SIGILL && code == ILL_ILLOPC) return "ILL_ILLOPC";
+    if (signo == SIGTRAP && code == TRAP_BRKPT) return "TRAP_BRKPT";
+    if (signo == SIGTRAP && code == TRAP_TRACE) return "TRAP_TRACE";
+    if (signo == SIGBUS && code == BUS_ADRERR) return "BUS_ADRERR";
+    if (signo == SIGBUS && code == BUS_ADRALN) return "BUS_ADRALN";
+    snprintf(buf, sizeof buf, "code %d", code);
+    return buf;
+}
+
+/* signal names relative to SIGRTMIN, whose value differs between musl and glibc */
+__attribute__((unused)) static const char *sig_name(int sig)
+{
+    static char buf[8][24];
+    static int next;
+    char *b = buf[next++ % 8];
+    switch (sig) {
+    case SIGHUP: return "SIGHUP";
+    case SIGINT: return "SIGINT";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGILL: return "SIGILL";
+    case SIGTRAP: return "SIGTRAP";
+    case SIGABRT: return "SIGABRT";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    case SIGKILL: return "SIGKILL";
+    case SIGUSR1: return "SIGUSR1";
+    case SIGSEGV: return "SIGSEGV";
+    case SIGUSR2: return "SIGUSR2";
+    case SIGPIPE: return "SIGPIPE";
+    case SIGALRM: return "SIGALRM";
+    case SIGTERM: return "SIGTERM";
+    case SIGCHLD: return "SIGCHLD";
+    case SIGCONT: return "SIGCONT";
+    case SIGSTOP: return "SIGSTOP";
+    case SIGPROF: return "SIGPROF";
+    case SIGVTALRM: return "SIGVTALRM";
+    case SIGWINCH: return "SIGWINCH";
+    }
+    if (sig >= SIGRTMIN && sig <= SIGRTMAX)
+        snprintf(b, 24, "SIGRTMIN+%d", sig - SIGRTMIN);
+    else
+        snprintf(b, 24, "signal %d", sig);
+    return b;
+}
+
+__attribute__((unused)) static pid_t gettid_(void) { return (pid_t)syscall(SYS_gettid); }
+
+__attribute__((unused)) static void msleep(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
+}
+
+__attribute__((unused)) static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+__attribute__((unused)) static void install(int sig, void (*fn)(int, siginfo_t *, void *), int flags)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = fn;
+    sa.sa_flags = SA_SIGINFO | flags;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(sig, &sa, NULL))
+        die("sigaction");
+}
+
+__attribute__((unused)) static void block(int sig, int how)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, sig);
+    if (sigprocmask(how, &s, NULL))
+        die("sigprocmask");
+}
+
+__attribute__((unused)) static int is_blocked(int sig)
+{
+    sigset_t s;
+    sigprocmask(SIG_BLOCK, NULL, &s);
+    return sigismember(&s, sig);
+}
+
+
+/* Signals sent from outside (the test sends them to the payload's process, which is km
+ * under km): sig_host MODE SENDER_PID. The payload says "ready" when its handlers are
+ * in place, and one line per signal handled. The test drives it by reading those lines.
+ *
+ * modes: sigsuspend pause spin threads default default_threads ignore read stop */
+
+static pid_t sender;
+static volatile sig_atomic_t got_usr1, got_int, got_term, got_cont;
+static volatile pid_t handler_tid;
+
+static void host_handler(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    handler_tid = gettid_();
+    say("got %s, code %s, sent by the test %s\n", sig_name(sig), code_name(sig, si->si_code),
+        yes_no(si->si_pid == sender));
+    if (sig == SIGUSR1) got_usr1++;
+    if (sig == SIGINT) got_int++;
+    if (sig == SIGCONT) got_cont++;
+    if (sig == SIGTERM) got_term++;
+}
+
+static void install_all(int flags)
+{
+    install(SIGUSR1, host_handler, flags);
+    install(SIGINT, host_handler, flags);
+    install(SIGTERM, host_handler, flags);
+}
+
+static int mode_sigsuspend(void)
+{
+    install_all(0);
+    sigset_t s, none;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR1);
+    sigaddset(&s, SIGINT);
+    sigaddset(&s, SIGTERM);
+    sigprocmask(SIG_BLOCK, &s, NULL);
+    sigemptyset(&none);
+    say("ready\n");
+    while (!got_term) {
+        int r = sigsuspend(&none);
+        say("sigsuspend returned %d %s\n", r, ename(errno));
+    }
+    say("exiting with 3 after SIGTERM (USR1 %d, INT %d)\n", got_usr1, got_int);
+    return 3;
+}
+
+static int mode_pause(void)
+{
+    install_all(0);
+    say("ready\n");
+    while (!got_term) {
+        int r = pause();
+        say("pause returned %d %s\n", r, ename(errno));
+    }
+    say("exiting with 4 after SIGTERM (USR1 %d, INT %d)\n", got_usr1, got_int);
+    return 4;
+}
+
+static int mode_spin(void)
+{
+    install_all(0);
+    say("ready\n");
+    int seen = 0;
+    /* no system calls in the loop: only an interrupted vCPU notices the signal */
+    while (!got_term) {
+        if (got_usr1 + got_int != seen) {
+            seen = got_usr1 + got_int;
+            say("the spinning loop saw %d signal(s)\n", seen);
+        }
+    }
+    say("exiting with 5 after SIGTERM\n");
+    return 5;
+}
+
+static volatile pid_t worker_tid;
+static volatile int stop_spinner;
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    sigset_t s;
+    sigemptyset(&s);
+    pthread_sigmask(SIG_SETMASK, &s, NULL); /* the only thread taking the signals */
+    worker_tid = gettid_();
+    while (!got_term)
+        pause();
+    say("worker: handled in this thread %s\n", yes_no(handler_tid == worker_tid));
+    return NULL;
+}
+
+static void *spinner(void *arg)
+{
+    (void)arg;
+    while (!stop_spinner) {}
+    return NULL;
+}
+
+static int mode_threads(void)
+{
+    install_all(0);
+    sigset_t s;
+    sigfillset(&s);
+    pthread_sigmask(SIG_BLOCK, &s, NULL); /* inherited by the spinner */
+    pthread_t w, sp;
+    pthread_create(&sp, NULL, spinner, NULL);
+    pthread_create(&w, NULL, worker, NULL);
+    while (!worker_tid)
+        msleep(1);
+    say("ready\n");
+    pthread_join(w, NULL);
+    stop_spinner = 1;
+    pthread_join(sp, NULL);
+    say("exiting with 6 (USR1 %d, INT %d, TERM %d)\n", got_usr1, got_int, got_term);
+    return 6;
+}
+
+static void *idle_thread(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static int mode_default(int threads)
+{
+    for (int i = 0; i < threads; i++) {
+        pthread_t t;
+        pthread_create(&t, NULL, idle_thread, NULL);
+    }
+    say("ready\n");
+    for (;;)
+        pause();
+    return 0;
+}
+
+static int mode_ignore(void)
+{
+    signal(SIGINT, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    say("ready\n");
+    for (;;) {
+        int r = pause();
+        say("pause returned %d (wrong: ignored signals do not interrupt)\n", r);
+    }
+    return 0;
+}
+
+static int mode_read(void)
+{
+    install(SIGUSR1, host_handler, 0);
+    say("ready\n");
+    char buf[64];
+    long n = read(0, buf, sizeof buf);
+    say("read without SA_RESTART: %ld %s\n", n, n < 0 ? ename(errno) : "");
+    install(SIGUSR1, host_handler, SA_RESTART);
+    say("reading again, with SA_RESTART\n");
+    n = read(0, buf, sizeof buf);
+    say("read with SA_RESTART: %ld", n);
+    if (n > 0)
+        say(" \"%.*s\"", (int)(n && buf[n - 1] == '\n' ? n - 1 : n), buf);
+    say("\n");
+    return 0;
+}
+
+static int mode_stop(void)
+{
+    install(SIGCONT, host_handler, 0);
+    install(SIGTERM, host_handler, 0);
+    say("ready\n");
+    while (!got_term)
+        pause();
+    say("exiting with 7 (CONT %d)\n", got_cont);
+    return 7;
+}
+
+int main(int argc, char **argv)
+{
+    const char *m = argc > 1 ? argv[1] : "";
+    sender = argc > 2 ? atoi(argv[2]) : 0;
+    if (!strcmp(m, "sigsuspend")) return mode_sigsuspend();
+    if (!strcmp(m, "pause")) return mode_pause();
+    if (!strcmp(m, "spin")) return mode_spin();
+    if (!strcmp(m, "threads")) return mode_threads();
+    if (!strcmp(m, "default")) return mode_default(0);
+    if (!strcmp(m, "default_threads")) return mode_default(3);
+    if (!strcmp(m, "ignore")) return mode_ignore();
+    if (!strcmp(m, "read")) return mode_read();
+    if (!strcmp(m, "stop")) return mode_stop();
+    say("unknown mode %s\n", m);
+    return 2;
+}
