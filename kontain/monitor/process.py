@@ -18,6 +18,7 @@ from kontain.monitor.hostsignals import HostSignals
 from kontain.monitor.mm import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, AddressSpace
 from kontain.monitor.procfs import ProcFs
 from kontain.monitor.root import PayloadRoot
+from kontain.monitor.signalfd import SignalFds
 from kontain.monitor.signals import SIGPIPE, SignalState
 from kontain.monitor.threads import ThreadGroup
 from kontain.monitor.trace import Tracer
@@ -73,6 +74,7 @@ class Process:
         self.procfs = ProcFs(self)
         self.root = PayloadRoot(options.root, fds)
         self.host_signals = HostSignals(self)
+        self.signalfds = SignalFds(self)
         #: Host timer id -> the guest thread its signal goes to (SIGEV_THREAD_ID timers).
         self.timer_threads: dict[int, GuestThread] = {}
         self.personality = 0
@@ -166,7 +168,13 @@ class Process:
         """Generate a signal for the whole process, or for one thread of it."""
         state = self.signals
         with state.lock:
-            if state.ignored(signo) and signo != sig.SIGCHLD:
+            if state.action(signo).handler == sig.SIG_IGN:
+                return
+            if state.ignored(signo):  # default action "ignore": dropped unless blocked
+                targets = [thread] if thread is not None else self.group.all()
+                if not any(t.signal_mask & sig.bit(signo) for t in targets):
+                    return
+            if self.signalfds.capture(signo, info):
                 return
             if signo == sig.SIGCONT:
                 for queue in [state.shared] + [t.pending for t in self.group.all()]:

@@ -89,6 +89,7 @@ def sys_openat2(t: GuestThread, dirfd: int, path: int, how: int, size: int, *_: 
 def sys_close(t: GuestThread, fd: int, *_: int) -> int:
     fd = args.fd(t, fd)
     t.proc.procfs.fd_directories.discard(fd)
+    t.proc.signalfds.closed(fd)
     return host.syscall(NR["close"], fd)
 
 

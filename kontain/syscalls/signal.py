@@ -310,7 +310,28 @@ def sys_timer_delete(t: GuestThread, timerid: int, *_: int) -> int:
     return result
 
 
+SFD_NONBLOCK, SFD_CLOEXEC = 0o4000, 0o2000000
+
+
+def sys_signalfd4(t: GuestThread, fd: int, mask: int, sizemask: int, flags: int,
+                  *_: int) -> int:
+    if sizemask != 8 or flags & ~(SFD_NONBLOCK | SFD_CLOEXEC):
+        return -errno.EINVAL
+    watched = t.mm.read_u64(mask) & ~sig.UNBLOCKABLE
+    number = args.s32(fd)
+    if number == -1:
+        return t.proc.signalfds.create(watched, flags)
+    if not t.proc.signalfds.update(args.fd(t, fd), watched):
+        return -errno.EINVAL
+    return number
+
+
+def sys_signalfd(t: GuestThread, fd: int, mask: int, sizemask: int, *_: int) -> int:
+    return sys_signalfd4(t, fd, mask, sizemask, 0)
+
+
 HANDLERS = {
+    "signalfd4": sys_signalfd4, "signalfd": sys_signalfd,
     "rt_sigaction": sys_rt_sigaction, "rt_sigprocmask": sys_rt_sigprocmask,
     "rt_sigpending": sys_rt_sigpending, "rt_sigsuspend": sys_rt_sigsuspend,
     "pause": sys_pause, "rt_sigtimedwait": sys_rt_sigtimedwait,
