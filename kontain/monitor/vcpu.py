@@ -466,12 +466,44 @@ class GuestThread:
     def exit_thread(self) -> None:
         """This thread ends: *clear_child_tid = 0 and a futex wake there (CLONE_CHILD_CLEARTID)."""
         self.exited = True
+        if self.robust_list:
+            self._release_robust_futexes()
         if self.clear_child_tid:
             try:
                 self.mm.write(self.clear_child_tid, b"\0\0\0\0")
                 self.proc.futex_wake(self.clear_child_tid, 1)
             except GuestFault:
                 pass
+
+
+    def _release_robust_futexes(self) -> None:
+        """Mark the robust futexes this thread still holds FUTEX_OWNER_DIED and wake a
+        waiter on each, as the kernel does at thread exit (kernel/futex/core.c)."""
+        mm = self.mm
+        try:
+            head = self.robust_list
+            entry, offset, pending = struct.unpack("<QqQ", mm.read(head, 24))
+            entries = []
+            while entry != head and len(entries) < ROBUST_LIST_LIMIT:
+                entries.append(entry & ~1)
+                entry = mm.read_u64(entry & ~1)
+            if pending:
+                entries.append(pending & ~1)
+            for node in entries:
+                word_address = node + offset
+                word = int.from_bytes(mm.read(word_address, 4), "little")
+                if word & FUTEX_TID_MASK != self.tid:
+                    continue
+                mm.write(word_address, ((word & FUTEX_WAITERS) | FUTEX_OWNER_DIED)
+                         .to_bytes(4, "little"))
+                if word & FUTEX_WAITERS:
+                    self.proc.futex_wake(word_address, 1)
+        except GuestFault:
+            pass
+
+
+ROBUST_LIST_LIMIT = 2048  # ROBUST_LIST_LIMIT in the kernel
+FUTEX_WAITERS, FUTEX_OWNER_DIED, FUTEX_TID_MASK = 0x80000000, 0x40000000, 0x3FFFFFFF
 
 
 __all__ = ["GuestThread", "ExitProcess", "KillProcess", "ThreadExit", "KICK_SIGNAL"]
