@@ -191,6 +191,10 @@ class GuestThread:
                         ret = -_EFAULT
                     except OSError as e:
                         ret = -(e.errno or errno.EIO)
+                    except (ExitProcess, KillProcess, ThreadExit):
+                        raise
+                    except Exception as e:  # a km bug: the payload gets an error, km lives on
+                        ret = self._handler_failed(nr, e)
                 if in_user_mode is None:
                     in_user_mode = machine.syscall_in_user_mode = self._probe_syscall_mode()
                 if ret is None:  # the handler set the whole context (rt_sigreturn)
@@ -212,6 +216,14 @@ class GuestThread:
                 run.kvm_dirty_regs = dirty
                 continue
             self._other_exit()
+
+    def _handler_failed(self, nr: int, error: Exception) -> int:
+        import traceback
+
+        from kontain.linux.numbers import NAMES
+        self.proc.trace.write(f"km: internal error in {NAMES.get(nr, nr)}: {error!r}\n")
+        self.proc.trace.log("syscall", traceback.format_exc())
+        return -errno.ENOSYS
 
     def _probe_syscall_mode(self) -> bool:
         """Did `syscall` leave the payload at CPL 3 (PVM) rather than enter ring 0?"""
