@@ -10,6 +10,7 @@ fail (ENOENT, EACCES, ENOEXEC) is checked first, so the caller still gets the er
 
 from __future__ import annotations
 
+import _signal
 import ctypes
 import errno
 import os
@@ -19,6 +20,7 @@ import sys
 from kontain.loader.elf import ExecError, read_elf
 from kontain.loader.script import BINPRM_BUF_SIZE, script_argv
 from kontain.monitor import signals as sig
+from kontain.monitor.vcpu import KICK_SIGNAL
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
@@ -108,7 +110,12 @@ def execve(proc: Process, thread: GuestThread, path: bytes, argv: list[bytes],
         at = command.index(b"--argv0")
         command[at:at] = [b"--loader-env=" + e for e in loader_vars]
     proc.trace.log("process", f"execve {path!r} {argv!r}")
+    # A KICK still pending at exec would kill the new km before it installs its handler:
+    # block it now; the new km unblocks it once its handler is in place.
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, [KICK_SIGNAL])
     argv_array = (ctypes.c_char_p * (len(command) + 1))(*command, None)
     envp_array = (ctypes.c_char_p * (len(envp) + 1))(*envp, None)
     _libc.execve(os.fsencode(sys.executable), argv_array, envp_array)
-    return -ctypes.get_errno()
+    error = ctypes.get_errno()
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [KICK_SIGNAL])
+    return -error

@@ -48,6 +48,7 @@ class HostSignals:
     def start(self) -> None:
         signal.signal(KICK_SIGNAL, _noop)
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [KICK_SIGNAL])  # blocked across an exec
         mask = sum(1 << (s - 1) for s in FORWARDED)
         mask_buffer = ctypes.c_uint64(mask)
         fd = host.syscall(NR["signalfd4"], -1, ctypes.addressof(mask_buffer), 8, SFD_CLOEXEC)

@@ -88,7 +88,18 @@ class PendingQueue:
         self.entries: list[tuple[int, bytes]] = []
 
     def add(self, signo: int, info: bytes) -> bool:
-        """Queue a signal; a standard signal already pending is not queued twice."""
+        """Queue a signal; a standard signal already pending is not queued twice, and
+        a timer's expiries while its signal is pending count as overruns (si_overrun)."""
+        if self.bits & bit(signo) and _code(info) == SI_TIMER:
+            timer_id, overrun = struct.unpack_from("<ii", info, 16)
+            for i, (number, queued) in enumerate(self.entries):
+                if number == signo and _code(queued) == SI_TIMER and \
+                        struct.unpack_from("<i", queued, 16)[0] == timer_id:
+                    merged = bytearray(queued)
+                    total = struct.unpack_from("<i", queued, 20)[0] + overrun + 1
+                    struct.pack_into("<i", merged, 20, min(total, 0x7FFFFFFF))
+                    self.entries[i] = (number, bytes(merged))
+                    return False
         if signo < SIGRTMIN and self.bits & bit(signo):
             return False
         self.entries.append((signo, info))
@@ -117,6 +128,18 @@ class PendingQueue:
         self.bits &= ~bit(signo)
 
 
+def _code(info: bytes) -> int:
+    return struct.unpack_from("<i", info, 8)[0]
+
+
+def timer_of(info: bytes) -> tuple[int, int] | None:
+    """(timer id, overrun) of a timer's siginfo, else None."""
+    if _code(info) != SI_TIMER:
+        return None
+    timer_id, overrun = struct.unpack_from("<ii", info, 16)
+    return timer_id, overrun
+
+
 class SignalState:
     """The process-wide part of signal state."""
 
@@ -124,6 +147,8 @@ class SignalState:
         self.actions = [Disposition() for _ in range(NSIG + 1)]
         self.shared = PendingQueue()
         self.lock = _thread.RLock()
+        #: Timer id -> overrun count of its last delivered signal (timer_getoverrun).
+        self.timer_overruns: dict[int, int] = {}
 
     def action(self, signo: int) -> Disposition:
         return self.actions[signo]

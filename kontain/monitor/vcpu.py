@@ -348,20 +348,26 @@ class GuestThread:
     # ---- signal delivery -------------------------------------------------------------
 
     def deliver_signals(self, interrupted_result: int | None = None) -> bool:
-        """Deliver the first deliverable signal; True if a handler frame was set up."""
+        """Deliver the deliverable signals; True if a handler frame was set up."""
         proc = self.proc
         state = proc.signals
+        delivered = False
         while True:
             with state.lock:
                 allowed = ~self.signal_mask & ((1 << sig.NSIG) - 1)
                 taken = self.pending.take(allowed) or state.shared.take(allowed)
                 if taken is None:
-                    return False
+                    return delivered
                 signo, info = taken
                 action = state.action(signo)
                 handler, flags = action.handler, action.flags
                 if handler not in (sig.SIG_DFL, sig.SIG_IGN) and flags & sig.SA_RESETHAND:
-                    state.actions[signo] = sig.Disposition()
+                    # Linux resets only the handler; flags and mask stay as they were.
+                    state.actions[signo] = sig.Disposition(sig.SIG_DFL, flags, action.restorer,
+                                                           action.mask)
+                timer = sig.timer_of(info)
+                if timer is not None:
+                    state.timer_overruns[timer[0]] = timer[1]
             if handler == sig.SIG_IGN:
                 continue
             if handler == sig.SIG_DFL:
@@ -372,7 +378,12 @@ class GuestThread:
                     continue
                 raise KillProcess(signo, f"signal {signo}")
             self._setup_frame(signo, info, action, handler, flags, interrupted_result)
-            return True
+            # Like Linux, set up a frame for every signal still deliverable under the
+            # handler's mask: they nest, and the last one set up runs first.
+            interrupted_result = None
+            delivered = True
+            if not (self.pending.bits | state.shared.bits) & ~self.signal_mask:
+                return True
 
     def _setup_frame(self, signo: int, info: bytes, action: sig.Disposition, handler: int,
                      flags: int, interrupted_result: int | None) -> None:

@@ -67,6 +67,13 @@ def test_fork_bomb_of_50_children_all_reaped(proc_fork, run_both, assert_same):
     assert "after the last child, waitpid: ECHILD\n" in out
 
 
+def test_fork_beside_running_threads(proc_fork, run_both, assert_same):
+    """fork in a process whose other threads keep malloc's lock busy: the child has only
+    the forking thread and can still allocate and use stdio."""
+    out = compare(run_both([proc_fork, "fork_threads", "10"]), assert_same)
+    assert out == "10 of 10 children forked beside two busy threads worked\n"
+
+
 def test_vfork_child_exits_while_parent_waits(proc_fork, run_both, assert_same):
     out = compare(run_both([proc_fork, "vfork_exit"]), assert_same)
     assert out == ("child: running while the parent waits\n"
@@ -163,15 +170,21 @@ def test_popen_reads_and_writes_through_bin_sh(proc_fork, run_both, assert_same)
 
 
 def test_posix_spawn_and_waitpid(proc_fork, proc_child, run_both, assert_same):
-    """posix_spawn is a clone(CLONE_VM|CLONE_VFORK) in both libcs; an exec failure in the
-    child must come back as posix_spawn's return value."""
+    """posix_spawn is a clone(CLONE_VM|CLONE_VFORK) with a stack of its own in both libcs:
+    plain, with file actions (stdout into a pipe) and with attributes (group, mask)."""
     out = compare(run_both([proc_fork, "spawn", proc_child]), assert_same)
     assert "posix_spawn child: exited 4\n" in out
     assert "through the pipe: child: argv[1]=\"into a pipe\"\n" in out
     assert "posix_spawn child with attributes: exited 0, own group: yes\n" in out
     assert "child: signal 12 blocked: yes\n" in out
-    assert "posix_spawn of a missing path: ENOENT\n" in out
-    assert "posix_spawnp of a missing name: ENOENT\n" in out
+
+
+def test_posix_spawn_of_a_missing_program_returns_enoent(proc_fork, run_both, assert_same):
+    """The exec failure happens in the child, after the clone: glibc's child stores the
+    errno in memory it shares with the parent (CLONE_VM), musl's writes it to a pipe."""
+    out = compare(run_both([proc_fork, "spawn_missing"]), assert_same)
+    assert out == ("posix_spawn of a missing path: ENOENT\n"
+                   "posix_spawnp of a missing name: ENOENT\n")
 
 
 # ---- SIGCHLD, waiting -------------------------------------------------------------------

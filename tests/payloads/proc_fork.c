@@ -15,7 +15,8 @@
  *   exec_script          fork + execve of a #! script run by busybox sh
  *   exec_nested_script   the same, then a #! script whose interpreter is that script
  *   popen                popen "r" and "w" through /bin/sh, pclose statuses
- *   spawn PATH           posix_spawn of PATH (plain, with file actions), of a missing path
+ *   spawn PATH           posix_spawn of PATH: plain, with file actions, with attributes
+ *   spawn_missing        posix_spawn and posix_spawnp of a missing program: ENOENT
  *   sigchld N            a SIGCHLD handler (SA_SIGINFO) sees each of N children exit
  *   sigchld_ign          SIGCHLD ignored: children are reaped automatically
  *   pgkill N             N children in their own process group killed with kill(-pgid)
@@ -25,11 +26,13 @@
  *   stop                 a child stops itself, is continued, exits (WUNTRACED/WCONTINUED)
  *   kill_at_once         children signalled the moment fork returns in the parent
  *   fdinherit PATH       a pipe fd number passed across fork+exec, close-on-exec fds closed
+ *   fork_threads N       N forks while two other threads keep malloc busy
  *   orphans N [MARKER]   N children outlive the parent by a few hundred milliseconds
  *   noreap N [MARKER]    N children exit and are never waited for by the parent
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -523,9 +526,16 @@ static int mode_spawn(const char *path)
             yes_no(g == pid || (g < 0 && errno == ESRCH)));
     }
 
-    /* A missing program: the error comes back from posix_spawn itself. */
+    return 0;
+}
+
+/* A missing program: the error comes back from posix_spawn itself (glibc's child reports
+ * it through memory it shares with the parent, CLONE_VM; musl's through a pipe). */
+static int mode_spawn_missing(void)
+{
     char *argv4[] = {"missing", NULL};
-    pid = 0;
+    pid_t pid = 0;
+    int r;
     r = posix_spawn(&pid, "./no-such-program-for-spawn", NULL, NULL, argv4, environ);
     say("posix_spawn of a missing path: %s\n", r ? ename(r) : "success");
     if (r == 0)
@@ -891,6 +901,61 @@ static int mode_fdinherit(const char *path)
     return 0;
 }
 
+static volatile int stop_threads;
+
+static void *busy_thread(void *arg)
+{
+    (void)arg;
+    while (!stop_threads) {
+        void *p = malloc(100 + (rand() & 1023));  /* keeps malloc's lock busy */
+        free(p);
+    }
+    return NULL;
+}
+
+/* fork while other threads run (and hold malloc's lock now and then): the child has one
+ * thread, the forking one, and can still allocate and print. */
+static int mode_fork_threads(int n)
+{
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++)
+        must(pthread_create(&threads[i], NULL, busy_thread, NULL) == 0, "pthread_create");
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        int p[2];
+        must(pipe(p) == 0, "pipe");
+        pid_t pid = fork();
+        must(pid >= 0, "fork");
+        if (pid == 0) {
+            close(p[0]);
+            char *buf = malloc(64);
+            snprintf(buf, 64, "child %d allocated", i);
+            FILE *f = fdopen(p[1], "w");
+            fprintf(f, "%s\n", buf);
+            fclose(f);
+            _exit(0);
+        }
+        close(p[1]);
+        char buf[128];
+        long len = slurp(p[0], buf, sizeof buf);
+        close(p[0]);
+        int st;
+        waitpid(pid, &st, 0);
+        char want[64];
+        snprintf(want, sizeof want, "child %d allocated\n", i);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && len == (long)strlen(want) &&
+            !strcmp(buf, want))
+            ok++;
+        else
+            say("child %d: %s, sent \"%s\"\n", i, status_str(st), buf);
+    }
+    stop_threads = 1;
+    for (int i = 0; i < 2; i++)
+        pthread_join(threads[i], NULL);
+    say("%d of %d children forked beside two busy threads worked\n", ok, n);
+    return 0;
+}
+
 static int mode_orphans(int n)
 {
     for (int i = 0; i < n; i++) {
@@ -935,6 +1000,7 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "exec_nested_script")) return mode_exec_nested_script();
     if (!strcmp(mode, "popen")) return mode_popen();
     if (!strcmp(mode, "spawn")) return mode_spawn(arg);
+    if (!strcmp(mode, "spawn_missing")) return mode_spawn_missing();
     if (!strcmp(mode, "sigchld")) return mode_sigchld(n);
     if (!strcmp(mode, "sigchld_ign")) return mode_sigchld_ign();
     if (!strcmp(mode, "pgkill")) return mode_pgkill(n);
@@ -944,6 +1010,7 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "stop")) return mode_stop();
     if (!strcmp(mode, "kill_at_once")) return mode_kill_at_once();
     if (!strcmp(mode, "fdinherit")) return mode_fdinherit(arg);
+    if (!strcmp(mode, "fork_threads")) return mode_fork_threads(n);
     if (!strcmp(mode, "orphans")) return mode_orphans(n);
     if (!strcmp(mode, "noreap")) return mode_noreap(n);
     say("unknown mode %s\n", mode);
