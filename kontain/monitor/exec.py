@@ -113,6 +113,8 @@ def execve(proc: Process, thread: GuestThread, path: bytes, argv: list[bytes],
     # A KICK still pending at exec would kill the new km before it installs its handler:
     # block it now; the new km unblocks it once its handler is in place.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, [KICK_SIGNAL])
+    if proc.vfork_release is not None:  # exec cannot fail any more: release the parent
+        proc.vfork_release()
     argv_array = (ctypes.c_char_p * (len(command) + 1))(*command, None)
     envp_array = (ctypes.c_char_p * (len(envp) + 1))(*envp, None)
     _libc.execve(os.fsencode(sys.executable), argv_array, envp_array)

@@ -8,7 +8,11 @@ memslots, and starts one vCPU with the forking thread's registers (rax = 0). Gue
 are host fds, so they are inherited exactly as Linux does; so are cwd, umask, rlimits.
 
 vfork (and clone with CLONE_VFORK) is a fork whose parent waits until the child execs
-or exits: the child holds the write end of a close-on-exec pipe the parent reads.
+or exits: the child holds the write end of a close-on-exec pipe the parent reads. A vfork
+child shares its parent's memory on Linux, and libcs rely on that for one thing: results
+left in the parent's stack frame (glibc's posix_spawn reports a failed exec that way).
+So when the child execs or exits it sends the used part of the parent thread's stack
+back through the pipe, and the parent stores it before it resumes.
 """
 
 from __future__ import annotations
@@ -57,25 +61,45 @@ def fork_process(proc: Process, parent: GuestThread, flags: int, stack: int, par
     vfork = bool(flags & CLONE_VFORK)
     if vfork:
         wait_read, wait_write = os.pipe2(os.O_CLOEXEC)
+        stack = proc.mm.find(parent.regs.rsp)
+        shared_stack = (parent.regs.rsp - 128, stack.end) if stack is not None else None
     # Hold the locks other threads might hold, so the child does not inherit them taken.
     with proc.mm.lock, proc.signals.lock:
         pid = os.fork()
     if pid == 0:
         if vfork:
             os.close(wait_read)
+            proc.vfork_release = lambda: _send_stack(proc, wait_write, shared_stack)
         _become_child(proc, snapshot, flags, child_tid)  # never returns
     proc.trace.log("process", f"[{parent.tid}] fork -> pid {pid}")
     if flags & CLONE_PARENT_SETTID:
         parent.mm.write(parent_tid, pid.to_bytes(4, "little"))
     if vfork:
         os.close(wait_write)
+        received = bytearray()
         try:
-            while os.read(wait_read, 1):  # EOF when the child execs or exits
-                pass
+            while chunk := os.read(wait_read, 1 << 16):  # EOF when the child execs or exits
+                received += chunk
         except OSError:
             pass
         os.close(wait_read)
+        if shared_stack is not None and len(received) == shared_stack[1] - shared_stack[0]:
+            parent.mm.write(shared_stack[0], bytes(received))
     return pid
+
+
+def _send_stack(proc: Process, pipe: int, region: tuple[int, int] | None) -> None:
+    """In a vfork child about to exec or exit: hand the shared stack back to the parent."""
+    proc.vfork_release = None
+    try:
+        if region is not None:
+            data = proc.mm.read(region[0], region[1] - region[0])
+            view = memoryview(data)
+            while view:
+                view = view[os.write(pipe, view):]
+    except Exception:  # noqa: BLE001 - the parent then keeps its own copy
+        pass
+    os.close(pipe)
 
 
 def _become_child(proc: Process, snapshot: ForkSnapshot, flags: int, child_tid: int) -> None:

@@ -78,6 +78,8 @@ class Process:
         #: Host timer id -> the guest thread its signal goes to (SIGEV_THREAD_ID timers).
         self.timer_threads: dict[int, GuestThread] = {}
         self.personality = 0
+        #: Set in a vfork child: called when it execs or exits (kontain.monitor.fork).
+        self.vfork_release: Callable[[], None] | None = None
         self._started = time.monotonic_ns()
 
     # ---- exec -----------------------------------------------------------------------
@@ -153,6 +155,8 @@ class Process:
 
     def end(self, outcome: Outcome) -> None:
         """The process is over (exit_group, last thread's exit, or a fatal signal)."""
+        if self.vfork_release is not None:
+            self.vfork_release()
         if outcome.signal:
             self.trace.log("exit", f"killed by signal {outcome.signal}: {outcome.reason}")
         else:
