@@ -60,7 +60,8 @@ def fork_process(proc: Process, parent: GuestThread, flags: int, stack: int, par
     snapshot = ForkSnapshot(parent, flags, stack, tls)
     vfork = bool(flags & CLONE_VFORK)
     if vfork:
-        wait_read, wait_write = os.pipe2(os.O_CLOEXEC)
+        # km's descriptors, above the guest's range: the child may close_range its own.
+        wait_read, wait_write = (proc.fds.move_high(fd) for fd in os.pipe2(os.O_CLOEXEC))
         stack = proc.mm.find(parent.regs.rsp)
         shared_stack = (parent.regs.rsp - 128, stack.end) if stack is not None else None
     # Hold the locks other threads might hold, so the child does not inherit them taken.
@@ -99,7 +100,10 @@ def _send_stack(proc: Process, pipe: int, region: tuple[int, int] | None) -> Non
                 view = view[os.write(pipe, view):]
     except Exception:  # noqa: BLE001 - the parent then keeps its own copy
         pass
-    os.close(pipe)
+    try:
+        os.close(pipe)
+    except OSError:
+        pass
 
 
 def _become_child(proc: Process, snapshot: ForkSnapshot, flags: int, child_tid: int) -> None:
