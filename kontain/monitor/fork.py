@@ -114,7 +114,7 @@ def _become_child(proc: Process, snapshot: ForkSnapshot, flags: int, child_tid: 
         vcpu.close()
     proc.host_signals.close()
     proc.machine.recreate_vm()
-    proc.group = ThreadGroup(proc)
+    proc.group = ThreadGroup(proc)  # (the parent's kicker thread did not survive the fork)
     proc.timer_threads = {}
     proc.signals.shared = sig.PendingQueue()
     thread = GuestThread(proc, proc.group.new_vcpu(), proc.pid)

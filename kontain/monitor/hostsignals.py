@@ -47,6 +47,9 @@ class HostSignals:
 
     def start(self) -> None:
         signal.signal(KICK_SIGNAL, _noop)
+        # No SA_RESTART: a kick must make a blocking host call (read, futex...) return
+        # EINTR, so that km can deliver the guest's signal and decide on the restart.
+        signal.siginterrupt(KICK_SIGNAL, True)
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [KICK_SIGNAL])  # blocked across an exec
         mask = sum(1 << (s - 1) for s in FORWARDED)

@@ -15,6 +15,7 @@ import _thread
 import ctypes
 import errno
 import os
+import time
 
 from kontain.kvm.structs import Regs
 from kontain.linux import hostcall as host
@@ -36,6 +37,7 @@ CLONE_NEWNS, CLONE_SYSVSEM, CLONE_SETTLS, CLONE_PARENT_SETTID = (
 CLONE_CHILD_CLEARTID, CLONE_DETACHED, CLONE_UNTRACED, CLONE_CHILD_SETTID = (
     0x200000, 0x400000, 0x800000, 0x1000000)
 FUTEX_WAKE = 1
+KICK_RETRY_SECONDS = 0.003
 FUTEX_PRIVATE_FLAG = 128
 
 
@@ -49,6 +51,10 @@ class ThreadGroup:
         self._next_vcpu_id = 0
         self.threads: dict[int, GuestThread] = {}
         self._wake_fds: dict[int, int] = {}
+        self._kick_targets: set[GuestThread] = set()
+        self._kicker_wakeup = _thread.allocate_lock()
+        self._kicker_wakeup.acquire()
+        self._kicker_running = False
 
     # ---- creation -------------------------------------------------------------------
 
@@ -186,6 +192,39 @@ class ThreadGroup:
         # (the kernel's own clear_child_tid wake is the shared one).
         host.syscall(NR["futex"], host_address, FUTEX_WAKE, count)
         host.syscall(NR["futex"], host_address, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, count)
+
+    def keep_kicking(self, thread: GuestThread) -> None:
+        """Re-kick thread every few milliseconds until it has taken its signal.
+
+        One kick can be lost: if it lands while the thread runs km's own code, just
+        before a blocking host call, that call does not see it. So a kicker thread
+        repeats the kick as long as a signal the thread does not block waits for it."""
+        with self._lock:
+            self._kick_targets.add(thread)
+            start = not self._kicker_running
+            self._kicker_running = True
+        if start:
+            _thread.start_new_thread(self._kicker, ())
+        elif self._kicker_wakeup.locked():
+            try:
+                self._kicker_wakeup.release()
+            except RuntimeError:
+                pass
+
+    def _kicker(self) -> None:
+        while True:
+            with self._lock:
+                targets = list(self._kick_targets)
+            if not targets:
+                self._kicker_wakeup.acquire(timeout=1.0)
+                continue
+            time.sleep(KICK_RETRY_SECONDS)
+            for thread in targets:
+                if thread.exited or not thread.has_deliverable_signal():
+                    with self._lock:
+                        self._kick_targets.discard(thread)
+                else:
+                    thread.send_kick()
 
     def pick_receiver(self, signo_bit: int, preferred: GuestThread | None) -> GuestThread | None:
         """The thread a process-directed signal should interrupt: one not blocking it."""

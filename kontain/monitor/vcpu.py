@@ -260,7 +260,12 @@ class GuestThread:
         self.deliver_signals()
 
     def kick(self) -> None:
-        """Make this thread leave KVM_RUN or a blocking host call soon."""
+        """Make this thread leave KVM_RUN or a blocking host call soon, and keep at it
+        while a signal waits for it (see ThreadGroup.keep_kicking)."""
+        self.send_kick()
+        self.proc.group.keep_kicking(self)
+
+    def send_kick(self) -> None:
         self.run_struct.immediate_exit = 1
         self.proc.wake(self)
         if self.host_ident:
@@ -268,6 +273,9 @@ class GuestThread:
                 host_signal.pthread_kill(self.host_ident, KICK_SIGNAL)
             except (ProcessLookupError, OSError):
                 pass
+
+    def has_deliverable_signal(self) -> bool:
+        return bool((self.pending.bits | self.proc.signals.shared.bits) & ~self.signal_mask)
 
     def _run_failed(self, error: OSError) -> None:
         if error.errno == errno.EFAULT:

@@ -100,6 +100,27 @@ class Driven:
             time.sleep(0.01)
         return False
 
+    def wait_idle(self, settle: float = 0.05, timeout: float = STEP_TIMEOUT) -> None:
+        """Wait until the main thread has been asleep for `settle` seconds: the payload
+        is blocked in pause/sigsuspend/read (under km, the guest's main thread runs on
+        km's main thread, which then sleeps in the host). A signal sent earlier could be
+        handled before the payload reaches its blocking call, and the transcript would
+        depend on timing (km takes longer to get there than a native process)."""
+        deadline = time.monotonic() + timeout
+        since = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return
+            if self.state() == "S":
+                since = since or time.monotonic()
+                if time.monotonic() - since >= settle:
+                    return
+            else:
+                since = None
+            time.sleep(0.005)
+        raise AssertionError(f"{' '.join(self.argv)}: never blocked ({self.state()}); "
+                             f"output:\n{self.transcript()}")
+
     def finish(self, timeout: float = STEP_TIMEOUT) -> int:
         try:
             self.proc.wait(timeout)
@@ -147,22 +168,30 @@ def assert_same_flow(native, under_km):
         f"\n--- km (status {k_status}):\n{k_out}{k_err}")
 
 
-def signals_then_term(*signos, final=signal.SIGTERM, expect_each="got "):
+def signals_then_term(*signos, after=None, idle=True):
+    """Send each signal once the payload is blocked, wait for its handler's line (and
+    then for the line `after`, if given), and finally send SIGTERM likewise. Waiting
+    for both keeps a signal from arriving while the previous handler still runs, where
+    it would nest in it (on Linux as under km) and make the transcript depend on timing."""
     def script(d: Driven) -> None:
-        for s in signos:
+        for s in (*signos, signal.SIGTERM):
+            if idle:
+                d.wait_idle()
             d.send(s)
-            d.expect(f"{expect_each}{signal.Signals(s).name}"
-                     if expect_each == "got " else expect_each)
-        d.send(final)
+            d.expect(f"got {signal.Signals(s).name}")
+            if after and s != signal.SIGTERM:
+                d.expect(after)
     return script
 
 
 @pytest.mark.parametrize("mode,status", [("sigsuspend", 3), ("pause", 4)])
 def test_handlers_run_for_host_signals(km, sig_host, mode, status):
-    """SIGUSR1 and SIGINT are handled (si_code SI_USER, si_pid the test's), then the
-    SIGTERM handler makes the payload exit with its own status."""
-    native, under_km = native_and_km(km, sig_host, mode,
-                                     signals_then_term(signal.SIGUSR1, signal.SIGINT))
+    """SIGUSR1 and SIGINT are handled (si_code SI_USER, si_pid the test's), interrupting
+    sigsuspend/pause with EINTR; then the SIGTERM handler makes the payload exit with its
+    own status."""
+    native, under_km = native_and_km(
+        km, sig_host, mode, signals_then_term(signal.SIGUSR1, signal.SIGINT,
+                                              after=f"{mode} returned -1 EINTR"))
     assert native[1] == status, native
     assert "got SIGUSR1, code SI_USER, sent by the test yes\n" in native[0]
     assert "got SIGTERM, code SI_USER, sent by the test yes\n" in native[0]
@@ -186,7 +215,8 @@ def test_host_signal_goes_to_the_thread_that_unblocks_it(km, sig_host):
     """Main (in pthread_join) and a spinning thread block everything; a third thread in
     pause() is the only one that can take the process-directed signals."""
     native, under_km = native_and_km(km, sig_host, "threads",
-                                     signals_then_term(signal.SIGUSR1, signal.SIGINT))
+                                     signals_then_term(signal.SIGUSR1, signal.SIGINT,
+                                                       idle=False))
     assert native[1] == 6
     assert "worker: handled in this thread yes\n" in native[0]
     assert_same_flow(native, under_km)
@@ -199,6 +229,7 @@ def test_default_action_kills(km, sig_host, mode, signo):
     """No handlers: the signal's default action ends km as it ends the native process
     (Popen returncode -N)."""
     def script(d: Driven) -> None:
+        d.wait_idle()
         d.send(signo)
     native, under_km = native_and_km(km, sig_host, mode, script)
     assert native[1] == -signo
@@ -207,6 +238,7 @@ def test_default_action_kills(km, sig_host, mode, signo):
 
 def test_ignored_signals_do_nothing(km, sig_host):
     def script(d: Driven) -> None:
+        d.wait_idle()
         d.send(signal.SIGINT)
         d.send(signal.SIGUSR1)
         time.sleep(0.3)
@@ -220,10 +252,11 @@ def test_host_signal_interrupts_a_blocking_read(km, sig_host):
     """read(0) on an open, empty pipe: EINTR without SA_RESTART; with SA_RESTART the
     handler runs and the read goes on to return the data written afterwards."""
     def script(d: Driven) -> None:
+        d.wait_idle()
         d.send(signal.SIGUSR1)
         d.expect("read without SA_RESTART:")
         d.expect("reading again, with SA_RESTART")
-        time.sleep(0.1)
+        d.wait_idle()
         d.send(signal.SIGUSR1)
         d.expect("got SIGUSR1")
         time.sleep(0.1)
@@ -242,11 +275,13 @@ def test_sigstop_then_sigcont(km, sig_host):
     """SIGSTOP stops the whole process (state T); SIGCONT resumes it and runs the
     payload's SIGCONT handler."""
     def script(d: Driven) -> None:
+        d.wait_idle()
         d.send(signal.SIGSTOP)
         assert d.wait_state("T"), f"{d.argv}: not stopped after SIGSTOP ({d.state()})"
         time.sleep(0.1)
         d.send(signal.SIGCONT)
         d.expect("got SIGCONT")
+        d.wait_idle()
         d.send(signal.SIGTERM)
     native, under_km = native_and_km(km, sig_host, "stop", script)
     assert native[1] == 7
