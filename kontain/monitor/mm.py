@@ -637,6 +637,14 @@ class AddressSpace:
                 va = stop
                 i += 1
 
+    def virtual_address_of(self, pa: int) -> int | None:
+        """The guest virtual address mapping guest physical address pa, if any."""
+        for vma in self._vmas:
+            if vma.pa is not None and vma.foreign_pa is None \
+                    and vma.pa <= pa < vma.pa + (vma.end - vma.start):
+                return vma.start + pa - vma.pa
+        return None
+
     def access_allowed(self, va: int, write: bool, execute: bool) -> bool:
         """Whether the current mappings permit this access (for spurious-fault checks)."""
         vma = self.find(va)

@@ -278,11 +278,21 @@ class GuestThread:
         return bool((self.pending.bits | self.proc.signals.shared.bits) & ~self.signal_mask)
 
     def _run_failed(self, error: OSError) -> None:
-        if error.errno == errno.EFAULT:
-            # KVM could not reach a guest page's host memory: a file mapping past the
-            # end of its file. Linux delivers SIGBUS.
+        if error.errno != errno.EFAULT:
+            raise error
+        # KVM could not reach a guest page's host memory: a shared file mapping past the
+        # end of its file. Linux sends SIGBUS (BUS_ADRERR) for the address touched; KVM
+        # names the guest physical address in a KVM_EXIT_MEMORY_FAULT exit.
+        run = self.run_struct
+        va = None
+        if run.exit_reason == k.KVM_EXIT_MEMORY_FAULT:
+            gpa = int.from_bytes(bytes(run.exit.padding[8:16]), "little")
+            va = self.mm.virtual_address_of(gpa)
+        if va is None:
+            # No address (PVM does not report one): the default action, uncatchable.
             raise KillProcess(sig.SIGBUS, "guest touched memory its host cannot back")
-        raise error
+        self.enter_context(INTERRUPTED)
+        self.force_signal(sig.SIGBUS, sig.siginfo(sig.SIGBUS, sig.BUS_ADRERR, addr=va))
 
     def _other_exit(self) -> None:
         run = self.run_struct
