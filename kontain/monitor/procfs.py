@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import re
 import struct
 
 from kontain.linux import hostcall as host
@@ -83,6 +82,8 @@ class ProcFs:
         return ("\n".join(lines) + "\n").encode()
 
     def status(self) -> bytes:
+        import re  # here, not at the top: km start-up is timed and re is costly to import
+
         text = _read_host(b"/proc/self/status")
         threads = len(self._proc.group.threads) or 1
         return re.sub(rb"(?m)^Threads:\s*\d+", b"Threads:\t%d" % threads, text)
