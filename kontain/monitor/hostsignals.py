@@ -30,8 +30,12 @@ if TYPE_CHECKING:
 SIGNALFD_SIGINFO = struct.Struct("<IiiIIiIIIIiiQQQQ")
 SIGNALFD_SIGINFO_SIZE = 128
 SFD_CLOEXEC = 0o2000000
+#: Every signal but the uncatchable ones, SIGPIPE, km's own KICK, and 32 and 33, which
+#: glibc keeps unblocked in every thread it starts (SIGCANCEL, SIGSETXID): km cannot
+#: receive those on its signalfd, so a guest timer asking for them gets TIMER_PROXY.
 FORWARDED = [s for s in range(1, 65)
              if s not in (sig.SIGKILL, sig.SIGSTOP, sig.SIGPIPE, 32, 33, KICK_SIGNAL)]
+TIMER_PROXY = KICK_SIGNAL - 1
 
 
 def _noop(signum: int, frame: object) -> None:
@@ -50,10 +54,10 @@ class HostSignals:
         # No SA_RESTART: a kick must make a blocking host call (read, futex...) return
         # EINTR, so that km can deliver the guest's signal and decide on the restart.
         signal.siginterrupt(KICK_SIGNAL, True)
-        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [KICK_SIGNAL])  # blocked across an exec
         mask = sum(1 << (s - 1) for s in FORWARDED)
         mask_buffer = ctypes.c_uint64(mask)
+        host.syscall(NR["rt_sigprocmask"], 0, ctypes.addressof(mask_buffer), 0, 8)  # BLOCK
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [KICK_SIGNAL])  # blocked across an exec
         fd = host.syscall(NR["signalfd4"], -1, ctypes.addressof(mask_buffer), 8, SFD_CLOEXEC)
         if fd < 0:
             raise OSError(-fd, "signalfd4")
@@ -94,6 +98,7 @@ class HostSignals:
         proc = self._proc
         target = None
         if code == sig.SI_TIMER:
+            signo = proc.timer_signals.get(timer_id, signo)
             info = sig.siginfo(signo, code, timer=(timer_id, overrun), value=value)
             target = proc.timer_threads.get(timer_id)
         elif signo == sig.SIGCHLD:

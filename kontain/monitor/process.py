@@ -77,6 +77,8 @@ class Process:
         self.signalfds = SignalFds(self)
         #: Host timer id -> the guest thread its signal goes to (SIGEV_THREAD_ID timers).
         self.timer_threads: dict[int, GuestThread] = {}
+        #: Host timer id -> the guest's signal, when the host timer uses a proxy signal.
+        self.timer_signals: dict[int, int] = {}
         self.personality = 0
         #: Set in a vfork child: called when it execs or exits (kontain.monitor.fork).
         self.vfork_release: Callable[[], None] | None = None
@@ -192,6 +194,11 @@ class Process:
                 receiver = self.group.pick_receiver(sig.bit(signo), sender)
         if receiver is not None and receiver is not sender:
             receiver.kick()
+        elif receiver is None:
+            # Blocked everywhere: only a thread waiting for it (sigtimedwait) can take
+            # it; wake the waiters so they look.
+            for waiter in self.group.all():
+                self.group.wake(waiter)
 
     def wake(self, thread: GuestThread) -> None:
         self.group.wake(thread)

@@ -16,6 +16,7 @@ import time
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor import signals as sig
+from kontain.monitor.hostsignals import TIMER_PROXY
 from kontain.monitor.vcpu import ERESTARTNOHAND
 from kontain.syscalls import args
 
@@ -266,6 +267,7 @@ def sys_getitimer(t: GuestThread, which: int, value: int, *_: int) -> int:
 def sys_timer_create(t: GuestThread, clock: int, sevp: int, timerid: int, *_: int) -> int:
     target = None
     event = None
+    proxy = False
     if sevp:
         raw = bytearray(t.mm.read(sevp, 64))
         _value, signo, notify = _SIGEVENT.unpack_from(raw)
@@ -280,12 +282,19 @@ def sys_timer_create(t: GuestThread, clock: int, sevp: int, timerid: int, *_: in
                 return -errno.EINVAL
             # The host signal goes to km's signalfd; km routes it to that thread.
             struct.pack_into("<i", raw, 12, SIGEV_SIGNAL)
+        proxy = notify != SIGEV_NONE and signo in (32, 33)
+        if proxy:
+            struct.pack_into("<i", raw, 8, TIMER_PROXY)
         event = bytes(raw)
     result = host.syscall(NR["timer_create"], args.s32(clock),
                           host.address_of(event) if event is not None else 0,
                           args.out_ptr(t, timerid, 4))
-    if result == 0 and target is not None:
-        t.proc.timer_threads[struct.unpack("<i", t.mm.read(timerid, 4))[0]] = target
+    if result == 0 and sevp:
+        timer = struct.unpack("<i", t.mm.read(timerid, 4))[0]
+        if target is not None:
+            t.proc.timer_threads[timer] = target
+        if proxy:
+            t.proc.timer_signals[timer] = signo
     return result
 
 
@@ -312,6 +321,7 @@ def sys_timer_delete(t: GuestThread, timerid: int, *_: int) -> int:
     result = host.syscall(NR["timer_delete"], args.s32(timerid))
     if result == 0:
         t.proc.timer_threads.pop(args.s32(timerid), None)
+        t.proc.timer_signals.pop(args.s32(timerid), None)
     return result
 
 

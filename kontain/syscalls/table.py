@@ -86,6 +86,9 @@ class SyscallTable:
             except Exception as e:
                 log("syscall", f"[{t.tid}] {name}({shown}) raised {type(e).__name__}")
                 raise
+            if result is None:  # the handler set the whole context (rt_sigreturn)
+                log("syscall", f"[{t.tid}] {name}({shown}) -> context restored")
+                return result
             if -4096 < result < 0:
                 text = f"-{errno.errorcode.get(-result, -result)}"
             else:

@@ -91,6 +91,7 @@ def test_goroutines_channels_waitgroup_preemption(run_both, assert_same):
     assert "fan-out: 2000 results, sum of squares 2668667000\n" in out
     assert "mutex counter: 64000, atomic counter: 128000\n" in out
     assert "preemption: the spinning goroutine was preempted and stopped: true\n" in out
+    assert "blocking reads in 32 goroutines: sum 528\n" in out
     assert "goroutines: done\n" in out
     assert_same(runs.native, runs.km)
 
@@ -158,3 +159,30 @@ def test_unrecovered_panic_exits_2(run_both, assert_same, mode, lines):
         assert head[1].startswith("[signal SIGSEGV: segmentation violation code=0x1 addr=0x0")
     assert_same(native, km, stderr=False)
     assert km.err.splitlines()[:lines] == head, f"km's stderr:\n{km.err}"
+
+
+def test_host_signals_reach_a_go_program(km):
+    """SIGUSR1, SIGINT, SIGHUP and SIGTERM sent to the process from outside arrive on an
+    os/signal channel while other goroutines allocate; SIGTERM makes it exit 0."""
+    from .test_host_signals import Driven, assert_same_flow
+
+    names = {signal.SIGUSR1: "user defined signal 1", signal.SIGINT: "interrupt",
+             signal.SIGHUP: "hangup", signal.SIGTERM: "terminated"}
+    exe = str(build_go("waiter"))
+
+    def flow(argv):
+        d = Driven(argv)
+        try:
+            d.expect("ready")
+            for signo, name in names.items():
+                d.send(signo)
+                d.expect(f"got {name}")
+            status = d.finish()
+            return d.transcript(), status, d.stderr()
+        finally:
+            d.kill()
+
+    native = flow([exe])
+    assert native[:2] == ("ready\n" + "".join(f"got {n}\n" for n in names.values())
+                          + "exiting with 0\n", 0), native
+    assert_same_flow(native, flow([*km, exe]))

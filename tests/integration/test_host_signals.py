@@ -222,6 +222,18 @@ def test_host_signal_goes_to_the_thread_that_unblocks_it(km, sig_host):
     assert_same_flow(native, under_km)
 
 
+def test_host_signal_to_main_blocked_in_pthread_join(km, sig_host):
+    """Main waits in pthread_join (a futex wait) and is the only thread that takes the
+    signals: each handler runs there and the join goes on, until SIGTERM's handler lets
+    the worker end."""
+    native, under_km = native_and_km(km, sig_host, "join",
+                                     signals_then_term(signal.SIGUSR1, signal.SIGINT))
+    assert native[1] == 8
+    assert "pthread_join returned 0 after the handlers ran in main yes (USR1 1, INT 1)\n" \
+        in native[0]
+    assert_same_flow(native, under_km)
+
+
 @pytest.mark.parametrize("signo", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
                                    signal.SIGHUP], ids=lambda s: signal.Signals(s).name)
 @pytest.mark.parametrize("mode", ["default", "default_threads"])

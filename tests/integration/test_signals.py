@@ -12,7 +12,9 @@ pass by agreeing with itself.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 
 import pytest
 from conftest import FLAVOURS, Flavour
@@ -52,6 +54,7 @@ SIGNAL_CASES = [
     # sigwait, sigwaitinfo, sigtimedwait timing out with EAGAIN, sigsuspend
     case("wait", 0, "sigwait: 0, signal SIGUSR2\n",
          "sigtimedwait(50 ms), nothing pending: -1 EAGAIN, waited >= 50 ms yes, < 2 s yes\n",
+         "sigtimedwait interrupted by SIGALRM's handler: -1 EINTR, handled 1, early yes\n",
          "sigsuspend: -1 EINTR, handled 1, SIGUSR1 blocked again yes\n"),
     # alarm(1) + pause
     case("alarm", 0, "pause: -1 EINTR, SIGALRM handled 1, after >= 0.9 s yes, < 3 s yes\n",
@@ -84,6 +87,8 @@ SIGNAL_CASES = [
     # setitimer ITIMER_REAL every 10 ms, 20 counted; ITIMER_PROF while spinning
     case("itimer", 0, "20 periodic SIGALRMs counted: 20, took >= 190 ms yes, < 5 s yes\n",
          "ITIMER_PROF: 5 SIGPROFs while spinning: yes\n"),
+    # ITIMER_VIRTUAL counts user CPU time (the guest's, under km)
+    case("itimer_virtual", 0, "ITIMER_VIRTUAL: 5 SIGVTALRMs while spinning: yes\n"),
     # timer_create: SIGEV_SIGNAL (SI_TIMER, sigev_value), periodic, TIMER_ABSTIME,
     # SIGEV_THREAD_ID to a worker and to main
     case("timer", 0, "SIGEV_SIGNAL one-shot: hits 1, code SI_TIMER, value 4321, in main "
@@ -93,10 +98,28 @@ SIGNAL_CASES = [
     # expirations while the timer's signal is blocked become overruns of one signal
     case("timer_overrun", 0, "on unblock: delivered 1, si_overrun > 3 yes, "
          "timer_getoverrun > 3 yes, equal yes\n"),
+    # SIGEV_THREAD: libc's helper thread, driven by an internal real-time signal (32)
+    case("timer_thread", 0, "SIGEV_THREAD one-shot: calls 1, value 99, in another thread yes\n",
+         "SIGEV_THREAD periodic: at least 5 more calls yes\n"),
     case("term", -signal.SIGTERM, "raise(SIGTERM) with the default action\n"),
     case("abort", -signal.SIGABRT, "abort()\n"),
     case("abort_handled", -signal.SIGABRT, "SIGABRT handler ran"),
     case("kill_thread", -signal.SIGTERM, "a thread sends SIGTERM to the process\n"),
+    # signals and threads: pthread_kill to a thread blocked in read (EINTR there), a
+    # thread-directed signal pending for its (blocking) target only, mask inheritance, a
+    # condvar wait that goes on after a handler, glibc's set*id broadcast to all threads
+    case("threads", 0, "reader: read returned -1 EINTR, handler ran in this thread yes\n",
+         "blocker: SIGUSR2 pending for this thread yes, handled 0\n",
+         "main: SIGUSR2 pending for main no\n",
+         "setuid(getuid()) with 4 more threads: 0\n"),
+    # a handler may edit uc_sigmask: rt_sigreturn installs the edited mask
+    case("ucmask", 0, "after a handler edited uc_sigmask: SIGUSR2 blocked yes, SIGINT "
+         "blocked no, SIGUSR1 blocked no\n"),
+    # writing to a pipe without readers: SIGPIPE (handled, ignored, blocked, default)
+    case("sigpipe", -signal.SIGPIPE, "write to a pipe without readers, handled: -1 EPIPE, "
+         "SIGPIPE handled 1\n", "blocked: -1 EPIPE, pending yes\n"),
+    # process-directed signals that every thread blocks go to the thread in sigwait
+    case("sigwait_thread", 0, "sigwait thread: SIGHUP\nsigwait thread: SIGTERM\n"),
 ]
 
 FAULT_CASES = [
@@ -136,6 +159,8 @@ FAULT_CASES = [
     case("die_trap", -signal.SIGTRAP),
     case("die_segv_ignored", -signal.SIGSEGV),
     case("die_segv_blocked", -signal.SIGSEGV),
+    # an unhandled fault in a non-main thread kills the whole process
+    case("die_thread", -signal.SIGSEGV, "a thread dereferences a bad pointer\n"),
 ]
 
 
@@ -151,13 +176,44 @@ def check(runs, status, expect, assert_same):
 @pytest.mark.parametrize("mode,status,expect", SIGNAL_CASES)
 def test_signals(payloads, tflavour, run_both, assert_same, mode, status, expect):
     exe = payloads.build("sig_basic", tflavour)
-    check(run_both([exe, mode], timeout=30), status, expect, assert_same)
+    check(run_both([exe, mode], timeout=15), status, expect, assert_same)
 
 
 @pytest.mark.parametrize("mode,status,expect", FAULT_CASES)
 def test_faults(payloads, tflavour, run_both, assert_same, mode, status, expect):
     exe = payloads.build("sig_fault", tflavour)
-    check(run_both([exe, mode], timeout=30), status, expect, assert_same)
+    check(run_both([exe, mode], timeout=15), status, expect, assert_same)
+
+
+def test_stdout_closed_raises_sigpipe(payloads, tflavour, km, base_env, tmp_path):
+    """stdout is a pipe whose reader has gone: the payload's first write kills it with
+    SIGPIPE (under km too: km's own write fails with EPIPE, and the guest gets the
+    signal)."""
+    exe = payloads.build("sig_basic", tflavour)
+    codes = []
+    for argv in ([exe, "stdout_closed"], [*km, exe, "stdout_closed"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            done = subprocess.run([str(a) for a in argv], stdout=write_end,
+                                  stderr=subprocess.PIPE, env=base_env, cwd=tmp_path,
+                                  timeout=15)
+        finally:
+            os.close(write_end)
+        codes.append((done.returncode, done.stderr.decode(errors="replace")))
+    assert codes[0] == (-signal.SIGPIPE, "")
+    assert codes[1] == codes[0], f"native {codes[0]}, km {codes[1]}"
+
+
+def test_handlers_under_syscall_tracing(payloads, run_native, run_km, assert_same):
+    """km -V=syscall traces every call, rt_sigreturn included, to stderr: the payload's
+    own behaviour (stdout, status) must not change."""
+    exe = payloads.build("sig_basic", THREAD_FLAVOURS["musl"])
+    native = run_native([exe, "nodefer"], timeout=15)
+    traced = run_km(["-V=syscall", exe, "nodefer"], timeout=15)
+    assert "  entered 2, max depth 2\n" in native.out
+    assert_same(native, traced, stderr=False)
+    assert "internal error" not in traced.err, traced.err[-2000:]
 
 
 def test_faults_static_pie(payloads, run_both, assert_same):

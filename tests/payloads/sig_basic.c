@@ -4,10 +4,13 @@
  * yes/no checks on pids, values and elapsed times.
  *
  * modes: info queueinfo_self mask wait alarm restart rt rt_nesting nodefer resethand
- *        resethand_flags fp itimer timer timer_overrun term abort abort_handled kill_thread */
+ *        resethand_flags fp itimer itimer_virtual timer timer_overrun timer_thread term
+ *        abort abort_handled kill_thread threads sigwait_thread ucmask sigpipe
+ *        stdout_closed */
 #define _GNU_SOURCE
 #include <poll.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <ucontext.h>
 
@@ -37,6 +40,8 @@ static void say(const char *fmt, ...)
 
 __attribute__((unused)) static const char *ename(int e)
 {
+    if (e == ESRCH)
+        return "ESRCH";
     return e == ETIMEDOUT ? "ETIMEDOUT" : errno_name(e);
 }
 
@@ -378,11 +383,12 @@ static int mode_wait(void)
     install(SIGALRM, count_handler, 0);
     struct itimerval it = {{0, 0}, {0, 30000}};
     setitimer(ITIMER_REAL, &it, NULL);
-    struct timespec longer = {5, 0};
+    struct timespec longer = {3, 0};
     t0 = mono();
-    r = sigtimedwait(&s, &si, &longer);
+    /* the raw call: musl's sigtimedwait() retries after EINTR */
+    r = syscall(SYS_rt_sigtimedwait, &s, &si, &longer, 8);
     say("sigtimedwait interrupted by SIGALRM's handler: %d %s, handled %d, early %s\n", r,
-        ename(errno), counts[SIGALRM], yes_no(mono() - t0 < 4));
+        ename(errno), counts[SIGALRM], yes_no(mono() - t0 < 2));
 
     /* sigsuspend: atomically unblock and wait */
     install(SIGUSR1, count_handler, 0);
@@ -851,6 +857,25 @@ static int mode_itimer(void)
     return 0;
 }
 
+/* ITIMER_VIRTUAL counts user CPU time only: spin in user mode until 5 SIGVTALRMs */
+static int mode_itimer_virtual(void)
+{
+    install(SIGVTALRM, tick_handler, SA_RESTART);
+    struct itimerval virt = {{0, 5000}, {0, 5000}}, off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_VIRTUAL, &virt, NULL);
+    double t0 = mono();
+    volatile unsigned long spin = 0;
+    while (ticks[2] < 5 && mono() - t0 < 10)
+        for (int i = 0; i < 100000; i++)
+            spin++;
+    setitimer(ITIMER_VIRTUAL, &off, NULL);
+    say("ITIMER_VIRTUAL: 5 SIGVTALRMs while spinning: %s\n", yes_no(ticks[2] >= 5));
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    say("user time counted: %s\n", yes_no(ru.ru_utime.tv_sec > 0 || ru.ru_utime.tv_usec > 10000));
+    return 0;
+}
+
 /* ================================================================ timer_create */
 
 static volatile pid_t timer_tid[4];
@@ -1023,6 +1048,303 @@ static int mode_timer(void)
     return 0;
 }
 
+/* ================================================================ threads */
+
+static volatile pid_t thr_handler_tid[65];
+static volatile int thr_handled[65];
+static int tpipe[2];
+static volatile pid_t reader_tid, blocker_tid;
+static volatile int reader_done;
+static pthread_barrier_t tb;
+
+static void thread_handler(int sig, siginfo_t *si, void *uc)
+{
+    (void)si; (void)uc;
+    thr_handler_tid[sig] = gettid_();
+    thr_handled[sig]++;
+}
+
+static void *reader_thread(void *arg)
+{
+    (void)arg;
+    reader_tid = gettid_();
+    char c;
+    pthread_barrier_wait(&tb);
+    long r = read(tpipe[0], &c, 1); /* interrupted by a signal for this thread */
+    say("reader: read returned %ld %s, handler ran in this thread %s\n", r,
+        r < 0 ? ename(errno) : "", yes_no(thr_handler_tid[SIGUSR1] == reader_tid));
+    reader_done = 1;
+    return NULL;
+}
+
+static void *blocking_thread(void *arg)
+{
+    (void)arg;
+    blocker_tid = gettid_();
+    block(SIGUSR2, SIG_BLOCK);
+    pthread_barrier_wait(&tb); /* 1: SIGUSR2 blocked here */
+    pthread_barrier_wait(&tb); /* 2: main has sent it to this thread */
+    sigset_t p;
+    sigpending(&p);
+    say("blocker: SIGUSR2 pending for this thread %s, handled %d\n",
+        yes_no(sigismember(&p, SIGUSR2)), thr_handled[SIGUSR2]);
+    block(SIGUSR2, SIG_UNBLOCK);
+    say("blocker: unblocked: handled %d, in this thread %s\n", thr_handled[SIGUSR2],
+        yes_no(thr_handler_tid[SIGUSR2] == blocker_tid));
+    pthread_barrier_wait(&tb); /* 3 */
+    return NULL;
+}
+
+static void *mask_reporter(void *arg)
+{
+    (void)arg;
+    say("new thread inherits its creator's mask: SIGINT blocked %s, SIGQUIT blocked %s\n",
+        yes_no(is_blocked(SIGINT)), yes_no(is_blocked(SIGQUIT)));
+    return NULL;
+}
+
+static volatile int sigwait_done;
+
+static void *sigwait_thread(void *arg)
+{
+    (void)arg;
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGTERM);
+    sigaddset(&s, SIGHUP);
+    for (int i = 0; i < 2; i++) {
+        int sig = 0;
+        sigwait(&s, &sig);
+        say("sigwait thread: %s\n", sig_name(sig));
+    }
+    sigwait_done = 1;
+    return NULL;
+}
+
+static pthread_mutex_t cm = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cc = PTHREAD_COND_INITIALIZER;
+static int cond_flag;
+static volatile pid_t condwaiter_tid;
+
+static void *cond_waiter(void *arg)
+{
+    (void)arg;
+    condwaiter_tid = gettid_();
+    pthread_mutex_lock(&cm);
+    while (!cond_flag)
+        pthread_cond_wait(&cc, &cm); /* a futex wait, interrupted by a signal */
+    pthread_mutex_unlock(&cm);
+    say("condvar waiter: woken by the condvar after the signal's handler ran %s\n",
+        yes_no(thr_handler_tid[SIGWINCH] == condwaiter_tid));
+    return NULL;
+}
+
+static int mode_threads(void)
+{
+    install(SIGUSR1, thread_handler, 0);
+    install(SIGUSR2, thread_handler, 0);
+    install(SIGWINCH, thread_handler, SA_RESTART);
+    if (pipe(tpipe))
+        die("pipe");
+
+    /* pthread_kill to a thread blocked in read(): EINTR there, handler in that thread */
+    pthread_barrier_init(&tb, NULL, 2);
+    pthread_t r;
+    pthread_create(&r, NULL, reader_thread, NULL);
+    pthread_barrier_wait(&tb);
+    /* until the read is interrupted: a signal that comes before the read only runs the
+     * handler */
+    int kr = 0;
+    for (int i = 0; i < 500 && !reader_done; i++) {
+        msleep(20);
+        if (!reader_done)
+            kr |= pthread_kill(r, SIGUSR1);
+    }
+    pthread_join(r, NULL);
+    say("pthread_kill(reader, SIGUSR1): %d\n", kr);
+    pthread_barrier_destroy(&tb);
+
+    /* a thread-directed signal the target blocks stays pending for that thread only */
+    pthread_barrier_init(&tb, NULL, 2);
+    pthread_t b;
+    pthread_create(&b, NULL, blocking_thread, NULL);
+    pthread_barrier_wait(&tb);
+    say("pthread_kill(blocker, SIGUSR2): %d\n", pthread_kill(b, SIGUSR2));
+    sigset_t p;
+    sigpending(&p);
+    say("main: SIGUSR2 pending for main %s\n", yes_no(sigismember(&p, SIGUSR2)));
+    pthread_barrier_wait(&tb);
+    pthread_barrier_wait(&tb);
+    pthread_join(b, NULL);
+    pthread_barrier_destroy(&tb);
+
+    /* mask inheritance */
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
+    pthread_t m;
+    pthread_create(&m, NULL, mask_reporter, NULL);
+    pthread_join(m, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+
+    /* a signal to a thread waiting on a condition variable: the handler runs, the wait
+     * goes on and ends when the condition is signalled */
+    pthread_t c;
+    pthread_create(&c, NULL, cond_waiter, NULL);
+    msleep(30);
+    pthread_kill(c, SIGWINCH);
+    msleep(30);
+    pthread_mutex_lock(&cm);
+    cond_flag = 1;
+    pthread_cond_signal(&cc);
+    pthread_mutex_unlock(&cm);
+    pthread_join(c, NULL);
+
+    /* glibc's set*id broadcast: every thread must change its credentials (glibc signals
+     * each thread with an internal real-time signal) */
+    pthread_barrier_init(&tb, NULL, 5);
+    pthread_t idle[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&idle[i], NULL, (void *(*)(void *))(void *)pthread_barrier_wait, &tb);
+    msleep(20);
+    say("setgid(getgid()) with 4 more threads: %d\n", setgid(getgid()));
+    say("setuid(getuid()) with 4 more threads: %d\n", setuid(getuid()));
+    pthread_barrier_wait(&tb);
+    for (int i = 0; i < 4; i++)
+        pthread_join(idle[i], NULL);
+    /* pthread_kill with signal 0 on a live thread, tgkill to a tid not in the process */
+    say("pthread_kill(self, 0): %d\n", pthread_kill(pthread_self(), 0));
+    long rr = syscall(SYS_tgkill, getpid(), 999999, SIGUSR1);
+    say("tgkill(pid, 999999, SIGUSR1): %ld %s\n", rr, rr ? ename(errno) : "");
+    return 0;
+}
+
+/* process-directed signals that every thread blocks, taken by a thread in sigwait (the
+ * usual pattern: a dedicated signal-handling thread) */
+static int mode_sigwait_thread(void)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGTERM);
+    sigaddset(&s, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &s, NULL); /* inherited: every thread blocks them */
+    pthread_t w;
+    pthread_create(&w, NULL, sigwait_thread, NULL);
+    msleep(20);
+    kill(getpid(), SIGHUP);
+    msleep(20);
+    kill(getpid(), SIGTERM);
+    pthread_join(w, NULL);
+    say("sigwait thread done: %s\n", yes_no(sigwait_done));
+    return 0;
+}
+
+/* SIGEV_THREAD: libc runs the function in a helper thread (both glibc and musl drive it
+ * with an internal real-time signal sent by the kernel's timer to that thread) */
+static volatile int thread_timer_calls, thread_timer_value;
+static volatile pid_t thread_timer_tid;
+
+static void timer_function(union sigval v)
+{
+    thread_timer_value = v.sival_int;
+    thread_timer_tid = gettid_();
+    __atomic_add_fetch(&thread_timer_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+static int mode_timer_thread(void)
+{
+    timer_t t;
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_THREAD;
+    sev.sigev_notify_function = timer_function;
+    sev.sigev_value.sival_int = 99;
+    if (timer_create(CLOCK_MONOTONIC, &sev, &t))
+        die("timer_create SIGEV_THREAD");
+    struct itimerspec once = {{0, 0}, {0, 10 * 1000000L}};
+    timer_settime(t, 0, &once, NULL);
+    for (int i = 0; i < 1000 && !thread_timer_calls; i++)
+        msleep(2);
+    say("SIGEV_THREAD one-shot: calls %d, value %d, in another thread %s\n",
+        thread_timer_calls, thread_timer_value,
+        yes_no(thread_timer_tid && thread_timer_tid != getpid()));
+    struct itimerspec per = {{0, 5 * 1000000L}, {0, 5 * 1000000L}};
+    timer_settime(t, 0, &per, NULL);
+    for (int i = 0; i < 1000 && thread_timer_calls < 6; i++)
+        msleep(2);
+    struct itimerspec off = {{0, 0}, {0, 0}};
+    timer_settime(t, 0, &off, NULL);
+    say("SIGEV_THREAD periodic: at least 5 more calls %s\n", yes_no(thread_timer_calls >= 6));
+    say("timer_delete: %d\n", timer_delete(t));
+    return 0;
+}
+
+/* ================================================================ sigreturn's mask */
+
+static void edit_mask_handler(int sig, siginfo_t *si, void *ucv)
+{
+    (void)sig; (void)si;
+    ucontext_t *uc = ucv;
+    sigaddset(&uc->uc_sigmask, SIGUSR2); /* rt_sigreturn installs this mask */
+    sigdelset(&uc->uc_sigmask, SIGINT);
+}
+
+static int mode_ucmask(void)
+{
+    install(SIGUSR1, edit_mask_handler, 0);
+    block(SIGINT, SIG_BLOCK);
+    raise(SIGUSR1);
+    say("after a handler edited uc_sigmask: SIGUSR2 blocked %s, SIGINT blocked %s, "
+        "SIGUSR1 blocked %s\n", yes_no(is_blocked(SIGUSR2)), yes_no(is_blocked(SIGINT)),
+        yes_no(is_blocked(SIGUSR1)));
+    return 0;
+}
+
+/* ================================================================ SIGPIPE */
+
+static int mode_sigpipe(void)
+{
+    int p[2];
+    if (pipe(p))
+        die("pipe");
+    close(p[0]);
+    install(SIGPIPE, count_handler, 0);
+    long r = write(p[1], "x", 1);
+    say("write to a pipe without readers, handled: %ld %s, SIGPIPE handled %d\n", r,
+        r < 0 ? ename(errno) : "", counts[SIGPIPE]);
+    signal(SIGPIPE, SIG_IGN);
+    r = write(p[1], "x", 1);
+    say("ignored: %ld %s, handled %d\n", r, r < 0 ? ename(errno) : "", counts[SIGPIPE]);
+    block(SIGPIPE, SIG_BLOCK);
+    signal(SIGPIPE, SIG_DFL);
+    r = write(p[1], "x", 1);
+    sigset_t pend;
+    sigpending(&pend);
+    say("blocked: %ld %s, pending %s\n", r, r < 0 ? ename(errno) : "",
+        yes_no(sigismember(&pend, SIGPIPE)));
+    sigset_t w;
+    sigemptyset(&w);
+    sigaddset(&w, SIGPIPE);
+    siginfo_t si;
+    struct timespec zero = {0, 0};
+    int sig = sigtimedwait(&w, &si, &zero);
+    say("taken with sigtimedwait: %s, code %s\n", sig_name(sig), code_name(sig, si.si_code));
+    block(SIGPIPE, SIG_UNBLOCK);
+    say("default action:\n");
+    write(p[1], "x", 1);
+    say("survived (wrong)\n");
+    return 0;
+}
+
+/* stdout is a pipe the reader has closed: the first write raises SIGPIPE */
+static int mode_stdout_closed(void)
+{
+    for (int i = 0; i < 1000; i++)
+        say("line %d\n", i);
+    return 3;
+}
+
 /* ================================================================ term / abort */
 
 static int mode_term(void)
@@ -1088,12 +1410,19 @@ int main(int argc, char **argv)
     if (!strcmp(m, "resethand_flags")) return mode_resethand_flags();
     if (!strcmp(m, "fp")) return mode_fp();
     if (!strcmp(m, "itimer")) return mode_itimer();
+    if (!strcmp(m, "itimer_virtual")) return mode_itimer_virtual();
     if (!strcmp(m, "timer")) return mode_timer();
     if (!strcmp(m, "timer_overrun")) return mode_timer_overrun();
+    if (!strcmp(m, "timer_thread")) return mode_timer_thread();
     if (!strcmp(m, "term")) return mode_term();
     if (!strcmp(m, "abort")) return mode_abort();
     if (!strcmp(m, "abort_handled")) return mode_abort_handled();
     if (!strcmp(m, "kill_thread")) return mode_kill_thread();
+    if (!strcmp(m, "threads")) return mode_threads();
+    if (!strcmp(m, "ucmask")) return mode_ucmask();
+    if (!strcmp(m, "sigpipe")) return mode_sigpipe();
+    if (!strcmp(m, "stdout_closed")) return mode_stdout_closed();
+    if (!strcmp(m, "sigwait_thread")) return mode_sigwait_thread();
     say("unknown mode %s\n", m);
     return 2;
 }

@@ -4,7 +4,7 @@
  * per line and only deterministic (addresses are compared, never printed).
  *
  * modes: segv segv_context traps bus double_fault altstack overflow_noalt
- *        die_fpe die_ill die_trap die_segv_ignored die_segv_blocked */
+ *        die_fpe die_ill die_trap die_segv_ignored die_segv_blocked die_thread */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <setjmp.h>
@@ -385,6 +385,24 @@ static int mode_die(const char *how)
     return 0;
 }
 
+static void *faulting_thread(void *arg)
+{
+    (void)arg;
+    say("a thread dereferences a bad pointer\n");
+    *(volatile int *)40 = 1;
+    return NULL;
+}
+
+/* an unhandled fault in a non-main thread kills the whole process */
+static int mode_die_thread(void)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, faulting_thread, NULL);
+    pthread_join(t, NULL);
+    say("survived (wrong)\n");
+    return 0;
+}
+
 /* ================================================================ fault in the handler */
 
 static void faulting_handler(int sig, siginfo_t *si, void *uc)
@@ -551,6 +569,7 @@ int main(int argc, char **argv)
     if (!strcmp(m, "double_fault")) return mode_double_fault();
     if (!strcmp(m, "altstack")) return mode_altstack();
     if (!strcmp(m, "overflow_noalt")) return mode_overflow_noalt();
+    if (!strcmp(m, "die_thread")) return mode_die_thread();
     if (!strncmp(m, "die_", 4)) return mode_die(m + 4);
     say("unknown mode %s\n", m);
     return 2;

@@ -143,7 +143,7 @@ __attribute__((unused)) static int is_blocked(int sig)
  * under km): sig_host MODE SENDER_PID. The payload says "ready" when its handlers are
  * in place, and one line per signal handled. The test drives it by reading those lines.
  *
- * modes: sigsuspend pause spin threads default default_threads ignore read stop */
+ * modes: sigsuspend pause spin threads join default default_threads ignore read stop */
 
 static pid_t sender;
 static volatile sig_atomic_t got_usr1, got_int, got_term, got_cont;
@@ -257,6 +257,29 @@ static int mode_threads(void)
     return 6;
 }
 
+static void *polling_worker(void *arg)
+{
+    (void)arg;
+    sigset_t s;
+    sigfillset(&s);
+    pthread_sigmask(SIG_BLOCK, &s, NULL); /* only main can take the signals */
+    while (!got_term)
+        msleep(5);
+    return NULL;
+}
+
+static int mode_join(void)
+{
+    install_all(0);
+    pthread_t w;
+    pthread_create(&w, NULL, polling_worker, NULL);
+    say("ready\n");
+    int r = pthread_join(w, NULL); /* a futex wait in main, interrupted by each handler */
+    say("pthread_join returned %d after the handlers ran in main %s (USR1 %d, INT %d)\n", r,
+        yes_no(handler_tid == getpid()), got_usr1, got_int);
+    return 8;
+}
+
 static void *idle_thread(void *arg)
 {
     (void)arg;
@@ -325,6 +348,7 @@ int main(int argc, char **argv)
     if (!strcmp(m, "pause")) return mode_pause();
     if (!strcmp(m, "spin")) return mode_spin();
     if (!strcmp(m, "threads")) return mode_threads();
+    if (!strcmp(m, "join")) return mode_join();
     if (!strcmp(m, "default")) return mode_default(0);
     if (!strcmp(m, "default_threads")) return mode_default(3);
     if (!strcmp(m, "ignore")) return mode_ignore();

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -134,6 +135,40 @@ func lockedThreads() {
 	fmt.Printf("locked threads: %v\n", results)
 }
 
+func blockingSyscalls() {
+	// goroutines blocked in raw read(2)s hold their threads: the runtime starts more
+	const n = 32
+	var fds [n][2]int
+	for i := range fds {
+		if err := syscall.Pipe(fds[i][:]); err != nil {
+			panic(err)
+		}
+	}
+	var wg sync.WaitGroup
+	results := make([]int, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			buf := make([]byte, 8)
+			k, _ := syscall.Read(fds[i][0], buf)
+			results[i] = k * int(buf[0])
+		}(i)
+	}
+	time.Sleep(50 * time.Millisecond)
+	for i := 0; i < n; i++ {
+		syscall.Write(fds[i][1], []byte{byte(i + 1)})
+	}
+	wg.Wait()
+	sum := 0
+	for i := range results {
+		sum += results[i]
+		syscall.Close(fds[i][0])
+		syscall.Close(fds[i][1])
+	}
+	fmt.Printf("blocking reads in %d goroutines: sum %d\n", n, sum)
+}
+
 //go:noinline
 func spin(stop *int32) int {
 	n := 0
@@ -167,6 +202,7 @@ func main() {
 	pingPong()
 	selectLoop()
 	lockedThreads()
+	blockingSyscalls()
 	preemption()
 	fmt.Println("goroutines: done")
 }

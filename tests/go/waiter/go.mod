@@ -1,0 +1,3 @@
+module kmtest/waiter
+
+go 1.19

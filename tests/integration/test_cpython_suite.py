@@ -1,0 +1,45 @@
+"""CPython's own regression suite (Debian's libpython3.11-testsuite), run by Debian's
+dynamically linked /usr/bin/python3 under km: every module below must pass under km
+exactly as it does natively. The list is the set that passes natively on our machines
+and runs in CI time; the README lists the modules and their test counts."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+MODULES = """
+test_abc test_array test_base64 test_binascii test_bisect test_bool test_bytes
+test_collections test_complex test_configparser test_contextlib test_copy test_csv
+test_dataclasses test_datetime test_decimal test_defaultdict test_deque test_dict
+test_difflib test_enum test_errno test_fcntl test_fileio test_float test_fnmatch
+test_fractions test_functools test_grp test_hashlib test_heapq test_hmac test_int
+test_ipaddress test_list test_long test_math test_mmap test_operator test_pwd test_range
+test_re test_resource test_sched test_secrets test_select test_set test_slice test_string
+test_struct test_textwrap test_time test_tuple test_typing test_unicode test_urlparse
+test_userdict test_userlist test_zlib
+""".split()
+
+PYTHON = "/usr/bin/python3"
+SUITE = "/usr/lib/python3.11/test/regrtest.py"
+
+
+def _outcome(text: str) -> tuple[str, ...]:
+    """The per-module verdict lines of regrtest's summary, without timings."""
+    lines = []
+    for line in text.splitlines():
+        line = re.sub(r"\s*\(\d+(\.\d+)?\s*(ms|sec)\)", "", line.strip())
+        if re.match(r"^(\d+ tests? OK\.|\d+ tests? failed|Tests result: )", line):
+            lines.append(line)
+    return tuple(lines)
+
+
+@pytest.mark.skipif(not os.path.exists(SUITE), reason="libpython3.11-testsuite not installed")
+def test_cpython_regression_modules_pass_under_km_as_natively(run_both):
+    runs = run_both([PYTHON, "-m", "test", "--timeout", "300", *MODULES], timeout=900)
+    assert runs.native.returncode == 0, runs.native.out[-2000:]
+    assert f"{len(MODULES)} tests OK." in runs.native.out
+    assert runs.km.returncode == runs.native.returncode, runs.km.out[-3000:] + runs.km.err[-2000:]
+    assert _outcome(runs.km.out) == _outcome(runs.native.out)
