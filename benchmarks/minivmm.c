@@ -1,14 +1,18 @@
 /*
  * minivmm: the smallest VMM that does what km does for one system call, used as the
- * yardstick for km's per-syscall cost (benchmarks/syscall_roundtrip.py).
+ * yardstick for km's per-syscall cost (benchmarks/run.py).
  *
  * It builds a 64-bit guest whose user code (CPL 3) runs a loop of
  *     mode "out":     out %al, $0xa0                    (one exit per iteration)
  *     mode "syscall": mov $110, %eax; syscall           (getppid, as km's payloads do)
  * and services each exit the way km does: for "syscall" the stub at LSTAR exits with
- * `out`, the VMM calls getppid() on the host, puts the result in rax and resumes the
- * payload at rcx with rflags from r11 (on PVM `syscall` stays at CPL 3; see
- * docs/ARCHITECTURE.md). Prints nanoseconds per iteration.
+ * `out` and the VMM calls getppid() on the host and puts the result in rax. How the
+ * payload resumes depends on what `syscall` did (probed once, on the first exit, as km
+ * does): on PVM it stays at CPL 3, so the VMM resumes the payload at rcx with rflags
+ * from r11; on hardware KVM it entered the stub at CPL 0, so the VMM writes an iret
+ * frame (rcx, user cs, r11, rsp, user ss), points rsp at it and lets the stub's `iretq`
+ * return to CPL 3 (docs/ARCHITECTURE.md, "The syscall path"). Prints nanoseconds per
+ * iteration, of the run loop alone (VM set-up is not timed).
  *
  * usage: minivmm out|syscall ITERATIONS
  */
@@ -33,6 +37,7 @@
 #define CODE 0x10000
 #define STUB 0x11000
 #define STACK_TOP 0x20000
+#define FRAME 0x7000 /* the iret frame of a return through the stub */
 
 static void die(const char *what) { perror(what); exit(1); }
 
@@ -63,6 +68,7 @@ int main(int argc, char **argv) {
 	if (vm < 0) die("KVM_CREATE_VM");
 	uint8_t *mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem == MAP_FAILED) die("mmap guest memory");
 	struct kvm_userspace_memory_region region = {
 		.slot = 0, .guest_phys_addr = 0, .memory_size = MEM_SIZE,
 		.userspace_addr = (uint64_t)mem};
@@ -97,7 +103,9 @@ int main(int argc, char **argv) {
 	int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
 	if (vcpu < 0) die("KVM_CREATE_VCPU");
 	int run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (run_size < 0) die("KVM_GET_VCPU_MMAP_SIZE");
 	struct kvm_run *run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	if (run == MAP_FAILED) die("mmap kvm_run");
 
 	struct {
 		struct kvm_cpuid2 c;
@@ -142,6 +150,7 @@ int main(int argc, char **argv) {
 
 	struct timespec t0, t1;
 	long exits = 0;
+	int ring0 = -1; /* did `syscall` enter CPL 0? -1: not probed yet */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		if (ioctl(vcpu, KVM_RUN, 0) < 0) die("KVM_RUN");
@@ -151,8 +160,23 @@ int main(int argc, char **argv) {
 		if (syscall_mode) {
 			struct kvm_regs *r = &run->s.regs.regs;
 			r->rax = getppid();
-			r->rip = r->rcx;
-			r->rflags = r->r11;
+			if (ring0 < 0) {
+				struct kvm_sregs now;
+				if (ioctl(vcpu, KVM_GET_SREGS, &now) < 0) die("KVM_GET_SREGS");
+				ring0 = now.cs.dpl == 0;
+			}
+			if (ring0) {
+				uint64_t *frame = (void *)(mem + FRAME);
+				frame[0] = r->rcx;
+				frame[1] = 0x33;
+				frame[2] = r->r11;
+				frame[3] = r->rsp;
+				frame[4] = 0x2b;
+				r->rsp = FRAME;
+			} else {
+				r->rip = r->rcx;
+				r->rflags = r->r11;
+			}
 			run->kvm_dirty_regs = KVM_SYNC_X86_REGS;
 		}
 	}
