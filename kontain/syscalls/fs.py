@@ -508,7 +508,48 @@ def sys_mknod(t: GuestThread, path: int, mode: int, dev: int, *_: int) -> int:
     return host.syscall(NR["mknodat"], AT_FDCWD, _p(p), mode, dev)
 
 
+# ---- extended attributes ----------------------------------------------------------------
+
+XATTR_SIZE_MAX = 1 << 16
+XATTR_LIST_MAX = 1 << 16
+
+
+def _xattr_value(t: GuestThread, value: int, size: int, out: bool) -> tuple[int, int]:
+    size = min(size & 0xFFFFFFFF, XATTR_SIZE_MAX)
+    if not size or not value:
+        return 0, 0 if not value else size
+    return (args.out_ptr(t, value, size) if out else args.in_ptr(t, value, size)), size
+
+
+def _xattr(kind: str, op: str):
+    """getxattr/setxattr/listxattr/removexattr on a path (following or not) or an fd."""
+    name = {"path": "", "link": "l", "fd": "f"}[kind] + op
+    number = NR[name]
+
+    def handler(t: GuestThread, target: int, a1: int, a2: int, a3: int, a4: int,
+                *_: int) -> int:
+        if kind == "fd":
+            first = args.fd(t, target)
+            path = None
+        else:
+            path = _path(t, target, follow=kind == "path")
+            first = _p(path)
+        if op == "listxattr":
+            size = min(a2 & 0xFFFFFFFF, XATTR_LIST_MAX)
+            return host.syscall(number, first, args.out_ptr(t, a1, size) if size else 0, size)
+        attribute = t.mm.cstring(a1, 256)
+        if op == "removexattr":
+            return host.syscall(number, first, _p(attribute))
+        pointer, size = _xattr_value(t, a2, a3, out=op == "getxattr")
+        return host.syscall(number, first, _p(attribute), pointer, size, a4)
+    handler.__name__ = f"sys_{name}"
+    return handler
+
+
 HANDLERS = {
+    **{("" if kind == "path" else kind[0]) + op: _xattr(kind, op)
+       for kind in ("path", "link", "fd")
+       for op in ("getxattr", "setxattr", "listxattr", "removexattr")},
     "open": sys_open, "creat": sys_creat, "openat": sys_openat, "openat2": sys_openat2,
     "close": sys_close, "close_range": sys_close_range,
     "dup": sys_dup, "dup2": sys_dup2, "dup3": sys_dup3,

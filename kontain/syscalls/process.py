@@ -166,6 +166,12 @@ def _sched_for_self(name: str, size: int, out: bool):
     return handler
 
 
+def sys_sched_setscheduler(t: GuestThread, pid: int, policy: int, param: int, *_: int) -> int:
+    if args.s32(pid) not in (0, t.proc.pid, t.tid):
+        return -errno.ESRCH
+    return host.syscall(NR["sched_setscheduler"], 0, policy, args.in_ptr(t, param, 4))
+
+
 # ---- arch_prctl, thread bookkeeping -------------------------------------------------------
 
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
@@ -262,6 +268,8 @@ HANDLERS = {
     "sched_get_priority_max": _plain("sched_get_priority_max"),
     "sched_get_priority_min": _plain("sched_get_priority_min"),
     "sched_getparam": _sched_for_self("sched_getparam", 4, True),
+    "sched_setscheduler": sys_sched_setscheduler,
+    "sched_rr_get_interval": _sched_for_self("sched_rr_get_interval", 16, True),
     "sched_setparam": _sched_for_self("sched_setparam", 4, False),
     "getpriority": _plain("getpriority"), "setpriority": _plain("setpriority"),
     "arch_prctl": sys_arch_prctl, "set_tid_address": sys_set_tid_address,
