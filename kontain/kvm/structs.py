@@ -72,9 +72,15 @@ class InternalError(ctypes.Structure):
     _fields_ = [("suberror", u32), ("ndata", u32), ("data", u64 * 16)]
 
 
+class MmioExit(ctypes.Structure):
+    """kvm_run.mmio: an access to guest physical memory no writable memslot backs."""
+
+    _fields_ = [("phys_addr", u64), ("data", u8 * 8), ("len", u32), ("is_write", u8)]
+
+
 class ExitUnion(ctypes.Union):
-    _fields_ = [("io", IoExit), ("fail_entry", FailEntry), ("internal", InternalError),
-                ("padding", u8 * 256)]
+    _fields_ = [("io", IoExit), ("mmio", MmioExit), ("fail_entry", FailEntry),
+                ("internal", InternalError), ("padding", u8 * 256)]
 
 
 class Run(ctypes.Structure):

@@ -14,7 +14,6 @@ import os
 
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_NORESERVE = 1, 2, 0x10, 0x20, 0x4000
-MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 MADV_DONTNEED = 4
 MAP_FAILED = ctypes.c_void_p(-1).value
 
@@ -23,10 +22,6 @@ _mmap = _libc.mmap
 _mmap.restype = ctypes.c_void_p
 _mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                   ctypes.c_long]
-_mremap = _libc.mremap
-_mremap.restype = ctypes.c_void_p
-_mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int,
-                    ctypes.c_void_p]
 _mprotect = _libc.mprotect
 _mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _madvise = _libc.madvise
@@ -55,11 +50,6 @@ def reset_anonymous(addr: int, length: int) -> None:
     mmap_fixed(addr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
 
 
-def move(old: int, length: int, new: int) -> None:
-    """Move the pages of [old, old+length) to new without copying them."""
-    _check(_mremap(old, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, new))
-
-
 def mprotect(addr: int, length: int, prot: int) -> None:
     _check(_mprotect(addr, length, prot), -1)
 
@@ -77,7 +67,10 @@ def invalidate(addr: int, length: int, prot: int = PROT_READ | PROT_WRITE) -> No
 
     Changing the host protection and back (to prot) sends the MMU notifier KVM listens
     to; KVM then drops the shadow/EPT entries and TLB entries derived from these pages,
-    so a guest page-table change made by km (which KVM cannot see) takes effect.
+    so a guest page-table change made by km (which KVM cannot see) takes effect. The
+    detour takes away as little as it can (writable pages stay readable), so that only
+    a vCPU writing these very pages meanwhile sees KVM_RUN fail, and retries.
     """
-    mprotect(addr, length, PROT_NONE)
+    detour = PROT_READ if prot & PROT_WRITE else PROT_NONE
+    mprotect(addr, length, detour)
     mprotect(addr, length, prot)

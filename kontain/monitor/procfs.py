@@ -16,7 +16,7 @@ import struct
 
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
-from kontain.monitor.mm import MAP_SHARED, MAP_TYPE, PROT_EXEC, PROT_READ, PROT_WRITE
+from kontain.monitor.vma import MAP_SHARED, MAP_TYPE, PROT_EXEC, PROT_READ, PROT_WRITE, Vma
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class ProcFs:
 
     def maps(self) -> bytes:
         lines = []
-        for vma in self._proc.mm.vmas():
+        for vma in _as_linux_shows(self._proc.mm.vmas()):
             perms = "".join((
                 "r" if vma.prot & PROT_READ else "-", "w" if vma.prot & PROT_WRITE else "-",
                 "x" if vma.prot & PROT_EXEC else "-",
@@ -134,6 +134,18 @@ class ProcFs:
             return
         text = b"".join(arg + b"\0" for arg in argv)[:room - 1]
         ctypes.memmove(arg_start, text.ljust(room, b"\0"), room)
+
+
+def _as_linux_shows(vmas: list[Vma]) -> list[Vma]:
+    """Merge VMAs Linux would show as one mapping (km grows memory by adding VMAs
+    beside the old ones: see kontain.monitor.mm)."""
+    merged: list[Vma] = []
+    for vma in vmas:
+        if merged and merged[-1].continues(vma):
+            merged[-1] = merged[-1].replace(end=vma.end)
+        else:
+            merged.append(vma)
+    return merged
 
 
 def _read_host(path: bytes) -> bytes:

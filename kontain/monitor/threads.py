@@ -184,10 +184,9 @@ class ThreadGroup:
             pass
 
     def futex_wake(self, address: int, count: int) -> None:
-        vma = self._proc.mm.find(address)
-        if vma is None or vma.pa is None:
+        host_address = self._proc.mm.host_address(address)
+        if host_address is None:
             return
-        host_address = self._proc.mm.host_base + vma.pa + address - vma.start
         # Waiters may have used a shared or a private futex on the word: wake both kinds
         # (the kernel's own clear_child_tid wake is the shared one).
         host.syscall(NR["futex"], host_address, FUTEX_WAKE, count)

@@ -90,6 +90,7 @@ class GuestThread:
         self.frame[4] = 0x2B
         self._stub_start = machine.syscall_entry
         self._last_fault = (0, 0)  # (address, count) of repeated spurious page faults
+        self._fault_epoch = -1  # mm.invalidation_epoch at the last EFAULT from KVM_RUN
         #: Thread bookkeeping the payload's libc sets up (set_tid_address, robust lists).
         self.clear_child_tid = 0
         self.robust_list = 0
@@ -107,6 +108,27 @@ class GuestThread:
         self._resume = (0, 0, 0)
         self._syscall_nr = 0
         self.exited = False
+        #: Guest buffers a handler passed to the host through a copy in km (they span
+        #: two mappings): (guest address, km's copy, copy back to the guest after).
+        self.bounced: list[tuple[int, ctypes.Array, bool]] = []
+
+    # ---- buffers the host cannot reach in place ----------------------------------------
+
+    def bounce(self, va: int, size: int, write: bool) -> int:
+        """km's address of a copy of guest memory [va, va+size), valid until the system
+        call returns; if write, the copy goes back to the guest then."""
+        copy = ctypes.create_string_buffer(self.mm.read(va, size), size)
+        self.bounced.append((va, copy, write))
+        return ctypes.addressof(copy)
+
+    def _copy_back(self) -> None:
+        for va, copy, write in self.bounced:
+            if write:
+                try:
+                    self.mm.write(va, copy.raw)
+                except GuestFault:
+                    pass  # unmapped by another thread meanwhile: the payload's race
+        self.bounced.clear()
 
     # ---- user context -------------------------------------------------------------
 
@@ -169,6 +191,7 @@ class GuestThread:
         flags_mask = _FLAGS_MASK
         own_pending = self.pending
         shared_pending = proc.signals.shared
+        bounced = self.bounced
         while True:
             try:
                 ioctl(vcpu_fd, kvm_run, 0)
@@ -195,6 +218,8 @@ class GuestThread:
                         raise
                     except Exception as e:  # a km bug: the payload gets an error, km lives on
                         ret = self._handler_failed(nr, e)
+                if bounced:
+                    self._copy_back()
                 if in_user_mode is None:
                     in_user_mode = machine.syscall_in_user_mode = self._probe_syscall_mode()
                 if ret is None:  # the handler set the whole context (rt_sigreturn)
@@ -280,9 +305,18 @@ class GuestThread:
     def _run_failed(self, error: OSError) -> None:
         if error.errno != errno.EFAULT:
             raise error
-        # KVM could not reach a guest page's host memory: a shared file mapping past the
-        # end of its file. Linux sends SIGBUS (BUS_ADRERR) for the address touched; KVM
-        # names the guest physical address in a KVM_EXIT_MEMORY_FAULT exit.
+        # KVM could not reach a guest page's host memory. Either km was invalidating
+        # host pages meanwhile (their protection briefly narrowed; see
+        # AddressSpace._invalidate): then wait for it to finish and run again. Or the
+        # page has no host memory: a shared file mapping past the end of its file.
+        epoch = self.mm.invalidation_epoch
+        if epoch != self._fault_epoch or epoch & 1:
+            self._fault_epoch = epoch
+            with self.mm.lock:
+                pass
+            return
+        # Linux sends SIGBUS (BUS_ADRERR) for the address touched; KVM names the guest
+        # physical address in a KVM_EXIT_MEMORY_FAULT exit.
         run = self.run_struct
         va = None
         if run.exit_reason == k.KVM_EXIT_MEMORY_FAULT:
@@ -313,12 +347,34 @@ class GuestThread:
         if reason == k.KVM_EXIT_INTR:
             self._interrupted()
             return
+        if reason == k.KVM_EXIT_MMIO:
+            self._mmio(run.exit.mmio.phys_addr)
+            return
         name = k.EXIT_REASON_NAMES.get(reason, str(reason))
         detail = ""
         if reason == k.KVM_EXIT_INTERNAL_ERROR:
             detail = f" (suberror {run.exit.internal.suberror})"
         raise KillProcess(sig.SIGSEGV, f"unexpected VM exit {name}{detail} at rip "
                                        f"{self.regs.rip:#x}", internal=True)
+
+    def _mmio(self, gpa: int) -> None:
+        """The payload touched guest physical memory with no (writable) RAM behind it,
+        such as the vDSO's read-only data pages. km never maps such a page writable, so
+        this is a stale translation or a km bug: either way the payload gets SIGSEGV
+        for the address, as it would for any access its mappings do not allow."""
+        rip = self.regs.rip
+        # KVM completes the emulated access on the next KVM_RUN; immediate_exit lets it
+        # do that without running the guest, so that the registers are consistent.
+        self.run_struct.immediate_exit = 1
+        try:
+            fcntl.ioctl(self.vcpu.fd, k.KVM_RUN, 0)
+        except OSError:
+            pass
+        self.run_struct.immediate_exit = 0
+        self.regs.rip = rip
+        va = self.mm.virtual_address_of(gpa) or 0
+        self.enter_context(INTERRUPTED)
+        self.force_signal(sig.SIGSEGV, sig.siginfo(sig.SIGSEGV, sig.SEGV_ACCERR, addr=va))
 
     # ---- exceptions ------------------------------------------------------------------
 

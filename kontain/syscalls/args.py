@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 
-from kontain.monitor.mm import GuestFault
+from kontain.monitor.guestmem import GuestFault, SplitBuffer
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
@@ -59,12 +59,19 @@ def optional_path(t: GuestThread, va: int) -> bytes | None:
     return None if not va else path(t, va)
 
 
+#: Largest buffer km copies through its own memory when the guest's spans two mappings.
+BOUNCE_LIMIT = 1 << 20
+
+
 def out_ptr(t: GuestThread, va: int, size: int) -> int:
     """km address of a guest buffer the host will write size bytes to (0 stays NULL)."""
     if not va:
         return 0
     mm = t.mm
-    return mm.host_base + mm.translate(va, size, True)
+    try:
+        return mm.host_base + mm.translate(va, size, True)
+    except SplitBuffer:
+        return t.bounce(va, size, True)
 
 
 def in_ptr(t: GuestThread, va: int, size: int) -> int:
@@ -72,14 +79,19 @@ def in_ptr(t: GuestThread, va: int, size: int) -> int:
     if not va:
         return 0
     mm = t.mm
-    return mm.host_base + mm.translate(va, size, False)
+    try:
+        return mm.host_base + mm.translate(va, size, False)
+    except SplitBuffer:
+        return t.bounce(va, size, False)
 
 
 def buffer_ptr(t: GuestThread, va: int, size: int, write: bool) -> tuple[int, int]:
     """(km address, usable length) of a read/write buffer.
 
     Like Linux, a transfer into a buffer that is only partly mapped moves what fits in
-    the mapped prefix; only a buffer whose first byte is bad gives EFAULT.
+    the mapped prefix; only a buffer whose first byte is bad gives EFAULT. A buffer
+    spanning two mappings goes through km's memory (up to BOUNCE_LIMIT bytes; beyond,
+    the transfer stops at the end of the first mapping).
     """
     mm = t.mm
     try:
@@ -88,5 +100,8 @@ def buffer_ptr(t: GuestThread, va: int, size: int, write: bool) -> tuple[int, in
         segments = mm.accessible_prefix(va, size, write)
         if not segments:
             raise
+        total = sum(n for _pa, n in segments)
+        if len(segments) > 1 and total <= BOUNCE_LIMIT:
+            return t.bounce(va, total, write), total
         pa, length = segments[0]
         return mm.host_base + pa, length

@@ -58,37 +58,48 @@ def transfer_vector(t: GuestThread, iov_va: int, iovcnt: int,
     return host_iov, used
 
 
-def sys_read(t: GuestThread, fd: int, buf: int, count: int, *_: int) -> int:
+def _transfer(t: GuestThread, plain: int, vectored: int, fd: int, buf: int, count: int,
+              to_guest: bool, offset: int | None = None) -> int:
+    """read/write/pread64/pwrite64 on a guest buffer, in place. A buffer spanning two
+    mappings (not contiguous in km's memory) goes to the vectored call (readv/writev/
+    preadv/pwritev) instead, which moves the same bytes with the same atomicity."""
     fd = args.fd(t, fd)
-    if count > args.MAX_RW_COUNT:
-        count = args.MAX_RW_COUNT
-    address, count = args.buffer_ptr(t, buf, count, True) if count else (0, 0)
-    return host.syscall(NR["read"], fd, address, count)
+    count = min(count, args.MAX_RW_COUNT)
+    extra = () if offset is None else (offset,)
+    if not count:
+        return host.syscall(plain, fd, 0, 0, *extra)
+    mm = t.mm
+    try:
+        return host.syscall(plain, fd, mm.host_base + mm.translate(buf, count, to_guest),
+                            count, *extra)
+    except GuestFault:
+        segments = mm.accessible_prefix(buf, count, to_guest)
+        if not segments:
+            raise
+    vector = (ctypes.c_uint64 * (2 * len(segments)))()
+    for i, (pa, n) in enumerate(segments):
+        vector[2 * i], vector[2 * i + 1] = mm.host_base + pa, n
+    # preadv/pwritev take the offset as (low, high) longs; on x86-64 low holds all of it.
+    return host.syscall(vectored, fd, ctypes.addressof(vector), len(segments), *extra, 0)
+
+
+def sys_read(t: GuestThread, fd: int, buf: int, count: int, *_: int) -> int:
+    return _transfer(t, NR["read"], NR["readv"], fd, buf, count, True)
 
 
 def sys_write(t: GuestThread, fd: int, buf: int, count: int, *_: int) -> int:
-    fd = args.fd(t, fd)
-    if count > args.MAX_RW_COUNT:
-        count = args.MAX_RW_COUNT
-    address, count = args.buffer_ptr(t, buf, count, False) if count else (0, 0)
-    result = host.syscall(NR["write"], fd, address, count)
+    result = _transfer(t, NR["write"], NR["writev"], fd, buf, count, False)
     if result == -errno.EPIPE:
         t.proc.broken_pipe(t)
     return result
 
 
 def sys_pread64(t: GuestThread, fd: int, buf: int, count: int, offset: int, *_: int) -> int:
-    fd = args.fd(t, fd)
-    count = min(count, args.MAX_RW_COUNT)
-    address, count = args.buffer_ptr(t, buf, count, True) if count else (0, 0)
-    return host.syscall(NR["pread64"], fd, address, count, offset)
+    return _transfer(t, NR["pread64"], NR["preadv"], fd, buf, count, True, offset)
 
 
 def sys_pwrite64(t: GuestThread, fd: int, buf: int, count: int, offset: int, *_: int) -> int:
-    fd = args.fd(t, fd)
-    count = min(count, args.MAX_RW_COUNT)
-    address, count = args.buffer_ptr(t, buf, count, False) if count else (0, 0)
-    result = host.syscall(NR["pwrite64"], fd, address, count, offset)
+    result = _transfer(t, NR["pwrite64"], NR["pwritev"], fd, buf, count, False, offset)
     if result == -errno.EPIPE:
         t.proc.broken_pipe(t)
     return result

@@ -6,6 +6,7 @@ import errno
 
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
+from kontain.machine.layout import USER_END
 from kontain.monitor import mm as m
 from kontain.syscalls import args
 
@@ -63,28 +64,39 @@ def sys_msync(t: GuestThread, addr: int, length: int, flags: int, *_: int) -> in
     return 0
 
 
+MINCORE_CHUNK = 4096  # pages per round, as the kernel's do_mincore loop
+
+
 def sys_mincore(t: GuestThread, addr: int, length: int, vec: int, *_: int) -> int:
-    """Residency of each page, asked of the host pages behind the guest's."""
+    """Residency of each page, asked of the host pages behind the guest's. Like the
+    kernel, works through the range a chunk at a time, writing each chunk's answer
+    before looking further (a hole is ENOMEM, a bad vec EFAULT)."""
     if addr & 0xFFF:
         return -errno.EINVAL
+    if length > USER_END or addr + length > USER_END:
+        return -errno.ENOMEM
     end = m.page_up(addr + length)
-    residency = bytearray((end - addr) >> 12)
     va = addr
     while va < end:
-        vma = t.mm.find(va)
-        if vma is None:
-            return -errno.ENOMEM
-        stop = min(end, vma.end)
-        if vma.pa is not None:
-            chunk = bytearray((stop - va) >> 12)
-            result = host.syscall(NR["mincore"], t.mm.host_base + vma.pa + va - vma.start,
-                                  stop - va, host.address_of(chunk))
-            if result < 0:
-                return result
-            first = (va - addr) >> 12
-            residency[first:first + len(chunk)] = bytes(b & 1 for b in chunk)
+        stop = min(end, va + MINCORE_CHUNK * 4096)
+        answer = bytearray((stop - va) >> 12)
+        filled = va
+        while filled < stop:
+            vma = t.mm.find(filled)
+            if vma is None:
+                return -errno.ENOMEM
+            upto = min(stop, vma.end)
+            if vma.pa is not None and not vma.foreign:
+                chunk = bytearray((upto - filled) >> 12)
+                result = host.syscall(NR["mincore"], t.mm.host_base + vma.pa + filled - vma.start,
+                                      upto - filled, host.address_of(chunk))
+                if result < 0:
+                    return result
+                first = (filled - va) >> 12
+                answer[first:first + len(chunk)] = bytes(b & 1 for b in chunk)
+            filled = upto
+        t.mm.write(vec + ((va - addr) >> 12), bytes(answer))
         va = stop
-    t.mm.write(vec, bytes(residency))
     return 0
 
 

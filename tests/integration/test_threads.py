@@ -130,3 +130,14 @@ def test_futex_directly(payloads, tflavour, run_both, assert_same):
     assert "file mapping: WAKE through the first mapping: 1\n" in out
     assert " no\n" not in out and " no," not in out, out
     assert_same(runs.native, runs.km)
+
+
+@pytest.mark.parametrize("case", ["counter", "condvar", "mremap", "churn"])
+def test_memory_growing_under_running_threads(payloads, tflavour, run_both, assert_same, case):
+    """brk and mremap growth never move a page other threads are using: no lost
+    increments, no stranded futex waiter, no fault (kontain.monitor.mm)."""
+    program = payloads.build("thr_mem", tflavour)
+    for _ in range(3):  # races: a few rounds each
+        runs = both(run_both, [program, case])
+        assert runs.native.returncode == 0, runs.native.out
+        assert_same(runs.native, runs.km)

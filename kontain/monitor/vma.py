@@ -1,0 +1,118 @@
+"""One guest mapping (a VMA): [start, end), one protection, one kind of backing.
+
+A Vma is immutable. The address space publishes its list of VMAs as a whole (see
+kontain.monitor.guestmem), so a thread translating a guest pointer without the lock sees
+either the old list or the new one, never a VMA caught half-way through a change.
+
+A VMA is physically contiguous: guest virtual address va is guest physical address
+pa + (va - start). A mapping Linux would show as one (a heap grown by brk, a region grown
+by mremap) may be several VMAs side by side, each with its own physical range: that is
+how memory grows without ever moving a page another thread may be using.
+"""
+
+from __future__ import annotations
+
+from kontain.machine import hostmem
+from kontain.machine.layout import PAGE_SIZE
+from kontain.machine.paging import PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITE
+
+PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
+PROT_MASK = PROT_READ | PROT_WRITE | PROT_EXEC
+MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x01, 0x02, 0x03
+MAP_TYPE = 0x0F
+MAP_FIXED, MAP_ANONYMOUS = 0x10, 0x20
+MAP_GROWSDOWN, MAP_DENYWRITE, MAP_EXECUTABLE, MAP_LOCKED = 0x100, 0x800, 0x1000, 0x2000
+MAP_NORESERVE, MAP_POPULATE, MAP_NONBLOCK, MAP_STACK = 0x4000, 0x8000, 0x10000, 0x20000
+MAP_HUGETLB, MAP_SYNC, MAP_FIXED_NOREPLACE = 0x40000, 0x80000, 0x100000
+MAP_32BIT = 0x40
+
+_PAGE_MASK = PAGE_SIZE - 1
+
+
+def page_up(n: int) -> int:
+    return (n + _PAGE_MASK) & ~_PAGE_MASK
+
+
+def pte_flags(prot: int) -> int:
+    """Leaf PTE flags for a protection. x86 cannot express write-only or exec-only."""
+    flags = PTE_PRESENT | PTE_USER
+    if prot & PROT_WRITE:
+        flags |= PTE_WRITE
+    if not prot & PROT_EXEC:
+        flags |= PTE_NX
+    return flags
+
+
+class Vma:
+    """One mapping. Never changed once made: changes make new Vma objects (replace())."""
+
+    __slots__ = ("start", "end", "prot", "flags", "pa", "name", "offset", "inode", "device",
+                 "foreign_pa")
+
+    def __init__(self, start: int, end: int, prot: int, flags: int, pa: int | None,
+                 name: str = "", offset: int = 0, inode: int = 0, device: int = 0,
+                 foreign_pa: int | None = None) -> None:
+        self.start = start
+        self.end = end
+        self.prot = prot
+        self.flags = flags
+        #: Guest physical address of start; None for a PROT_NONE reservation (no memory).
+        self.pa = pa
+        self.name = name
+        self.offset = offset
+        self.inode = inode
+        self.device = device
+        #: For host memory that is not guest RAM (the vDSO): its guest physical address.
+        #: pa then holds its host address relative to guest RAM, for the host's use.
+        self.foreign_pa = foreign_pa
+
+    def replace(self, **changes: object) -> Vma:
+        fields = {name: getattr(self, name) for name in Vma.__slots__}
+        fields.update(changes)
+        return Vma(**fields)  # type: ignore[arg-type]
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    @property
+    def shared(self) -> bool:
+        return self.flags & MAP_TYPE == MAP_SHARED
+
+    @property
+    def file_backed(self) -> bool:
+        return bool(self.inode)
+
+    @property
+    def foreign(self) -> bool:
+        return self.foreign_pa is not None
+
+    def host_prot(self) -> int:
+        """Protection of the host pages: writable unless a shared file mapping is read-only."""
+        if self.shared and self.file_backed and not self.prot & PROT_WRITE:
+            return hostmem.PROT_READ
+        return hostmem.PROT_READ | hostmem.PROT_WRITE
+
+    def head(self, at: int) -> Vma:
+        """The part [start, at)."""
+        return self.replace(end=at)
+
+    def tail(self, at: int) -> Vma:
+        """The part [at, end), with its physical address and file offset moved along."""
+        delta = at - self.start
+        return self.replace(start=at, pa=None if self.pa is None else self.pa + delta,
+                            offset=self.offset + delta if self.file_backed else 0,
+                            foreign_pa=None if self.foreign_pa is None
+                            else self.foreign_pa + delta)
+
+    def continues(self, other: Vma) -> bool:
+        """Whether other starts where self ends and Linux would show the two as one
+        mapping (same protection, kind and file, contiguous offsets)."""
+        return (self.end == other.start and self.prot == other.prot
+                and self.flags & ~MAP_FIXED == other.flags & ~MAP_FIXED
+                and self.name == other.name and self.inode == other.inode
+                and self.device == other.device and not self.foreign and not other.foreign
+                and (not self.file_backed or self.offset + self.size == other.offset))
+
+    def __repr__(self) -> str:
+        return f"Vma({self.start:#x}-{self.end:#x} prot={self.prot} {self.name!r})"
