@@ -11,8 +11,8 @@ if [ ! -e /dev/kvm ]; then
 fi
 
 # Toolchains the tests build their payloads with, and the real programs they run.
-packages=(gcc binutils musl-tools busybox-static bash-static golang-go python3 perl sqlite3
-	lua5.4 libpython3.11-testsuite)
+packages=(gcc binutils musl-tools busybox-static bash-static golang-go python3 python3-venv perl
+	sqlite3 lua5.4 libpython3.11-testsuite nodejs default-jre-headless)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
