@@ -242,17 +242,17 @@ def main(argv: list[str] | None = None) -> int:
     argv += [os.fsencode(a) for a in cl.payload[1:]]
     execfn = os.fsencode(path)
     if proc.root.confined:  # the payload knows its file by its path inside the root
-        execfn = proc.root.guest_path_of_host(os.fsencode(os.path.realpath(path)))
+        execfn = proc.root.guest_path_of_host(os.fsencode(os.path.realpath(path))) or execfn
     try:
+        guest_path = execfn
         for _level in range(4):  # a #! script: its interpreter runs under km (4 levels)
             with open(path, "rb") as f:
                 head = f.read(BINPRM_BUF_SIZE)
-            script_path = execfn if not _level else proc.root.guest_path_of_host(
-                os.fsencode(path))
-            script = script_argv(head, script_path, argv)
+            script = script_argv(head, guest_path, argv)
             if script is None:
                 break
-            path, argv = os.fsdecode(proc.host_path(script[0])), script[1]
+            guest_path, argv = script
+            path = os.path.realpath(proc.host_path(guest_path))
         thread = proc.load(path, argv, env, execfn)
     except ExecError as e:
         _error(f"{path}: {e}")

@@ -31,16 +31,18 @@ MAX_SCRIPT_DEPTH = 4
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def check_executable(path: bytes, depth: int = 0, proc: Process | None = None) -> None:
-    """Raise ExecError with the errno execve would return for path (a host path)."""
+def check_executable(proc: Process, path: bytes, depth: int = 0) -> None:
+    """Raise ExecError with the errno execve would return for path (a guest path,
+    resolved inside the payload's root like every other)."""
     try:
-        st = os.stat(path)
+        host_path = os.path.realpath(proc.host_path(path))
+        st = os.stat(host_path)
     except OSError as e:
         raise ExecError(e.errno or errno.ENOENT, e.strerror or "cannot stat") from None
-    if not stat.S_ISREG(st.st_mode) or not os.access(path, os.X_OK):
+    if not stat.S_ISREG(st.st_mode) or not os.access(host_path, os.X_OK):
         raise ExecError(errno.EACCES, "not an executable file")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(host_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise ExecError(e.errno or errno.EACCES, e.strerror or "cannot open") from None
     try:
@@ -49,11 +51,15 @@ def check_executable(path: bytes, depth: int = 0, proc: Process | None = None) -
             if depth >= MAX_SCRIPT_DEPTH:
                 raise ExecError(errno.ELOOP, "too many levels of #! interpreters")
             interpreter, _argv = script_argv(head, path, [path])
-            check_executable(interpreter, depth + 1)
+            check_executable(proc, interpreter, depth + 1)
             return
         image = read_elf(os.fsdecode(path), fd)
-        if image.interpreter is not None and not os.path.exists(image.interpreter):
-            raise ExecError(errno.ENOENT, f"interpreter {image.interpreter} not found")
+        if image.interpreter is not None:
+            try:
+                os.stat(proc.host_path(os.fsencode(image.interpreter)))
+            except OSError:
+                raise ExecError(errno.ENOENT,
+                                f"interpreter {image.interpreter} not found") from None
     finally:
         os.close(fd)
 
@@ -94,7 +100,7 @@ def execve(proc: Process, thread: GuestThread, path: bytes, argv: list[bytes],
            envp: list[bytes]) -> int:
     """Replace the payload (path as the guest names it); returns only on failure."""
     try:
-        check_executable(proc.host_path(path))
+        check_executable(proc, path)
     except ExecError as e:
         return -e.errno
     except OSError as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import stat
+import struct
 import time
 
 from kontain.loader import stack
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 GiB = 1 << 30
+RLIMIT_NOFILE = 7
+RLIM_INFINITY = (1 << 64) - 1
 
 
 class Options:
@@ -73,6 +76,7 @@ class Process:
         self.group = ThreadGroup(self)
         self.procfs = ProcFs(self)
         self.root = PayloadRoot(options.root, fds)
+        self.root.procfs = self.procfs
         self.host_signals = HostSignals(self)
         self.signalfds = SignalFds(self)
         #: Host timer id -> the guest thread its signal goes to (SIGEV_THREAD_ID timers).
@@ -90,7 +94,11 @@ class Process:
         """Map the executable (and its interpreter), build the stack, create thread 1."""
         fd = _open_executable(path)
         try:
-            image = read_elf(path, fd)
+            self.exe = os.readlink(f"/proc/self/fd/{fd}")  # the file itself, links resolved
+            #: The payload's path as the guest names it (differs from exe under --root).
+            guest = self.root.guest_path_of_host(os.fsencode(self.exe))
+            self.guest_exe = os.fsdecode(guest) if guest is not None else self.exe
+            image = read_elf(self.guest_exe, fd)
             loaded = load_image(self.mm, image, fd, PIE_BASE)
         finally:
             os.close(fd)
@@ -127,12 +135,10 @@ class Process:
         if STACK_TOP - rsp > STACK_SIZE // 4:
             raise ExecError(7, "argument list too long")  # E2BIG
         self.mm.write(rsp, contents)
-        self.exe = os.path.realpath(path)
-        #: The payload's path as the guest names it (differs from exe under --root).
-        self.guest_exe = os.fsdecode(self.root.guest_path_of_host(os.fsencode(self.exe))) \
-            if self.root.confined else self.exe
         self.argv = argv
         self.procfs.auxv = _auxv_of(contents, 8 * (len(argv) + len(envp) + 3))
+        self.procfs.argv_range, self.procfs.environ_range = _string_ranges(
+            rsp, contents, len(argv), len(envp))
         self.procfs.rename_km(argv)
         thread = GuestThread(self, self.group.new_vcpu(), self.pid)
         thread.set_user_entry(entry, rsp)
@@ -225,52 +231,25 @@ class Process:
     # ---- services for syscall handlers -------------------------------------------------
 
     def host_path(self, path: bytes, follow: bool = True) -> bytes:
-        """The host path for a guest path (confined to the payload's root, if any).
-
-        /proc/self/exe names the payload, not the Python running km: busybox, for one,
-        re-executes itself through it.
-        """
-        if path.startswith(b"/proc/") and path.endswith(b"/exe") and path in (
-                b"/proc/self/exe", b"/proc/thread-self/exe", b"/proc/%d/exe" % self.pid):
-            return os.fsencode(self.exe)
-        return self.root.resolve(path, follow) if self.root.confined else path
-
-    def at_path(self, dirfd: int, path: bytes, follow: bool = True) -> tuple[int, bytes]:
-        """(dirfd, host path) for a *at() call; with a root, resolved from the guest's /."""
-        if not self.root.confined:
-            return dirfd, self.host_path(path, follow)
-        if dirfd != -100 and not path.startswith(b"/"):
-            base = self.root.guest_path_of_host(os.readlink(b"/proc/self/fd/%d" % dirfd))
-            path = base.rstrip(b"/") + b"/" + path
-        return -100, self.host_path(path, follow)
-
-    def guest_cwd(self) -> bytes:
-        return self.root.cwd if self.root.confined else os.getcwdb()
-
-    def special_link(self, dirfd: int, path: bytes) -> bytes | None:
-        """Contents of /proc links that must describe the payload rather than km."""
-        if not path.endswith(b"exe"):
-            return None
-        if not path.startswith(b"/"):  # relative to a directory (fd) under /proc?
-            try:
-                base = os.readlink(b"/proc/self/fd/%d" % dirfd) if dirfd != -100 \
-                    else os.getcwdb()
-            except OSError:
-                return None
-            path = base.rstrip(b"/") + b"/" + path
-        path = os.path.normpath(path)
-        if path in (b"/proc/self/exe", b"/proc/%d/exe" % self.pid, b"/proc/thread-self/exe"):
-            return os.fsencode(self.guest_exe)
-        parts = path.split(b"/")
-        if len(parts) == 6 and parts[1:4] == [b"proc", b"%d" % self.pid, b"task"]:
-            return os.fsencode(self.guest_exe)  # /proc/<pid>/task/<tid>/exe
-        return None
+        """The host path for a guest path, for km's own use (the loader, exec): resolved
+        inside the payload's root, /proc/self/exe naming the payload."""
+        return self.root.resolve(path, follow)
 
     def path_of_fd(self, fd: int) -> str:
+        """A descriptor's path as the payload would see it (mapping names)."""
         try:
-            return os.readlink(f"/proc/self/fd/{fd}")
+            target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             return ""
+        guest = self.root.guest_path_of_host(os.fsencode(target))
+        return os.fsdecode(guest) if guest is not None else target
+
+    def guest_rlimit(self, resource_id: int) -> tuple[int, int]:
+        """A resource limit as the payload sees it (RLIM_INFINITY as 2**64 - 1)."""
+        if resource_id == RLIMIT_NOFILE:
+            return self.fds.guest_soft, self.fds.guest_hard
+        soft, hard = self.rlimits[resource_id]
+        return (RLIM_INFINITY if soft < 0 else soft), (RLIM_INFINITY if hard < 0 else hard)
 
     def broken_pipe(self, thread: GuestThread) -> None:
         """A write hit a pipe with no reader: SIGPIPE, unless the payload handles it."""
@@ -279,6 +258,21 @@ class Process:
 
     def stats_report(self) -> str:
         return self.syscalls.report(0, time.monotonic_ns() - self._started)
+
+
+def _string_ranges(rsp: int, stack_image: bytes, argc: int,
+                   envc: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Guest address ranges of the argument and environment strings of an initial stack
+    (what /proc/<pid>/cmdline and environ read, as arg_start..arg_end on Linux)."""
+    pointers = struct.unpack_from(f"<{argc + envc + 2}Q", stack_image, 8)
+    argv, envp = pointers[:argc], pointers[argc + 1:argc + 1 + envc]
+
+    def span(strings: tuple[int, ...]) -> tuple[int, int]:
+        if not strings:
+            return (0, 0)
+        last = strings[-1] - rsp
+        return strings[0], strings[-1] + stack_image.index(b"\0", last) - last + 1
+    return span(argv), span(envp)
 
 
 def _auxv_of(stack_image: bytes, start: int) -> bytes:

@@ -1,16 +1,30 @@
-"""/proc/self as the payload expects it: about the payload, not about the km process.
+"""/proc as the payload must see it: its own entries describe the payload, never km.
 
-km is the process the host's /proc describes, so a few of its files must be rewritten:
-exe (the payload's path), cmdline (its argv), maps (its mappings), auxv (its vector),
-status and stat (thread counts), and the fd directory (without km's own descriptors).
-Files are synthesized into a memfd when the payload opens them; the fd directory is the
-host's, with km's descriptors filtered out of getdents64. km also renames itself
-(comm and the cmdline the host shows in `ps`) after the payload.
+km is the process the host's procfs describes, so every entry of km's own pid directory
+(/proc/self, /proc/thread-self, /proc/<pid>, /proc/<pid>/task/<tid>, reached by any
+name: a symlink, a bind mount, a procfs mounted inside the payload's root) is one of:
+
+- synthesized from what km knows of the payload (maps, smaps, status, stat, statm,
+  cmdline, environ, auxv, limits), into a memfd when opened;
+- the host's own file, where it describes the payload as well as km (comm, cgroup,
+  mountinfo, oom_score_adj, fdinfo of a guest descriptor, ...);
+- a magic link resolved as the payload means it (exe: the payload's file; cwd; root;
+  fd/N: the guest's descriptor N, never one of km's);
+- refused (EACCES): anything that would hand over km's memory or km's internals (mem,
+  pagemap, map_files, syscall, stack, ...).
+
+Which pid directory an object belongs to is decided from the object itself (walking up
+from it with kernel handles, reading names procfs gives), never from a path string the
+payload could race; when that cannot be decided, access is refused. Other processes'
+entries are the host kernel's business: km is not dumpable and has no CAP_SYS_PTRACE, so
+a payload cannot read another km's memory either (kontain.monitor.jail).
 """
 
 from __future__ import annotations
 
+import _thread
 import ctypes
+import errno
 import os
 import struct
 
@@ -23,53 +37,270 @@ if TYPE_CHECKING:
     from kontain.monitor.process import Process
 
 O_CLOEXEC = 0o2000000
+O_PATH = 0o10000000
+O_DIRECTORY = 0o200000
+O_ACCMODE = 3
 MFD_CLOEXEC = 1
 PR_SET_NAME = 15
+PROC_SUPER_MAGIC = 0x9FA0
+_STATFS = struct.Struct("<q")  # f_type, the first field of struct statfs
 _DIRENT_HEAD = struct.Struct("<QqHB")  # d_ino, d_off, d_reclen, d_type
+
+#: Own entries km synthesizes (relative to a pid or task directory).
+SYNTHESIZED = frozenset({b"maps", b"smaps", b"smaps_rollup", b"status", b"stat", b"statm",
+                         b"cmdline", b"environ", b"auxv", b"limits"})
+#: Own entries that describe the payload as well as km: the host's own.
+PASSED = frozenset({b"", b"comm", b"cgroup", b"cpuset", b"io", b"loginuid", b"sessionid",
+                    b"mounts", b"mountinfo", b"mountstats", b"oom_adj", b"oom_score",
+                    b"oom_score_adj", b"sched", b"schedstat", b"wchan", b"uid_map",
+                    b"gid_map", b"setgroups", b"projid_map", b"timerslack_ns",
+                    b"personality", b"coredump_filter", b"timens_offsets", b"arch_status",
+                    b"autogroup", b"children", b"fd", b"fdinfo", b"task", b"attr", b"net",
+                    b"ns", b"latency", b"ksm_stat", b"ksm_merging_pages"})
+#: Directories whose subtrees are the host's (network and namespace files, LSM attributes).
+PASSED_TREES = (b"attr/", b"net/", b"ns/")
+#: Directories whose listing km filters (its descriptors, its own helper threads).
+FILTERED_DIRECTORIES = frozenset({b"fd", b"fdinfo", b"task"})
+
+
+class HostObject(Exception):
+    """A magic link leads to an object that has no path in the payload's root (a pipe, a
+    socket, an inherited file): the host path km itself can reach it by."""
+
+    def __init__(self, path: bytes) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+def is_procfs(fd: int) -> bool:
+    buffer = ctypes.create_string_buffer(120)  # struct statfs
+    if host.syscall(NR["fstatfs"], fd, ctypes.addressof(buffer)) < 0:
+        return False
+    return _STATFS.unpack_from(buffer.raw)[0] == PROC_SUPER_MAGIC
+
+
+def _refuse(message: str, code: int = errno.EACCES) -> OSError:
+    return OSError(code, message)
 
 
 class ProcFs:
-    """The payload's view of /proc/self (and /proc/<its pid>, /proc/thread-self)."""
+    """The payload's view of its own /proc entries."""
 
     def __init__(self, proc: Process) -> None:
         self._proc = proc
         self.auxv = b""
-        #: Guest fds open on a /proc fd directory: their getdents64 hides km's fds.
-        self.fd_directories: set[int] = set()
+        #: Guest address ranges of the argument and environment strings.
+        self.argv_range = (0, 0)
+        self.environ_range = (0, 0)
+        #: Guest fds open on one of our directories km filters: fd -> the entry.
+        self.filtered: dict[int, bytes] = {}
 
-    def _own(self, path: bytes) -> bytes | None:
-        """The part after /proc/self/ (or /proc/<pid>/), if path names our own entry."""
-        for prefix in (b"/proc/self/", b"/proc/thread-self/", b"/proc/%d/" % self._proc.pid):
-            if path.startswith(prefix):
-                return path[len(prefix):]
-        if path in (b"/proc/self", b"/proc/thread-self", b"/proc/%d" % self._proc.pid):
-            return b""
+    # ---- which entry is it? --------------------------------------------------------------
+
+    def own_entry(self, path: bytes) -> bytes | None:
+        """The entry named by a guest absolute path to our own pid directory, by its
+        spelling (/proc/self/..., /proc/<pid>/..., /proc/thread-self/...), or None."""
+        if not path.startswith(b"/proc/"):
+            return None
+        parts = [p for p in path.split(b"/") if p and p != b"."]
+        if len(parts) < 2 or parts[0] != b"proc" or b".." in parts:
+            # `..` after a link is not lexical: let the kernel walk it (the object
+            # it reaches is checked after all; kontain.monitor.root).
+            return None
+        head = parts[1]
+        rest = parts[2:]
+        if head == b"thread-self":
+            rest = [b"task", b"%d" % self._thread_id()] + rest
+        elif head != b"self" and head != b"%d" % self._proc.pid:
+            if not head.isdigit() or int(head) not in self._proc.group.threads:
+                return None
+            rest = [b"task", head] + rest  # /proc/<tid>: that thread's directory
+        return b"/".join(rest)
+
+    def _thread_id(self) -> int:
+        for tid, thread in self._proc.group.threads.items():
+            if thread.host_ident == _thread.get_ident():
+                return tid
+        return self._proc.pid
+
+    def classify(self, fd: int) -> bytes | None:
+        """For a descriptor on procfs: its entry in our own pid directory, or None when
+        it is not in one (a global file, another process). OSError(EACCES) when that
+        cannot be decided: a procfs object km cannot place is refused."""
+        try:
+            target = os.readlink(b"/proc/self/fd/%d" % fd)
+            if not target.startswith(b"/"):
+                raise _refuse("procfs object without a path")
+            parent_path, name = target.rsplit(b"/", 1)
+            names = [name] if name else []
+            here = os.open(parent_path or b"/", O_PATH | O_DIRECTORY | O_CLOEXEC)
+        except OSError as e:
+            raise _refuse(f"cannot place a procfs object: {e}") from None
+        try:
+            if names:  # the object must be what its parent holds under that name
+                mine, theirs = os.fstat(fd), os.stat(name, dir_fd=here, follow_symlinks=False)
+                if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+                    raise _refuse("procfs object moved while km looked at it")
+            # Walk up to the procfs root, collecting the names procfs gives.
+            while True:
+                up = os.open(b"..", O_PATH | O_DIRECTORY | O_CLOEXEC, dir_fd=here)
+                same = os.fstat(up), os.fstat(here)
+                if not is_procfs(up) or (same[0].st_dev, same[0].st_ino) == (
+                        same[1].st_dev, same[1].st_ino):
+                    os.close(up)
+                    break
+                names.insert(0, os.readlink(b"/proc/self/fd/%d" % here).rsplit(b"/", 1)[1])
+                os.close(here)
+                here = up
+            # `here` is the procfs root; names[0] the entry below it.
+            if not names or not names[0].isdigit():
+                return None
+            me = os.readlink(b"self", dir_fd=here)  # our pid in that procfs's namespace
+            if names[0] != me:
+                if not os.path.exists(b"%s/task/%s" % (me, names[0]), dir_fd=here):
+                    return None  # another process
+                names[0:1] = [b"task", names[0]]  # one of our threads, by its own pid dir
+            else:
+                del names[0]
+            if len(names) >= 2 and names[0] == b"task":
+                # Thread ids in that namespace are ours only when it is our namespace.
+                if me != b"%d" % self._proc.pid:
+                    raise _refuse("a thread directory in another pid namespace")
+                if int(names[1]) not in self._proc.group.threads:
+                    raise _refuse("a thread of km's own", errno.ENOENT)
+            return b"/".join(names)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.ENOENT):
+                raise
+            raise _refuse(f"cannot place a procfs object: {e}") from None
+        finally:
+            os.close(here)
+
+    @staticmethod
+    def _split_task(entry: bytes) -> tuple[int | None, bytes]:
+        """(thread id or None, entry relative to that thread's or the process's dir)."""
+        parts = entry.split(b"/")
+        if len(parts) >= 2 and parts[0] == b"task" and parts[1].isdigit():
+            return int(parts[1]), b"/".join(parts[2:])
+        return None, entry
+
+    # ---- using an entry ---------------------------------------------------------------------
+
+    def open_own(self, entry: bytes, flags: int) -> int:
+        """Open one of our own entries for the payload; returns a host fd."""
+        tid, leaf = self._split_task(entry)
+        if tid is not None and tid not in self._proc.group.threads:
+            raise _refuse("no such thread", errno.ENOENT)
+        if leaf in SYNTHESIZED:
+            if flags & O_ACCMODE != os.O_RDONLY:
+                raise _refuse(f"/proc/self/{leaf.decode()} is read-only")
+            return _memfd(leaf, self._contents(leaf), flags)
+        if leaf in PASSED or leaf.startswith(PASSED_TREES) or self._guest_fd_info(leaf):
+            fd = os.open(b"/proc/self/" + entry if entry else b"/proc/self",
+                         flags & ~os.O_CREAT)
+            if leaf in FILTERED_DIRECTORIES or entry == b"task":
+                self.filtered[fd] = leaf
+            return fd
+        raise _refuse(f"/proc/self/{entry.decode(errors='replace')} belongs to km")
+
+    def _guest_fd_info(self, leaf: bytes) -> bool:
+        """fdinfo/N of one of the guest's descriptors."""
+        if not leaf.startswith(b"fdinfo/"):
+            return False
+        number = leaf[7:]
+        return number.isdigit() and int(number) < self._proc.fds.km_base
+
+    def magic_target(self, entry: bytes, final: bool = False) -> bytes | None:
+        """Where one of our magic links leads, as a guest path (resolved again inside the
+        root), or None if entry is not a magic link. Raises HostObject when the target
+        has no guest path, OSError when the payload may not follow it."""
+        _tid, leaf = self._split_task(entry)
+        proc = self._proc
+        if leaf == b"exe":
+            return os.fsencode(proc.guest_exe)
+        if leaf == b"cwd":
+            return proc.root.getcwd()
+        if leaf == b"root":
+            return b"/"
+        if leaf.startswith(b"fd/"):
+            number = leaf[3:]
+            if not number.isdigit() or int(number) >= proc.fds.km_base:
+                raise _refuse("no such descriptor", errno.ENOENT)
+            try:
+                target = os.readlink(b"/proc/self/fd/" + number)
+            except OSError:
+                raise _refuse("no such descriptor", errno.ENOENT) from None
+            guest = proc.root.guest_path_of_host(target)
+            if guest is None or not final:
+                if guest is None and not final:
+                    raise _refuse("a descriptor outside the payload's root")
+                raise HostObject(b"/proc/self/fd/" + number)
+            return guest
+        if leaf.startswith(b"map_files/"):
+            raise _refuse("map_files describe km's memory")
+        if leaf.startswith(b"ns/"):
+            raise HostObject(b"/proc/self/" + leaf)
         return None
 
-    def open(self, path: bytes, flags: int) -> int | None:
-        """A synthesized /proc file for path as an fd, or None to let the host open it."""
-        entry = self._own(path)
-        if entry is None:
-            return None
-        make = {b"maps": self.maps, b"auxv": lambda: self.auxv, b"cmdline": self.cmdline,
-                b"status": self.status, b"stat": self.stat}.get(entry)
-        if make is None:
-            return None
-        return _memfd(entry, make(), flags)
+    def readlink_own(self, entry: bytes) -> bytes | None:
+        """What readlink of one of our own entries returns, if it is a link."""
+        _tid, leaf = self._split_task(entry)
+        if leaf in (b"exe", b"cwd", b"root") or leaf.startswith((b"fd/", b"map_files/")):
+            try:
+                target = self.magic_target(entry, final=True)
+            except HostObject as e:
+                return os.readlink(e.path)
+            return target
+        if leaf.startswith(b"ns/"):
+            return os.readlink(b"/proc/self/" + leaf)
+        return None
 
-    def opened(self, path: bytes, fd: int) -> None:
-        """Note a descriptor the host opened for path (fd directories are filtered)."""
-        if self._own(path.rstrip(b"/")) == b"fd":
-            self.fd_directories.add(fd)
+    def filter_entries(self, fd: int, data: bytes) -> bytes:
+        """Drop linux_dirent64 records naming km's descriptors or km's own threads."""
+        kind = self.filtered.get(fd)
+        if kind is None:
+            return data
+        if kind == b"task":
+            keep = {b"%d" % tid for tid in self._proc.group.threads}
+            wanted = (lambda name: not name.isdigit() or name in keep)
         else:
-            self.fd_directories.discard(fd)
+            km_base = self._proc.fds.km_base
+            wanted = (lambda name: not (name.isdigit() and int(name) >= km_base))
+        out = bytearray()
+        offset = 0
+        while offset + _DIRENT_HEAD.size <= len(data):
+            _ino, _off, reclen, _type = _DIRENT_HEAD.unpack_from(data, offset)
+            if reclen == 0:
+                break
+            name = data[offset + _DIRENT_HEAD.size:offset + reclen].split(b"\0", 1)[0]
+            if wanted(name):
+                out += data[offset:offset + reclen]
+            offset += reclen
+        return bytes(out)
+
+    def closed(self, fd: int) -> None:
+        self.filtered.pop(fd, None)
 
     # ---- contents ------------------------------------------------------------------------
+
+    def _contents(self, leaf: bytes) -> bytes:
+        return {b"maps": self.maps, b"smaps": self.smaps, b"smaps_rollup": self.smaps_rollup,
+                b"status": self.status, b"stat": self.stat, b"statm": self.statm,
+                b"cmdline": self.cmdline, b"environ": self.environ,
+                b"auxv": lambda: self.auxv, b"limits": self.limits}[leaf]()
 
     def cmdline(self) -> bytes:
         return b"".join(arg + b"\0" for arg in self._proc.argv)
 
-    def maps(self) -> bytes:
+    def environ(self) -> bytes:
+        """The environment strings in the payload's memory, as Linux reads them."""
+        start, end = self.environ_range
+        try:
+            return self._proc.mm.read(start, end - start) if end > start else b""
+        except Exception:  # noqa: BLE001 - unmapped by the payload: nothing to show
+            return b""
+
+    def _map_lines(self) -> list[tuple[Vma, str]]:
         lines = []
         for vma in _as_linux_shows(self._proc.mm.vmas()):
             perms = "".join((
@@ -78,40 +309,101 @@ class ProcFs:
                 "s" if vma.flags & MAP_TYPE == MAP_SHARED else "p"))
             device = f"{os.major(vma.device):02x}:{os.minor(vma.device):02x}"
             head = f"{vma.start:08x}-{vma.end:08x} {perms} {vma.offset:08x} {device} {vma.inode}"
-            lines.append(f"{head:<72} {vma.name}".rstrip() if vma.name else head)
-        return ("\n".join(lines) + "\n").encode()
+            lines.append((vma, f"{head:<72} {vma.name}".rstrip() if vma.name else head))
+        return lines
+
+    def maps(self) -> bytes:
+        return "".join(line + "\n" for _vma, line in self._map_lines()).encode()
+
+    def smaps(self) -> bytes:
+        out = []
+        for vma, line in self._map_lines():
+            out.append(line + "\n" + _smaps_fields(vma.size, self._resident(vma)))
+        return "".join(out).encode()
+
+    def smaps_rollup(self) -> bytes:
+        vmas = self._proc.mm.vmas()
+        if not vmas:
+            return b""
+        size = sum(v.size for v in vmas)
+        resident = sum(self._resident(v) for v in vmas)
+        head = f"{vmas[0].start:08x}-{vmas[-1].end:08x} ---p 00000000 00:00 0"
+        return (f"{head:<72} [rollup]\n" + _smaps_fields(size, resident, rollup=True)).encode()
+
+    def _resident(self, vma: Vma) -> int:
+        """Bytes of the mapping backed by memory now (mincore of the host pages)."""
+        if vma.pa is None or vma.foreign:
+            return 0
+        pages = vma.size >> 12
+        vector = ctypes.create_string_buffer(pages)
+        if host.syscall(NR["mincore"], self._proc.mm.host_base + vma.pa, vma.size,
+                        ctypes.addressof(vector)) < 0:
+            return 0
+        return sum(b & 1 for b in vector.raw) << 12
+
+    def statm(self) -> bytes:
+        vmas = self._proc.mm.vmas()
+        size = sum(v.size for v in vmas) >> 12
+        resident = sum(self._resident(v) for v in vmas) >> 12
+        text = sum(v.size for v in vmas if v.prot & PROT_EXEC) >> 12
+        data = sum(v.size for v in vmas if v.prot & PROT_WRITE and not v.shared) >> 12
+        return f"{size} {resident} 0 {text} 0 {data} 0\n".encode()
 
     def status(self) -> bytes:
-        import re  # here, not at the top: km start-up is timed and re is costly to import
-
-        text = _read_host(b"/proc/self/status")
         threads = len(self._proc.group.threads) or 1
-        return re.sub(rb"(?m)^Threads:\s*\d+", b"Threads:\t%d" % threads, text)
+        lines = []
+        for line in _read_host(b"/proc/self/status").split(b"\n"):
+            key = line.split(b":", 1)[0]
+            if key == b"Threads":
+                line = b"Threads:\t%d" % threads
+            elif key in (b"VmPeak", b"VmSize", b"VmRSS", b"VmHWM", b"VmData", b"VmStk",
+                         b"VmExe", b"VmLib", b"VmPTE", b"VmSwap", b"RssAnon", b"RssFile",
+                         b"RssShmem", b"VmLck", b"VmPin"):
+                line = key + b":\t" + self._vm_field(key)
+            lines.append(line)
+        return b"\n".join(lines)
+
+    def _vm_field(self, key: bytes) -> bytes:
+        vmas = self._proc.mm.vmas()
+        kib = {
+            b"VmPeak": sum(v.size for v in vmas), b"VmSize": sum(v.size for v in vmas),
+            b"VmRSS": sum(self._resident(v) for v in vmas),
+            b"VmHWM": sum(self._resident(v) for v in vmas),
+            b"VmData": sum(v.size for v in vmas if v.prot & PROT_WRITE and not v.shared
+                           and v.name != "[stack]"),
+            b"VmStk": sum(v.size for v in vmas if v.name == "[stack]"),
+            b"VmExe": sum(v.size for v in vmas if v.prot & PROT_EXEC and v.file_backed),
+            b"RssAnon": sum(self._resident(v) for v in vmas if not v.file_backed),
+            b"RssFile": sum(self._resident(v) for v in vmas if v.file_backed),
+        }.get(key, 0) >> 10
+        return b"%8d kB" % kib
 
     def stat(self) -> bytes:
         text = _read_host(b"/proc/self/stat")
         close = text.rfind(b")")
         fields = text[close + 2:].split(b" ")
-        if len(fields) > 17:
-            fields[17] = str(len(self._proc.group.threads) or 1).encode()  # num_threads
+        vmas = self._proc.mm.vmas()
+        if len(fields) > 48:  # (index = field number in proc(5) - 3)
+            fields[17] = b"%d" % (len(self._proc.group.threads) or 1)  # num_threads
+            fields[20] = b"%d" % sum(v.size for v in vmas)  # vsize
+            fields[21] = b"%d" % (sum(self._resident(v) for v in vmas) >> 12)  # rss
+            # The addresses are the payload's, not those of km's Python.
+            for index in (23, 24, 25, 26, 27, 42, 43):
+                fields[index] = b"0"
+            fields[44] = b"%d" % self._proc.mm.brk_start
+            fields[45], fields[46] = (b"%d" % a for a in self.argv_range)
+            fields[47], fields[48] = (b"%d" % a for a in self.environ_range)
         return text[:close + 2] + b" ".join(fields)
 
-    # ---- getdents64 filter --------------------------------------------------------------
-
-    def filter_fd_entries(self, data: bytes) -> bytes:
-        """Drop linux_dirent64 records naming km's descriptors."""
-        km_base = self._proc.fds.km_base
-        out = bytearray()
-        offset = 0
-        while offset + _DIRENT_HEAD.size <= len(data):
-            _ino, _off, reclen, _type = _DIRENT_HEAD.unpack_from(data, offset)
-            if reclen == 0:
-                break
-            name = data[offset + _DIRENT_HEAD.size:offset + reclen].split(b"\0", 1)[0]
-            if not (name.isdigit() and int(name) >= km_base):
-                out += data[offset:offset + reclen]
-            offset += reclen
-        return bytes(out)
+    def limits(self) -> bytes:
+        """As fs/proc/base.c prints them, with the limits the payload sees."""
+        text = f"{'Limit':<25} {'Soft Limit':<20} {'Hard Limit':<20} {'Units':<10}\n"
+        for resource, (name, unit) in enumerate(_LIMITS):
+            soft, hard = self._proc.guest_rlimit(resource)
+            shown = ["unlimited" if v >= (1 << 63) or v < 0 else str(v) for v in (soft, hard)]
+            text += f"{name:<25} {shown[0]:<20} {shown[1]:<20} " + (
+                f"{unit:<10}" if unit else "") + "\n"
+        return text.encode()
 
     # ---- how the host shows km ----------------------------------------------------------
 
@@ -136,6 +428,34 @@ class ProcFs:
         ctypes.memmove(arg_start, text.ljust(room, b"\0"), room)
 
 
+_LIMITS = (("Max cpu time", "seconds"), ("Max file size", "bytes"), ("Max data size", "bytes"),
+           ("Max stack size", "bytes"), ("Max core file size", "bytes"),
+           ("Max resident set", "bytes"), ("Max processes", "processes"),
+           ("Max open files", "files"), ("Max locked memory", "bytes"),
+           ("Max address space", "bytes"), ("Max file locks", "locks"),
+           ("Max pending signals", "signals"), ("Max msgqueue size", "bytes"),
+           ("Max nice priority", ""), ("Max realtime priority", ""),
+           ("Max realtime timeout", "us"))
+
+
+def _smaps_fields(size: int, resident: int, rollup: bool = False) -> str:
+    kib = [("Rss", resident), ("Pss", resident), ("Shared_Clean", 0), ("Shared_Dirty", 0),
+           ("Private_Clean", 0), ("Private_Dirty", resident), ("Referenced", resident),
+           ("Anonymous", 0), ("KSM", 0), ("LazyFree", 0), ("AnonHugePages", 0),
+           ("ShmemPmdMapped", 0), ("FilePmdMapped", 0), ("Shared_Hugetlb", 0),
+           ("Private_Hugetlb", 0), ("Swap", 0), ("SwapPss", 0), ("Locked", 0)]
+    if rollup:
+        kib[2:2] = [("Pss_Dirty", resident), ("Pss_Anon", 0), ("Pss_File", 0),
+                    ("Pss_Shmem", 0)]
+    lines = [] if rollup else [f"{'Size:':<16}{size >> 10:>8} kB",
+                               f"{'KernelPageSize:':<16}{4:>8} kB",
+                               f"{'MMUPageSize:':<16}{4:>8} kB"]
+    lines += [f"{name + ':':<16}{value >> 10:>8} kB" for name, value in kib]
+    if not rollup:
+        lines += ["THPeligible:    0", "VmFlags: rd wr mr mw me ac"]
+    return "\n".join(lines) + "\n"
+
+
 def _as_linux_shows(vmas: list[Vma]) -> list[Vma]:
     """Merge VMAs Linux would show as one mapping (km grows memory by adding VMAs
     beside the old ones: see kontain.monitor.mm)."""
@@ -149,8 +469,14 @@ def _as_linux_shows(vmas: list[Vma]) -> list[Vma]:
 
 
 def _read_host(path: bytes) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+    fd = os.open(path, os.O_RDONLY | O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _memfd(name: bytes, contents: bytes, flags: int) -> int:
@@ -159,6 +485,10 @@ def _memfd(name: bytes, contents: bytes, flags: int) -> int:
                       MFD_CLOEXEC if flags & O_CLOEXEC else 0)
     if fd < 0:
         raise OSError(-fd, "memfd_create")
-    os.write(fd, contents)
+    view = memoryview(contents)
+    while view:
+        view = view[os.write(fd, view):]
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
+
+

@@ -1,43 +1,59 @@
-"""The payload's root directory (`km --root DIR`): every guest path resolves inside DIR.
+"""Guest paths: the one place where a path the payload names becomes something the host
+can act on. With `km --root DIR` it is the confinement boundary.
 
-With the default root (the host's /) guest paths are host paths and nothing is done.
-Otherwise each path is resolved by the host kernel with openat2(RESOLVE_IN_ROOT) from
-a descriptor on DIR: `..`, absolute symlinks and symlinks racing with the lookup all
-stay inside DIR, because the kernel itself treats DIR as `/` for the whole walk. The
-syscall then runs on what was resolved, named through /proc/self/fd/N:
+Every system call that takes a path or a unix socket address asks this resolver, which
+gives back what the host call should use:
 
-- a path whose last component is followed (stat, open, chdir, execve...) becomes the
-  descriptor of the object itself;
-- a path whose last component is not followed, or does not exist yet (lstat, unlink,
-  rename, mkdir, symlink, bind...), becomes its parent's descriptor plus that one
-  name, which the host looks up inside the parent without following it.
+- With the host's / (no --root) a guest path is a host path, except for km's own /proc
+  entries (kontain.monitor.procfs), which describe the payload instead of km.
+- With --root DIR every path is resolved by the host kernel with openat2(RESOLVE_IN_ROOT
+  | RESOLVE_NO_MAGICLINKS) from a descriptor on DIR: `..`, absolute symlinks and
+  symlinks that change during the lookup all stay inside DIR, because the kernel treats
+  DIR as / for the whole walk. The host call then names what was resolved through
+  /proc/self/fd/N: the object itself when the call follows the last component, its
+  parent plus the last name when it does not. A path whose last component does not
+  exist is an error for a call that follows it, exactly as on Linux: no fallback ever
+  hands the host a name it would follow by its own rules. open(O_CREAT) through a
+  dangling symlink is openat2 itself, so the file is created inside DIR.
+- Magic links (/proc/<pid>/fd/N, exe, cwd, root) are never followed by the host; the
+  resolver follows those of the payload's own process the way the payload means them
+  (the guest's descriptor N, its executable, its cwd, its /), and refuses the others.
 
-The guest's working directory is kept as a guest path; the host's follows it.
+The descriptors a resolution holds live in slots above the guest's descriptors, two per
+host thread (a call takes at most two paths), so threads never share them. The guest's
+working directory is a guest path; the host's follows it.
 """
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import errno
 import os
 import posixpath
+import stat
 
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
+from kontain.monitor.procfs import HostObject, is_procfs
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.fdspace import FdSpace
+    from kontain.monitor.procfs import ProcFs
 
+AT_FDCWD = -100
 O_PATH = 0o10000000
 O_NOFOLLOW = 0o400000
 O_DIRECTORY = 0o200000
 O_CLOEXEC = 0o2000000
-O_CREAT, O_TMPFILE = 0o100, 0o20200000
+O_CREAT, O_EXCL, O_TMPFILE = 0o100, 0o200, 0o20200000
 VALID_OPEN_FLAGS = 0o37777703
-RESOLVE_NO_MAGICLINKS, RESOLVE_IN_ROOT = 0x02, 0x10
-#: Descriptors km keeps per thread for resolved paths (reused by each resolution).
-SCRATCH_SLOTS = 4
+RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
+RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_CACHED = 0x08, 0x10, 0x20
+#: Symlinks followed in one lookup before ELOOP (Linux's MAXSYMLINKS).
+MAX_SYMLINKS = 40
+SLOTS_PER_THREAD = 2
 
 
 class OpenHow(ctypes.Structure):
@@ -54,98 +70,381 @@ def openat2(dirfd: int, path: bytes, flags: int, mode: int = 0,
                         ctypes.sizeof(how))
 
 
-class PayloadRoot:
-    """How guest paths become host paths."""
+def _error(code: int, what: bytes | str = "") -> OSError:
+    return OSError(code, os.strerror(code), what)
 
-    def __init__(self, directory: str, fds: FdSpace) -> None:
+
+class _Slots:
+    """One host thread's parking places for resolved descriptors."""
+
+    def __init__(self, fds: FdSpace) -> None:
+        self.fds = [fds.move_high(os.open("/", O_PATH | O_CLOEXEC))
+                    for _ in range(SLOTS_PER_THREAD)]
+
+    def __del__(self) -> None:  # the host thread ended
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class PayloadRoot:
+    """How guest paths become host paths (see the module docstring)."""
+
+    def __init__(self, directory: str, fds: FdSpace, host_directory: str | None = None) -> None:
         self.directory = os.path.realpath(directory)
         self.confined = self.directory != "/"
-        self.cwd = b"/"
+        #: The root's path on the host, for messages (it differs inside km's jail).
+        self.host_directory = host_directory or self.directory
+        self._root_bytes = os.fsencode(self.directory)
         self._fds = fds
+        self._local = _thread._local()
+        self.procfs: ProcFs | None = None  # set by the process once both exist
         self.fd = -1
-        self._scratch: list[int] = []
-        self._next = 0
+        #: The guest's working directory (a guest path) when confined.
+        self.cwd = b"/"
         if self.confined:
             fd = os.open(self.directory, O_PATH | O_DIRECTORY | O_CLOEXEC)
             self.fd = fds.move_high(fd)
-            self._scratch = [fds.move_high(os.open("/", O_PATH | O_CLOEXEC))
-                             for _ in range(SCRATCH_SLOTS)]
             # Inside the root already (a km exec'd by a payload in it): keep that cwd.
-            host_cwd, root = os.getcwdb(), os.fsencode(self.directory)
-            if host_cwd == root or host_cwd.startswith(root + b"/"):
-                self.cwd = self.guest_path_of_host(host_cwd)
+            guest = self.guest_path_of_host(os.getcwdb())
+            if guest is not None:
+                self.cwd = guest
             else:
                 os.chdir(self.directory)
 
-    def guest_absolute(self, path: bytes) -> bytes:
-        return path if path.startswith(b"/") else posixpath.join(self.cwd, path)
+    # ---- guest paths ------------------------------------------------------------------
 
-    def _hold(self, fd: int) -> bytes:
-        """Park a resolved descriptor in a scratch slot; name it for the host."""
-        slot = self._scratch[self._next % SCRATCH_SLOTS]
-        self._next += 1
-        os.dup2(fd, slot)
-        os.close(fd)
-        return b"/proc/self/fd/%d" % slot
-
-    def resolve(self, path: bytes, follow: bool = True) -> bytes:
-        """The host name of a guest path (see the module docstring)."""
+    def guest_path_of_host(self, host_path: bytes) -> bytes | None:
+        """A host path as the guest names it: None when it is outside the root."""
         if not self.confined:
-            return path
-        full = self.guest_absolute(path)
-        if follow:
-            fd = openat2(self.fd, full, O_PATH | O_CLOEXEC)
-            if fd >= 0:
-                return self._hold(fd)
-            if fd != -errno.ENOENT:
-                raise OSError(-fd, os.strerror(-fd))
-        parent, name = posixpath.split(full.rstrip(b"/") or b"/")
-        if not name:  # the root itself
-            return self._hold(os.dup(self.fd))
-        fd = openat2(self.fd, parent or b"/", O_PATH | O_DIRECTORY | O_CLOEXEC)
-        if fd < 0:
-            raise OSError(-fd, os.strerror(-fd))
-        if name == b"..":  # never lets the last component climb out
-            return self._hold(fd)
-        return self._hold(fd) + b"/" + name
-
-    def open(self, path: bytes, flags: int, mode: int) -> int:
-        """open(2) of a guest path, confined; returns the fd or -errno."""
-        flags &= VALID_OPEN_FLAGS  # openat2 refuses bits open(2) would ignore
-        if not flags & (O_CREAT | O_TMPFILE):
-            mode = 0
-        return openat2(self.fd, self.guest_absolute(path), flags, mode & 0o7777)
-
-    def chdir(self, path: bytes) -> int:
-        target = self.guest_absolute(path)
-        fd = openat2(self.fd, target, O_PATH | O_DIRECTORY | O_CLOEXEC)
-        if fd < 0:
-            return fd
-        try:
-            os.fchdir(fd)
-        finally:
-            os.close(fd)
-        self.cwd = self._canonical(target)
-        return 0
-
-    def _canonical(self, path: bytes) -> bytes:
-        """The guest path of what path names (symlinks resolved inside the root)."""
-        fd = openat2(self.fd, path, O_PATH | O_CLOEXEC)
-        if fd < 0:
-            return posixpath.normpath(path)
-        try:
-            return self.guest_path_of_host(os.readlink(b"/proc/self/fd/%d" % fd))
-        finally:
-            os.close(fd)
-
-    def guest_path_of_host(self, host_path: bytes) -> bytes:
-        """A host path inside the root, as the guest names it."""
-        root = os.fsencode(self.directory)
+            return host_path
+        root = self._root_bytes
         if host_path == root:
             return b"/"
         if host_path.startswith(root + b"/"):
             return host_path[len(root):]
-        return host_path
+        return None
+
+    def guest_path_of_fd(self, fd: int) -> bytes | None:
+        try:
+            return self.guest_path_of_host(os.readlink(b"/proc/self/fd/%d" % fd))
+        except OSError:
+            return None
+
+    def getcwd(self) -> bytes:
+        return self.cwd if self.confined else os.getcwdb()
+
+    def _absolute(self, dirfd: int, path: bytes) -> bytes:
+        """The guest absolute path of path (relative to dirfd or the cwd)."""
+        if path.startswith(b"/"):
+            return path
+        if dirfd == AT_FDCWD:
+            base = self.getcwd()
+        else:
+            base = self.guest_path_of_fd(dirfd)
+            if base is None:
+                # A descriptor from outside the root (inherited): nothing it leads to
+                # can be named inside the root.
+                raise _error(errno.EACCES, path)
+        return base.rstrip(b"/") + b"/" + path if path else base
+
+    def _own_entry(self, dirfd: int, path: bytes) -> bytes | None:
+        """Our own /proc entry, if path spells one (for the unconfined fast path)."""
+        if self.procfs is None or not path.startswith(b"/proc"):
+            return None
+        return self.procfs.own_entry(path)
+
+    # ---- resolution -------------------------------------------------------------------
+
+    def _slot(self, index: int) -> int:
+        slots = getattr(self._local, "slots", None)
+        if slots is None:
+            slots = self._local.slots = _Slots(self._fds)
+        return slots.fds[index]
+
+    def _park(self, fd: int, slot: int) -> bytes:
+        """Keep a resolved descriptor in this thread's slot; name it for the host."""
+        place = self._slot(slot)
+        os.dup2(fd, place, inheritable=False)
+        os.close(fd)
+        return b"/proc/self/fd/%d" % place
+
+    def _open_in_root(self, path: bytes, flags: int, mode: int = 0, extra: int = 0) -> int:
+        """openat2 of a guest absolute path inside the root; following our own magic
+        links the way the payload means them. Returns an fd (raises OSError)."""
+        hops = 0
+        while True:
+            fd = openat2(self.fd, path, flags, mode,
+                         RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | extra)
+            if fd >= 0:
+                return fd
+            if fd != -errno.ELOOP or extra & RESOLVE_NO_SYMLINKS:
+                raise _error(-fd, path)
+            # A magic link on the way (or a real loop): walk to it, and go on from
+            # where it leads.
+            path, hops = self._through_link(path, flags, hops)
+
+    def _through_link(self, path: bytes, flags: int, hops: int) -> tuple[bytes, int]:
+        """The path with its first link (symlink or magic link) replaced by its target."""
+        parts = [p for p in path.split(b"/") if p]
+        prefix = b"/"
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if last and flags & O_NOFOLLOW:
+                raise _error(errno.ELOOP, path)
+            fd = openat2(self.fd, posixpath.join(prefix, part), O_PATH | O_NOFOLLOW | O_CLOEXEC)
+            if fd < 0:
+                raise _error(-fd, path)
+            try:
+                if not stat.S_ISLNK(os.fstat(fd).st_mode):
+                    prefix = self.guest_path_of_fd(fd) or b"/"
+                    continue
+                hops += 1
+                if hops > MAX_SYMLINKS:
+                    raise _error(errno.ELOOP, path)
+                rest = b"/".join(parts[i + 1:])
+                if is_procfs(fd):
+                    target = self._magic(fd, final=not rest)
+                else:
+                    target = os.readlink(b"", dir_fd=fd)
+                    if not target.startswith(b"/"):
+                        target = posixpath.join(prefix, target)
+                return (target.rstrip(b"/") + b"/" + rest) if rest else target, hops
+            finally:
+                os.close(fd)
+        raise _error(errno.ELOOP, path)
+
+    def _magic(self, fd: int, final: bool) -> bytes:
+        """Where a procfs link leads: ours as the payload means it; others' are refused.
+        (self, thread-self, mounts and net are plain symlinks and are read as such.)"""
+        assert self.procfs is not None
+        entry = self.procfs.classify(fd)
+        if entry is None:
+            target = os.readlink(b"", dir_fd=fd)
+            if target.startswith(b"/") or b":" in target:
+                raise _error(errno.EACCES, b"a link of another process")
+            parent = self.guest_path_of_fd(fd)
+            return posixpath.join(posixpath.dirname(parent or b"/"), target)
+        target = self.procfs.magic_target(entry, final=final)
+        if target is None:  # not a magic link of ours
+            return os.readlink(b"", dir_fd=fd)
+        return target
+
+    def _guard(self, fd: int) -> int:
+        """A descriptor resolved or opened for the guest: if it is on procfs, it must
+        not be one of km's own entries (kontain.monitor.procfs). Returns fd, or raises
+        after closing it."""
+        if self.procfs is None or not is_procfs(fd):
+            return fd
+        try:
+            entry = self.procfs.classify(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        if entry is not None:
+            os.close(fd)
+            raise _OwnEntry(entry)
+        return fd
+
+    def lookup(self, dirfd: int, path: bytes, follow: bool = True,
+               slot: int = 0) -> tuple[int, bytes]:
+        """(host dirfd, host path) for a host *at() call on what a guest path names.
+
+        follow: whether the call follows a symlink in the last component. Raises
+        OSError with the errno Linux would give (ENOENT, ELOOP, EACCES, ...)."""
+        if not path:
+            raise _error(errno.ENOENT, path)  # (AT_EMPTY_PATH is the caller's business)
+        if not self.confined:
+            entry = self._own_entry(dirfd, path)
+            if entry is None:
+                return dirfd, path
+            return AT_FDCWD, self._own_path(entry, follow)
+        full = self._absolute(dirfd, path)
+        if self.procfs is not None:
+            entry = self.procfs.own_entry(full)
+            if entry is not None and not self._has_proc():
+                return AT_FDCWD, self._own_path(entry, follow)
+        parent, name = posixpath.split(full.rstrip(b"/") or b"/")
+        if follow or name in (b"", b".", b".."):
+            # The object itself, named through its descriptor. A call that does not
+            # follow links must still see a directory here (`lstat /`), not the
+            # descriptor's magic link: hence the trailing `/.` for those.
+            suffix = b"" if follow else b"/."
+            try:
+                return AT_FDCWD, self._park(self._guard(
+                    self._open_in_root(full, O_PATH | O_CLOEXEC)), slot) + suffix
+            except _OwnEntry as own:
+                return AT_FDCWD, self._own_path(own.entry, True)
+            except HostObject as obj:
+                return AT_FDCWD, obj.path
+        try:
+            parent_fd = self._guard(self._open_in_root(parent, O_PATH | O_DIRECTORY | O_CLOEXEC))
+        except _OwnEntry as own:
+            return AT_FDCWD, self._own_path(own.entry + b"/" + name if own.entry else name,
+                                            False)
+        return AT_FDCWD, self._park(parent_fd, slot) + b"/" + name
+
+    def _has_proc(self) -> bool:
+        """Whether the root has a procfs at /proc (else /proc/self is km's own help)."""
+        fd = openat2(self.fd, b"/proc", O_PATH | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0:
+            return False
+        try:
+            return is_procfs(fd)
+        finally:
+            os.close(fd)
+
+    def _own_path(self, entry: bytes, follow: bool) -> bytes:
+        """The host path of one of our own /proc entries, for calls that only look at
+        it (stat, access, ...): the same object in km's own /proc."""
+        assert self.procfs is not None
+        if follow:
+            try:
+                target = self.procfs.magic_target(entry, final=True)
+            except HostObject as obj:
+                return obj.path
+            if target is not None:
+                return self.lookup(AT_FDCWD, target, True, 1)[1]
+        # By pid, not /proc/self: a call that does not follow links must find the
+        # directory itself when entry is empty.
+        own = b"/proc/%d" % os.getpid()
+        return own + b"/" + entry if entry else own
+
+    def resolve(self, path: bytes, follow: bool = True, slot: int = 0) -> bytes:
+        """The host path of a guest path (for calls without a directory argument)."""
+        return self.lookup(AT_FDCWD, path, follow, slot)[1]
+
+    # ---- open -------------------------------------------------------------------------
+
+    def open(self, dirfd: int, path: bytes, flags: int, mode: int, resolve: int = 0) -> int:
+        """open/openat/openat2 of a guest path; returns the new host fd (raises OSError).
+
+        resolve: the guest's own openat2 RESOLVE_* flags, which apply on top."""
+        if not path:
+            raise _error(errno.ENOENT, path)
+        flags &= VALID_OPEN_FLAGS  # openat2 refuses bits open(2) would ignore
+        if not flags & (O_CREAT | O_TMPFILE):
+            mode = 0
+        mode &= 0o7777
+        if not self.confined:
+            entry = self._own_entry(dirfd, path)
+            if entry is not None:
+                return self._open_own(entry, flags)
+            if resolve:
+                fd = openat2(dirfd, path, flags, mode, resolve)
+            else:
+                fd = host.syscall(NR["openat"], dirfd, host.address_of(path), flags, mode)
+            if fd < 0:
+                raise _error(-fd, path)
+        else:
+            if resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) and dirfd != AT_FDCWD:
+                # The guest confines the lookup to its own directory (inside the root).
+                if self.guest_path_of_fd(dirfd) is None:
+                    raise _error(errno.EACCES, path)
+                fd = openat2(dirfd, path, flags, mode, resolve | RESOLVE_NO_MAGICLINKS)
+                if fd < 0:
+                    raise _error(-fd, path)
+            else:
+                full = self._absolute(dirfd, path)
+                if self.procfs is not None:
+                    entry = self.procfs.own_entry(full)
+                    if entry is not None and not self._has_proc():
+                        return self._open_own(entry, flags)
+                try:
+                    fd = self._open_in_root(full, flags, mode,
+                                            resolve & ~(RESOLVE_IN_ROOT | RESOLVE_BENEATH))
+                except HostObject as obj:
+                    fd = os.open(obj.path, flags & ~O_CREAT)
+        try:
+            return self._guard(fd)
+        except _OwnEntry as own:
+            return self._open_own(own.entry, flags)
+
+    def _open_own(self, entry: bytes, flags: int) -> int:
+        assert self.procfs is not None
+        try:
+            target = self.procfs.magic_target(entry, final=True)
+        except HostObject as obj:
+            return os.open(obj.path, flags & ~O_CREAT)
+        if target is not None:
+            return self.open(AT_FDCWD, target, flags & ~O_CREAT, 0)
+        return self.procfs.open_own(entry, flags)
+
+    # ---- special calls ----------------------------------------------------------------
+
+    def readlink(self, dirfd: int, path: bytes) -> bytes | None:
+        """readlink of one of our own /proc links, as the payload sees it; None for any
+        other path (the caller asks the host)."""
+        if self.procfs is None:
+            return None
+        if not self.confined:
+            entry = self._own_entry(dirfd, path)
+            if entry is not None:
+                return self.procfs.readlink_own(entry)
+            # Reached another way (relative to a directory in /proc, through a symlink):
+            # what decides is the directory the link is in.
+            parent, name = posixpath.split(path)
+            try:
+                fd = os.open(parent or b".", O_PATH | O_DIRECTORY | O_CLOEXEC,
+                             dir_fd=None if dirfd == AT_FDCWD else dirfd)
+            except OSError:
+                return None
+            try:
+                entry = self.procfs.classify(fd) if is_procfs(fd) else None
+            finally:
+                os.close(fd)
+            return None if entry is None else self.procfs.readlink_own(
+                entry + b"/" + name if entry else name)
+        full = self._absolute(dirfd, path)
+        entry = self.procfs.own_entry(full)
+        if entry is not None and not self._has_proc():
+            return self.procfs.readlink_own(entry)
+        parent, name = posixpath.split(full.rstrip(b"/") or b"/")
+        try:
+            fd = self._guard(self._open_in_root(parent, O_PATH | O_DIRECTORY | O_CLOEXEC))
+        except _OwnEntry as own:
+            return self.procfs.readlink_own(own.entry + b"/" + name if own.entry else name)
+        os.close(fd)
+        return None
+
+    def chdir(self, path: bytes) -> None:
+        """chdir of a guest path (confined): the host's cwd follows."""
+        full = self._absolute(AT_FDCWD, path)
+        fd = self._open_in_root(full, O_PATH | O_DIRECTORY | O_CLOEXEC)
+        try:
+            guest = self.guest_path_of_fd(fd)
+            if guest is None:
+                raise _error(errno.ENOENT, path)
+            os.fchdir(fd)
+        finally:
+            os.close(fd)
+        self.cwd = guest
+
+    def fchdir(self, fd: int) -> None:
+        """fchdir to a guest descriptor: it must be a directory inside the root."""
+        guest = self.guest_path_of_fd(fd) if self.confined else b""
+        if guest is None:
+            raise _error(errno.EACCES, b"a directory outside the root")
+        os.fchdir(fd)
+        if self.confined:
+            self.cwd = guest
+
+    def unix_address(self, path: bytes, creating: bool) -> bytes:
+        """The host sun_path for a guest unix socket path (bind creates the last
+        component; connect and sendto follow it)."""
+        if not self.confined:
+            return path
+        return self.resolve(path, follow=not creating)
+
+
+class _OwnEntry(Exception):
+    """A resolved object turned out to be one of km's own /proc entries."""
+
+    def __init__(self, entry: bytes) -> None:
+        super().__init__(entry)
+        self.entry = entry
 
 
 def host_path_in_root(directory: str, guest_path: str, search_path: str | None) -> str:

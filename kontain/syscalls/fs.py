@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
@@ -21,15 +22,17 @@ STATFS_SIZE = 120
 O_CLOEXEC = 0o2000000
 
 
-def _path(t: GuestThread, va: int, follow: bool = True) -> bytes:
-    """A guest path, as the host should see it (kept alive by the caller). follow: whether
-    the call follows a symlink in the last component (it matters under km --root)."""
-    return t.proc.host_path(args.path(t, va), follow)
+def _at(t: GuestThread, dirfd: int, va: int, follow: bool = True,
+        slot: int = 0) -> tuple[int, bytes]:
+    """(host dirfd, host path) of a *at() call's (dirfd, path) (kontain.monitor.root).
+    follow: whether the call follows a symlink in the last component. The path is kept
+    alive by the caller until the host call returns."""
+    return t.proc.root.lookup(args.dirfd(t, dirfd), args.path(t, va), follow, slot)
 
 
-def _at(t: GuestThread, dirfd: int, va: int, follow: bool = True) -> tuple[int, bytes]:
-    """(dirfd, host path) for a *at() call whose path is never empty."""
-    return t.proc.at_path(args.dirfd(t, dirfd), args.path(t, va), follow)
+def _cwd_path(t: GuestThread, va: int, follow: bool = True, slot: int = 0) -> tuple[int, bytes]:
+    """(host dirfd, host path) of a path relative to the working directory."""
+    return t.proc.root.lookup(AT_FDCWD, args.path(t, va), follow, slot)
 
 
 def _p(name: bytes) -> int:
@@ -45,27 +48,14 @@ def _new_fd(t: GuestThread, result: int) -> int:
 
 # ---- open, close, dup -------------------------------------------------------------------
 
-def _open(t: GuestThread, dirfd: int, name: bytes, flags: int, mode: int) -> int:
-    """open/openat of a guest path name."""
-    if name.startswith(b"/proc/"):
-        synthesized = t.proc.procfs.open(name, flags)
-        if synthesized is not None:
-            return _new_fd(t, synthesized)
-    root = t.proc.root
-    if root.confined and not name.startswith(b"/proc/self/exe"):
-        if dirfd != AT_FDCWD and not name.startswith(b"/"):
-            base = root.guest_path_of_host(os.readlink(b"/proc/self/fd/%d" % dirfd))
-            name = base.rstrip(b"/") + b"/" + name
-        return _new_fd(t, root.open(name, flags, mode))
-    name = t.proc.host_path(name)
-    fd = _new_fd(t, host.syscall(NR["openat"], dirfd, _p(name), flags, mode))
-    if fd >= 0 and name.startswith(b"/proc/"):
-        t.proc.procfs.opened(name, fd)
-    return fd
+def _open(t: GuestThread, dirfd: int, name: bytes, flags: int, mode: int,
+          resolve: int = 0) -> int:
+    """open/openat/openat2 of a guest path name (resolved by kontain.monitor.root)."""
+    return _new_fd(t, t.proc.root.open(dirfd, name, flags, mode, resolve))
 
 
 def sys_open(t: GuestThread, path: int, flags: int, mode: int, *_: int) -> int:
-    return _open(t, AT_FDCWD, args.path(t, path), flags, mode)
+    return _open(t, AT_FDCWD, args.path(t, path), flags & 0xFFFFFFFF, mode & 0xFFFFFFFF)
 
 
 def sys_creat(t: GuestThread, path: int, mode: int, *_: int) -> int:
@@ -74,21 +64,31 @@ def sys_creat(t: GuestThread, path: int, mode: int, *_: int) -> int:
 
 def sys_openat(t: GuestThread, dirfd: int, path: int, flags: int, mode: int, *_: int) -> int:
     dfd = args.dirfd(t, dirfd)
-    return _open(t, dfd, args.path(t, path), flags, mode)
+    return _open(t, dfd, args.path(t, path), flags & 0xFFFFFFFF, mode & 0xFFFFFFFF)
+
+
+OPEN_HOW = struct.Struct("<QQQ")  # struct open_how: flags, mode, resolve
+RESOLVE_ALL = 0x3F
 
 
 def sys_openat2(t: GuestThread, dirfd: int, path: int, how: int, size: int, *_: int) -> int:
     dfd = args.dirfd(t, dirfd)
-    name = _path(t, path)
-    if size < 24 or size > 4096:
+    if size < OPEN_HOW.size or size > 4096:
         return -errno.EINVAL
-    return _new_fd(t, host.syscall(NR["openat2"], dfd, _p(name), args.in_ptr(t, how, size),
-                                   size))
+    raw = t.mm.read(how, size)
+    if any(raw[OPEN_HOW.size:]):
+        return -errno.E2BIG  # fields this kernel interface does not know, set
+    flags, mode, resolve = OPEN_HOW.unpack_from(raw)
+    name = args.path(t, path)
+    if flags & ~0o37777777 or resolve & ~RESOLVE_ALL or mode & ~0o7777 \
+            or mode and not flags & (os.O_CREAT | 0o20000000):
+        return -errno.EINVAL
+    return _open(t, dfd, name, flags, mode, resolve or 0)
 
 
 def sys_close(t: GuestThread, fd: int, *_: int) -> int:
     fd = args.fd(t, fd)
-    t.proc.procfs.fd_directories.discard(fd)
+    t.proc.procfs.closed(fd)
     t.proc.signalfds.closed(fd)
     return host.syscall(NR["close"], fd)
 
@@ -170,6 +170,8 @@ def sys_fcntl(t: GuestThread, fd: int, cmd: int, arg: int, *_: int) -> int:
 # Direction: "out" the host writes the buffer, "in" it reads it, "inout" both, "value"
 # the argument is a plain integer. Anything else is refused: an ioctl km does not know
 # might carry pointers inside its argument that the host would follow into km's memory.
+# TIOCSTI (0x5412) is left out on purpose: it pushes input into the terminal, which the
+# shell that started km would read as commands once km exits.
 TCGETS, TCSETS, TCSETSW, TCSETSF = 0x5401, 0x5402, 0x5403, 0x5404
 TIOCGWINSZ, TIOCSWINSZ, FIONREAD = 0x5413, 0x5414, 0x541B
 _IOCTLS = {
@@ -178,7 +180,7 @@ _IOCTLS = {
     0x5409: (0, "value"), 0x540A: (0, "value"), 0x540B: (0, "value"),  # TCSBRK TCXONC TCFLSH
     0x540C: (0, "value"), 0x540D: (0, "value"),  # TIOCEXCL TIOCNXCL
     0x540E: (0, "value"), 0x540F: (4, "out"), 0x5410: (4, "in"), 0x5411: (4, "out"),
-    0x5412: (1, "in"), TIOCGWINSZ: (8, "out"), TIOCSWINSZ: (8, "in"),
+    TIOCGWINSZ: (8, "out"), TIOCSWINSZ: (8, "in"),
     0x5415: (4, "out"), 0x5416: (4, "in"), 0x5417: (4, "in"), 0x5418: (4, "in"),
     FIONREAD: (4, "out"), 0x5421: (4, "in"), 0x5422: (0, "value"), 0x5423: (4, "in"),
     0x5424: (4, "out"), 0x5425: (0, "value"), 0x5427: (0, "value"), 0x5428: (0, "value"),
@@ -213,34 +215,36 @@ def sys_flock(t: GuestThread, fd: int, operation: int, *_: int) -> int:
 
 # ---- stat ---------------------------------------------------------------------------------
 
+AT_SYMLINK_NOFOLLOW, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_EMPTY_PATH = 0x100, 0x200, 0x400, 0x1000
+
+
 def sys_stat(t: GuestThread, path: int, statbuf: int, *_: int) -> int:
-    name = _path(t, path)
-    return host.syscall(NR["newfstatat"], AT_FDCWD, _p(name),
-                        args.out_ptr(t, statbuf, STAT_SIZE), 0)
+    dfd, name = _cwd_path(t, path)
+    return host.syscall(NR["newfstatat"], dfd, _p(name), args.out_ptr(t, statbuf, STAT_SIZE), 0)
 
 
 def sys_lstat(t: GuestThread, path: int, statbuf: int, *_: int) -> int:
-    name = _path(t, path, follow=False)
-    return host.syscall(NR["newfstatat"], AT_FDCWD, _p(name),
-                        args.out_ptr(t, statbuf, STAT_SIZE), 0x100)  # AT_SYMLINK_NOFOLLOW
+    dfd, name = _cwd_path(t, path, follow=False)
+    return host.syscall(NR["newfstatat"], dfd, _p(name), args.out_ptr(t, statbuf, STAT_SIZE),
+                        AT_SYMLINK_NOFOLLOW)
 
 
 def sys_fstat(t: GuestThread, fd: int, statbuf: int, *_: int) -> int:
     return host.syscall(NR["fstat"], args.fd(t, fd), args.out_ptr(t, statbuf, STAT_SIZE))
 
 
-AT_EMPTY_PATH = 0x1000
-
-
-def _at_path(t: GuestThread, dirfd: int, path: int, flags: int) -> tuple[int, bytes]:
-    """(dirfd, path) of a *at() call; an empty path is allowed with AT_EMPTY_PATH."""
+def _at_path(t: GuestThread, dirfd: int, path: int, flags: int,
+             slot: int = 0) -> tuple[int, bytes]:
+    """(dirfd, path) of a *at() call taking AT_SYMLINK_NOFOLLOW; an empty path is
+    allowed with AT_EMPTY_PATH (the call is then on dirfd itself)."""
+    follow = not flags & AT_SYMLINK_NOFOLLOW
     if flags & AT_EMPTY_PATH:
         name = args.path(t, path)
         if not name:
             fd = args.s32(dirfd)
             return (fd if fd == AT_FDCWD else args.fd(t, dirfd)), b""
-        return t.proc.at_path(args.dirfd(t, dirfd), name, not flags & 0x100)
-    return _at(t, dirfd, path, not flags & 0x100)  # AT_SYMLINK_NOFOLLOW
+        return t.proc.root.lookup(args.dirfd(t, dirfd), name, follow, slot)
+    return _at(t, dirfd, path, follow, slot)
 
 
 def sys_newfstatat(t: GuestThread, dirfd: int, path: int, statbuf: int, flags: int,
@@ -263,10 +267,10 @@ def sys_getdents64(t: GuestThread, fd: int, dirp: int, count: int, *_: int) -> i
     address, count = args.buffer_ptr(t, dirp, count, True) if count else (0, 0)
     while True:
         result = host.syscall(NR["getdents64"], fd, address, count)
-        if result <= 0 or fd not in t.proc.procfs.fd_directories:
+        if result <= 0 or fd not in t.proc.procfs.filtered:
             return result
-        # /proc/self/fd: km's own descriptors are not the payload's business.
-        kept = t.proc.procfs.filter_fd_entries(t.mm.read(dirp, result))
+        # /proc/self/fd and task: km's own descriptors and threads are not the payload's.
+        kept = t.proc.procfs.filter_entries(fd, t.mm.read(dirp, result))
         if kept:
             t.mm.write(dirp, kept)
             return len(kept)
@@ -282,8 +286,8 @@ def sys_getdents(t: GuestThread, fd: int, dirp: int, count: int, *_: int) -> int
 # ---- access, links, directories ---------------------------------------------------------
 
 def sys_access(t: GuestThread, path: int, mode: int, *_: int) -> int:
-    name = _path(t, path)
-    return host.syscall(NR["faccessat"], AT_FDCWD, _p(name), mode)
+    dfd, name = _cwd_path(t, path)
+    return host.syscall(NR["faccessat"], dfd, _p(name), mode)
 
 
 def sys_faccessat(t: GuestThread, dirfd: int, path: int, mode: int, *_: int) -> int:
@@ -302,54 +306,48 @@ def sys_readlink(t: GuestThread, path: int, buf: int, size: int, *_: int) -> int
 
 def sys_readlinkat(t: GuestThread, dirfd: int, path: int, buf: int, size: int, *_: int) -> int:
     size = args.s32(size)
-    if size <= 0:
-        return -errno.EINVAL
     dfd = args.dirfd(t, dirfd)
     name = args.path(t, path)
-    special = t.proc.special_link(dfd, name)
-    if special is not None:
+    if size <= 0:
+        return -errno.EINVAL
+    special = t.proc.root.readlink(dfd, name) if name else None
+    if special is not None:  # one of the payload's own /proc links
         data = special[:size]
         t.mm.write(buf, data)
         return len(data)
-    dfd, name = t.proc.at_path(dfd, name, follow=False)
+    if name:
+        dfd, name = t.proc.root.lookup(dfd, name, follow=False)
     address, size = args.buffer_ptr(t, buf, size, True)
     return host.syscall(NR["readlinkat"], dfd, _p(name), address, size)
 
 
-def _simple_path_call(name: str, nargs: int, follow: bool = True):
-    """A syscall whose first argument is a path and the rest plain integers."""
-    number = NR[name]
-
-    def handler(t: GuestThread, path: int, a1: int, a2: int, *_: int) -> int:
-        p = _path(t, path, follow)
-        return host.syscall(number, _p(p), a1 if nargs > 1 else 0, a2 if nargs > 2 else 0)
-    handler.__name__ = f"sys_{name}"
-    return handler
+def sys_mkdirat(t: GuestThread, dirfd: int, path: int, mode: int, *_: int) -> int:
+    dfd, name = _at(t, dirfd, path, follow=False)
+    return host.syscall(NR["mkdirat"], dfd, _p(name), mode)
 
 
-def _at_call(name: str, follow: bool = True):
-    """A syscall (dirfd, path, ints...) whose path is never empty."""
-    number = NR[name]
-
-    def handler(t: GuestThread, dirfd: int, path: int, a2: int, a3: int, a4: int,
-                *_: int) -> int:
-        dfd, p = _at(t, dirfd, path, follow)
-        return host.syscall(number, dfd, _p(p), a2, a3, a4)
-    handler.__name__ = f"sys_{name}"
-    return handler
+def sys_mkdir(t: GuestThread, path: int, mode: int, *_: int) -> int:
+    return sys_mkdirat(t, AT_FDCWD & 0xFFFFFFFF, path, mode)
 
 
-def _two_paths(name: str):
-    """rename(old, new), link, symlink: two paths."""
-    number = NR[name]
+def sys_unlinkat(t: GuestThread, dirfd: int, path: int, flags: int, *_: int) -> int:
+    dfd, name = _at(t, dirfd, path, follow=False)
+    return host.syscall(NR["unlinkat"], dfd, _p(name), flags)
 
-    def handler(t: GuestThread, old: int, new: int, *_: int) -> int:
-        a, b = _path(t, old, follow=False), _path(t, new, follow=False)
-        if name == "symlink":
-            a = args.path(t, old)  # the link's contents are not resolved
-        return host.syscall(number, _p(a), _p(b))
-    handler.__name__ = f"sys_{name}"
-    return handler
+
+def sys_unlink(t: GuestThread, path: int, *_: int) -> int:
+    return sys_unlinkat(t, AT_FDCWD & 0xFFFFFFFF, path, 0)
+
+
+def sys_rmdir(t: GuestThread, path: int, *_: int) -> int:
+    return sys_unlinkat(t, AT_FDCWD & 0xFFFFFFFF, path, AT_REMOVEDIR)
+
+
+def sys_renameat2(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: int,
+                  flags: int, *_: int) -> int:
+    odfd, a = _at(t, olddirfd, old, follow=False, slot=0)
+    ndfd, b = _at(t, newdirfd, new, follow=False, slot=1)
+    return host.syscall(NR["renameat2"], odfd, _p(a), ndfd, _p(b), flags)
 
 
 def sys_renameat(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: int,
@@ -357,24 +355,33 @@ def sys_renameat(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: in
     return sys_renameat2(t, olddirfd, old, newdirfd, new, 0)
 
 
-def sys_renameat2(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: int,
-                  flags: int, *_: int) -> int:
-    odfd, a = _at(t, olddirfd, old, follow=False)
-    ndfd, b = _at(t, newdirfd, new, follow=False)
-    return host.syscall(NR["renameat2"], odfd, _p(a), ndfd, _p(b), flags)
+def sys_rename(t: GuestThread, old: int, new: int, *_: int) -> int:
+    cwd = AT_FDCWD & 0xFFFFFFFF
+    return sys_renameat2(t, cwd, old, cwd, new, 0)
 
 
 def sys_linkat(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: int, flags: int,
                *_: int) -> int:
-    odfd, a = _at_path(t, olddirfd, old, flags ^ 0x100 if not flags & 0x400 else flags)
-    ndfd, b = _at(t, newdirfd, new, follow=False)
+    # linkat follows the old path only with AT_SYMLINK_FOLLOW.
+    odfd, a = _at_path(t, olddirfd, old, AT_SYMLINK_NOFOLLOW if not flags & AT_SYMLINK_FOLLOW
+                       else flags & AT_EMPTY_PATH, slot=0)
+    ndfd, b = _at(t, newdirfd, new, follow=False, slot=1)
     return host.syscall(NR["linkat"], odfd, _p(a), ndfd, _p(b), flags)
 
 
+def sys_link(t: GuestThread, old: int, new: int, *_: int) -> int:
+    cwd = AT_FDCWD & 0xFFFFFFFF
+    return sys_linkat(t, cwd, old, cwd, new, 0)
+
+
 def sys_symlinkat(t: GuestThread, target: int, newdirfd: int, linkpath: int, *_: int) -> int:
-    a = args.path(t, target)
+    contents = args.path(t, target)  # a symlink's contents are not resolved
     ndfd, b = _at(t, newdirfd, linkpath, follow=False)
-    return host.syscall(NR["symlinkat"], _p(a), ndfd, _p(b))
+    return host.syscall(NR["symlinkat"], _p(contents), ndfd, _p(b))
+
+
+def sys_symlink(t: GuestThread, target: int, linkpath: int, *_: int) -> int:
+    return sys_symlinkat(t, target, AT_FDCWD & 0xFFFFFFFF, linkpath)
 
 
 def sys_fchmodat(t: GuestThread, dirfd: int, path: int, mode: int, *_: int) -> int:
@@ -382,10 +389,22 @@ def sys_fchmodat(t: GuestThread, dirfd: int, path: int, mode: int, *_: int) -> i
     return host.syscall(NR["fchmodat"], dfd, _p(p), mode)
 
 
+def sys_chmod(t: GuestThread, path: int, mode: int, *_: int) -> int:
+    return sys_fchmodat(t, AT_FDCWD & 0xFFFFFFFF, path, mode)
+
+
 def sys_fchownat(t: GuestThread, dirfd: int, path: int, owner: int, group: int, flags: int,
                  *_: int) -> int:
     dfd, p = _at_path(t, dirfd, path, flags)
     return host.syscall(NR["fchownat"], dfd, _p(p), owner, group, flags)
+
+
+def sys_chown(t: GuestThread, path: int, owner: int, group: int, *_: int) -> int:
+    return sys_fchownat(t, AT_FDCWD & 0xFFFFFFFF, path, owner, group, 0)
+
+
+def sys_lchown(t: GuestThread, path: int, owner: int, group: int, *_: int) -> int:
+    return sys_fchownat(t, AT_FDCWD & 0xFFFFFFFF, path, owner, group, AT_SYMLINK_NOFOLLOW)
 
 
 def sys_utimensat(t: GuestThread, dirfd: int, path: int, times: int, flags: int,
@@ -395,18 +414,17 @@ def sys_utimensat(t: GuestThread, dirfd: int, path: int, times: int, flags: int,
         dfd = args.fd(t, dirfd)
     p = None
     if path:
-        dfd, p = t.proc.at_path(dfd, args.path(t, path), not flags & 0x100)
+        dfd, p = _at_path(t, dirfd, path, flags)
     return host.syscall(NR["utimensat"], dfd, _p(p) if p is not None else 0,
                         args.in_ptr(t, times, 32), flags)
 
 
 def sys_utimes(t: GuestThread, path: int, times: int, *_: int) -> int:
-    p = _path(t, path)
-    return host.syscall(NR["utimes"], _p(p), args.in_ptr(t, times, 32))
+    return sys_futimesat(t, AT_FDCWD & 0xFFFFFFFF, path, times)
 
 
 def sys_utime(t: GuestThread, path: int, times: int, *_: int) -> int:
-    p = _path(t, path)
+    _dfd, p = _cwd_path(t, path)
     return host.syscall(NR["utime"], _p(p), args.in_ptr(t, times, 16))
 
 
@@ -414,7 +432,7 @@ def sys_futimesat(t: GuestThread, dirfd: int, path: int, times: int, *_: int) ->
     dfd = args.dirfd(t, dirfd)
     p = None
     if path:
-        dfd, p = t.proc.at_path(dfd, args.path(t, path))
+        dfd, p = _at(t, dirfd, path)
     return host.syscall(NR["futimesat"], dfd, _p(p) if p is not None else 0,
                         args.in_ptr(t, times, 32))
 
@@ -430,14 +448,14 @@ def _fd_call(name: str):
 
 
 def sys_truncate(t: GuestThread, path: int, length: int, *_: int) -> int:
-    p = _path(t, path)
+    _dfd, p = _cwd_path(t, path)
     return host.syscall(NR["truncate"], _p(p), length)
 
 
 # ---- working directory, umask -------------------------------------------------------------
 
 def sys_getcwd(t: GuestThread, buf: int, size: int, *_: int) -> int:
-    cwd = t.proc.guest_cwd()
+    cwd = t.proc.root.getcwd()
     if size < len(cwd) + 1:
         return -errno.ERANGE
     t.mm.write(buf, cwd + b"\0")
@@ -445,19 +463,17 @@ def sys_getcwd(t: GuestThread, buf: int, size: int, *_: int) -> int:
 
 
 def sys_chdir(t: GuestThread, path: int, *_: int) -> int:
+    name = args.path(t, path)
     if t.proc.root.confined:
-        return t.proc.root.chdir(args.path(t, path))
-    p = _path(t, path)
+        t.proc.root.chdir(name)
+        return 0
+    dfd, p = t.proc.root.lookup(AT_FDCWD, name)
     return host.syscall(NR["chdir"], _p(p))
 
 
 def sys_fchdir(t: GuestThread, fd: int, *_: int) -> int:
-    fd = args.fd(t, fd)
-    result = host.syscall(NR["fchdir"], fd)
-    root = t.proc.root
-    if result == 0 and root.confined:
-        root.cwd = root.guest_path_of_host(os.readlink(b"/proc/self/fd/%d" % fd))
-    return result
+    t.proc.root.fchdir(args.fd(t, fd))
+    return 0
 
 
 def sys_umask(t: GuestThread, mask: int, *_: int) -> int:
@@ -486,7 +502,7 @@ def sys_pipe(t: GuestThread, fds: int, *_: int) -> int:
 
 
 def sys_statfs(t: GuestThread, path: int, buf: int, *_: int) -> int:
-    p = _path(t, path)
+    _dfd, p = _cwd_path(t, path)
     return host.syscall(NR["statfs"], _p(p), args.out_ptr(t, buf, STATFS_SIZE))
 
 
@@ -498,14 +514,20 @@ def sys_sync(t: GuestThread, *_: int) -> int:
     return host.syscall(NR["sync"])
 
 
+S_IFMT, S_IFREG, S_IFIFO, S_IFSOCK = 0o170000, 0o100000, 0o010000, 0o140000
+
+
 def sys_mknodat(t: GuestThread, dirfd: int, path: int, mode: int, dev: int, *_: int) -> int:
+    # Device nodes are refused, as in an unprivileged container: one would open a host
+    # device behind the payload's root. Fifos, sockets and regular files are fine.
+    if mode & S_IFMT not in (0, S_IFREG, S_IFIFO, S_IFSOCK):
+        return -errno.EPERM
     dfd, p = _at(t, dirfd, path, follow=False)
     return host.syscall(NR["mknodat"], dfd, _p(p), mode, dev)
 
 
 def sys_mknod(t: GuestThread, path: int, mode: int, dev: int, *_: int) -> int:
-    p = _path(t, path, follow=False)
-    return host.syscall(NR["mknodat"], AT_FDCWD, _p(p), mode, dev)
+    return sys_mknodat(t, AT_FDCWD & 0xFFFFFFFF, path, mode, dev)
 
 
 # ---- extended attributes ----------------------------------------------------------------
@@ -532,7 +554,7 @@ def _xattr(kind: str, op: str):
             first = args.fd(t, target)
             path = None
         else:
-            path = _path(t, target, follow=kind == "path")
+            _dfd, path = _cwd_path(t, target, follow=kind == "path")
             first = _p(path)
         if op == "listxattr":
             size = min(a2 & 0xFFFFFFFF, XATTR_LIST_MAX)
@@ -558,19 +580,13 @@ HANDLERS = {
     "statx": sys_statx, "getdents64": sys_getdents64, "getdents": sys_getdents,
     "access": sys_access, "faccessat": sys_faccessat, "faccessat2": sys_faccessat2,
     "readlink": sys_readlink, "readlinkat": sys_readlinkat,
-    "mkdir": _simple_path_call("mkdir", 2, follow=False),
-    "mkdirat": _at_call("mkdirat", follow=False),
-    "rmdir": _simple_path_call("rmdir", 1, follow=False),
-    "unlink": _simple_path_call("unlink", 1, follow=False),
-    "unlinkat": _at_call("unlinkat", follow=False),
-    "rename": _two_paths("rename"), "renameat": sys_renameat, "renameat2": sys_renameat2,
-    "link": _two_paths("link"), "linkat": sys_linkat,
-    "symlink": _two_paths("symlink"), "symlinkat": sys_symlinkat,
-    "chmod": _simple_path_call("chmod", 2), "fchmod": _fd_call("fchmod"),
-    "fchmodat": sys_fchmodat,
-    "chown": _simple_path_call("chown", 3),
-    "lchown": _simple_path_call("lchown", 3, follow=False),
-    "fchown": _fd_call("fchown"), "fchownat": sys_fchownat,
+    "mkdir": sys_mkdir, "mkdirat": sys_mkdirat, "rmdir": sys_rmdir,
+    "unlink": sys_unlink, "unlinkat": sys_unlinkat,
+    "rename": sys_rename, "renameat": sys_renameat, "renameat2": sys_renameat2,
+    "link": sys_link, "linkat": sys_linkat, "symlink": sys_symlink, "symlinkat": sys_symlinkat,
+    "chmod": sys_chmod, "fchmod": _fd_call("fchmod"), "fchmodat": sys_fchmodat,
+    "chown": sys_chown, "lchown": sys_lchown, "fchown": _fd_call("fchown"),
+    "fchownat": sys_fchownat,
     "truncate": sys_truncate, "ftruncate": _fd_call("ftruncate"),
     "fsync": _fd_call("fsync"), "fdatasync": _fd_call("fdatasync"),
     "syncfs": _fd_call("syncfs"), "sync": sys_sync,

@@ -51,20 +51,22 @@ AF_UNIX = 1
 UNIX_PATH_MAX = 108
 
 
-def _addr_in(t: GuestThread, addr: int, addrlen: int, keep: list | None = None,
+def _addr_in(t: GuestThread, addr: int, addrlen: int, keep: list,
              creating: bool = False) -> tuple[int, int]:
     """(pointer, length) of a socket address the host will read.
 
-    Under km --root, a unix socket's path is resolved inside the root like any other
-    path; the rewritten address lives in `keep` until the call is made."""
+    A unix socket's path is a path like any other (kontain.monitor.root): under
+    km --root it is resolved inside the root, and the rewritten address lives in `keep`
+    until the call is made. Abstract names (a leading NUL) are not paths; km's jail
+    scopes them to the payload (kontain.monitor.jail)."""
     addrlen = args.s32(addrlen)
     if not 0 <= addrlen <= SOCKADDR_MAX:
         raise OSError(errno.EINVAL, "addrlen")
-    if addrlen > 2 and keep is not None and t.proc.root.confined:
+    if addrlen > 2 and t.proc.root.confined:
         raw = t.mm.read(addr, addrlen)
         if int.from_bytes(raw[:2], "little") == AF_UNIX and raw[2:3] not in (b"", b"\0"):
             path = raw[2:].split(b"\0", 1)[0]
-            host_path = t.proc.host_path(path, follow=not creating)
+            host_path = t.proc.root.unix_address(path, creating)
             if len(host_path) >= UNIX_PATH_MAX:
                 raise OSError(errno.ENAMETOOLONG, "unix socket path")
             rewritten = ctypes.create_string_buffer(raw[:2] + host_path + b"\0", 2 + UNIX_PATH_MAX)
@@ -229,10 +231,11 @@ def _host_msghdr(t: GuestThread, va: int, receiving: bool, keep: list) -> HostMs
         t.mm.read(va, _MSGHDR.size))
     host_hdr = HostMsghdr()
     if name and namelen:
-        namelen = min(namelen, SOCKADDR_MAX) if receiving else namelen
-        if namelen > SOCKADDR_MAX:
-            raise OSError(errno.EINVAL, "msg_namelen")
-        host_hdr.name = (args.out_ptr if receiving else args.in_ptr)(t, name, namelen)
+        if receiving:
+            namelen = min(namelen, SOCKADDR_MAX)
+            host_hdr.name = args.out_ptr(t, name, namelen)
+        else:  # a destination: confined like sendto's (a unix path inside the root)
+            host_hdr.name, namelen = _addr_in(t, name, namelen, keep)
         host_hdr.namelen = namelen
     if iovlen > 1024:
         raise OSError(errno.EMSGSIZE, "msg_iovlen")
