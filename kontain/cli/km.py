@@ -57,6 +57,8 @@ class CommandLine:
         self.argv0: str | None = None
         self.exec_state: str | None = None
         self.loader_env: list[str] = []
+        #: Internal: this km was exec'd by a payload under km and runs in its jail.
+        self.jailed = False
 
 
 def parse_size(text: str) -> int:
@@ -102,6 +104,8 @@ def parse(argv: list[str]) -> CommandLine:
             cl.exec_state = value
         elif name == "--loader-env" and eq:
             cl.loader_env.append(value)
+        elif arg == "--jailed":
+            cl.jailed = True
         elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root"):
             if not eq:
                 i += 1
@@ -191,13 +195,28 @@ def main(argv: list[str] | None = None) -> int:
     if not cl.payload:
         _error("no payload given (km --help for usage)")
         return 2
+    if cl.root != "/" and not os.path.isdir(cl.root):
+        _error(f"--root {cl.root}: not a directory")
+        return EXIT_KM_ERROR
+
+    # Everything km will ever import, imported now: once the payload runs it may drop
+    # privileges or change what km can see (and km's jail hides the host's files).
+    from kontain.loader.elf import ExecError
+    from kontain.loader.script import BINPRM_BUF_SIZE, script_argv
+    from kontain.monitor.fdspace import FdSpace
+    from kontain.monitor.jail import Jail
+    from kontain.monitor.process import Options, Outcome, Process
+    from kontain.monitor.root import host_path_in_root
+    from kontain.monitor.trace import Tracer
+
+    fds = FdSpace()
+    diagnostics = fds.move_high(os.dup(2))
+    env = [e.encode() for e in cl.putenv] if cl.putenv is not None else inherited_environment()
+    env += [os.fsencode(e) for e in cl.loader_env]
+    root = Jail(Tracer(cl.verbose, diagnostics)).enter(cl.root, inherited=cl.jailed)
     try:
-        if cl.root != "/":
-            if not os.path.isdir(cl.root):
-                _error(f"--root {cl.root}: not a directory")
-                return EXIT_KM_ERROR
-            from kontain.monitor.root import host_path_in_root
-            path = host_path_in_root(cl.root, cl.payload[0], os.environ.get("PATH"))
+        if root != "/":
+            path = host_path_in_root(root, cl.payload[0], os.environ.get("PATH"))
         else:
             path = find_payload(cl.payload[0])
     except FileNotFoundError:
@@ -209,17 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.isdir(path) or not os.access(path, os.X_OK):
         _error(f"{path}: Permission denied")
         return EXIT_CANNOT_EXECUTE
-
-    from kontain.loader.elf import ExecError
-    from kontain.loader.script import BINPRM_BUF_SIZE, script_argv
-    from kontain.monitor.fdspace import FdSpace
-    from kontain.monitor.process import Options, Outcome, Process
-
-    fds = FdSpace()
-    diagnostics = fds.move_high(os.dup(2))
-    env = [e.encode() for e in cl.putenv] if cl.putenv is not None else inherited_environment()
-    env += [os.fsencode(e) for e in cl.loader_env]
-    options = Options(mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose, root=cl.root)
+    options = Options(mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose, root=root)
 
     def finish(outcome: Outcome) -> None:
         """The payload is over (called from whichever thread ended it): leave km."""

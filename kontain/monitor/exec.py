@@ -80,7 +80,7 @@ def km_command(proc: Process, path: bytes, argv: list[bytes], state: str) -> lis
     boot = f"import sys; sys.path.insert(0, {root!r}); from kontain.cli.km import entry; entry()"
     options = proc.options
     command = [os.fsencode(sys.executable), b"-E", b"-S", b"-c", boot.encode(),
-               b"--exec-state=" + state.encode()]
+               b"--exec-state=" + state.encode(), b"--jailed"]
     if options.verbose is not None:
         command.append(b"--verbose=" + options.verbose.encode())
     if options.stats:
