@@ -14,9 +14,11 @@ Every failure is GuestFault, which a system call returns as EFAULT.
 from __future__ import annotations
 
 import bisect
-import ctypes
+import os
 import struct
 
+from kontain.linux import hostcall as host
+from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine.layout import PAGE_SIZE, USER_END
 from kontain.monitor.vma import PROT_WRITE, Vma
 
@@ -47,6 +49,10 @@ class GuestMemory:
         self.host_base = host_base
         #: The published mappings: sorted starts and the VMAs, never mutated in place.
         self._index: tuple[list[int], list[Vma]] = ([], [])
+        #: Guest pages of host memory mapped in (the vDSO's data) that the host has no
+        #: memory behind: touching one is SIGBUS, as natively; they are never mapped.
+        self.unbacked: frozenset[int] = frozenset()
+        self._scratch = -1  # a memfd km copies host memory that may fault through
 
     # ---- lookup -----------------------------------------------------------------------
 
@@ -151,10 +157,18 @@ class GuestMemory:
         return b"".join(self._bytes_at(pa, n) for pa, n in self.segments(va, size))
 
     def _bytes_at(self, pa: int, size: int) -> bytes:
-        """Bytes at a translated address: guest RAM, or host memory mapped in (vDSO)."""
+        """Bytes at a translated address: guest RAM, or host memory mapped in (vDSO).
+
+        The latter is copied by the kernel (a write to a memfd), never by km itself:
+        some of those pages fault, and a fault in km would end it."""
         if 0 <= pa and pa + size <= len(self.view):
             return self.view[pa:pa + size].tobytes()
-        return ctypes.string_at(self.host_base + pa, size)
+        if self._scratch < 0:
+            self._scratch = os.memfd_create("kontain-copy", os.MFD_CLOEXEC)
+        copied = host.syscall(NR["pwrite64"], self._scratch, self.host_base + pa, size, 0)
+        if copied != size:
+            raise GuestFault(pa)
+        return os.pread(self._scratch, size, 0)
 
     def write(self, va: int, data: bytes | bytearray | memoryview) -> None:
         size = len(data)
@@ -217,7 +231,8 @@ class GuestMemory:
     def access_allowed(self, va: int, write: bool, execute: bool) -> bool:
         """Whether the current mappings permit this access (for spurious-fault checks)."""
         vma = self.find(va)
-        if vma is None or (vma.pa is None and vma.foreign_pa is None):
+        if vma is None or (vma.pa is None and vma.foreign_pa is None) \
+                or va & ~_PAGE_MASK in self.unbacked:
             return False
         need = PROT_WRITE if write else 4 if execute else 7
         return bool(vma.prot & need)

@@ -200,21 +200,29 @@ class AddressSpace(GuestMemory):
 
     def _map(self, vma: Vma) -> None:
         """Write the page-table entries of a VMA (none while it has no access)."""
-        if vma.prot and (vma.pa is not None or vma.foreign):
-            pa = vma.foreign_pa if vma.foreign else vma.pa
-            self.pt.map(vma.start, pa, vma.size, pte_flags(vma.prot))
+        if vma.foreign and vma.prot:
+            for va in range(vma.start, vma.end, PAGE_SIZE):  # a few pages, some unbacked
+                if va in self.unbacked:
+                    self.pt.unmap(va, PAGE_SIZE)
+                else:
+                    self.pt.map(va, vma.foreign_pa + va - vma.start, PAGE_SIZE,
+                                pte_flags(vma.prot))
+        elif vma.prot and vma.pa is not None:
+            self.pt.map(vma.start, vma.pa, vma.size, pte_flags(vma.prot))
         else:
             self.pt.unmap(vma.start, vma.size)
 
     # ---- mmap, munmap -----------------------------------------------------------------
 
     def map_foreign(self, va: int, size: int, guest_phys: int, host_address: int, prot: int,
-                    name: str) -> None:
+                    name: str, unbacked: list[int] = ()) -> None:
         """Map guest physical memory that is not RAM (see kontain.monitor.vdso).
 
         Its pa is the host address relative to host_base, so pointer translation for
-        the host works as for RAM; km's own reads go through _bytes_at."""
+        the host works as for RAM; km's own reads go through _bytes_at. unbacked: the
+        offsets of pages the host has no memory behind (left unmapped: SIGBUS)."""
         with self.lock:
+            self.unbacked = self.unbacked | {va + offset for offset in unbacked}
             edit = self._edit()
             vma = Vma(va, va + size, prot, MAP_PRIVATE, host_address - self.host_base, name,
                       foreign_pa=guest_phys)

@@ -157,7 +157,9 @@ class ProcFs:
                 return None
             me = os.readlink(b"self", dir_fd=here)  # our pid in that procfs's namespace
             if names[0] != me:
-                if not os.path.exists(b"%s/task/%s" % (me, names[0]), dir_fd=here):
+                try:
+                    os.stat(b"%s/task/%s" % (me, names[0]), dir_fd=here)
+                except FileNotFoundError:
                     return None  # another process
                 names[0:1] = [b"task", names[0]]  # one of our threads, by its own pid dir
             else:
@@ -210,11 +212,32 @@ class ProcFs:
         number = leaf[7:]
         return number.isdigit() and int(number) < self._proc.fds.km_base
 
+    @staticmethod
+    def split_magic(entry: bytes) -> tuple[bytes, bytes] | None:
+        """(the magic link, what follows it) if entry goes through one of our magic
+        links (exe, cwd, root, fd/N, map_files/X, ns/X, of the process or a thread)."""
+        parts = entry.split(b"/")
+        i = 2 if len(parts) >= 2 and parts[0] == b"task" else 0
+        if len(parts) > i and parts[i] in (b"exe", b"cwd", b"root"):
+            return b"/".join(parts[:i + 1]), b"/".join(parts[i + 1:])
+        if len(parts) > i + 1 and parts[i] in (b"fd", b"map_files", b"ns"):
+            return b"/".join(parts[:i + 2]), b"/".join(parts[i + 2:])
+        return None
+
     def magic_target(self, entry: bytes, final: bool = False) -> bytes | None:
-        """Where one of our magic links leads, as a guest path (resolved again inside the
-        root), or None if entry is not a magic link. Raises HostObject when the target
-        has no guest path, OSError when the payload may not follow it."""
-        _tid, leaf = self._split_task(entry)
+        """Where an entry through one of our magic links leads, as a guest path
+        (resolved again inside the root), or None if it goes through none. Raises
+        HostObject when the target has no guest path, OSError when the payload may
+        not follow it. final: nothing else is looked up after entry."""
+        split = self.split_magic(entry)
+        if split is None:
+            return None
+        link, rest = split
+        target = self._link_target(link, final and not rest)
+        return target.rstrip(b"/") + b"/" + rest if rest else target
+
+    def _link_target(self, link: bytes, final: bool) -> bytes:
+        _tid, leaf = self._split_task(link)
         proc = self._proc
         if leaf == b"exe":
             return os.fsencode(proc.guest_exe)
@@ -231,29 +254,30 @@ class ProcFs:
             except OSError:
                 raise _refuse("no such descriptor", errno.ENOENT) from None
             guest = proc.root.guest_path_of_host(target)
-            if guest is None or not final:
-                if guest is None and not final:
+            if guest is None or final and not target.startswith(b"/"):
+                # No path in the root (a pipe, a socket, an inherited file): only the
+                # object itself can be reached, through km's own /proc.
+                if not final:
                     raise _refuse("a descriptor outside the payload's root")
                 raise HostObject(b"/proc/self/fd/" + number)
             return guest
         if leaf.startswith(b"map_files/"):
             raise _refuse("map_files describe km's memory")
-        if leaf.startswith(b"ns/"):
-            raise HostObject(b"/proc/self/" + leaf)
-        return None
+        if not final:  # ns/X: a namespace, not a directory
+            raise _refuse("not a directory", errno.ENOTDIR)
+        raise HostObject(b"/proc/self/" + leaf)
 
     def readlink_own(self, entry: bytes) -> bytes | None:
-        """What readlink of one of our own entries returns, if it is a link."""
-        _tid, leaf = self._split_task(entry)
-        if leaf in (b"exe", b"cwd", b"root") or leaf.startswith((b"fd/", b"map_files/")):
-            try:
-                target = self.magic_target(entry, final=True)
-            except HostObject as e:
-                return os.readlink(e.path)
-            return target
-        if leaf.startswith(b"ns/"):
-            return os.readlink(b"/proc/self/" + leaf)
-        return None
+        """What readlink of one of our own entries returns, if it is one of our links
+        (None otherwise, or when entry goes on past a link: that is a path inside)."""
+        split = self.split_magic(entry)
+        if split is None or split[1]:
+            return None
+        try:
+            target = self.magic_target(entry, final=True)
+        except HostObject as e:
+            return os.readlink(e.path)
+        return target
 
     def filter_entries(self, fd: int, data: bytes) -> bytes:
         """Drop linux_dirent64 records naming km's descriptors or km's own threads."""

@@ -174,47 +174,61 @@ class PayloadRoot:
     def _open_in_root(self, path: bytes, flags: int, mode: int = 0, extra: int = 0) -> int:
         """openat2 of a guest absolute path inside the root; following our own magic
         links the way the payload means them. Returns an fd (raises OSError)."""
-        hops = 0
-        while True:
-            fd = openat2(self.fd, path, flags, mode,
-                         RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | extra)
-            if fd >= 0:
-                return fd
-            if fd != -errno.ELOOP or extra & RESOLVE_NO_SYMLINKS:
-                raise _error(-fd, path)
-            # A magic link on the way (or a real loop): walk to it, and go on from
-            # where it leads.
-            path, hops = self._through_link(path, flags, hops)
+        fd = openat2(self.fd, path, flags, mode, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | extra)
+        if fd >= 0:
+            return fd
+        if fd != -errno.ELOOP or extra & RESOLVE_NO_SYMLINKS:
+            raise _error(-fd, path)
+        # A magic link on the way, or a real loop: km walks the path itself, link by
+        # link (40 at most in all, as Linux), then opens what it found with no link
+        # left to follow. A link that appears meanwhile makes that fail: walk again.
+        for _attempt in range(3):
+            resolved = self._walk(path, bool(flags & O_NOFOLLOW))
+            fd = openat2(self.fd, resolved, flags, mode, RESOLVE_IN_ROOT
+                         | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS | extra)
+            if fd != -errno.ELOOP:
+                break
+        if fd < 0:
+            raise _error(-fd, path)
+        return fd
 
-    def _through_link(self, path: bytes, flags: int, hops: int) -> tuple[bytes, int]:
-        """The path with its first link (symlink or magic link) replaced by its target."""
-        parts = [p for p in path.split(b"/") if p]
-        prefix = b"/"
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if last and flags & O_NOFOLLOW:
-                raise _error(errno.ELOOP, path)
-            fd = openat2(self.fd, posixpath.join(prefix, part), O_PATH | O_NOFOLLOW | O_CLOEXEC)
+    def _walk(self, path: bytes, nofollow_last: bool) -> bytes:
+        """path with every symlink and magic link along it replaced by its target: a
+        guest path with none left (but a last component kept as is if nofollow_last)."""
+        pending = [p for p in path.split(b"/") if p]
+        done = b"/"
+        hops = 0
+        while pending:
+            part = pending.pop(0)
+            if part == b".":
+                continue
+            if part == b"..":
+                done = posixpath.dirname(done)
+                continue
+            here = posixpath.join(done, part)
+            if not pending and nofollow_last:
+                return here
+            fd = openat2(self.fd, here, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0,
+                         RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS)
             if fd < 0:
                 raise _error(-fd, path)
             try:
                 if not stat.S_ISLNK(os.fstat(fd).st_mode):
-                    prefix = self.guest_path_of_fd(fd) or b"/"
+                    done = here
                     continue
                 hops += 1
                 if hops > MAX_SYMLINKS:
                     raise _error(errno.ELOOP, path)
-                rest = b"/".join(parts[i + 1:])
                 if is_procfs(fd):
-                    target = self._magic(fd, final=not rest)
+                    target = self._magic(fd, final=not pending)
                 else:
                     target = os.readlink(b"", dir_fd=fd)
-                    if not target.startswith(b"/"):
-                        target = posixpath.join(prefix, target)
-                return (target.rstrip(b"/") + b"/" + rest) if rest else target, hops
             finally:
                 os.close(fd)
-        raise _error(errno.ELOOP, path)
+            if target.startswith(b"/"):
+                done = b"/"
+            pending[:0] = [p for p in target.split(b"/") if p]
+        return done
 
     def _magic(self, fd: int, final: bool) -> bytes:
         """Where a procfs link leads: ours as the payload means it; others' are refused.
@@ -225,8 +239,7 @@ class PayloadRoot:
             target = os.readlink(b"", dir_fd=fd)
             if target.startswith(b"/") or b":" in target:
                 raise _error(errno.EACCES, b"a link of another process")
-            parent = self.guest_path_of_fd(fd)
-            return posixpath.join(posixpath.dirname(parent or b"/"), target)
+            return target  # relative to the directory it is in, as any symlink
         target = self.procfs.magic_target(entry, final=final)
         if target is None:  # not a magic link of ours
             return os.readlink(b"", dir_fd=fd)
@@ -298,15 +311,17 @@ class PayloadRoot:
 
     def _own_path(self, entry: bytes, follow: bool) -> bytes:
         """The host path of one of our own /proc entries, for calls that only look at
-        it (stat, access, ...): the same object in km's own /proc."""
+        it (stat, access, ...): the same object in km's own /proc, or where our magic
+        links lead when the call goes through one."""
         assert self.procfs is not None
-        if follow:
+        split = self.procfs.split_magic(entry)
+        if split is not None and (follow or split[1]):
             try:
                 target = self.procfs.magic_target(entry, final=True)
             except HostObject as obj:
                 return obj.path
-            if target is not None:
-                return self.lookup(AT_FDCWD, target, True, 1)[1]
+            assert target is not None
+            return self.lookup(AT_FDCWD, target, follow, 1)[1]
         # By pid, not /proc/self: a call that does not follow links must find the
         # directory itself when entry is empty.
         own = b"/proc/%d" % os.getpid()
@@ -325,6 +340,8 @@ class PayloadRoot:
         if not path:
             raise _error(errno.ENOENT, path)
         flags &= VALID_OPEN_FLAGS  # openat2 refuses bits open(2) would ignore
+        if flags & O_PATH:  # (musl adds O_LARGEFILE, which O_PATH opens ignore)
+            flags &= O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
         if not flags & (O_CREAT | O_TMPFILE):
             mode = 0
         mode &= 0o7777

@@ -398,6 +398,9 @@ class GuestThread:
                 # A stale translation (the TLB may hold an entry km has since widened):
                 # retry the access, as Linux does for spurious faults.
                 return
+            if cr2 & ~0xFFF in self.mm.unbacked:  # host memory that is not there: SIGBUS
+                self.force_signal(sig.SIGBUS, sig.siginfo(sig.SIGBUS, sig.BUS_ADRERR, addr=cr2))
+                return
             code = sig.SEGV_ACCERR if self.mm.find(cr2) is not None else sig.SEGV_MAPERR
             self.proc.trace.log("signal", f"[{self.tid}] page fault at {cr2:#x} rip {rip:#x} "
                                           f"error {error_code:#x} in {self.mm.find(cr2)}")

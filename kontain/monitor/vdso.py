@@ -11,6 +11,10 @@ that way, the vDSO itself falls back to a real system call, which km serves as a
 
 from __future__ import annotations
 
+import os
+
+from kontain.linux import hostcall as host
+from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine.layout import PAGE_SIZE, VDSO_PA, VDSO_VA
 from kontain.monitor.mm import PROT_EXEC, PROT_READ
 
@@ -52,7 +56,22 @@ def install(proc: Process) -> int:
     for low, high, name in regions:
         prot = PROT_READ | (PROT_EXEC if name == b"[vdso]" else 0)
         proc.mm.map_foreign(VDSO_VA + low - start, high - low, VDSO_PA + low - start, low,
-                            prot, name.decode())
+                            prot, name.decode(), _unbacked_pages(low, high))
     proc.trace.log("load", f"vDSO shared at {VDSO_VA + vdso_start - start:#x} "
                            f"({(end - start) // PAGE_SIZE} pages)")
     return VDSO_VA + vdso_start - start
+
+
+def _unbacked_pages(low: int, high: int) -> list[int]:
+    """Offsets of the pages in [low, high) of km's own memory that fault when read: the
+    vvar pages of clocks this host does not have (natively they raise SIGBUS). The
+    kernel tells without km touching them: write(2) from such a page fails with EFAULT."""
+    found = []
+    fd = os.memfd_create("kontain-probe", os.MFD_CLOEXEC)
+    try:
+        for address in range(low, high, PAGE_SIZE):
+            if host.syscall(NR["pwrite64"], fd, address, 1, 0) != 1:
+                found.append(address - low)
+    finally:
+        os.close(fd)
+    return found

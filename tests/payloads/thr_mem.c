@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -118,9 +119,13 @@ static int condvar(void)
 
 static volatile long *region;
 
+static atomic_int started;
+
 static void *scribble(void *arg)
 {
     long id = (long)arg;
+    region[id]++; /* at least once, whatever the scheduler does */
+    atomic_fetch_add(&started, 1);
     while (!atomic_load(&stop))
         region[id]++;
     return NULL;
@@ -139,6 +144,8 @@ static int grow_by_mremap(void)
     pthread_t t[THREADS];
     for (long i = 0; i < THREADS; i++)
         pthread_create(&t[i], NULL, scribble, (void *)i);
+    while (atomic_load(&started) < THREADS) /* all writing while the region grows */
+        sched_yield();
     int grown = 0;
     for (int i = 0; i < 64; i++) {
         char *other = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
