@@ -25,12 +25,16 @@ options:
                            holds only the variables given this way (repeatable)
   --copyenv                the payload inherits km's environment (the default)
   -S, --hcall-stats        print per-syscall counts and times when the payload exits
+  --strict                 a km bug in a system call ends the payload (exit 134) rather
+                           than failing that call with EIO (for test suites)
   --mem-size SIZE          largest guest physical memory (e.g. 512M, 4G; default 64G)
   --root DIR               make DIR the payload's / (paths cannot leave it)
   -v, --version            print km's version
   -h, --help               print this help
 """
 
+#: Guest RAM ends where the vDSO's guest physical pages start (machine.layout.VDSO_PA).
+MAX_MEM_SIZE = 1 << 45
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_EXECUTE = 126
 EXIT_KM_ERROR = 1
@@ -59,6 +63,7 @@ class CommandLine:
         self.loader_env: list[str] = []
         #: Internal: this km was exec'd by a payload under km and runs in its jail.
         self.jailed = False
+        self.strict = False
 
 
 def parse_size(text: str) -> int:
@@ -74,7 +79,19 @@ def parse_size(text: str) -> int:
         raise UsageError(f"bad size {text!r}") from None
     if value < (64 << 20):
         raise UsageError("--mem-size must be at least 64M")
+    if value > MAX_MEM_SIZE:
+        raise UsageError(f"--mem-size must be at most {MAX_MEM_SIZE >> 40}T")
     return value
+
+
+def _pattern(text: str) -> str:
+    """A -V category pattern, checked now (a bad one is a usage error, not a crash)."""
+    import re  # only with a pattern: km start-up is timed
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise UsageError(f"bad -V pattern {text!r}: {e}") from None
+    return text
 
 
 def parse(argv: list[str]) -> CommandLine:
@@ -93,9 +110,9 @@ def parse(argv: list[str]) -> CommandLine:
         elif arg in ("-v", "--version"):
             cl.show_version = True
         elif name in ("-V", "--verbose"):
-            cl.verbose = value if eq else ""
+            cl.verbose = _pattern(value) if eq else ""
         elif arg.startswith("-V") and len(arg) > 2:
-            cl.verbose = arg[2:]
+            cl.verbose = _pattern(arg[2:])
         elif arg in ("-S", "--hcall-stats"):
             cl.stats = True
         elif arg == "--copyenv":
@@ -106,6 +123,8 @@ def parse(argv: list[str]) -> CommandLine:
             cl.loader_env.append(value)
         elif arg == "--jailed":
             cl.jailed = True
+        elif arg == "--strict":
+            cl.strict = True
         elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root"):
             if not eq:
                 i += 1
@@ -163,18 +182,18 @@ def die_by_signal(signo: int) -> None:
     Works from any thread: the default action is restored with libc (Python's
     signal.signal only works in the main thread) and the signal is sent to this thread.
     """
+    import _signal  # (not `signal`: every module km needs was imported before the payload)
     import _thread
     import ctypes
     import resource
-    import signal
     try:
         # The core km would dump is km's, not the payload's: keep it off.
         resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
     except (ValueError, OSError):
         pass
     ctypes.CDLL(None).signal(signo, ctypes.c_void_p(0))  # SIG_DFL
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
-    signal.pthread_kill(_thread.get_ident(), signo)
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [signo])
+    _signal.pthread_kill(_thread.get_ident(), signo)
     os._exit(128 + signo)
 
 
@@ -228,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.isdir(path) or not os.access(path, os.X_OK):
         _error(f"{path}: Permission denied")
         return EXIT_CANNOT_EXECUTE
-    options = Options(mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose, root=root)
+    options = Options(mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose, root=root,
+                      strict=cl.strict)
 
     def finish(outcome: Outcome) -> None:
         """The payload is over (called from whichever thread ended it): leave km."""

@@ -99,10 +99,12 @@ def read_elf(path: str, fd: int) -> ElfImage:
         raise ExecError(errno.ENOEXEC, f"ELF type {e_type} is not executable")
     if phentsize != _PHDR.size or phnum == 0 or phnum * phentsize > MAX_PHDRS_BYTES:
         raise ExecError(errno.ENOEXEC, "bad ELF program headers")
+    size = os.fstat(fd).st_size
+    if phoff + phnum * phentsize > size:
+        raise ExecError(errno.ENOEXEC, "truncated ELF program headers")
     raw = os.pread(fd, phnum * phentsize, phoff)
     if len(raw) < phnum * phentsize:
         raise ExecError(errno.ENOEXEC, "truncated ELF program headers")
-    size = os.fstat(fd).st_size
     segments = []
     interpreter = None
     for i in range(phnum):
@@ -113,11 +115,17 @@ def read_elf(path: str, fd: int) -> ElfImage:
                 raise ExecError(errno.ENOEXEC, "bad PT_LOAD segment")
             if seg.offset + seg.filesz > size:
                 raise ExecError(errno.ENOEXEC, "truncated ELF: a segment extends past the end")
-        elif seg.type == PT_INTERP:
-            name = os.pread(fd, min(seg.filesz, 4096), seg.offset)
+        elif seg.type == PT_INTERP and interpreter is None:
+            # As binfmt_elf: 2..PATH_MAX bytes ending in NUL, read as a C string.
+            if not 2 <= seg.filesz <= 4096 or seg.offset + seg.filesz > size:
+                raise ExecError(errno.ENOEXEC, "bad PT_INTERP")
+            name = os.pread(fd, seg.filesz, seg.offset)
             if len(name) < seg.filesz or not name.endswith(b"\0"):
                 raise ExecError(errno.ENOEXEC, "bad PT_INTERP")
-            interpreter = os.fsdecode(name[:-1])
+            name = name.split(b"\0", 1)[0]
+            if not name:
+                raise ExecError(errno.ENOENT, "empty PT_INTERP")
+            interpreter = os.fsdecode(name)
     if not any(s.type == PT_LOAD for s in segments):
         raise ExecError(errno.ENOEXEC, "ELF without loadable segments")
     return ElfImage(path, e_type, entry, phoff, phentsize, tuple(segments), interpreter, raw)

@@ -41,7 +41,7 @@ def build_initial_stack(top: int, argv: list[bytes], envp: list[bytes], execfn: 
                          (AT_EXECFN, execfn_ptr), (AT_NULL, 0)]
     words = [len(argv), *argv_ptrs, 0, *envp_ptrs, 0]
     for key, value in auxv:
-        words += [key, value]
+        words += [key, value & 0xFFFF_FFFF_FFFF_FFFF]  # (as the kernel's unsigned longs)
     rsp = (random_ptr - 8 * len(words)) & ~0xF
     image = bytearray(top - rsp)
     struct.pack_into(f"<{len(words)}Q", image, 0, *words)

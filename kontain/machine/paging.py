@@ -88,16 +88,26 @@ class PageTables:
             pa += n * PAGE_SIZE
 
     def unmap(self, va: int, size: int) -> None:
-        """Clear the leaf entries of [va, va+size) (tables stay)."""
+        """Clear the leaf entries of [va, va+size) (tables stay).
+
+        Only tables that exist are touched, so unmapping a huge reservation that was
+        never mapped costs nothing (a payload may reserve 2**46 bytes)."""
         end = va + size
+        first, last = va >> 21, (end - 1) >> 21
+        tables = self._leaf_tables
+        if last - first >= len(tables):
+            keys: list[int] | range = sorted(k for k in tables if first <= k <= last)
+        else:
+            keys = range(first, last + 1)
         view = self._bytes
-        while va < end:
-            n = min((end - va) // PAGE_SIZE, _ENTRIES - ((va >> 12) & 511))
-            table = self._leaf_table(va, False)
-            if table is not None:
-                first = table + ((va >> 12) & 511) * 8
-                view[first:first + 8 * n] = _ZEROS[:8 * n]
-            va += n * PAGE_SIZE
+        for key in keys:
+            table = tables.get(key)
+            if table is None:
+                continue
+            low, high = max(va, key << 21), min(end, (key + 1) << 21)
+            at = table + ((low >> 12) & 511) * 8
+            n = (high - low) >> 12
+            view[at:at + 8 * n] = _ZEROS[:8 * n]
 
     def translate(self, va: int) -> tuple[int, int] | None:
         """(physical address, leaf flags) of va, or None when not mapped."""

@@ -85,6 +85,8 @@ def km_command(proc: Process, path: bytes, argv: list[bytes], state: str) -> lis
         command.append(b"--verbose=" + options.verbose.encode())
     if options.stats:
         command.append(b"-S")
+    if options.strict:
+        command.append(b"--strict")
     command += [b"--mem-size", str(options.mem_size).encode()]
     if proc.root.confined:
         command += [b"--root", os.fsencode(proc.root.directory)]

@@ -410,8 +410,10 @@ class AddressSpace(GuestMemory):
         The VMA below keeps its physical pages: the new part continues its physical
         range when the pages after it are free, and is a VMA of its own otherwise."""
         below = edit.find(end - 1)
+        if below is not None and (below.end != end or below.name != name):
+            below = None  # (the heap starts as a mapping of its own above the program)
         size = new_end - end
-        if below is not None and below.end == end and below.pa is not None \
+        if below is not None and below.pa is not None \
                 and not below.shared and not below.file_backed and not below.foreign \
                 and self.phys.try_extend(below.pa, below.size, below.size + size):
             grown = below.replace(end=new_end)
@@ -419,7 +421,7 @@ class AddressSpace(GuestMemory):
             self._publish(edit)
             self.pt.map(end, below.pa + below.size, size, pte_flags(grown.prot))
             return
-        if below is not None and below.end == end:
+        if below is not None:
             prot, flags = below.prot, below.flags
         else:
             prot, flags = PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS

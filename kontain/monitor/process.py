@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import stat
@@ -11,7 +12,7 @@ import time
 from kontain.loader import stack
 from kontain.loader.elf import ExecError, read_elf
 from kontain.loader.load import load_image
-from kontain.machine.layout import INTERP_BASE, PIE_BASE, STACK_SIZE, STACK_TOP
+from kontain.machine.layout import INTERP_BASE, PIE_BASE, STACK_SIZE, STACK_TOP, USER_END
 from kontain.machine.vm import Machine
 from kontain.monitor import signals as sig
 from kontain.monitor.fdspace import FdSpace
@@ -38,9 +39,11 @@ class Options:
     """What km was asked to do (the command line, parsed)."""
 
     def __init__(self, mem_size: int = 64 * GiB, stats: bool = False,
-                 verbose: str | None = None, root: str = "/") -> None:
+                 verbose: str | None = None, root: str = "/", strict: bool = False) -> None:
         self.mem_size = mem_size
         self.stats = stats
+        #: A km bug in a system call ends the process instead of returning EIO.
+        self.strict = strict
         #: The payload's / on the host (km --root).
         self.root = root
         #: None: no tracing; "": every category; else a regex selecting categories.
@@ -70,7 +73,9 @@ class Process:
         self.pid = os.getpid()
         self.exe = ""
         self.argv: list[bytes] = []
-        self.rlimits = {r: resource.getrlimit(r) for r in range(16)}
+        #: The payload's resource limits, as 64-bit values (RLIM_INFINITY = 2**64 - 1).
+        self.rlimits = {r: tuple(RLIM_INFINITY if v == resource.RLIM_INFINITY else v
+                                 for v in resource.getrlimit(r)) for r in range(16)}
         from kontain.syscalls.table import SyscallTable  # syscalls sit above monitor
         self.syscalls = SyscallTable(self)
         self.group = ThreadGroup(self)
@@ -110,6 +115,8 @@ class Process:
             finally:
                 os.close(ifd)
             entry, interp_base = interp.entry, interp.bias
+        if not 0 <= entry < USER_END:  # binfmt_elf's BAD_ADDR(elf_entry)
+            raise ExecError(errno.EINVAL, f"entry point {entry:#x} outside user space")
         self.mm.set_brk_start(loaded.end)
         self.trace.log("load", f"{path}: entry {entry:#x} bias {loaded.bias:#x} "
                                f"brk {loaded.end:#x}")
@@ -133,7 +140,7 @@ class Process:
         rsp, contents = stack.build_initial_stack(STACK_TOP, argv, envp, execfn, auxv,
                                                   os.urandom(16))
         if STACK_TOP - rsp > STACK_SIZE // 4:
-            raise ExecError(7, "argument list too long")  # E2BIG
+            raise ExecError(errno.E2BIG, "argument list too long")
         self.mm.write(rsp, contents)
         self.argv = argv
         self.procfs.auxv = _auxv_of(contents, 8 * (len(argv) + len(envp) + 3))
@@ -248,8 +255,7 @@ class Process:
         """A resource limit as the payload sees it (RLIM_INFINITY as 2**64 - 1)."""
         if resource_id == RLIMIT_NOFILE:
             return self.fds.guest_soft, self.fds.guest_hard
-        soft, hard = self.rlimits[resource_id]
-        return (RLIM_INFINITY if soft < 0 else soft), (RLIM_INFINITY if hard < 0 else hard)
+        return self.rlimits[resource_id]
 
     def broken_pipe(self, thread: GuestThread) -> None:
         """A write hit a pipe with no reader: SIGPIPE, unless the payload handles it."""

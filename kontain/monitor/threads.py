@@ -21,6 +21,7 @@ from kontain.kvm.structs import Regs
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine import cpu
+from kontain.monitor.errors import stack, where
 from kontain.monitor.exits import ExitProcess, KillProcess, ThreadExit
 from kontain.monitor.signals import SIGSEGV
 from kontain.monitor.vcpu import GuestThread
@@ -130,10 +131,9 @@ class ThreadGroup:
         except KillProcess as e:
             proc.end(proc.outcome(signal=e.signo, reason=e.reason, internal=e.internal))
         except BaseException as e:  # a km bug must not leave a half-dead process behind
-            import traceback
-            proc.trace.write(f"km: internal error in thread {thread.tid}: {e}\n"
-                             f"{traceback.format_exc()}")
-            proc.end(proc.outcome(signal=SIGSEGV, reason=str(e), internal=True))
+            proc.trace.log("thread", f"[{thread.tid}] stack:\n{stack(e)}")
+            proc.end(proc.outcome(signal=SIGSEGV, reason=f"in thread {thread.tid}: {where(e)}",
+                                  internal=True))
 
     def _thread_ended(self, thread: GuestThread, status: int) -> None:
         thread.exit_thread()

@@ -29,8 +29,10 @@ import struct
 
 from kontain.kvm import constants as k
 from kontain.kvm.api import Vcpu
+from kontain.linux.numbers import NAMES
 from kontain.machine import cpu, stub
 from kontain.monitor import signals as sig
+from kontain.monitor.errors import stack, where
 from kontain.monitor.exits import ExitProcess, KillProcess, ThreadExit
 from kontain.monitor.mm import GuestFault
 
@@ -243,12 +245,18 @@ class GuestThread:
             self._other_exit()
 
     def _handler_failed(self, nr: int, error: Exception) -> int:
-        import traceback
-
-        from kontain.linux.numbers import NAMES
-        self.proc.trace.write(f"km: internal error in {NAMES.get(nr, nr)}: {error!r}\n")
-        self.proc.trace.log("syscall", traceback.format_exc())
-        return -errno.ENOSYS
+        """A km bug in a handler. The payload gets EIO, never ENOSYS (a libc reads that
+        as "not supported" and quietly takes another path: a bug would become a change
+        of behaviour). km says so on its diagnostics stream, counts it (-S), and with
+        --strict (the test suite) the process ends: a bug must not go unnoticed."""
+        proc = self.proc
+        name = NAMES.get(nr, str(nr))
+        proc.syscalls.internal_errors += 1
+        proc.trace.write(f"km: internal error in {name}: {where(error)}\n")
+        proc.trace.log("syscall", f"internal error in {name}, stack:\n{stack(error)}")
+        if proc.options.strict:
+            raise KillProcess(sig.SIGABRT, f"in {name} (--strict)", internal=True)
+        return -errno.EIO
 
     def _probe_syscall_mode(self) -> bool:
         """Did `syscall` leave the payload at CPL 3 (PVM) rather than enter ring 0?"""
@@ -334,13 +342,14 @@ class GuestThread:
         if reason == k.KVM_EXIT_IO:
             port = run.exit.io.port
             vector = port - stub.EXCEPTION_PORT_BASE
-            if 0 <= vector < stub.EXCEPTION_VECTORS:
+            if 0 <= vector < stub.EXCEPTION_VECTORS and self._from_ring0():
                 self.enter_context(EXCEPTION)
                 self._exception(vector)
                 self.regs.rsp = self._frame_va
                 run.kvm_dirty_regs = k.KVM_SYNC_X86_REGS
                 return
-            # An `out` the payload issued itself: Linux would raise #GP.
+            # An `out` the payload issued itself (its own, or the stub's reached by a
+            # jump): Linux would raise #GP. Only a real exception enters at ring 0.
             self.enter_context(INTERRUPTED)
             self.force_signal(sig.SIGSEGV, sig.siginfo(sig.SIGSEGV, sig.SI_KERNEL, addr=0))
             return
@@ -356,6 +365,11 @@ class GuestThread:
             detail = f" (suberror {run.exit.internal.suberror})"
         raise KillProcess(sig.SIGSEGV, f"unexpected VM exit {name}{detail} at rip "
                                        f"{self.regs.rip:#x}", internal=True)
+
+    def _from_ring0(self) -> bool:
+        """Whether this exit came from the stub running at CPL 0 (a CPU exception
+        delivered through the IDT) rather than from payload code at CPL 3."""
+        return self.vcpu.get_sregs().cs.selector & 3 == 0
 
     def _mmio(self, gpa: int) -> None:
         """The payload touched guest physical memory with no (writable) RAM behind it,
@@ -406,9 +420,23 @@ class GuestThread:
                                           f"error {error_code:#x} in {self.mm.find(cr2)}")
             self.force_signal(sig.SIGSEGV, sig.siginfo(sig.SIGSEGV, code, addr=cr2))
             return
+        if vector == 6:
+            # `int $N`: the gates of a Linux IDT that user code may use are int3's
+            # (SIGTRAP); any other raises #GP, SIGSEGV. (PVM reports these as #UD.)
+            n = self._is_int_n(rip)
+            if n is not None:
+                vector = 3 if n == 3 else 13
         signo, code, at_rip = EXCEPTION_SIGNALS.get(vector, (sig.SIGSEGV, sig.SI_KERNEL, False))
         self.proc.trace.log("signal", f"[{self.tid}] exception {vector} at rip {rip:#x}")
         self.force_signal(signo, sig.siginfo(signo, code, addr=rip if at_rip else 0))
+
+    def _is_int_n(self, rip: int) -> int | None:
+        """N if the instruction at rip is `int $N` (CD ib), else None."""
+        try:
+            code = self.mm.read(rip, 2)
+        except GuestFault:
+            return None
+        return code[1] if code[0] == 0xCD else None
 
     def force_signal(self, signo: int, info: bytes) -> None:
         """A synchronous signal caused by this thread (Linux force_sig_info): if it is

@@ -3,9 +3,9 @@ thread bookkeeping (set_tid_address, robust lists, rseq), prctl."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
-import resource
 import struct
 
 from kontain.linux import hostcall as host
@@ -82,26 +82,23 @@ def sys_setgroups(t: GuestThread, size: int, lst: int, *_: int) -> int:
 
 # ---- limits ------------------------------------------------------------------------------
 
-def _get_limit(t: GuestThread, resource_id: int) -> tuple[int, int]:
-    if resource_id == RLIMIT_NOFILE:
-        return t.proc.fds.guest_soft, t.proc.fds.guest_hard
-    soft, hard = t.proc.rlimits[resource_id]
-    return (RLIM_INFINITY if soft < 0 else soft), (RLIM_INFINITY if hard < 0 else hard)
-
-
 def _set_limit(t: GuestThread, resource_id: int, soft: int, hard: int) -> None:
+    """setrlimit as the payload sees it; limits are 64-bit values, RLIM_INFINITY is
+    2**64 - 1 (any other value, however large, is a finite limit)."""
     if soft > hard:
         raise OSError(errno.EINVAL, "soft limit above hard limit")
     if resource_id == RLIMIT_NOFILE:
         t.proc.fds.set_limit(soft, hard)
         return
-    old_soft, old_hard = _get_limit(t, resource_id)
+    _old_soft, old_hard = t.proc.guest_rlimit(resource_id)
     if hard > old_hard and os.geteuid() != 0:
         raise OSError(errno.EPERM, "raising a hard limit")
-    as_host = tuple(resource.RLIM_INFINITY if v == RLIM_INFINITY else v for v in (soft, hard))
     if resource_id in HOST_ENFORCED_LIMITS:
-        resource.setrlimit(resource_id, as_host)
-    t.proc.rlimits[resource_id] = as_host
+        limit = ctypes.create_string_buffer(_RLIMIT.pack(soft, hard), _RLIMIT.size)
+        result = host.syscall(NR["prlimit64"], 0, resource_id, ctypes.addressof(limit), 0)
+        if result < 0:
+            raise OSError(-result, "setrlimit")
+    t.proc.rlimits[resource_id] = (soft, hard)
 
 
 def sys_prlimit64(t: GuestThread, pid: int, resource_id: int, new: int, old: int,
@@ -114,7 +111,7 @@ def sys_prlimit64(t: GuestThread, pid: int, resource_id: int, new: int, old: int
         return -errno.EINVAL
     new_limit = _RLIMIT.unpack(t.mm.read(new, 16)) if new else None
     if old:
-        t.mm.write(old, _RLIMIT.pack(*_get_limit(t, resource_id)))
+        t.mm.write(old, _RLIMIT.pack(*t.proc.guest_rlimit(resource_id)))
     if new_limit is not None:
         _set_limit(t, resource_id, *new_limit)
     return 0

@@ -40,6 +40,8 @@ class SyscallTable:
         self._trace = proc.trace
         self._unknown_seen: set[int] = set()
         self.stats: dict[str, list[int]] = {}
+        #: System calls that failed with EIO because of a km bug (shown by -S).
+        self.internal_errors = 0
         handlers = all_handlers() if handlers is None else handlers
         table: list[Handler | None] = [None] * TABLE_SIZE
         for name, handler in handlers.items():
@@ -107,4 +109,6 @@ class SyscallTable:
                 lines.append(f"km: {name:<20} {count:>10} {ns / 1e6:>10.3f} "
                              f"{ns / count / 1e3:>9.2f}")
         lines.append(f"km: {'total hypercalls':<20} {total_calls:>10}")
+        if self.internal_errors:
+            lines.append(f"km: {'internal errors':<20} {self.internal_errors:>10}")
         return "\n".join(lines) + "\n"
