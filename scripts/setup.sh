@@ -26,6 +26,9 @@ fi
 
 python3 -m venv "$root/.venv"
 "$root/.venv/bin/pip" install -q --upgrade "$root[dev]"
+# pip rewrites the launcher's `#!python -S` without its -S: put it back (without it,
+# every km start scans site-packages).
+sed -i '1s|^\(#!.*python[0-9.]*\)$|\1 -S|' "$root/.venv/bin/km"
 
 if [ "${1:-}" != "--no-demo" ]; then
 	mkdir -p "$root/.cache/demo"

@@ -10,6 +10,7 @@ executed), or 1 (anything else, such as no /dev/kvm).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -89,7 +90,7 @@ def _pattern(text: str) -> str:
     import re  # only with a pattern: km start-up is timed
     try:
         re.compile(text)
-    except re.error as e:
+    except (re.error, OverflowError, RecursionError, ValueError) as e:
         raise UsageError(f"bad -V pattern {text!r}: {e}") from None
     return text
 
@@ -118,6 +119,10 @@ def parse(argv: list[str]) -> CommandLine:
         elif arg == "--copyenv":
             cl.putenv = None
         elif name == "--exec-state" and eq:
+            parts = value.split(":")
+            if not 1 <= len(parts) <= 3 or not all(p and all(c in "0123456789abcdef" for c in p)
+                                                   for p in parts):
+                raise UsageError(f"bad --exec-state {value!r}")
             cl.exec_state = value
         elif name == "--loader-env" and eq:
             cl.loader_env.append(value)
@@ -227,10 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     from kontain.monitor.process import Options, Outcome, Process
     from kontain.monitor.root import host_path_in_root
     from kontain.monitor.trace import Tracer
+    from kontain.monitor.vdso import install as _vdso  # noqa: F401 - imported for later
+    from kontain.syscalls.table import all_handlers
+    all_handlers()  # every system call family
 
     fds = FdSpace()
     diagnostics = fds.move_high(os.dup(2))
-    env = [e.encode() for e in cl.putenv] if cl.putenv is not None else inherited_environment()
+    env = [os.fsencode(e) for e in cl.putenv] if cl.putenv is not None \
+        else inherited_environment()
     env += [os.fsencode(e) for e in cl.loader_env]
     root = Jail(Tracer(cl.verbose, diagnostics)).enter(cl.root, inherited=cl.jailed)
     try:
@@ -291,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NOT_FOUND if e.errno == 2 else EXIT_CANNOT_EXECUTE
     if cl.exec_state:
         proc.restore_exec_state(thread, cl.exec_state)
+    # What start-up made lives as long as km: out of the collector's sight (also keeps
+    # the pages a forked km shares with its parent from being written by collections).
+    gc.freeze()
+    gc.enable()
     proc.run(thread)  # does not return: finish() ends km
     return EXIT_KM_ERROR
 

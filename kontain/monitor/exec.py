@@ -77,7 +77,8 @@ def km_command(proc: Process, path: bytes, argv: list[bytes], state: str) -> lis
     """The host command line of the km that will run path."""
     # The directory holding the kontain package (site-packages, or the source tree).
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    boot = f"import sys; sys.path.insert(0, {root!r}); from kontain.cli.km import entry; entry()"
+    boot = (f"import gc, sys; gc.disable(); sys.path.insert(0, {root!r}); "
+            "from kontain.cli.km import entry; entry()")
     options = proc.options
     command = [os.fsencode(sys.executable), b"-E", b"-S", b"-c", boot.encode(),
                b"--exec-state=" + state.encode(), b"--jailed"]
