@@ -69,3 +69,9 @@ def test_ioctl_allows_kvm_and_terminals_but_not_tiocsti():
 def test_the_filter_is_small_enough_to_search():
     program = seccomp.build_filter()
     assert len(program) % 8 == 0 and len(program) // 8 < 4096  # BPF_MAXINSNS
+
+
+def test_the_prebuilt_program_is_current():
+    from kontain.monitor.seccomp_program import PROGRAM
+    assert PROGRAM == seccomp.build_filter(), \
+        "regenerate it: .venv/bin/python -m kontain.monitor.seccomp"
