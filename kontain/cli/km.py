@@ -30,6 +30,7 @@ options:
                            than failing that call with EIO (for test suites)
   --mem-size SIZE          largest guest physical memory (e.g. 512M, 4G; default 64G)
   --root DIR               make DIR the payload's / (paths cannot leave it)
+  --argv0 NAME             the payload's argv[0] (default: PAYLOAD as given)
   -v, --version            print km's version
   -h, --help               print this help
 """
@@ -57,13 +58,8 @@ class CommandLine:
         self.payload: list[str] = []
         self.show_help = False
         self.show_version = False
-        #: Internal, set by a guest execve (kontain.monitor.exec): the payload's argv[0]
-        #: and the signal state exec keeps ("ignored-hex:mask-hex").
+        #: The payload's argv[0], when it is not the payload's name (--argv0).
         self.argv0: str | None = None
-        self.exec_state: str | None = None
-        self.loader_env: list[str] = []
-        #: Internal: this km was exec'd by a payload under km and runs in its jail.
-        self.jailed = False
         self.strict = False
 
 
@@ -118,16 +114,6 @@ def parse(argv: list[str]) -> CommandLine:
             cl.stats = True
         elif arg == "--copyenv":
             cl.putenv = None
-        elif name == "--exec-state" and eq:
-            parts = value.split(":")
-            if not 1 <= len(parts) <= 3 or not all(p and all(c in "0123456789abcdef" for c in p)
-                                                   for p in parts):
-                raise UsageError(f"bad --exec-state {value!r}")
-            cl.exec_state = value
-        elif name == "--loader-env" and eq:
-            cl.loader_env.append(value)
-        elif arg == "--jailed":
-            cl.jailed = True
         elif arg == "--strict":
             cl.strict = True
         elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root"):
@@ -226,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     # Everything km will ever import, imported now: once the payload runs it may drop
     # privileges or change what km can see (and km's jail hides the host's files).
     from kontain.loader.elf import ExecError
-    from kontain.loader.script import BINPRM_BUF_SIZE, script_argv
+    from kontain.monitor.exec import prepare
     from kontain.monitor.fdspace import FdSpace
     from kontain.monitor.jail import Jail
     from kontain.monitor.process import Options, Outcome, Process
@@ -240,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     diagnostics = fds.move_high(os.dup(2))
     env = [os.fsencode(e) for e in cl.putenv] if cl.putenv is not None \
         else inherited_environment()
-    env += [os.fsencode(e) for e in cl.loader_env]
-    root = Jail(Tracer(cl.verbose, diagnostics)).enter(cl.root, inherited=cl.jailed)
+    root = Jail(Tracer(cl.verbose, diagnostics)).enter(cl.root)
     try:
         if root != "/":
             path = host_path_in_root(root, cl.payload[0], os.environ.get("PATH"))
@@ -282,24 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     if proc.root.confined:  # the payload knows its file by its path inside the root
         execfn = proc.root.guest_path_of_host(os.fsencode(os.path.realpath(path))) or execfn
     try:
-        guest_path = execfn
-        for _level in range(4):  # a #! script: its interpreter runs under km (4 levels)
-            with open(path, "rb") as f:
-                head = f.read(BINPRM_BUF_SIZE)
-            script = script_argv(head, guest_path, argv)
-            if script is None:
-                break
-            guest_path, argv = script
-            path = os.path.realpath(proc.host_path(guest_path))
-        thread = proc.load(path, argv, env, execfn)
+        thread = proc.load(prepare(proc, execfn, argv, env))
     except ExecError as e:
         _error(f"{path}: {e}")
         return EXIT_NOT_FOUND if e.errno == 2 else EXIT_CANNOT_EXECUTE
     except OSError as e:
         _error(f"{path}: {e.strerror}")
         return EXIT_NOT_FOUND if e.errno == 2 else EXIT_CANNOT_EXECUTE
-    if cl.exec_state:
-        proc.restore_exec_state(thread, cl.exec_state)
     # What start-up made lives as long as km: out of the collector's sight (also keeps
     # the pages a forked km shares with its parent from being written by collections).
     gc.freeze()

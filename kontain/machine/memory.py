@@ -136,5 +136,14 @@ class PhysicalMemory:
             starts.insert(i, pa)
             ends.insert(i, end)
 
+    def close(self) -> None:
+        """Unmap all of guest memory (the VM using it is gone). If a view of it is
+        still held somewhere, the pages are given back and the range stays reserved."""
+        try:
+            self.view.release()
+            self._backing.close()
+        except BufferError:
+            hostmem.reset_anonymous(self.host_base, self.size)
+
     def free_bytes(self) -> int:
         return sum(e - s for s, e in zip(self._free_starts, self._free_ends, strict=True))

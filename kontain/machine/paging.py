@@ -43,6 +43,11 @@ class PageTables:
         self._leaf_tables: dict[int, int] = {}  # va >> 21 -> physical address of its PT
         self.root = self._new_table()
 
+    def release(self) -> None:
+        """Let go of guest memory (the machine is being destroyed)."""
+        self._q.release()
+        self._leaf_tables.clear()
+
     def _new_table(self) -> int:
         if self._pool_next == self._pool_end:
             self._pool_next = self._phys.allocate(_POOL_CHUNK)

@@ -31,10 +31,15 @@ TSS_RSP0_OFFSET = 4
 class Machine:
     """A VM with its guest-physical memory, page tables and ring-0 support in place."""
 
-    def __init__(self, mem_size: int, relocate_fd: Callable[[int], int] = lambda fd: fd) -> None:
+    def __init__(self, mem_size: int, relocate_fd: Callable[[int], int] = lambda fd: fd,
+                 kvm: Kvm | None = None) -> None:
         self._relocate_fd = relocate_fd
-        self.kvm = Kvm()
-        self.kvm.fd = relocate_fd(self.kvm.fd)
+        if kvm is None:
+            kvm = Kvm()
+            kvm.fd = relocate_fd(kvm.fd)
+        #: The /dev/kvm handle: kept for the next VM (an exec), which may have to be made
+        #: after the payload dropped the privileges /dev/kvm asks for.
+        self.kvm = kvm
         self.vm = self.kvm.create_vm()
         self.vm.fd = relocate_fd(self.vm.fd)
         self.phys = PhysicalMemory(self.vm, mem_size)
@@ -76,6 +81,12 @@ class Machine:
         self.vm.fd = self._relocate_fd(self.vm.fd)
         old.close()
         self.phys.rebind(self.vm)
+
+    def close(self) -> None:
+        """Destroy the VM and give its memory back (its vCPUs are closed already)."""
+        self.vm.close()
+        self.page_tables.release()
+        self.phys.close()
 
     def iret_frame_pa(self, vcpu_id: int) -> int:
         """Physical address of vCPU vcpu_id's iret frame (rip, cs, rflags, rsp, ss)."""

@@ -1,26 +1,30 @@
-"""execve: the payload replaces itself with another program, in a fresh VM.
+"""execve: the payload replaces itself with another program, inside the same km.
 
-km carries out a guest execve by exec'ing itself on the host with the new payload:
-the pid stays, the host closes the descriptors the guest marked close-on-exec (and all
-of km's own, which are close-on-exec), the other threads disappear, and the new km
-builds a fresh VM. What Linux keeps across exec that only km knows — ignored signals
-and the signal mask — travels in an internal option. Everything that can make execve
-fail (ENOENT, EACCES, ENOEXEC) is checked first, so the caller still gets the error.
+Everything that can make execve fail (ENOENT, EACCES, ENOEXEC, ELOOP, E2BIG) is found
+first, while the caller can still get the error: the `#!` chain is followed (four
+levels, as Linux), the final ELF is opened and parsed, its interpreter looked for.
+Then, past the point of no return, the calling thread raises ExecImage; its run loop
+unwinds to kontain.monitor.threads, and the process replaces its image
+(Process.replace_image): the other threads vanish, the VM and its memory are destroyed
+and a new one made, descriptors marked close-on-exec are closed, handled signals go
+back to their default action, and the new program is loaded and run by this same
+host thread. The pid stays, and so does everything execve keeps: ignored signals, the
+mask, pending signals, the working directory, limits, timers of alarm/setitimer.
+
+No new km is started: an exec costs what loading a program costs, it works after the
+payload dropped the privileges km's own files need, and a close-on-exec descriptor
+can still be what is executed (fexecve).
 """
 
 from __future__ import annotations
 
-import _signal
-import ctypes
 import errno
 import os
 import stat
-import sys
 
 from kontain.loader.elf import ExecError, read_elf
 from kontain.loader.script import BINPRM_BUF_SIZE, script_argv
-from kontain.monitor import signals as sig
-from kontain.monitor.vcpu import KICK_SIGNAL
+from kontain.monitor.exits import ExecImage
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
@@ -28,105 +32,87 @@ if TYPE_CHECKING:
     from kontain.monitor.vcpu import GuestThread
 
 MAX_SCRIPT_DEPTH = 4
-_libc = ctypes.CDLL(None, use_errno=True)
+#: Linux caps argv + envp at a quarter of the stack limit; km's stack is 8 MiB.
+MAX_ARG_BYTES = 2 << 20
 
 
-def check_executable(proc: Process, path: bytes, depth: int = 0) -> None:
-    """Raise ExecError with the errno execve would return for path (a guest path,
-    resolved inside the payload's root like every other)."""
+class ExecRequest:
+    """What execve will run, opened and checked before the point of no return."""
+
+    def __init__(self, fd: int, name: str, argv: list[bytes], envp: list[bytes],
+                 execfn: bytes) -> None:
+        #: km's descriptor on the executable (close-on-exec, above the guest's range).
+        self.fd = fd
+        #: The executable as the guest names it (mapping names, /proc/self/exe).
+        self.name = name
+        self.argv = argv
+        self.envp = envp
+        #: The path execve was given (AT_EXECFN).
+        self.execfn = execfn
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def prepare(proc: Process, path: bytes, argv: list[bytes], envp: list[bytes]) -> ExecRequest:
+    """Open what execve of path would run: the ELF, at the end of any `#!` chain.
+    Raises ExecError with the errno execve would return."""
+    if sum(len(s) + 1 + 8 for s in argv + envp) > MAX_ARG_BYTES:
+        raise ExecError(errno.E2BIG, "argument list too long")
+    execfn = path
+    for depth in range(MAX_SCRIPT_DEPTH + 2):
+        fd = _open_executable(proc, path)
+        try:
+            head = os.pread(fd, BINPRM_BUF_SIZE, 0)
+            script = script_argv(head, path, argv) if head.startswith(b"#!") else None
+            if script is None:
+                image = read_elf(os.fsdecode(path), fd)
+                if image.interpreter is not None:
+                    try:
+                        os.stat(proc.host_path(os.fsencode(image.interpreter)))
+                    except OSError:
+                        raise ExecError(errno.ENOENT, f"interpreter {image.interpreter} "
+                                                      "not found") from None
+                name = proc.root.guest_path_of_host(
+                    os.readlink(b"/proc/self/fd/%d" % fd))
+                request = ExecRequest(proc.fds.move_high(fd), os.fsdecode(
+                    name if name is not None else path), argv, envp, execfn)
+                fd = -1
+                return request
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        if depth >= MAX_SCRIPT_DEPTH:
+            break
+        path, argv = script
+    raise ExecError(errno.ELOOP, "too many levels of #! interpreters")
+
+
+def _open_executable(proc: Process, path: bytes) -> int:
+    """An O_RDONLY descriptor on the regular, executable file path names (a guest
+    path, resolved like any other: /proc/self/exe and /proc/self/fd/N included)."""
     try:
-        host_path = os.path.realpath(proc.host_path(path))
-        st = os.stat(host_path)
-    except OSError as e:
-        raise ExecError(e.errno or errno.ENOENT, e.strerror or "cannot stat") from None
-    if not stat.S_ISREG(st.st_mode) or not os.access(host_path, os.X_OK):
-        raise ExecError(errno.EACCES, "not an executable file")
-    try:
+        host_path = proc.host_path(path)
         fd = os.open(host_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise ExecError(e.errno or errno.EACCES, e.strerror or "cannot open") from None
-    try:
-        head = os.pread(fd, BINPRM_BUF_SIZE, 0)
-        if head.startswith(b"#!"):
-            if depth >= MAX_SCRIPT_DEPTH:
-                raise ExecError(errno.ELOOP, "too many levels of #! interpreters")
-            interpreter, _argv = script_argv(head, path, [path])
-            check_executable(proc, interpreter, depth + 1)
-            return
-        image = read_elf(os.fsdecode(path), fd)
-        if image.interpreter is not None:
-            try:
-                os.stat(proc.host_path(os.fsencode(image.interpreter)))
-            except OSError:
-                raise ExecError(errno.ENOENT,
-                                f"interpreter {image.interpreter} not found") from None
-    finally:
+        raise ExecError(e.errno or errno.ENOENT, e.strerror or "cannot open") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or not os.access(b"/proc/self/fd/%d" % fd, os.X_OK):
         os.close(fd)
-
-
-def exec_state(proc: Process, thread: GuestThread) -> str:
-    """The signal state execve keeps: ignored signals, the thread's mask, and the
-    signals pending (on the thread and on the process)."""
-    ignored = sum(sig.bit(s) for s in range(1, sig.NSIG + 1)
-                  if proc.signals.action(s).handler == sig.SIG_IGN)
-    pending = thread.pending.bits | proc.signals.shared.bits
-    return f"{ignored:x}:{thread.signal_mask:x}:{pending:x}"
-
-
-def km_command(proc: Process, path: bytes, argv: list[bytes], state: str) -> list[bytes]:
-    """The host command line of the km that will run path."""
-    # The directory holding the kontain package (site-packages, or the source tree).
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    boot = (f"import gc, sys; gc.disable(); sys.path.insert(0, {root!r}); "
-            "from kontain.cli.km import entry; entry()")
-    options = proc.options
-    command = [os.fsencode(sys.executable), b"-E", b"-S", b"-c", boot.encode(),
-               b"--exec-state=" + state.encode(), b"--jailed"]
-    if options.verbose is not None:
-        command.append(b"--verbose=" + options.verbose.encode())
-    if options.stats:
-        command.append(b"-S")
-    if options.strict:
-        command.append(b"--strict")
-    command += [b"--mem-size", str(options.mem_size).encode()]
-    if proc.root.confined:
-        command += [b"--root", os.fsencode(proc.root.directory)]
-        if not path.startswith(b"/"):
-            path = proc.root.cwd.rstrip(b"/") + b"/" + path
-    elif not path.startswith(b"/") and b"/" not in path:
-        path = b"./" + path  # execve does not search PATH; km would
-    command += [b"--argv0", argv[0] if argv else path, b"--", path] + argv[1:]
-    return command
+        raise ExecError(errno.EACCES, "not an executable file")
+    return fd
 
 
 def execve(proc: Process, thread: GuestThread, path: bytes, argv: list[bytes],
            envp: list[bytes]) -> int:
     """Replace the payload (path as the guest names it); returns only on failure."""
     try:
-        check_executable(proc, path)
+        request = prepare(proc, path, argv, envp)
     except ExecError as e:
         return -e.errno
-    except OSError as e:
-        return -(e.errno or errno.ENOENT)
-    if path.startswith(b"/proc/") and path.endswith(b"/exe"):
-        path = os.fsencode(proc.guest_exe)
-    command = km_command(proc, path, argv, exec_state(proc, thread))
-    # The new km is a dynamically linked Python: the payload's LD_* variables must not
-    # reach its loader. They travel as options and are put back for the payload.
-    loader_vars = [e for e in envp if e.startswith(b"LD_")]
-    if loader_vars:
-        envp = [e for e in envp if not e.startswith(b"LD_")]
-        at = command.index(b"--argv0")
-        command[at:at] = [b"--loader-env=" + e for e in loader_vars]
     proc.trace.log("process", f"execve {path!r} {argv!r}")
-    # A KICK still pending at exec would kill the new km before it installs its handler:
-    # block it now; the new km unblocks it once its handler is in place.
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, [KICK_SIGNAL])
     if proc.vfork_release is not None:  # exec cannot fail any more: release the parent
         proc.vfork_release()
-    argv_array = (ctypes.c_char_p * (len(command) + 1))(*command, None)
-    envp_array = (ctypes.c_char_p * (len(envp) + 1))(*envp, None)
-    _libc.execve(os.fsencode(sys.executable), argv_array, envp_array)
-    error = ctypes.get_errno()
-    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [KICK_SIGNAL])
-    return -error
+    raise ExecImage(request)

@@ -28,3 +28,18 @@ class ThreadExit(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status & 0xFF
+
+
+class ExecImage(Exception):
+    """execve passed its point of no return: this thread's process runs a new image
+    (kontain.monitor.exec); the thread's run loop unwinds to ThreadGroup.run, which
+    replaces the image and goes on running the process in this host thread."""
+
+    def __init__(self, request: object) -> None:
+        super().__init__("exec")
+        self.request = request
+
+
+class ThreadVanish(Exception):
+    """Another thread of the process is exec'ing: this one ends at once, without the
+    side effects of exit(2) (Linux's de_thread)."""

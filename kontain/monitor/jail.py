@@ -119,16 +119,10 @@ class Jail:
         self._trace = trace
         self.walls: list[str] = []
 
-    def enter(self, root: str, inherited: bool) -> str:
-        """Confine km; returns the payload's root as km names it from now on.
-
-        inherited: this km was exec'd by a payload under km, and runs inside its
-        parent's walls already (they are inherited: adding layers would only cost)."""
+    def enter(self, root: str) -> str:
+        """Confine km; returns the payload's root as km names it from now on."""
         started = time.monotonic()
-        # Not dumpable: reset by every exec, so set by every km.
         host.syscall(NR["prctl"], PR_SET_DUMPABLE, 0, 0, 0, 0)
-        if inherited:
-            return root
         confined = root != "/"
         jailed_root = root
         if confined and os.geteuid() == 0:

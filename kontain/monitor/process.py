@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import resource
-import stat
 import struct
 import time
 
+from kontain.linux import hostcall as host
+from kontain.linux.numbers import NUMBERS as NR
 from kontain.loader import stack
 from kontain.loader.elf import ExecError, read_elf
 from kontain.loader.load import load_image
 from kontain.machine.layout import INTERP_BASE, PIE_BASE, STACK_SIZE, STACK_TOP, USER_END
 from kontain.machine.vm import Machine
 from kontain.monitor import signals as sig
+from kontain.monitor.exits import KillProcess
 from kontain.monitor.fdspace import FdSpace
 from kontain.monitor.hostsignals import HostSignals
 from kontain.monitor.mm import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, AddressSpace
@@ -29,6 +32,8 @@ from kontain.monitor.vcpu import GuestThread
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from kontain.monitor.exec import ExecRequest
 
 GiB = 1 << 30
 RLIMIT_NOFILE = 7
@@ -71,7 +76,9 @@ class Process:
         self.mm = AddressSpace(self.machine.phys, self.machine.page_tables)
         self.signals = SignalState()
         self.pid = os.getpid()
+        #: The payload's executable: its host path, and its path as the guest names it.
         self.exe = ""
+        self.guest_exe = ""
         self.argv: list[bytes] = []
         #: The payload's resource limits, as 64-bit values (RLIM_INFINITY = 2**64 - 1).
         self.rlimits = {r: tuple(RLIM_INFINITY if v == resource.RLIM_INFINITY else v
@@ -84,6 +91,8 @@ class Process:
         self.root.procfs = self.procfs
         self.host_signals = HostSignals(self)
         self.signalfds = SignalFds(self)
+        #: The guest's POSIX timers (host timer ids): exec deletes them.
+        self.timers: set[int] = set()
         #: Host timer id -> the guest thread its signal goes to (SIGEV_THREAD_ID timers).
         self.timer_threads: dict[int, GuestThread] = {}
         #: Host timer id -> the guest's signal, when the host timer uses a proxy signal.
@@ -95,21 +104,25 @@ class Process:
 
     # ---- exec -----------------------------------------------------------------------
 
-    def load(self, path: str, argv: list[bytes], envp: list[bytes], execfn: bytes) -> GuestThread:
+    def load(self, request: ExecRequest) -> GuestThread:
         """Map the executable (and its interpreter), build the stack, create thread 1."""
-        fd = _open_executable(path)
+        fd, argv, envp, execfn = request.fd, request.argv, request.envp, request.execfn
         try:
             self.exe = os.readlink(f"/proc/self/fd/{fd}")  # the file itself, links resolved
             #: The payload's path as the guest names it (differs from exe under --root).
-            guest = self.root.guest_path_of_host(os.fsencode(self.exe))
-            self.guest_exe = os.fsdecode(guest) if guest is not None else self.exe
+            self.guest_exe = request.name
             image = read_elf(self.guest_exe, fd)
             loaded = load_image(self.mm, image, fd, PIE_BASE)
         finally:
-            os.close(fd)
+            request.close()
         entry, interp_base = loaded.entry, 0
         if image.interpreter:
-            ifd = _open_executable(os.fsdecode(self.host_path(os.fsencode(image.interpreter))))
+            try:
+                ifd = os.open(self.host_path(os.fsencode(image.interpreter)),
+                              os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise ExecError(e.errno or errno.ENOENT,
+                                f"{image.interpreter}: {e.strerror}") from None
             try:
                 interp = load_image(self.mm, read_elf(image.interpreter, ifd), ifd, INTERP_BASE)
             finally:
@@ -118,7 +131,7 @@ class Process:
         if not 0 <= entry < USER_END:  # binfmt_elf's BAD_ADDR(elf_entry)
             raise ExecError(errno.EINVAL, f"entry point {entry:#x} outside user space")
         self.mm.set_brk_start(loaded.end)
-        self.trace.log("load", f"{path}: entry {entry:#x} bias {loaded.bias:#x} "
+        self.trace.log("load", f"{self.guest_exe}: entry {entry:#x} bias {loaded.bias:#x} "
                                f"brk {loaded.end:#x}")
         self.mm.mmap(STACK_TOP - STACK_SIZE, STACK_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
                      name="[stack]")
@@ -219,17 +232,63 @@ class Process:
     def futex_wake(self, address: int, count: int) -> None:
         self.group.futex_wake(address, count)
 
-    def restore_exec_state(self, thread: GuestThread, state: str) -> None:
-        """Apply what execve keeps: ignored signals stay ignored, the mask and the
-        pending signals stay."""
-        ignored, mask, pending = (int(part, 16) for part in (state.split(":") + ["0"])[:3])
-        for signo in range(1, sig.NSIG + 1):
-            if ignored & sig.bit(signo):
-                self.signals.actions[signo] = sig.Disposition(sig.SIG_IGN)
-                self.host_signals.disposition_changed(signo)
-            if pending & sig.bit(signo):
-                thread.pending.add(signo, sig.siginfo(signo, sig.SI_USER, pid=self.pid))
-        thread.signal_mask = mask & ~sig.UNBLOCKABLE
+    def replace_image(self, thread: GuestThread, request: ExecRequest) -> GuestThread:
+        """execve past its point of no return (kontain.monitor.exec), in the host thread
+        of the guest thread that called it: returns the new program's first thread."""
+        try:
+            self.group.stop_others(thread)
+            self.trace.log("process", f"exec {request.name}: new VM")
+            kept_mask, kept_pending = thread.signal_mask, thread.pending
+            for vcpu in self.group.reset():
+                vcpu.close()
+            self.machine.close()
+            self.machine = Machine(self.options.mem_size, self.fds.move_high, self.machine.kvm)
+            self.mm = AddressSpace(self.machine.phys, self.machine.page_tables)
+            self._exec_signals()
+            self._close_on_exec()
+            new = self.load(request)
+        except (OSError, ExecError) as e:
+            # Past the point of no return Linux kills the process (force_fatal_sig).
+            raise KillProcess(sig.SIGSEGV, f"exec failed after the point of no return: {e}",
+                              internal=True) from None
+        finally:
+            request.close()
+        new.signal_mask, new.pending = kept_mask, kept_pending
+        new.host_ident = thread.host_ident
+        new.name = b""
+        self.group.add(new)
+        return new
+
+    def _exec_signals(self) -> None:
+        """What exec does to signals: handled ones go back to SIG_DFL, ignored ones stay
+        ignored, every action loses its flags and mask; POSIX timers are deleted
+        (alarm and setitimer timers stay)."""
+        state = self.signals
+        with state.lock:
+            for signo in range(1, sig.NSIG + 1):
+                ignored = state.action(signo).handler == sig.SIG_IGN
+                state.actions[signo] = sig.Disposition(sig.SIG_IGN if ignored else sig.SIG_DFL)
+            state.timer_overruns.clear()
+        self.host_signals.disposition_changed(sig.SIGCHLD)
+        for timer in list(self.timers):
+            host.syscall(NR["timer_delete"], timer)
+        self.timers.clear()
+        self.timer_threads.clear()
+        self.timer_signals.clear()
+
+    def _close_on_exec(self) -> None:
+        """Close the guest's descriptors marked close-on-exec (km's own stay)."""
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd >= self.fds.km_base:
+                continue
+            try:
+                if fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+                    os.close(fd)
+                    self.signalfds.closed(fd)
+                    self.procfs.closed(fd)
+            except OSError:
+                pass
 
     def stop_self(self) -> None:
         """Default action of a stop signal: the whole km process stops until SIGCONT."""
@@ -289,17 +348,3 @@ def _auxv_of(stack_image: bytes, start: int) -> bytes:
     return stack_image[start:end + 16]
 
 
-def _open_executable(path: str) -> int:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ExecError(2, f"{path}: No such file or directory") from None
-    except PermissionError:
-        raise ExecError(13, f"{path}: Permission denied") from None
-    except OSError as e:
-        raise ExecError(e.errno or 8, f"{path}: {e.strerror}") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise ExecError(13, f"{path}: not a regular file")
-    return fd

@@ -22,7 +22,7 @@ from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine import cpu
 from kontain.monitor.errors import stack, where
-from kontain.monitor.exits import ExitProcess, KillProcess, ThreadExit
+from kontain.monitor.exits import ExecImage, ExitProcess, KillProcess, ThreadExit, ThreadVanish
 from kontain.monitor.signals import SIGSEGV
 from kontain.monitor.vcpu import GuestThread
 
@@ -56,6 +56,12 @@ class ThreadGroup:
         self._kicker_wakeup = _thread.allocate_lock()
         self._kicker_wakeup.acquire()
         self._kicker_running = False
+        #: The thread whose execve makes the others vanish (stop_others), if any.
+        self._exec_owner: GuestThread | None = None
+        #: vCPUs of threads that vanished: closed with the VM they belong to.
+        self._retired_vcpus: list = []
+        #: The host thread that started the process (it parks rather than end).
+        self._main_ident = _thread.get_ident()
 
     # ---- creation -------------------------------------------------------------------
 
@@ -120,20 +126,84 @@ class ThreadGroup:
     # ---- running and ending ------------------------------------------------------------
 
     def run(self, thread: GuestThread) -> None:
-        """Run one thread to its end; ends the process when it was the last one."""
+        """Run one thread to its end; ends the process when it was the last one. An
+        execve replaces the process's image and goes on with its new first thread."""
         proc = self._proc
-        try:
-            thread.run()
-        except ThreadExit as e:
-            self._thread_ended(thread, e.status)
-        except ExitProcess as e:
-            proc.end(proc.outcome(status=e.status))
-        except KillProcess as e:
-            proc.end(proc.outcome(signal=e.signo, reason=e.reason, internal=e.internal))
-        except BaseException as e:  # a km bug must not leave a half-dead process behind
-            proc.trace.log("thread", f"[{thread.tid}] stack:\n{stack(e)}")
-            proc.end(proc.outcome(signal=SIGSEGV, reason=f"in thread {thread.tid}: {where(e)}",
-                                  internal=True))
+        while True:
+            try:
+                thread.run()
+            except ExecImage as e:
+                thread = proc.replace_image(thread, e.request)
+                continue
+            except ThreadVanish:
+                self._vanished(thread)
+            except ThreadExit as e:
+                self._thread_ended(thread, e.status)
+            except ExitProcess as e:
+                proc.end(proc.outcome(status=e.status))
+            except KillProcess as e:
+                proc.end(proc.outcome(signal=e.signo, reason=e.reason, internal=e.internal))
+            except BaseException as e:  # a km bug must not leave a half-dead process behind
+                proc.trace.log("thread", f"[{thread.tid}] stack:\n{stack(e)}")
+                proc.end(proc.outcome(signal=SIGSEGV,
+                                      reason=f"in thread {thread.tid}: {where(e)}",
+                                      internal=True))
+            return
+
+    # ---- execve: the other threads vanish ---------------------------------------------
+
+    def stop_others(self, thread: GuestThread) -> None:
+        """Make every other thread leave at once (they vanish, without exit(2)'s side
+        effects) and wait until they have: thread's execve is past its point of no
+        return. If another thread is exec'ing already, that one wins: this one vanishes."""
+        with self._lock:
+            if self._exec_owner not in (None, thread):
+                raise ThreadVanish()
+            self._exec_owner = thread
+            others = [t for t in self.threads.values() if t is not thread]
+            for other in others:
+                other.must_leave = True
+        for other in others:
+            other.kick()
+        while True:
+            with self._lock:
+                if all(t is thread for t in self.threads.values()):
+                    return
+            self.wait(thread, 50_000_000)  # woken by each thread that vanishes
+
+    def _vanished(self, thread: GuestThread) -> None:
+        thread.exited = True
+        with self._lock:
+            self.threads.pop(thread.tid, None)
+            self._retired_vcpus.append(thread.vcpu)
+            wake = self._wake_fds.pop(thread.tid, None)
+            owner = self._exec_owner
+        if wake is not None:
+            os.close(wake)
+        self._proc.trace.log("thread", f"[{thread.tid}] vanishes (execve in another thread)")
+        if owner is not None:
+            self.wake(owner)
+        if thread.host_ident == self._main_ident:
+            # The main host thread must outlive the process: park it.
+            lock = _thread.allocate_lock()
+            lock.acquire()
+            lock.acquire()
+
+    def reset(self) -> list:
+        """For a new VM (execve): forget every thread and return the old vCPUs (to
+        close). The caller's thread is the only one left, and is replaced."""
+        with self._lock:
+            vcpus = [t.vcpu for t in self.threads.values()] + self._idle_vcpus \
+                + self._retired_vcpus
+            for fd in self._wake_fds.values():
+                os.close(fd)
+            self._wake_fds = {}
+            self.threads = {}
+            self._idle_vcpus = []
+            self._retired_vcpus = []
+            self._next_vcpu_id = 0
+            self._exec_owner = None
+        return vcpus
 
     def _thread_ended(self, thread: GuestThread, status: int) -> None:
         thread.exit_thread()
@@ -170,7 +240,10 @@ class ThreadGroup:
             pass
 
     def wait(self, thread: GuestThread, timeout_ns: int | None) -> None:
-        """Sleep until woken (a signal for this thread) or the timeout passes."""
+        """Sleep until woken (a signal for this thread) or the timeout passes. A thread
+        that must vanish (another one is exec'ing) leaves from here."""
+        if thread.must_leave:
+            raise ThreadVanish()
         fd = self.wake_fd(thread)
         pollfd = (ctypes.c_int32 * 2)(fd, 1)  # struct pollfd {fd, events=POLLIN, revents}
         ts = None
@@ -182,6 +255,8 @@ class ThreadGroup:
             os.eventfd_read(fd)
         except OSError:
             pass
+        if thread.must_leave:
+            raise ThreadVanish()
 
     def futex_wake(self, address: int, count: int) -> None:
         host_address = self._proc.mm.host_address(address)

@@ -33,7 +33,7 @@ from kontain.linux.numbers import NAMES
 from kontain.machine import cpu, stub
 from kontain.monitor import signals as sig
 from kontain.monitor.errors import stack, where
-from kontain.monitor.exits import ExitProcess, KillProcess, ThreadExit
+from kontain.monitor.exits import ExecImage, ExitProcess, KillProcess, ThreadExit, ThreadVanish
 from kontain.monitor.mm import GuestFault
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
@@ -110,6 +110,8 @@ class GuestThread:
         self._resume = (0, 0, 0)
         self._syscall_nr = 0
         self.exited = False
+        #: Set when another thread's execve makes this one vanish (ThreadGroup).
+        self.must_leave = False
         #: Guest buffers a handler passed to the host through a copy in km (they span
         #: two mappings): (guest address, km's copy, copy back to the guest after).
         self.bounced: list[tuple[int, ctypes.Array, bool]] = []
@@ -216,7 +218,7 @@ class GuestThread:
                         ret = -_EFAULT
                     except OSError as e:
                         ret = -(e.errno or errno.EIO)
-                    except (ExitProcess, KillProcess, ThreadExit):
+                    except (ExitProcess, KillProcess, ThreadExit, ExecImage, ThreadVanish):
                         raise
                     except Exception as e:  # a km bug: the payload gets an error, km lives on
                         ret = self._handler_failed(nr, e)
@@ -308,7 +310,10 @@ class GuestThread:
                 pass
 
     def has_deliverable_signal(self) -> bool:
-        return bool((self.pending.bits | self.proc.signals.shared.bits) & ~self.signal_mask)
+        """Whether the thread has a reason to leave the guest: a signal it does not
+        block, or another thread's execve (then it must vanish)."""
+        return self.must_leave or bool(
+            (self.pending.bits | self.proc.signals.shared.bits) & ~self.signal_mask)
 
     def _run_failed(self, error: OSError) -> None:
         if error.errno != errno.EFAULT:
@@ -454,6 +459,8 @@ class GuestThread:
 
     def deliver_signals(self, interrupted_result: int | None = None) -> bool:
         """Deliver the deliverable signals; True if a handler frame was set up."""
+        if self.must_leave:
+            raise ThreadVanish()
         proc = self.proc
         state = proc.signals
         delivered = False

@@ -289,8 +289,9 @@ def sys_timer_create(t: GuestThread, clock: int, sevp: int, timerid: int, *_: in
     result = host.syscall(NR["timer_create"], args.s32(clock),
                           host.address_of(event) if event is not None else 0,
                           args.out_ptr(t, timerid, 4))
-    if result == 0 and sevp:
+    if result == 0:
         timer = struct.unpack("<i", t.mm.read(timerid, 4))[0]
+        t.proc.timers.add(timer)
         if target is not None:
             t.proc.timer_threads[timer] = target
         if proxy:
@@ -320,6 +321,7 @@ def sys_timer_getoverrun(t: GuestThread, timerid: int, *_: int) -> int:
 def sys_timer_delete(t: GuestThread, timerid: int, *_: int) -> int:
     result = host.syscall(NR["timer_delete"], args.s32(timerid))
     if result == 0:
+        t.proc.timers.discard(args.s32(timerid))
         t.proc.timer_threads.pop(args.s32(timerid), None)
         t.proc.timer_signals.pop(args.s32(timerid), None)
     return result

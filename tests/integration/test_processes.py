@@ -326,3 +326,16 @@ def test_no_km_process_left_behind(scenario, payloads, km, tmp_path, base_env):
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+
+@pytest.mark.parametrize("case", [["drop", "/bin/busybox", "id"], ["kill"]],
+                         ids=["exec-after-setuid", "signal-after-setuid"])
+def test_a_payload_that_drops_root_keeps_running(payloads, flavour, run_both, assert_same,
+                                                 case):
+    """After setresuid(nobody), km still execs for the payload (the new program is
+    loaded in the same km: nothing of km's own has to be read as nobody) and a death by
+    signal is still 128+N, with no message of km's."""
+    program = payloads.build("setuid_exec", flavour)
+    runs = run_both([program, *case])
+    assert runs.native.out.startswith("uids now 65534 65534 65534\n"), runs.native.err
+    assert_same(runs.native, runs.km)
