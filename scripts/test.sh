@@ -3,5 +3,5 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-"$root/.venv/bin/ruff" check kontain tests benchmarks
+"$root/.venv/bin/ruff" check kontain tests benchmarks fuzz
 exec "$root/.venv/bin/pytest" -q "$@"

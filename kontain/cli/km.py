@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Everything km will ever import, imported now: once the payload runs it may drop
     # privileges or change what km can see (and km's jail hides the host's files).
+    from kontain.kvm.api import Kvm
     from kontain.loader.elf import ExecError
     from kontain.monitor.exec import prepare
     from kontain.monitor.fdspace import FdSpace
@@ -226,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     diagnostics = fds.move_high(os.dup(2))
     env = [os.fsencode(e) for e in cl.putenv] if cl.putenv is not None \
         else inherited_environment()
+    try:
+        kvm = Kvm()  # before the jail: km keeps /dev/kvm open, and needs nothing else
+        kvm.fd = fds.move_high(kvm.fd)
+    except OSError as e:
+        _error(f"cannot open /dev/kvm: {e.strerror or e} (KVM is needed to run payloads)")
+        return EXIT_KM_ERROR
     root = Jail(Tracer(cl.verbose, diagnostics)).enter(cl.root)
     try:
         if root != "/":
@@ -255,11 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(outcome.status)
 
     try:
-        proc = Process(options, fds, diagnostics, finish)
+        proc = Process(options, fds, diagnostics, finish, kvm)
     except OSError as e:
-        _error(f"cannot create a VM: {e.strerror or e}"
-               + (" (is /dev/kvm present and accessible?)" if e.filename or e.errno in (2, 13)
-                  else ""))
+        _error(f"cannot create a VM: {e.strerror or e}")
         return EXIT_KM_ERROR
     argv = [os.fsencode(cl.argv0 if cl.argv0 is not None else cl.payload[0])]
     argv += [os.fsencode(a) for a in cl.payload[1:]]

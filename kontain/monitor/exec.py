@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from kontain.monitor.vcpu import GuestThread
 
 MAX_SCRIPT_DEPTH = 4
+O_PATH = 0o10000000
 #: Linux caps argv + envp at a quarter of the stack limit; km's stack is 8 MiB.
 MAX_ARG_BYTES = 2 << 20
 
@@ -94,15 +95,21 @@ def _open_executable(proc: Process, path: bytes) -> int:
     """An O_RDONLY descriptor on the regular, executable file path names (a guest
     path, resolved like any other: /proc/self/exe and /proc/self/fd/N included)."""
     try:
-        host_path = proc.host_path(path)
-        fd = os.open(host_path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_PATH first: opening a fifo for reading would wait for a writer, where
+        # execve says EACCES at once.
+        found = os.open(proc.host_path(path), O_PATH | os.O_CLOEXEC)
     except OSError as e:
         raise ExecError(e.errno or errno.ENOENT, e.strerror or "cannot open") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or not os.access(b"/proc/self/fd/%d" % fd, os.X_OK):
-        os.close(fd)
-        raise ExecError(errno.EACCES, "not an executable file")
-    return fd
+    try:
+        name = b"/proc/self/fd/%d" % found
+        if not stat.S_ISREG(os.fstat(found).st_mode) or not os.access(name, os.X_OK):
+            raise ExecError(errno.EACCES, "not an executable file")
+        try:
+            return os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise ExecError(e.errno or errno.EACCES, e.strerror or "cannot open") from None
+    finally:
+        os.close(found)
 
 
 def execve(proc: Process, thread: GuestThread, path: bytes, argv: list[bytes],

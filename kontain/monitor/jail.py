@@ -4,26 +4,26 @@ Path resolution (kontain.monitor.root) is the first wall between a payload and t
 Like Firecracker's jailer, km does not rely on it alone. Before it loads the payload it
 confines itself, so that even a bug in km, or a payload that subverts km, finds little:
 
-1. A mount namespace (km --root DIR, as root): km pivots into a fresh tmpfs that holds
-   DIR (at ROOT_IN_JAIL), a fresh /proc, /dev/kvm and /dev/null, and what km itself needs
-   to run and to re-exec itself, read-only at the same paths as on the host: its Python,
-   the shared libraries it has loaded, the standard library, the kontain package. No
-   other host file can be named at all, whatever a path looks like.
+1. A mount namespace (km --root DIR, as root): km pivots into a fresh read-only tmpfs
+   that holds DIR (at ROOT_IN_JAIL) and a /proc, nothing else: km has imported all it
+   will ever run, holds /dev/kvm open, and loads the payload's programs itself (execve
+   included), so no host file of km's own need be visible either. No other host file
+   can be named at all, whatever a path looks like.
 2. PR_SET_NO_NEW_PRIVS, and km is not dumpable: no setuid gain on exec, and no other
    process of the same user (another km) may open /proc/<km>/mem.
 3. Capabilities a monitor has no use for are dropped for good (the bounding set):
    CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_SYS_MODULE, CAP_MKNOD, CAP_DAC_READ_SEARCH
    (open_by_handle_at), CAP_SYS_RAWIO, ... A root payload keeps what a container keeps.
 4. Landlock (no privileges needed, so this wall stands for non-root users too): km may
-   only read and execute its runtime, use /dev/kvm, and change files inside DIR (where it
-   may not make device nodes or execute anything itself); abstract unix sockets and
-   signals are scoped to km and its own children (Landlock ABI 6).
+   only change files inside DIR (where it may not make device nodes or execute anything
+   itself) and use /proc; abstract unix sockets and signals are scoped to km and its own
+   children (Landlock ABI 6).
 5. A seccomp filter on km's host calls (kontain.monitor.seccomp).
 
 Without --root the payload's / is the host's: then 2, 3 (as far as km's privileges go),
 the scoping of 4 and 5 still apply. Each wall that cannot be built on this host (no
-Landlock, not root) is left out and named under `km -V=jail`. Forks and execs of km
-inherit every wall (an exec'd km is told so and adds no layer).
+Landlock, not root) is left out and named under `km -V=jail`. A forked km inherits
+every wall.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import ctypes
 import errno
 import os
 import struct
-import sys
 import time
 
 from kontain.linux import hostcall as host
@@ -66,7 +65,6 @@ SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
 FS_RIGHTS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1,
                     5: (1 << 16) - 1}
 FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
-READ_ONLY = FS_READ_FILE | FS_READ_DIR | FS_EXECUTE
 #: Inside the payload's root km may do anything a payload asks but make device nodes,
 #: and execute nothing itself (it maps the payload's files; the host never runs them).
 IN_ROOT = ((1 << 16) - 1) & ~(FS_MAKE_CHAR | FS_MAKE_BLOCK | FS_EXECUTE)
@@ -150,23 +148,19 @@ class Jail:
     # ---- 1. the mount namespace -------------------------------------------------------
 
     def _mount_namespace(self, root: str) -> str:
-        plan = Plan()
-        for path in runtime_paths():
-            plan.expose(path, writable=False)
-        plan.expose("/dev/kvm", writable=True)
-        plan.expose("/dev/null", writable=True)
+        # km needs no file of its own once the jail is built: it has imported all it
+        # will run, holds /dev/kvm open, and execs the payload's programs itself. Its
+        # jail holds the payload's root and a /proc, nothing else.
         cwd = os.getcwd()
         _check(host.syscall(NR["unshare"], CLONE_NEWNS), "unshare")
         _mount(None, b"/", None, MS_REC | MS_PRIVATE)
-        # Descriptors on what the jail shows, opened in the new namespace (a mount of
-        # another namespace cannot be bound) and before the host's tree is covered.
-        plan.open_sources()
+        # A descriptor on the root, opened in the new namespace (a mount of another
+        # namespace cannot be bound) and before the host's tree is covered.
         root_fd = os.open(root, O_PATH | O_CLOEXEC)
         top = next(p for p in (b"/tmp", b"/mnt", b"/run", b"/var/tmp", b"/dev")
                    if os.path.isdir(p))
         _mount(b"tmpfs", top, b"tmpfs", MS_NOSUID)
         try:
-            plan.build(top)
             inside = top + os.fsencode(ROOT_IN_JAIL)
             os.makedirs(inside, exist_ok=True)
             _mount(b"/proc/self/fd/%d" % root_fd, inside, None, MS_BIND | MS_REC)
@@ -184,7 +178,6 @@ class Jail:
             _libc.umount2(top, MNT_DETACH)
             raise
         finally:
-            plan.close()
             os.close(root_fd)
         if _libc.umount2(b".", MNT_DETACH) != 0:
             raise OSError(ctypes.get_errno(), "umount the host's root")
@@ -239,14 +232,7 @@ class Jail:
         else:
             handled = known
             rules = [(root, IN_ROOT), ("/proc", FS_READ_FILE | FS_READ_DIR | FS_WRITE_FILE
-                                       | FS_TRUNCATE),
-                     ("/dev/kvm", FS_READ_FILE | FS_WRITE_FILE | FS_IOCTL_DEV),
-                     ("/dev/null", FS_READ_FILE | FS_WRITE_FILE)]
-            runtime = runtime_paths()
-            rules += [(path, READ_ONLY) for path in runtime]
-            # Python lists the directories on its path when it imports (the kontain
-            # package may be a link in site-packages): they must be readable as lists.
-            rules += [(os.path.dirname(path), FS_READ_DIR) for path in runtime]
+                                       | FS_TRUNCATE)]
         attr = struct.pack("<QQQ", handled, 0, scoped)
         size = 24 if abi >= 6 else 16
         buffer = ctypes.create_string_buffer(attr[:size], size)
@@ -274,120 +260,3 @@ class Jail:
                                 ctypes.addressof(rule), 0), f"landlock rule for {path}")
         finally:
             os.close(fd)
-
-
-def runtime_paths() -> list[str]:
-    """What km needs to run and to start again (exec): absolute host paths, as km
-    names them (symlinks included), files or directories."""
-    import kontain
-
-    paths = [sys.executable, os.path.dirname(os.__file__),
-             os.path.dirname(os.path.dirname(kontain.__file__)) + "/kontain",
-             "/etc/ld.so.cache"]
-    config = os.path.join(os.path.dirname(os.path.dirname(sys.executable)), "pyvenv.cfg")
-    if os.path.exists(config):
-        paths.append(config)
-    # The shared libraries km has loaded, by the directories they are in: the loader
-    # finds them by their sonames, links beside the files themselves.
-    paths += [os.path.dirname(path) if ".so" in os.path.basename(path) else path
-              for path in _mapped_files()]
-    interpreter = _elf_interpreter(os.path.realpath(sys.executable))
-    if interpreter:
-        paths.append(interpreter)
-    seen: list[str] = []
-    for path in paths:
-        if path not in seen and os.path.exists(path):
-            seen.append(path)
-    return seen
-
-
-def _mapped_files() -> list[str]:
-    """The files km has mapped (its interpreter and shared libraries)."""
-    found = []
-    with open("/proc/self/maps", "rb") as maps:
-        for line in maps:
-            fields = line.split(None, 5)
-            if len(fields) == 6 and fields[5].startswith(b"/"):
-                name = os.fsdecode(fields[5].rstrip(b"\n"))
-                if not name.endswith(" (deleted)") and name not in found:
-                    found.append(name)
-    return found
-
-
-def _elf_interpreter(path: str) -> str | None:
-    """PT_INTERP of an ELF file (the dynamic loader km's Python needs to start)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-            phoff, = struct.unpack_from("<Q", head, 32)
-            phentsize, phnum = struct.unpack_from("<HH", head, 54)
-            f.seek(phoff)
-            table = f.read(phentsize * phnum)
-            for i in range(phnum):
-                kind, _flags, offset, _va, _pa, size = struct.unpack_from(
-                    "<IIQQQQ", table, i * phentsize)
-                if kind == 3:  # PT_INTERP
-                    f.seek(offset)
-                    return os.fsdecode(f.read(size).rstrip(b"\0"))
-    except (OSError, struct.error):
-        return None
-    return None
-
-
-class Plan:
-    """The jail's tree: symlinks as on the host, bind mounts of the real files."""
-
-    def __init__(self) -> None:
-        self.links: dict[str, str] = {}  # jail path -> symlink contents
-        self.binds: dict[str, tuple[bool, bool]] = {}  # path -> (is a directory, writable)
-        self._fds: dict[str, int] = {}
-
-    def expose(self, path: str, writable: bool, depth: int = 0) -> None:
-        """Make path (absolute) lead where it leads on the host: the symlinks along it
-        are recreated, and what it finally names is bind-mounted."""
-        if depth > 40:
-            return
-        parts = [p for p in path.split("/") if p]
-        current = ""
-        for i, part in enumerate(parts):
-            current += "/" + part
-            if any(current == b or current.startswith(b + "/") for b in self.binds):
-                return  # inside something already shown
-            if os.path.islink(current):
-                target = os.readlink(current)
-                self.links[current] = target
-                rest = "/".join(parts[i + 1:])
-                resolved = os.path.normpath(os.path.join(os.path.dirname(current), target))
-                self.expose(resolved + ("/" + rest if rest else ""), writable, depth + 1)
-                return
-        if path in self.binds or not os.path.exists(path):
-            return
-        for below in [b for b in self.binds if b.startswith(path + "/")]:
-            del self.binds[below]  # a directory covers what is under it
-        self.binds[path] = (os.path.isdir(path), writable)
-
-    def open_sources(self) -> None:
-        for path in self.binds:
-            self._fds[path] = os.open(path, O_PATH | O_CLOEXEC)
-
-    def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
-
-    def build(self, top: bytes) -> None:
-        """Create the tree under top (a fresh tmpfs) and mount what it shows."""
-        for path, target in self.links.items():
-            where = top + os.fsencode(path)
-            os.makedirs(os.path.dirname(where), exist_ok=True)
-            if not os.path.lexists(where):
-                os.symlink(target, where)
-        for path in sorted(self.binds):  # parents before what is below them
-            is_dir, writable = self.binds[path]
-            where = top + os.fsencode(path)
-            os.makedirs(where if is_dir else os.path.dirname(where), exist_ok=True)
-            if not is_dir:
-                os.close(os.open(where, os.O_CREAT | os.O_WRONLY | O_CLOEXEC, 0o600))
-            _mount(b"/proc/self/fd/%d" % self._fds[path], where, None, MS_BIND | MS_REC)
-            flags = MS_REMOUNT | MS_BIND | MS_NOSUID | (0 if writable else MS_RDONLY | MS_NODEV)
-            _mount(None, where, None, flags)

@@ -33,6 +33,7 @@ TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from kontain.kvm.api import Kvm
     from kontain.monitor.exec import ExecRequest
 
 GiB = 1 << 30
@@ -67,12 +68,13 @@ class Process:
     """One payload process: one VM, one address space, its threads."""
 
     def __init__(self, options: Options, fds: FdSpace, diagnostics_fd: int,
-                 on_exit: Callable[[Outcome], None] | None = None) -> None:
+                 on_exit: Callable[[Outcome], None] | None = None,
+                 kvm: Kvm | None = None) -> None:
         self.options = options
         self._on_exit = on_exit
         self.trace = Tracer(options.verbose, diagnostics_fd)
         self.fds = fds
-        self.machine = Machine(options.mem_size, self.fds.move_high)
+        self.machine = Machine(options.mem_size, self.fds.move_high, kvm)
         self.mm = AddressSpace(self.machine.phys, self.machine.page_tables)
         self.signals = SignalState()
         self.pid = os.getpid()

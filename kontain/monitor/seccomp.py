@@ -17,6 +17,7 @@ import struct
 
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
+from kontain.monitor.seccomp_program import PROGRAM
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 X32_SYSCALL_BIT = 0x40000000
@@ -199,7 +200,7 @@ def install() -> None:
 
     The program is built ahead of time (kontain/monitor/seccomp_program.py; a test
     checks it is build_filter()'s): building it costs more than km's whole jail."""
-    from kontain.monitor.seccomp_program import PROGRAM as program
+    program = PROGRAM
     count = len(program) // 8
     buffer = ctypes.create_string_buffer(program, len(program))
     fprog = struct.pack("<H6xQ", count, ctypes.addressof(buffer))

@@ -339,3 +339,12 @@ def test_a_payload_that_drops_root_keeps_running(payloads, flavour, run_both, as
     runs = run_both([program, *case])
     assert runs.native.out.startswith("uids now 65534 65534 65534\n"), runs.native.err
     assert_same(runs.native, runs.km)
+
+
+def test_exec_of_a_fifo_is_eacces_without_waiting(run_both, assert_same):
+    """execve checks the file type before opening it: a fifo is EACCES at once (opening
+    it for reading would wait for a writer that never comes)."""
+    script = "rm -f f; mkfifo f && chmod +x f; ./f; echo status $?"
+    runs = run_both(["/bin/busybox", "sh", "-c", script], timeout=20)
+    assert "status 126" in runs.native.out, runs.native.out + runs.native.err
+    assert_same(runs.native, runs.km)
