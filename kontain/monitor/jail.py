@@ -195,7 +195,9 @@ class Jail:
         for cap in range(CAP_LAST + 1):
             if cap not in KEPT_CAPABILITIES and cap != CAP_SETPCAP:
                 result = host.syscall(NR["prctl"], PR_CAPBSET_DROP, cap, 0, 0, 0)
-                if result < 0 and result != -errno.EINVAL:  # EINVAL: no such capability
+                if result == -errno.EINVAL:  # past the last capability this kernel has
+                    break
+                if result < 0:
                     raise OSError(-result, "dropping a capability")
         host.syscall(NR["prctl"], PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
         _check(host.syscall(NR["prctl"], PR_CAPBSET_DROP, CAP_SETPCAP, 0, 0, 0), "capbset")

@@ -155,7 +155,7 @@ def build_filter() -> bytes:
     verdicts: dict[int, int | str] = {nr: SECCOMP_RET_ALLOW for nr in allowed}
     verdicts.update({nr: SECCOMP_RET_KILL_PROCESS for nr in forbidden})
     verdicts.update(special)
-    _search(p, sorted(verdicts.items()))
+    p.code += _search(_ranges(verdicts))
     p.label("clone")  # flags are the low 32 bits of the first argument
     p.op(BPF_LD_W_ABS, DATA_ARGS)
     p.op(BPF_JSET_K, CLONE_NAMESPACES, 0, 1)
@@ -173,26 +173,31 @@ def build_filter() -> bytes:
     return p.assemble()
 
 
-def _search(p: _Program, verdicts: list[tuple[int, int | str]]) -> None:
-    """Return the verdict for the number loaded ((number, seccomp action or a label to
-    go on at), sorted by number), ENOSYS for numbers not listed: a binary search, so a
-    call costs a couple of dozen instructions whatever the list's length."""
-    if len(verdicts) <= 4:
-        for nr, verdict in verdicts:
-            p.op(BPF_JEQ_K, nr, 0, 1)
-            if isinstance(verdict, str):
-                p.op(BPF_JA, verdict)
-            else:
-                p.op(BPF_RET_K, verdict)
-        p.op(BPF_RET_K, SECCOMP_RET_ERRNO | ENOSYS)
-        return
-    middle = len(verdicts) // 2
-    upper = f"from{verdicts[middle][0]}"
-    p.op(BPF_JGE_K, verdicts[middle][0], 0, 1)
-    p.op(BPF_JA, upper)
-    _search(p, verdicts[:middle])
-    p.label(upper)
-    _search(p, verdicts[middle:])
+def _ranges(verdicts: dict[int, int | str]) -> list[tuple[int, int | str]]:
+    """[(first number, verdict)]: runs of consecutive numbers with one verdict, from 0
+    up (numbers not listed: ENOSYS). Neighbouring calls are often allowed alike, so
+    there are far fewer runs than numbers: a short program the kernel checks quickly."""
+    runs: list[tuple[int, int | str]] = []
+    for nr in range(max(verdicts) + 2):
+        verdict = verdicts.get(nr, SECCOMP_RET_ERRNO | ENOSYS)
+        if not runs or runs[-1][1] != verdict:
+            runs.append((nr, verdict))
+    return runs
+
+
+def _search(runs: list[tuple[int, int | str]]) -> list[list]:
+    """Instructions returning the verdict of the run the loaded number falls in: a
+    binary search over the runs' first numbers (the last run goes on to the end)."""
+    if len(runs) == 1:
+        verdict = runs[0][1]
+        if isinstance(verdict, str):
+            return [[BPF_JA, 0, 0, verdict]]  # on to the argument checks
+        return [[BPF_RET_K, 0, 0, verdict]]
+    middle = len(runs) // 2
+    lower, upper = _search(runs[:middle]), _search(runs[middle:])
+    if len(lower) < 256:
+        return [[BPF_JGE_K, len(lower), 0, runs[middle][0]]] + lower + upper
+    return [[BPF_JGE_K, 0, 1, runs[middle][0]], [BPF_JA, 0, 0, len(lower)]] + lower + upper
 
 
 def install() -> None:
