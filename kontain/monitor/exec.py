@@ -22,6 +22,7 @@ import errno
 import os
 import stat
 
+from kontain.linux.abi import O_PATH
 from kontain.loader.elf import ExecError, read_elf
 from kontain.loader.script import BINPRM_BUF_SIZE, script_argv
 from kontain.monitor.exits import ExecImage
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from kontain.monitor.vcpu import GuestThread
 
 MAX_SCRIPT_DEPTH = 4
-O_PATH = 0o10000000
 #: Linux caps argv + envp at a quarter of the stack limit; km's stack is 8 MiB.
 MAX_ARG_BYTES = 2 << 20
 

@@ -21,6 +21,13 @@ import _thread
 import os
 
 from kontain.kvm.structs import Regs
+from kontain.linux.abi import (
+    CLONE_CHILD_CLEARTID,
+    CLONE_CHILD_SETTID,
+    CLONE_PARENT_SETTID,
+    CLONE_SETTLS,
+    CLONE_VFORK,
+)
 from kontain.machine import cpu
 from kontain.monitor import signals as sig
 from kontain.monitor.hostsignals import HostSignals
@@ -31,8 +38,6 @@ TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.process import Process
 
-CLONE_VFORK, CLONE_SETTLS, CLONE_PARENT_SETTID = 0x4000, 0x80000, 0x100000
-CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID = 0x200000, 0x1000000
 
 
 class ForkSnapshot:

@@ -35,6 +35,7 @@ import struct
 import time
 
 from kontain.linux import hostcall as host
+from kontain.linux.abi import CLONE_NEWNS, O_CLOEXEC, O_PATH
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor import seccomp
 
@@ -45,11 +46,9 @@ if TYPE_CHECKING:
 #: Where the payload's root appears inside km's jail (a name km's runtime never uses).
 ROOT_IN_JAIL = "/.kontain/root"
 
-CLONE_NEWNS = 0x00020000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 MNT_DETACH = 2
-O_PATH, O_CLOEXEC, O_DIRECTORY = 0o10000000, 0o2000000, 0o200000
 PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 4, 24, 38, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 

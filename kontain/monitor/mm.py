@@ -26,12 +26,7 @@ import bisect
 import errno
 import os
 
-from kontain.machine import hostmem
-from kontain.machine.layout import MMAP_MIN_ADDR, MMAP_TOP, PAGE_SIZE, USER_END
-from kontain.machine.memory import OutOfPhysicalMemory, PhysicalMemory
-from kontain.machine.paging import PageTables
-from kontain.monitor.guestmem import GuestFault, GuestMemory, SplitBuffer
-from kontain.monitor.vma import (
+from kontain.linux.abi import (
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
@@ -40,18 +35,24 @@ from kontain.monitor.vma import (
     MAP_SHARED,
     MAP_SHARED_VALIDATE,
     MAP_TYPE,
+    MREMAP_DONTUNMAP,
+    MREMAP_FIXED,
+    MREMAP_MAYMOVE,
     PROT_EXEC,
+    PROT_GROWSDOWN,
+    PROT_GROWSUP,
     PROT_MASK,
     PROT_NONE,
     PROT_READ,
     PROT_WRITE,
-    Vma,
-    page_up,
-    pte_flags,
 )
+from kontain.machine import hostmem
+from kontain.machine.layout import MMAP_MIN_ADDR, MMAP_TOP, PAGE_SIZE, USER_END
+from kontain.machine.memory import OutOfPhysicalMemory, PhysicalMemory
+from kontain.machine.paging import PageTables
+from kontain.monitor.guestmem import GuestFault, GuestMemory, SplitBuffer
+from kontain.monitor.vma import Vma, page_up, pte_flags
 
-MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
-PROT_GROWSDOWN, PROT_GROWSUP = 0x01000000, 0x02000000
 _PAGE_MASK = PAGE_SIZE - 1
 
 __all__ = [  # what callers import from here (the constants live in kontain.monitor.vma)

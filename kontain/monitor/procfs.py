@@ -29,17 +29,24 @@ import os
 import struct
 
 from kontain.linux import hostcall as host
+from kontain.linux.abi import (
+    MAP_SHARED,
+    MAP_TYPE,
+    O_ACCMODE,
+    O_CLOEXEC,
+    O_DIRECTORY,
+    O_PATH,
+    PROT_EXEC,
+    PROT_READ,
+    PROT_WRITE,
+)
 from kontain.linux.numbers import NUMBERS as NR
-from kontain.monitor.vma import MAP_SHARED, MAP_TYPE, PROT_EXEC, PROT_READ, PROT_WRITE, Vma
+from kontain.monitor.vma import Vma
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.process import Process
 
-O_CLOEXEC = 0o2000000
-O_PATH = 0o10000000
-O_DIRECTORY = 0o200000
-O_ACCMODE = 3
 MFD_CLOEXEC = 1
 PR_SET_NAME = 15
 PROC_SUPER_MAGIC = 0x9FA0

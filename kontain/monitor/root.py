@@ -34,6 +34,20 @@ import posixpath
 import stat
 
 from kontain.linux import hostcall as host
+from kontain.linux.abi import (
+    AT_FDCWD,
+    O_CLOEXEC,
+    O_CREAT,
+    O_DIRECTORY,
+    O_NOFOLLOW,
+    O_PATH,
+    O_TMPFILE,
+    RESOLVE_BENEATH,
+    RESOLVE_IN_ROOT,
+    RESOLVE_NO_MAGICLINKS,
+    RESOLVE_NO_SYMLINKS,
+    VALID_OPEN_FLAGS,
+)
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor.procfs import HostObject, is_procfs
 
@@ -42,15 +56,6 @@ if TYPE_CHECKING:
     from kontain.monitor.fdspace import FdSpace
     from kontain.monitor.procfs import ProcFs
 
-AT_FDCWD = -100
-O_PATH = 0o10000000
-O_NOFOLLOW = 0o400000
-O_DIRECTORY = 0o200000
-O_CLOEXEC = 0o2000000
-O_CREAT, O_EXCL, O_TMPFILE = 0o100, 0o200, 0o20200000
-VALID_OPEN_FLAGS = 0o37777703
-RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
-RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_CACHED = 0x08, 0x10, 0x20
 #: Symlinks followed in one lookup before ELOOP (Linux's MAXSYMLINKS).
 MAX_SYMLINKS = 40
 SLOTS_PER_THREAD = 2

@@ -16,6 +16,16 @@ import ctypes
 import struct
 
 from kontain.linux import hostcall as host
+from kontain.linux.abi import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWTIME,
+    CLONE_NEWUSER,
+    CLONE_NEWUTS,
+)
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor.seccomp_program import PROGRAM
 
@@ -96,8 +106,9 @@ FORBIDDEN = (
     "capset",
 )
 
-#: clone flags that make namespaces (or share a VM-less process's memory) are refused.
-CLONE_NAMESPACES = 0x7E020000 | 0x00000080  # NEWNS..NEWNET, NEWCGROUP, NEWTIME
+#: clone flags that make namespaces are refused.
+CLONE_NAMESPACES = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER
+                    | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWTIME)
 #: ioctl requests allowed besides KVM's (type 0xAE): terminal and descriptor requests.
 TERMINAL_IOCTLS = (0x5401, 0x5402, 0x5403, 0x5404, 0x5405, 0x5406, 0x5407, 0x5408, 0x5409,
                    0x540A, 0x540B, 0x540C, 0x540D, 0x540E, 0x540F, 0x5410, 0x5411, 0x5413,

@@ -19,6 +19,17 @@ import time
 
 from kontain.kvm.structs import Regs
 from kontain.linux import hostcall as host
+from kontain.linux.abi import (
+    CLONE_CHILD_CLEARTID,
+    CLONE_CHILD_SETTID,
+    CLONE_PARENT_SETTID,
+    CLONE_SETTLS,
+    CLONE_SIGHAND,
+    CLONE_THREAD,
+    CLONE_VM,
+    FUTEX_PRIVATE_FLAG,
+    FUTEX_WAKE,
+)
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine import cpu
 from kontain.monitor.errors import stack, where
@@ -30,16 +41,7 @@ TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.process import Process
 
-CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
-CLONE_PIDFD, CLONE_PTRACE, CLONE_VFORK, CLONE_PARENT, CLONE_THREAD = (
-    0x1000, 0x2000, 0x4000, 0x8000, 0x10000)
-CLONE_NEWNS, CLONE_SYSVSEM, CLONE_SETTLS, CLONE_PARENT_SETTID = (
-    0x20000, 0x40000, 0x80000, 0x100000)
-CLONE_CHILD_CLEARTID, CLONE_DETACHED, CLONE_UNTRACED, CLONE_CHILD_SETTID = (
-    0x200000, 0x400000, 0x800000, 0x1000000)
-FUTEX_WAKE = 1
 KICK_RETRY_SECONDS = 0.003
-FUTEX_PRIVATE_FLAG = 128
 
 
 class ThreadGroup:

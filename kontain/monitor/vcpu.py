@@ -29,6 +29,16 @@ import struct
 
 from kontain.kvm import constants as k
 from kontain.kvm.api import Vcpu
+from kontain.linux.abi import (
+    ERESTART_RESTARTBLOCK,
+    ERESTARTNOHAND,
+    ERESTARTNOINTR,
+    ERESTARTSYS,
+    FUTEX_OWNER_DIED,
+    FUTEX_TID_MASK,
+    FUTEX_WAITERS,
+    ROBUST_LIST_LIMIT,
+)
 from kontain.linux.numbers import NAMES
 from kontain.machine import cpu, stub
 from kontain.monitor import signals as sig
@@ -45,9 +55,6 @@ _EFAULT = errno.EFAULT
 _USER_FLAGS = cpu.USER_RFLAGS
 _FLAGS_MASK = cpu.USER_RFLAGS_MASK
 
-#: Kernel-internal restart codes (include/linux/errno.h): a system call interrupted by
-#: a signal returns one of these; km turns it into EINTR or a restart on delivery.
-ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
 #: Calls that return EINTR after a handler runs even with SA_RESTART (signal(7)).
 NO_RESTART_WITH_HANDLER = frozenset({
     7, 271, 23, 270, 232, 281, 441, 34, 130, 128, 35, 230, 202,  # poll ppoll select pselect6
@@ -186,6 +193,7 @@ class GuestThread:
         table = proc.syscalls.table
         ntable = len(table)
         syscall_port = stub.SYSCALL_PORT
+        exit_io = k.KVM_EXIT_IO
         dirty = k.KVM_SYNC_X86_REGS
         run.kvm_valid_regs = k.KVM_SYNC_X86_REGS
         machine = proc.machine
@@ -205,7 +213,7 @@ class GuestThread:
             except OSError as e:
                 self._run_failed(e)
                 continue
-            if run.exit_reason == 2 and io.port == syscall_port:  # KVM_EXIT_IO
+            if run.exit_reason == exit_io and io.port == syscall_port:
                 nr = regs.rax
                 handler = table[nr] if nr < ntable else None
                 if handler is None:
@@ -637,8 +645,6 @@ class GuestThread:
             pass
 
 
-ROBUST_LIST_LIMIT = 2048  # ROBUST_LIST_LIMIT in the kernel
-FUTEX_WAITERS, FUTEX_OWNER_DIED, FUTEX_TID_MASK = 0x80000000, 0x40000000, 0x3FFFFFFF
 
 
 __all__ = ["GuestThread", "ExitProcess", "KillProcess", "ThreadExit", "KICK_SIGNAL"]

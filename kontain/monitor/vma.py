@@ -12,19 +12,10 @@ how memory grows without ever moving a page another thread may be using.
 
 from __future__ import annotations
 
+from kontain.linux.abi import MAP_FIXED, MAP_SHARED, MAP_TYPE, PROT_EXEC, PROT_WRITE
 from kontain.machine import hostmem
 from kontain.machine.layout import PAGE_SIZE
 from kontain.machine.paging import PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITE
-
-PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
-PROT_MASK = PROT_READ | PROT_WRITE | PROT_EXEC
-MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x01, 0x02, 0x03
-MAP_TYPE = 0x0F
-MAP_FIXED, MAP_ANONYMOUS = 0x10, 0x20
-MAP_GROWSDOWN, MAP_DENYWRITE, MAP_EXECUTABLE, MAP_LOCKED = 0x100, 0x800, 0x1000, 0x2000
-MAP_NORESERVE, MAP_POPULATE, MAP_NONBLOCK, MAP_STACK = 0x4000, 0x8000, 0x10000, 0x20000
-MAP_HUGETLB, MAP_SYNC, MAP_FIXED_NOREPLACE = 0x40000, 0x80000, 0x100000
-MAP_32BIT = 0x40
 
 _PAGE_MASK = PAGE_SIZE - 1
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import errno
 
+from kontain.linux.abi import AT_FDCWD
 from kontain.monitor.guestmem import GuestFault, SplitBuffer
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.vcpu import GuestThread
 
-AT_FDCWD = -100
 PATH_MAX = 4096
 #: Linux caps one read/write at this many bytes (MAX_RW_COUNT).
 MAX_RW_COUNT = 0x7FFFF000

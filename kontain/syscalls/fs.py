@@ -8,6 +8,20 @@ import os
 import struct
 
 from kontain.linux import hostcall as host
+from kontain.linux.abi import (
+    AT_EMPTY_PATH,
+    AT_FDCWD,
+    AT_REMOVEDIR,
+    AT_SYMLINK_FOLLOW,
+    AT_SYMLINK_NOFOLLOW,
+    O_CREAT,
+    O_TMPFILE,
+    RESOLVE_ALL,
+    S_IFIFO,
+    S_IFMT,
+    S_IFREG,
+    S_IFSOCK,
+)
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.syscalls import args
 
@@ -15,11 +29,9 @@ TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.vcpu import GuestThread
 
-AT_FDCWD = args.AT_FDCWD
 STAT_SIZE = 144
 STATX_SIZE = 256
 STATFS_SIZE = 120
-O_CLOEXEC = 0o2000000
 
 
 def _at(t: GuestThread, dirfd: int, va: int, follow: bool = True,
@@ -68,7 +80,6 @@ def sys_openat(t: GuestThread, dirfd: int, path: int, flags: int, mode: int, *_:
 
 
 OPEN_HOW = struct.Struct("<QQQ")  # struct open_how: flags, mode, resolve
-RESOLVE_ALL = 0x3F
 
 
 def sys_openat2(t: GuestThread, dirfd: int, path: int, how: int, size: int, *_: int) -> int:
@@ -81,7 +92,7 @@ def sys_openat2(t: GuestThread, dirfd: int, path: int, how: int, size: int, *_: 
     flags, mode, resolve = OPEN_HOW.unpack_from(raw)
     name = args.path(t, path)
     if flags & ~0o37777777 or resolve & ~RESOLVE_ALL or mode & ~0o7777 \
-            or mode and not flags & (os.O_CREAT | 0o20000000):
+            or mode and not flags & (O_CREAT | O_TMPFILE):
         return -errno.EINVAL
     return _open(t, dfd, name, flags, mode, resolve or 0)
 
@@ -215,7 +226,6 @@ def sys_flock(t: GuestThread, fd: int, operation: int, *_: int) -> int:
 
 # ---- stat ---------------------------------------------------------------------------------
 
-AT_SYMLINK_NOFOLLOW, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_EMPTY_PATH = 0x100, 0x200, 0x400, 0x1000
 
 
 def sys_stat(t: GuestThread, path: int, statbuf: int, *_: int) -> int:
@@ -514,7 +524,6 @@ def sys_sync(t: GuestThread, *_: int) -> int:
     return host.syscall(NR["sync"])
 
 
-S_IFMT, S_IFREG, S_IFIFO, S_IFSOCK = 0o170000, 0o100000, 0o010000, 0o140000
 
 
 def sys_mknodat(t: GuestThread, dirfd: int, path: int, mode: int, dev: int, *_: int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 
 from kontain.linux import hostcall as host
+from kontain.linux.abi import AT_EMPTY_PATH, CLONE_VFORK, CLONE_VM
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor.exec import execve
 from kontain.monitor.fork import fork_process
@@ -20,11 +21,9 @@ if TYPE_CHECKING:
     from kontain.monitor.vcpu import GuestThread
 
 SIGCHLD = 17
-CLONE_VM, CLONE_VFORK = 0x100, 0x4000
 MAX_ARG_STRINGS = 0x7FFFFFFF
 #: Linux caps argv + envp at a quarter of the stack limit; km's stack is 8 MiB.
 MAX_ARG_BYTES = 2 << 20
-AT_EMPTY_PATH = 0x1000
 RUSAGE_SIZE = 144
 SIGINFO_SIZE = 128
 

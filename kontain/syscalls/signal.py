@@ -14,10 +14,10 @@ import struct
 import time
 
 from kontain.linux import hostcall as host
+from kontain.linux.abi import ERESTARTNOHAND
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor import signals as sig
 from kontain.monitor.hostsignals import TIMER_PROXY
-from kontain.monitor.vcpu import ERESTARTNOHAND
 from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed

@@ -11,6 +11,22 @@ import errno
 import struct
 
 from kontain.linux import hostcall as host
+from kontain.linux.abi import (
+    CLONE_THREAD,
+    CLONE_VFORK,
+    CLONE_VM,
+    FUTEX_CMD_MASK,
+    FUTEX_CMP_REQUEUE,
+    FUTEX_CMP_REQUEUE_PI,
+    FUTEX_FD,
+    FUTEX_LOCK_PI,
+    FUTEX_LOCK_PI2,
+    FUTEX_REQUEUE,
+    FUTEX_WAIT,
+    FUTEX_WAIT_BITSET,
+    FUTEX_WAIT_REQUEUE_PI,
+    FUTEX_WAKE_OP,
+)
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor.fork import fork_process
 from kontain.syscalls import args
@@ -22,11 +38,6 @@ if TYPE_CHECKING:
 CLONE_ARGS = struct.Struct("<QQQQQQQQQQQ")  # struct clone_args (up to cgroup)
 CLONE_ARGS_SIZE_VER0 = 64
 
-FUTEX_WAIT, FUTEX_WAKE, FUTEX_FD, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP = 0, 1, 2, 3, 4, 5
-FUTEX_LOCK_PI, FUTEX_UNLOCK_PI, FUTEX_TRYLOCK_PI, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = (
-    6, 7, 8, 9, 10)
-FUTEX_WAIT_REQUEUE_PI, FUTEX_CMP_REQUEUE_PI, FUTEX_LOCK_PI2 = 11, 12, 13
-FUTEX_CMD_MASK = 0x7F
 #: Operations whose fourth argument is a timeout (a timespec pointer), not a count.
 _TIMEOUT_OPS = frozenset({FUTEX_WAIT, FUTEX_LOCK_PI, FUTEX_WAIT_BITSET, FUTEX_WAIT_REQUEUE_PI,
                           FUTEX_LOCK_PI2})
@@ -35,7 +46,6 @@ _SECOND_WORD_OPS = frozenset({FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP,
                               FUTEX_WAIT_REQUEUE_PI, FUTEX_CMP_REQUEUE_PI})
 
 
-CLONE_VM, CLONE_VFORK, CLONE_THREAD = 0x100, 0x4000, 0x10000
 
 
 def _clone(t: GuestThread, flags: int, stack: int, parent_tid: int, child_tid: int,

@@ -3,6 +3,7 @@ clock_nanosleep, times, timerfd."""
 
 from __future__ import annotations
 
+import errno
 import struct
 
 from kontain.linux import hostcall as host
@@ -46,7 +47,7 @@ def sys_time(t: GuestThread, tloc: int, *_: int) -> int:
 def sys_nanosleep(t: GuestThread, req: int, rem: int, *_: int) -> int:
     request = args.in_ptr(t, req, TIMESPEC)
     if not request:
-        return -14
+        return -errno.EFAULT
     return host.syscall(NR["nanosleep"], request, args.out_ptr(t, rem, TIMESPEC))
 
 
@@ -54,7 +55,7 @@ def sys_clock_nanosleep(t: GuestThread, clock: int, flags: int, req: int, rem: i
                         *_: int) -> int:
     request = args.in_ptr(t, req, TIMESPEC)
     if not request:
-        return -14
+        return -errno.EFAULT
     return host.syscall(NR["clock_nanosleep"], args.s32(clock), flags, request,
                         args.out_ptr(t, rem, TIMESPEC))
 
