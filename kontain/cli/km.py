@@ -220,8 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     from kontain.monitor.root import host_path_in_root
     from kontain.monitor.trace import Tracer
     from kontain.monitor.vdso import install as _vdso  # noqa: F401 - imported for later
-    from kontain.syscalls.table import all_handlers
-    all_handlers()  # every system call family
+    from kontain.syscalls.registry import all_handlers
 
     fds = FdSpace()
     diagnostics = fds.move_high(os.dup(2))
@@ -262,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(outcome.status)
 
     try:
-        proc = Process(options, fds, diagnostics, finish, kvm)
+        proc = Process(options, fds, diagnostics, all_handlers(), finish, kvm)
     except OSError as e:
         _error(f"cannot create a VM: {e.strerror or e}")
         return EXIT_KM_ERROR

@@ -7,7 +7,7 @@ host page cache, shared and lazily read), plus anonymous zero pages for the bss.
 from __future__ import annotations
 
 from kontain.loader.elf import ET_DYN, PF_R, PF_W, PF_X, ElfImage
-from kontain.monitor.mm import (
+from kontain.mm.space import (
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_PRIVATE,

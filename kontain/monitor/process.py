@@ -16,11 +16,12 @@ from kontain.loader.elf import ExecError, read_elf
 from kontain.loader.load import load_image
 from kontain.machine.layout import INTERP_BASE, PIE_BASE, STACK_SIZE, STACK_TOP, USER_END
 from kontain.machine.vm import Machine
+from kontain.mm.space import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, AddressSpace
 from kontain.monitor import signals as sig
+from kontain.monitor.dispatch import SyscallTable
 from kontain.monitor.exits import KillProcess
 from kontain.monitor.fdspace import FdSpace
 from kontain.monitor.hostsignals import HostSignals
-from kontain.monitor.mm import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, AddressSpace
 from kontain.monitor.procfs import ProcFs
 from kontain.monitor.root import PayloadRoot
 from kontain.monitor.signalfd import SignalFds
@@ -68,6 +69,7 @@ class Process:
     """One payload process: one VM, one address space, its threads."""
 
     def __init__(self, options: Options, fds: FdSpace, diagnostics_fd: int,
+                 handlers: dict[str, Callable[..., int]],
                  on_exit: Callable[[Outcome], None] | None = None,
                  kvm: Kvm | None = None) -> None:
         self.options = options
@@ -85,8 +87,8 @@ class Process:
         #: The payload's resource limits, as 64-bit values (RLIM_INFINITY = 2**64 - 1).
         self.rlimits = {r: tuple(RLIM_INFINITY if v == resource.RLIM_INFINITY else v
                                  for v in resource.getrlimit(r)) for r in range(16)}
-        from kontain.syscalls.table import SyscallTable  # syscalls sit above monitor
-        self.syscalls = SyscallTable(self)
+        #: The system call table (the handlers come from the floor above).
+        self.syscalls = SyscallTable(self, handlers)
         self.group = ThreadGroup(self)
         self.procfs = ProcFs(self)
         self.root = PayloadRoot(options.root, fds)

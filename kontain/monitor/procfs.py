@@ -41,7 +41,7 @@ from kontain.linux.abi import (
     PROT_WRITE,
 )
 from kontain.linux.numbers import NUMBERS as NR
-from kontain.monitor.vma import Vma
+from kontain.mm.vma import Vma
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
@@ -489,7 +489,7 @@ def _smaps_fields(size: int, resident: int, rollup: bool = False) -> str:
 
 def _as_linux_shows(vmas: list[Vma]) -> list[Vma]:
     """Merge VMAs Linux would show as one mapping (km grows memory by adding VMAs
-    beside the old ones: see kontain.monitor.mm)."""
+    beside the old ones: see kontain.mm.space)."""
     merged: list[Vma] = []
     for vma in vmas:
         if merged and merged[-1].continues(vma):

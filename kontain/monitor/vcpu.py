@@ -41,10 +41,10 @@ from kontain.linux.abi import (
 )
 from kontain.linux.numbers import NAMES
 from kontain.machine import cpu, stub
+from kontain.mm.space import GuestFault
 from kontain.monitor import signals as sig
 from kontain.monitor.errors import stack, where
 from kontain.monitor.exits import ExecImage, ExitProcess, KillProcess, ThreadExit, ThreadVanish
-from kontain.monitor.mm import GuestFault
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:

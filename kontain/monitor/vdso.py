@@ -16,7 +16,7 @@ import os
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine.layout import PAGE_SIZE, VDSO_PA, VDSO_VA
-from kontain.monitor.mm import PROT_EXEC, PROT_READ
+from kontain.mm.space import PROT_EXEC, PROT_READ
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:

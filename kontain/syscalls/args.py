@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 
 from kontain.linux.abi import AT_FDCWD
-from kontain.monitor.guestmem import GuestFault, SplitBuffer
+from kontain.mm.access import GuestFault, SplitBuffer
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:

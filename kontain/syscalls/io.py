@@ -9,7 +9,7 @@ import struct
 
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
-from kontain.monitor.mm import GuestFault
+from kontain.mm.space import GuestFault
 from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed

@@ -7,7 +7,7 @@ import errno
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine.layout import USER_END
-from kontain.monitor import mm as m
+from kontain.mm import space as m
 from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed

@@ -1,6 +1,6 @@
 """Threaded language runtimes: Node.js (V8 worker threads) and Java (HotSpot's GC and
 compiler threads) run under km as natively. Both grow and remap memory while other
-threads run, so they stand on km's memory model (kontain.monitor.mm): before it, node
+threads run, so they stand on km's memory model (kontain.mm.space): before it, node
 hung at exit and java failed to parse its own class files.
 """
 

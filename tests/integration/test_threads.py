@@ -135,7 +135,7 @@ def test_futex_directly(payloads, tflavour, run_both, assert_same):
 @pytest.mark.parametrize("case", ["counter", "condvar", "mremap", "churn"])
 def test_memory_growing_under_running_threads(payloads, tflavour, run_both, assert_same, case):
     """brk and mremap growth never move a page other threads are using: no lost
-    increments, no stranded futex waiter, no fault (kontain.monitor.mm)."""
+    increments, no stranded futex waiter, no fault (kontain.mm.space)."""
     program = payloads.build("thr_mem", tflavour)
     for _ in range(3):  # races: a few rounds each
         runs = both(run_both, [program, case])

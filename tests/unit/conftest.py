@@ -6,7 +6,7 @@ import pytest
 
 from kontain.machine.memory import PhysicalMemory
 from kontain.machine.paging import PageTables
-from kontain.monitor.mm import AddressSpace
+from kontain.mm.space import AddressSpace
 
 
 class RecordingVm:

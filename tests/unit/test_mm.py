@@ -8,7 +8,7 @@ import pytest
 
 from kontain.machine.layout import MMAP_TOP
 from kontain.machine.paging import PTE_NX, PTE_WRITE
-from kontain.monitor.mm import (
+from kontain.mm.space import (
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,

@@ -1,7 +1,7 @@
 """One guest mapping (a VMA): [start, end), one protection, one kind of backing.
 
 A Vma is immutable. The address space publishes its list of VMAs as a whole (see
-kontain.monitor.guestmem), so a thread translating a guest pointer without the lock sees
+kontain.mm.access), so a thread translating a guest pointer without the lock sees
 either the old list or the new one, never a VMA caught half-way through a change.
 
 A VMA is physically contiguous: guest virtual address va is guest physical address

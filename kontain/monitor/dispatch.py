@@ -1,12 +1,11 @@
-"""The syscall table: handlers by number, with -S statistics and -V tracing layered on.
+"""System call dispatch: handlers by number, with -S statistics and -V tracing layered on.
 
-Each family module (fs, io, mm, ...) exports HANDLERS, a map from syscall name to
-handler. A handler reads like the man page: it takes the thread and the six argument
-registers, and returns the result or -errno (raising OSError or GuestFault works too;
-the run loop turns them into -errno / -EFAULT). Numbers without a handler return
--ENOSYS, traced once under -V.
+The handlers come from the floor above (kontain.syscalls.registry gathers the families:
+fs, io, mm, ...): the monitor never imports them, it is given them. A handler reads
+like the man page: it takes the thread and the six argument registers, and returns the
+result or -errno (raising OSError or GuestFault works too; the run loop turns them into
+-errno / -EFAULT). Numbers without a handler return -ENOSYS, traced once under -V.
 """
-
 from __future__ import annotations
 
 import errno
@@ -23,26 +22,16 @@ Handler = "Callable[..., int]"
 TABLE_SIZE = 512
 
 
-def all_handlers() -> dict[str, Handler]:
-    from kontain.syscalls import fs, io, lifecycle, misc, mm, net, poll, process, signal, thread
-    from kontain.syscalls import time as time_
-    handlers: dict[str, Handler] = {}
-    for family in (fs, io, lifecycle, misc, mm, net, poll, process, signal, thread, time_):
-        handlers.update(family.HANDLERS)
-    return handlers
-
-
 class SyscallTable:
     """The per-process dispatch table and its counters."""
 
-    def __init__(self, proc: Process, handlers: dict[str, Handler] | None = None) -> None:
+    def __init__(self, proc: Process, handlers: dict[str, Handler]) -> None:
         self._proc = proc
         self._trace = proc.trace
         self._unknown_seen: set[int] = set()
         self.stats: dict[str, list[int]] = {}
         #: System calls that failed with EIO because of a km bug (shown by -S).
         self.internal_errors = 0
-        handlers = all_handlers() if handlers is None else handlers
         table: list[Handler | None] = [None] * TABLE_SIZE
         for name, handler in handlers.items():
             number = NUMBERS[name]

@@ -20,7 +20,7 @@ import struct
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine.layout import PAGE_SIZE, USER_END
-from kontain.monitor.vma import PROT_WRITE, Vma
+from kontain.mm.vma import PROT_WRITE, Vma
 
 _PAGE_MASK = PAGE_SIZE - 1
 _U64 = struct.Struct("<Q")

@@ -9,7 +9,7 @@ The memory model (docs/ARCHITECTURE.md, "Address space"):
   addresses that lead to them. So no thread ever loses a write, or waits on a futex
   word (keyed by km's host address of the page), because another thread grew memory.
 - Changes happen under `lock`, on a private copy of the VMA list that is published
-  whole when it is consistent (kontain.monitor.guestmem): readers take no lock.
+  whole when it is consistent (kontain.mm.access): readers take no lock.
 - Whenever a page loses a permission or a virtual->physical translation goes away, the
   physical pages are freed (PhysicalMemory.free) or invalidated (_invalidate), which
   makes KVM drop what it cached from the old page-table entries.
@@ -50,12 +50,12 @@ from kontain.machine import hostmem
 from kontain.machine.layout import MMAP_MIN_ADDR, MMAP_TOP, PAGE_SIZE, USER_END
 from kontain.machine.memory import OutOfPhysicalMemory, PhysicalMemory
 from kontain.machine.paging import PageTables
-from kontain.monitor.guestmem import GuestFault, GuestMemory, SplitBuffer
-from kontain.monitor.vma import Vma, page_up, pte_flags
+from kontain.mm.access import GuestFault, GuestMemory, SplitBuffer
+from kontain.mm.vma import Vma, page_up, pte_flags
 
 _PAGE_MASK = PAGE_SIZE - 1
 
-__all__ = [  # what callers import from here (the constants live in kontain.monitor.vma)
+__all__ = [  # what callers import from here (the constants live in kontain.mm.vma)
     "AddressSpace", "GuestFault", "SplitBuffer", "Vma", "page_up", "pte_flags",
     "MAP_ANONYMOUS", "MAP_FIXED", "MAP_FIXED_NOREPLACE", "MAP_PRIVATE", "MAP_SHARED",
     "MAP_TYPE", "PROT_EXEC", "PROT_NONE", "PROT_READ", "PROT_WRITE",
