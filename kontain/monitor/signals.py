@@ -4,11 +4,7 @@ Process-wide state (dispositions, the shared pending queue) lives in SignalState
 GuestThread has its own mask, private pending queue and alternate stack. Standard
 signals (1..31) coalesce while pending; real-time signals (32..64) queue, in order.
 
-The frame a handler runs on is Linux's struct rt_sigframe (arch/x86/include/asm/
-sigframe.h): the return address (sa_restorer), a struct ucontext whose uc_mcontext is
-struct sigcontext, a siginfo_t, and below... above it, the XSAVE area the FP state is saved
-in (arch/x86/include/uapi/asm/sigcontext.h: fpstate with its _fpx_sw_bytes and the
-trailing FP_XSTATE_MAGIC2). glibc, musl and Go handlers parse exactly this.
+The frame a handler runs on is kontain.monitor.sigframe's.
 """
 
 from __future__ import annotations
@@ -158,33 +154,3 @@ class SignalState:
         """Whether generating signo now would have no effect at all."""
         handler = self.actions[signo].handler
         return handler == SIG_IGN or handler == SIG_DFL and signo in DEFAULT_IGNORE
-
-
-# ---- the frame ---------------------------------------------------------------------------
-
-#: struct sigcontext (x86-64): r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip,
-#: eflags, cs/gs/fs/ss, err, trapno, oldmask, cr2, fpstate, reserved[8].
-SIGCONTEXT = struct.Struct("<18QHHHHQQQQQ64x")
-GREG_ORDER = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp",
-              "rbx", "rdx", "rax", "rcx", "rsp", "rip", "rflags")
-UCONTEXT_HEAD = struct.Struct("<QQQi4xQ")  # uc_flags, uc_link, ss_sp, ss_flags, ss_size
-UC_FP_XSTATE, UC_SIGCONTEXT_SS, UC_STRICT_RESTORE_SS = 1, 2, 4
-FP_XSTATE_MAGIC1, FP_XSTATE_MAGIC2 = 0x46505853, 0x46505845
-SW_BYTES_OFFSET = 464  # struct _fpx_sw_bytes sits in the fxsave area's software-reserved bytes
-SW_BYTES = struct.Struct("<IIQI")  # magic1, extended_size, xfeatures, xstate_size
-UCONTEXT_SIZE = UCONTEXT_HEAD.size + SIGCONTEXT.size + 8
-RT_SIGFRAME_SIZE = 8 + UCONTEXT_SIZE + SIGINFO_SIZE
-OFFSET_UCONTEXT = 8
-OFFSET_SIGCONTEXT = OFFSET_UCONTEXT + UCONTEXT_HEAD.size
-OFFSET_SIGMASK = OFFSET_SIGCONTEXT + SIGCONTEXT.size
-OFFSET_SIGINFO = 8 + UCONTEXT_SIZE
-RED_ZONE = 128
-
-
-def fpstate_with_sw_bytes(xsave: bytes, xfeatures: int) -> bytes:
-    """The XSAVE image as Linux stores it in a signal frame (sw bytes + MAGIC2)."""
-    size = len(xsave)
-    image = bytearray(xsave)
-    image[SW_BYTES_OFFSET:SW_BYTES_OFFSET + SW_BYTES.size] = SW_BYTES.pack(
-        FP_XSTATE_MAGIC1, size + 4, xfeatures, size)
-    return bytes(image) + struct.pack("<I", FP_XSTATE_MAGIC2)

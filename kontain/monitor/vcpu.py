@@ -42,6 +42,7 @@ from kontain.linux.abi import (
 from kontain.linux.numbers import NAMES
 from kontain.machine import cpu, stub
 from kontain.mm.space import GuestFault
+from kontain.monitor import sigframe
 from kontain.monitor import signals as sig
 from kontain.monitor.errors import stack, where
 from kontain.monitor.exits import ExecImage, ExitProcess, KillProcess, ThreadExit, ThreadVanish
@@ -119,6 +120,8 @@ class GuestThread:
         self.exited = False
         #: Set when another thread's execve makes this one vanish (ThreadGroup).
         self.must_leave = False
+        #: The CPU exception being turned into a signal (its sigcontext fields).
+        self.trapno = self.error_code = self.cr2 = 0
         #: Guest buffers a handler passed to the host through a copy in km (they span
         #: two mappings): (guest address, km's copy, copy back to the guest after).
         self.bounced: list[tuple[int, ctypes.Array, bool]] = []
@@ -518,33 +521,16 @@ class GuestThread:
                 regs.rax = self._syscall_nr
                 self.resume_at(rip - 2, rsp, rflags)
         rip, rsp, rflags = self.user_context()
-        alt_sp, alt_flags, alt_size = self.altstack
-        on_altstack = alt_size and alt_sp <= rsp < alt_sp + alt_size
-        if flags & sig.SA_ONSTACK and alt_size and not on_altstack:
-            sp = alt_sp + alt_size
-        else:
-            sp = rsp - sig.RED_ZONE
-        xsave = self._fp_state()
-        fpstate = sig.fpstate_with_sw_bytes(xsave, self.proc.machine.xcr0)
-        sp = (sp - len(fpstate)) & ~63
-        fp_address = sp
-        frame = ((sp - sig.RT_SIGFRAME_SIZE) & ~15) - 8
         old_mask = self.saved_mask if self.saved_mask is not None else self.signal_mask
         self.saved_mask = None
-        greg = {name: getattr(regs, name) for name in sig.GREG_ORDER}
-        greg["rip"], greg["rsp"], greg["rflags"] = rip, rsp, rflags
-        sigcontext = sig.SIGCONTEXT.pack(
-            *(greg[name] for name in sig.GREG_ORDER), 0x33, 0, 0, 0x2B,
-            getattr(self, "error_code", 0), getattr(self, "trapno", 0), old_mask,
-            getattr(self, "cr2", 0), fp_address)
-        head = sig.UCONTEXT_HEAD.pack(
-            sig.UC_FP_XSTATE | sig.UC_SIGCONTEXT_SS | sig.UC_STRICT_RESTORE_SS, 0, alt_sp,
-            (1 if on_altstack else 0) if alt_size else 2, alt_size)
-        image = (struct.pack("<Q", action.restorer) + head + sigcontext
-                 + struct.pack("<Q", old_mask) + info)
+        registers = {name: getattr(regs, name) for name in sigframe.GREG_ORDER}
+        registers["rip"], registers["rsp"], registers["rflags"] = rip, rsp, rflags
+        frame = sigframe.build(registers, old_mask, info, action.restorer, self.altstack,
+                               bool(flags & sig.SA_ONSTACK), self._fp_state(),
+                               self.proc.machine.xcr0, (self.error_code, self.trapno, self.cr2))
         try:
-            self.mm.write(fp_address, fpstate)
-            self.mm.write(frame, image)
+            self.mm.write(frame.fp_address, frame.fpstate)
+            self.mm.write(frame.address, frame.image)
         except GuestFault:
             # No room for the frame (a stack overflow without an alternate stack):
             # Linux kills the thread group with SIGSEGV.
@@ -554,11 +540,11 @@ class GuestThread:
             self.signal_mask = (self.signal_mask | block) & ~sig.UNBLOCKABLE
         self.trapno = self.error_code = self.cr2 = 0
         regs.rdi = signo
-        regs.rsi = frame + sig.OFFSET_SIGINFO
-        regs.rdx = frame + sig.OFFSET_UCONTEXT
+        regs.rsi = frame.siginfo
+        regs.rdx = frame.ucontext
         regs.rax = 0
         self.proc.trace.log("signal", f"[{self.tid}] deliver signal {signo} to {handler:#x}")
-        self.resume_at(handler, frame, rflags & ~(cpu.RFLAGS_TF | cpu.RFLAGS_DF))
+        self.resume_at(handler, frame.address, rflags & ~(cpu.RFLAGS_TF | cpu.RFLAGS_DF))
 
     def _fp_state(self) -> bytes:
         return bytes(self.vcpu.get_xsave())[:self.proc.machine.xsave_size]
@@ -568,25 +554,21 @@ class GuestThread:
         self.enter_context(SYSCALL)
         frame = self.regs.rsp - 8
         try:
-            data = self.mm.read(frame + sig.OFFSET_SIGCONTEXT, sig.SIGCONTEXT.size + 8)
+            saved = sigframe.parse(self.mm.read(frame + sigframe.OFFSET_UCONTEXT,
+                                                sigframe.SAVED_SIZE))
         except GuestFault:
             raise KillProcess(sig.SIGSEGV, "rt_sigreturn with a bad frame") from None
-        values = sig.SIGCONTEXT.unpack_from(data)
-        mask = struct.unpack_from("<Q", data, sig.SIGCONTEXT.size)[0]
-        greg = dict(zip(sig.GREG_ORDER, values[:18], strict=True))
-        fpstate = values[-1]
+        greg = saved.registers
         regs = self.regs
-        for name in sig.GREG_ORDER:
+        for name in sigframe.GREG_ORDER:
             if name not in ("rip", "rsp", "rflags"):
                 setattr(regs, name, greg[name])
-        if fpstate:
-            self._restore_fp(fpstate)
+        if saved.fp_address:
+            self._restore_fp(saved.fp_address)
         with self.proc.signals.lock:
-            self.signal_mask = mask & ~sig.UNBLOCKABLE
-        head = self.mm.read(frame + sig.OFFSET_UCONTEXT, sig.UCONTEXT_HEAD.size)
-        _flags, _link, ss_sp, ss_flags, ss_size = sig.UCONTEXT_HEAD.unpack(head)
-        if not ss_flags & 2 and ss_size >= 2048:
-            self.altstack = (ss_sp, 0, ss_size)
+            self.signal_mask = saved.mask & ~sig.UNBLOCKABLE
+        if saved.altstack is not None:
+            self.altstack = saved.altstack
         self.resume_at(greg["rip"], greg["rsp"], greg["rflags"])
         if (self.pending.bits | self.proc.signals.shared.bits) & ~self.signal_mask:
             self.deliver_signals()
