@@ -140,6 +140,14 @@ class Vcpu:
     def set_xsave(self, xsave: s.Xsave) -> None:
         fcntl.ioctl(self.fd, k.KVM_SET_XSAVE, xsave)
 
+    def get_debugregs(self) -> s.Debugregs:
+        debugregs = s.Debugregs()
+        fcntl.ioctl(self.fd, k.KVM_GET_DEBUGREGS, debugregs, True)
+        return debugregs
+
+    def set_debugregs(self, debugregs: s.Debugregs) -> None:
+        fcntl.ioctl(self.fd, k.KVM_SET_DEBUGREGS, debugregs)
+
     def get_fpu(self) -> s.Fpu:
         fpu = s.Fpu()
         fcntl.ioctl(self.fd, k.KVM_GET_FPU, fpu, True)

@@ -144,6 +144,13 @@ class Xcrs(ctypes.Structure):
     _fields_ = [("nr_xcrs", u32), ("flags", u32), ("xcrs", Xcr * 16), ("padding", u64 * 16)]
 
 
+class Debugregs(ctypes.Structure):
+    """struct kvm_debugregs: DR0-3, DR6, DR7 (hardware breakpoints and watchpoints)."""
+
+    _fields_ = [("db", u64 * 4), ("dr6", u64), ("dr7", u64), ("flags", u64),
+                ("reserved", u64 * 9)]
+
+
 class Xsave(ctypes.Structure):
     """struct kvm_xsave (the 4 KiB legacy size; KVM_GET_XSAVE2 may need more)."""
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import _thread
 import os
 
-from kontain.kvm.structs import Regs
 from kontain.linux.abi import (
     CLONE_CHILD_CLEARTID,
     CLONE_CHILD_SETTID,
@@ -28,7 +27,7 @@ from kontain.linux.abi import (
     CLONE_SETTLS,
     CLONE_VFORK,
 )
-from kontain.machine import cpu
+from kontain.machine import cpustate
 from kontain.monitor import signals as sig
 from kontain.monitor.hostsignals import HostSignals
 from kontain.monitor.threads import ThreadGroup
@@ -44,16 +43,7 @@ class ForkSnapshot:
     """The forking thread's CPU state, taken in the parent before the host fork."""
 
     def __init__(self, parent: GuestThread, flags: int, stack: int, tls: int) -> None:
-        self.regs = Regs.from_buffer_copy(parent.regs)
-        self.regs.rax = 0
-        self.regs.rip = parent.regs.rcx
-        self.regs.rflags = parent.regs.r11 & cpu.USER_RFLAGS_MASK | cpu.USER_RFLAGS
-        if stack:
-            self.regs.rsp = stack
-        bases = parent.vcpu.get_msrs([cpu.MSR_FS_BASE, cpu.MSR_GS_BASE])
-        self.fs_base = tls if flags & CLONE_SETTLS else bases[cpu.MSR_FS_BASE]
-        self.gs_base = bases[cpu.MSR_GS_BASE]
-        self.xsave = parent.vcpu.get_xsave()
+        self.cpu = parent.clone_state(stack, tls if flags & CLONE_SETTLS else None)
         self.signal_mask = parent.signal_mask
         self.altstack = parent.altstack
         self.name = parent.name
@@ -124,9 +114,7 @@ def _become_child(proc: Process, snapshot: ForkSnapshot, flags: int, child_tid: 
     proc.signals.shared = sig.PendingQueue()
     thread = GuestThread(proc, proc.group.new_vcpu(), proc.pid)
     vcpu = thread.vcpu
-    vcpu.set_regs(snapshot.regs)
-    vcpu.set_msrs([(cpu.MSR_FS_BASE, snapshot.fs_base), (cpu.MSR_GS_BASE, snapshot.gs_base)])
-    vcpu.set_xsave(snapshot.xsave)
+    cpustate.apply(vcpu, snapshot.cpu, sregs=False)
     thread.signal_mask = snapshot.signal_mask
     thread.altstack = snapshot.altstack
     thread.name = snapshot.name

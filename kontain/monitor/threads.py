@@ -17,7 +17,6 @@ import errno
 import os
 import time
 
-from kontain.kvm.structs import Regs
 from kontain.linux import hostcall as host
 from kontain.linux.abi import (
     CLONE_CHILD_CLEARTID,
@@ -31,7 +30,7 @@ from kontain.linux.abi import (
     FUTEX_WAKE,
 )
 from kontain.linux.numbers import NUMBERS as NR
-from kontain.machine import cpu
+from kontain.machine import cpustate
 from kontain.monitor.errors import stack, where
 from kontain.monitor.exits import ExecImage, ExitProcess, KillProcess, ThreadExit, ThreadVanish
 from kontain.monitor.signals import SIGSEGV
@@ -87,17 +86,8 @@ class ThreadGroup:
             return -errno.EINVAL if flags & CLONE_THREAD else -errno.ENOSYS
         vcpu = self.new_vcpu()
         child = GuestThread(self._proc, vcpu, 0)
-        regs = Regs.from_buffer_copy(parent.regs)
-        regs.rax = 0
-        regs.rip = parent.regs.rcx
-        regs.rflags = parent.regs.r11 & cpu.USER_RFLAGS_MASK | cpu.USER_RFLAGS
-        if stack:
-            regs.rsp = stack
-        vcpu.set_regs(regs)
-        bases = parent.vcpu.get_msrs([cpu.MSR_FS_BASE, cpu.MSR_GS_BASE])
-        vcpu.set_msrs([(cpu.MSR_FS_BASE, tls if flags & CLONE_SETTLS else bases[cpu.MSR_FS_BASE]),
-                       (cpu.MSR_GS_BASE, bases[cpu.MSR_GS_BASE])])
-        vcpu.set_xsave(parent.vcpu.get_xsave())
+        cpustate.apply(vcpu, parent.clone_state(stack, tls if flags & CLONE_SETTLS else None),
+                       sregs=False)
         child.signal_mask = parent.signal_mask
         if flags & CLONE_CHILD_CLEARTID:
             child.clear_child_tid = child_tid

@@ -40,7 +40,7 @@ from kontain.linux.abi import (
     ROBUST_LIST_LIMIT,
 )
 from kontain.linux.numbers import NAMES
-from kontain.machine import cpu, stub
+from kontain.machine import cpu, cpustate, stub
 from kontain.mm.space import GuestFault
 from kontain.monitor import sigframe
 from kontain.monitor import signals as sig
@@ -180,6 +180,21 @@ class GuestThread:
             frame[0], frame[2], frame[3] = rip, rflags, rsp
             regs.rsp = self._frame_va
         self.run_struct.kvm_dirty_regs = k.KVM_SYNC_X86_REGS
+
+    def clone_state(self, new_stack: int, tls: int | None) -> cpustate.CpuState:
+        """The CPU state a child created by this thread's clone/fork starts with: this
+        thread's, returning 0 from the system call, on new_stack if given, with tls as
+        its FS base if given (CLONE_SETTLS)."""
+        state = cpustate.capture(self.vcpu, self.regs)
+        regs = state.regs
+        regs.rax = 0
+        regs.rip = self.regs.rcx  # where `syscall` returns
+        regs.rflags = self.regs.r11 & _FLAGS_MASK | _USER_FLAGS
+        if new_stack:
+            regs.rsp = new_stack
+        if tls is not None:
+            state.fs_base = tls
+        return state
 
     # ---- the run loop -------------------------------------------------------------
 

@@ -28,6 +28,8 @@ int main(void) {
   P("KVM_GET_FPU", KVM_GET_FPU) P("KVM_SET_FPU", KVM_SET_FPU)
   P("KVM_GET_XSAVE", KVM_GET_XSAVE) P("KVM_SET_XSAVE", KVM_SET_XSAVE)
   P("KVM_GET_XCRS", KVM_GET_XCRS) P("KVM_SET_XCRS", KVM_SET_XCRS)
+  P("KVM_GET_DEBUGREGS", KVM_GET_DEBUGREGS) P("KVM_SET_DEBUGREGS", KVM_SET_DEBUGREGS)
+  P("sizeof debugregs", sizeof(struct kvm_debugregs))
   P("KVM_CAP_SYNC_REGS", KVM_CAP_SYNC_REGS) P("KVM_CAP_IMMEDIATE_EXIT", KVM_CAP_IMMEDIATE_EXIT)
   P("sizeof run", sizeof(struct kvm_run)) P("offsetof run.s", offsetof(struct kvm_run, s))
   P("offsetof run.kvm_valid_regs", offsetof(struct kvm_run, kvm_valid_regs))
@@ -69,6 +71,7 @@ def test_structure_layouts_match_the_headers(header_facts: dict[str, int]) -> No
     assert ctypes.sizeof(s.SyncRegs) == header_facts["sizeof sync_regs"]
     assert ctypes.sizeof(s.Xcrs) == header_facts["sizeof xcrs"]
     assert ctypes.sizeof(s.Fpu) == header_facts["sizeof fpu"]
+    assert ctypes.sizeof(s.Debugregs) == header_facts["sizeof debugregs"]
     assert ctypes.sizeof(s.Segment) == header_facts["sizeof segment"]
     assert ctypes.sizeof(s.CpuidEntry2) == header_facts["sizeof cpuid_entry2"]
     assert ctypes.sizeof(s.UserspaceMemoryRegion) == header_facts["sizeof memory_region"]
