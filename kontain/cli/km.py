@@ -139,30 +139,6 @@ def parse(argv: list[str]) -> CommandLine:
     return cl
 
 
-def find_payload(name: str) -> str:
-    """The file to run: name itself if it has a slash, else the first match in PATH."""
-    if "/" in name:
-        return name
-    for directory in os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":"):
-        candidate = os.path.join(directory or ".", name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    raise FileNotFoundError(name)
-
-
-def inherited_environment() -> list[bytes]:
-    """km's environment as it was exec'd, before Python's start-up changed it.
-
-    Python sets LC_CTYPE when it coerces the C locale (PEP 538); the payload must see
-    exactly what km was given, which /proc/self/environ still holds.
-    """
-    try:
-        with open("/proc/self/environ", "rb") as f:
-            return [entry for entry in f.read().split(b"\0") if entry]
-    except OSError:
-        return [k + b"=" + v for k, v in os.environb.items()]
-
-
 def _error(message: str) -> None:
     os.write(2, f"km: {message}\n".encode(errors="replace"))
 
@@ -205,53 +181,23 @@ def main(argv: list[str] | None = None) -> int:
     if not cl.payload:
         _error("no payload given (km --help for usage)")
         return 2
-    if cl.root != "/" and not os.path.isdir(cl.root):
-        _error(f"--root {cl.root}: not a directory")
-        return EXIT_KM_ERROR
 
     # Everything km will ever import, imported now: once the payload runs it may drop
     # privileges or change what km can see (and km's jail hides the host's files).
-    from kontain.kvm.api import Kvm
-    from kontain.loader.elf import ExecError
-    from kontain.monitor.exec import prepare
-    from kontain.monitor.fdspace import FdSpace
-    from kontain.monitor.jail import Jail
-    from kontain.monitor.process import Options, Outcome, Process
-    from kontain.monitor.root import host_path_in_root
-    from kontain.monitor.trace import Tracer
+    from kontain.monitor.launch import LaunchError, LaunchSpec, launch
+    from kontain.monitor.process import Outcome
     from kontain.monitor.vdso import install as _vdso  # noqa: F401 - imported for later
     from kontain.syscalls.registry import all_handlers
 
-    fds = FdSpace()
-    diagnostics = fds.move_high(os.dup(2))
-    env = [os.fsencode(e) for e in cl.putenv] if cl.putenv is not None \
-        else inherited_environment()
-    try:
-        kvm = Kvm()  # before the jail: km keeps /dev/kvm open, and needs nothing else
-        kvm.fd = fds.move_high(kvm.fd)
-    except OSError as e:
-        _error(f"cannot open /dev/kvm: {e.strerror or e} (KVM is needed to run payloads)")
-        return EXIT_KM_ERROR
-    root = Jail(Tracer(cl.verbose, diagnostics)).enter(cl.root)
-    try:
-        if root != "/":
-            path = host_path_in_root(root, cl.payload[0], os.environ.get("PATH"))
-        else:
-            path = find_payload(cl.payload[0])
-    except FileNotFoundError:
-        _error(f"{cl.payload[0]}: command not found")
-        return EXIT_NOT_FOUND
-    if not os.path.exists(path):
-        _error(f"{path}: No such file or directory")
-        return EXIT_NOT_FOUND
-    if os.path.isdir(path) or not os.access(path, os.X_OK):
-        _error(f"{path}: Permission denied")
-        return EXIT_CANNOT_EXECUTE
-    options = Options(mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose, root=root,
+    spec = LaunchSpec(cl.payload[0], [os.fsencode(a) for a in cl.payload[1:]],
+                      argv0=None if cl.argv0 is None else os.fsencode(cl.argv0),
+                      env=None if cl.putenv is None else [os.fsencode(e) for e in cl.putenv],
+                      root=cl.root, mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose,
                       strict=cl.strict)
 
     def finish(outcome: Outcome) -> None:
         """The payload is over (called from whichever thread ended it): leave km."""
+        proc = launched.proc
         if cl.stats:
             proc.trace.write(proc.stats_report())
         if outcome.internal:
@@ -261,28 +207,15 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(outcome.status)
 
     try:
-        proc = Process(options, fds, diagnostics, all_handlers(), finish, kvm)
-    except OSError as e:
-        _error(f"cannot create a VM: {e.strerror or e}")
-        return EXIT_KM_ERROR
-    argv = [os.fsencode(cl.argv0 if cl.argv0 is not None else cl.payload[0])]
-    argv += [os.fsencode(a) for a in cl.payload[1:]]
-    execfn = os.fsencode(path)
-    if proc.root.confined:  # the payload knows its file by its path inside the root
-        execfn = proc.root.guest_path_of_host(os.fsencode(os.path.realpath(path))) or execfn
-    try:
-        thread = proc.load(prepare(proc, execfn, argv, env))
-    except ExecError as e:
-        _error(f"{path}: {e}")
-        return EXIT_NOT_FOUND if e.errno == 2 else EXIT_CANNOT_EXECUTE
-    except OSError as e:
-        _error(f"{path}: {e.strerror}")
-        return EXIT_NOT_FOUND if e.errno == 2 else EXIT_CANNOT_EXECUTE
+        launched = launch(spec, all_handlers(), finish)
+    except LaunchError as e:
+        _error(str(e))
+        return e.status
     # What start-up made lives as long as km: out of the collector's sight (also keeps
     # the pages a forked km shares with its parent from being written by collections).
     gc.freeze()
     gc.enable()
-    proc.run(thread)  # does not return: finish() ends km
+    launched.run()  # does not return: finish() ends km
     return EXIT_KM_ERROR
 
 

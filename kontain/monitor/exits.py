@@ -40,6 +40,11 @@ class ExecImage(Exception):
         self.request = request
 
 
+class RestartSyscall(Exception):
+    """A handler waiting inside km gives way (the process is being paused): the system
+    call is made again from the start when the thread goes on (-ERESTARTNOINTR)."""
+
+
 class ThreadVanish(Exception):
     """Another thread of the process is exec'ing: this one ends at once, without the
     side effects of exit(2) (Linux's de_thread)."""

@@ -32,7 +32,14 @@ from kontain.linux.abi import (
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine import cpustate
 from kontain.monitor.errors import stack, where
-from kontain.monitor.exits import ExecImage, ExitProcess, KillProcess, ThreadExit, ThreadVanish
+from kontain.monitor.exits import (
+    ExecImage,
+    ExitProcess,
+    KillProcess,
+    RestartSyscall,
+    ThreadExit,
+    ThreadVanish,
+)
 from kontain.monitor.signals import SIGSEGV
 from kontain.monitor.vcpu import GuestThread
 
@@ -57,6 +64,11 @@ class ThreadGroup:
         self._kicker_wakeup = _thread.allocate_lock()
         self._kicker_wakeup.acquire()
         self._kicker_running = False
+        #: Whether the process is paused (or being paused): see pause().
+        self.paused = False
+        self._gates: list = []  # one lock per parked thread, released by resume()
+        self._parked_event = _thread.allocate_lock()  # released when a thread parks
+        self._parked_event.acquire()
         #: The thread whose execve makes the others vanish (stop_others), if any.
         self._exec_owner: GuestThread | None = None
         #: vCPUs of threads that vanished: closed with the VM they belong to.
@@ -142,6 +154,52 @@ class ThreadGroup:
                                       internal=True))
             return
 
+    # ---- the paused state: every thread stopped where its state can be read and changed
+
+    def pause(self, timeout: float | None = None) -> bool:
+        """Stop every thread of the process at a known point (out of the guest, its
+        user context in hand, in no host call: GuestThread.park_if_paused) and return
+        once all are stopped (True), or when timeout seconds pass (False, still
+        pausing). The caller is not one of the process's threads. Off the fast path:
+        the kick (immediate_exit and a signal) brings each thread out."""
+        with self._lock:
+            self.paused = True
+            threads = list(self.threads.values())
+        for thread in threads:
+            thread.kick()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while any(not t.parked and not t.exited for t in self.all()):
+            remaining = -1 if deadline is None else deadline - time.monotonic()
+            if deadline is not None and remaining <= 0:
+                return False
+            self._parked_event.acquire(timeout=remaining)  # released as each one parks
+        return True
+
+    def resume(self) -> None:
+        """Let every thread go on from where it stopped."""
+        with self._lock:
+            self.paused = False
+            gates, self._gates = self._gates, []
+        for gate in gates:
+            gate.release()
+
+    def park(self, thread: GuestThread) -> None:
+        """Called by a thread that finds the process paused: stop until resumed."""
+        gate = _thread.allocate_lock()
+        gate.acquire()
+        with self._lock:
+            if not self.paused:
+                return
+            self._gates.append(gate)
+            thread.parked = True
+        if self._parked_event.locked():
+            try:
+                self._parked_event.release()
+            except RuntimeError:  # released by another thread meanwhile
+                pass
+        gate.acquire()  # until resume()
+        thread.parked = False
+
     # ---- execve: the other threads vanish ---------------------------------------------
 
     def stop_others(self, thread: GuestThread) -> None:
@@ -161,7 +219,7 @@ class ThreadGroup:
             with self._lock:
                 if all(t is thread for t in self.threads.values()):
                     return
-            self.wait(thread, 50_000_000)  # woken by each thread that vanishes
+            self.wait(thread, 50_000_000, interruptible=False)  # woken as each one vanishes
 
     def _vanished(self, thread: GuestThread) -> None:
         thread.exited = True
@@ -231,11 +289,15 @@ class ThreadGroup:
         except OSError:
             pass
 
-    def wait(self, thread: GuestThread, timeout_ns: int | None) -> None:
+    def wait(self, thread: GuestThread, timeout_ns: int | None,
+             interruptible: bool = True) -> None:
         """Sleep until woken (a signal for this thread) or the timeout passes. A thread
-        that must vanish (another one is exec'ing) leaves from here."""
+        that must vanish (another one is exec'ing) leaves from here; one waiting in a
+        system call gives way to a pause (the call is made again afterwards)."""
         if thread.must_leave:
             raise ThreadVanish()
+        if interruptible and self.paused:
+            raise RestartSyscall()
         fd = self.wake_fd(thread)
         pollfd = (ctypes.c_int32 * 2)(fd, 1)  # struct pollfd {fd, events=POLLIN, revents}
         ts = None
@@ -249,6 +311,8 @@ class ThreadGroup:
             pass
         if thread.must_leave:
             raise ThreadVanish()
+        if interruptible and self.paused:
+            raise RestartSyscall()
 
     def futex_wake(self, address: int, count: int) -> None:
         host_address = self._proc.mm.host_address(address)

@@ -42,10 +42,17 @@ from kontain.linux.abi import (
 from kontain.linux.numbers import NAMES
 from kontain.machine import cpu, cpustate, stub
 from kontain.mm.space import GuestFault
-from kontain.monitor import sigframe
+from kontain.monitor import faults, sigframe
 from kontain.monitor import signals as sig
 from kontain.monitor.errors import stack, where
-from kontain.monitor.exits import ExecImage, ExitProcess, KillProcess, ThreadExit, ThreadVanish
+from kontain.monitor.exits import (
+    ExecImage,
+    ExitProcess,
+    KillProcess,
+    RestartSyscall,
+    ThreadExit,
+    ThreadVanish,
+)
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
@@ -66,18 +73,6 @@ NO_RESTART_WITH_HANDLER = frozenset({
 #: The host signal km sends a vCPU thread to make KVM_RUN (or a blocking host call) return.
 KICK_SIGNAL = host_signal.SIGRTMAX
 
-#: What each CPU exception becomes when it reaches user code (arch/x86/kernel/traps.c):
-#: vector -> (signal, si_code, whether si_addr is the faulting rip).
-EXCEPTION_SIGNALS = {
-    0: (sig.SIGFPE, sig.FPE_INTDIV, True), 1: (sig.SIGTRAP, sig.TRAP_TRACE, True),
-    3: (sig.SIGTRAP, sig.SI_KERNEL, False), 4: (sig.SIGSEGV, sig.SI_KERNEL, False),
-    5: (sig.SIGSEGV, sig.SI_KERNEL, False), 6: (sig.SIGILL, sig.ILL_ILLOPN, True),
-    7: (sig.SIGFPE, sig.FPE_FLTINV, True), 10: (sig.SIGSEGV, sig.SI_KERNEL, False),
-    11: (sig.SIGBUS, sig.SI_KERNEL, False), 12: (sig.SIGBUS, sig.SI_KERNEL, False),
-    13: (sig.SIGSEGV, sig.SI_KERNEL, False), 16: (sig.SIGFPE, sig.FPE_FLTINV, True),
-    17: (sig.SIGBUS, sig.BUS_ADRALN, True), 19: (sig.SIGFPE, sig.FPE_FLTINV, True),
-}
-PF_PROTECTION, PF_WRITE, PF_USER, PF_FETCH = 1, 2, 4, 16
 SYSCALL, EXCEPTION, INTERRUPTED = 0, 1, 2
 
 
@@ -120,6 +115,8 @@ class GuestThread:
         self.exited = False
         #: Set when another thread's execve makes this one vanish (ThreadGroup).
         self.must_leave = False
+        #: Stopped in the paused state (ThreadGroup.pause).
+        self.parked = False
         #: The CPU exception being turned into a signal (its sigcontext fields).
         self.trapno = self.error_code = self.cr2 = 0
         #: Guest buffers a handler passed to the host through a copy in km (they span
@@ -244,6 +241,8 @@ class GuestThread:
                         ret = -_EFAULT
                     except OSError as e:
                         ret = -(e.errno or errno.EIO)
+                    except RestartSyscall:
+                        ret = -ERESTARTNOINTR
                     except (ExitProcess, KillProcess, ThreadExit, ExecImage, ThreadVanish):
                         raise
                     except Exception as e:  # a km bug: the payload gets an error, km lives on
@@ -304,6 +303,7 @@ class GuestThread:
                 self.signal_mask, self.saved_mask = self.saved_mask, None
             if -ERESTART_RESTARTBLOCK <= ret <= -ERESTARTSYS:
                 self._restart_syscall()
+        self.park_if_paused()
 
     def _restart_syscall(self) -> None:
         """Run the interrupted system call again: back up over `syscall`, nr in rax."""
@@ -319,6 +319,22 @@ class GuestThread:
             return  # inside the stub: the exit it is about to take will deliver
         self.enter_context(INTERRUPTED)
         self.deliver_signals()
+        self.park_if_paused()
+
+    # ---- the paused state -----------------------------------------------------------
+
+    def park_if_paused(self) -> None:
+        """If the process is being paused, stop here until it is resumed.
+
+        Here the thread is out of the guest with its whole user context in hand (the
+        registers in kvm_run's sync regs, where it will resume in user_context()) and
+        in no host call: another thread may read and change that state (a snapshot, a
+        debugger); what it changes takes effect when this thread runs again."""
+        group = self.proc.group
+        if not group.paused:
+            return
+        self.run_struct.kvm_dirty_regs = k.KVM_SYNC_X86_REGS  # edits made meanwhile count
+        group.park(self)
 
     def kick(self) -> None:
         """Make this thread leave KVM_RUN or a blocking host call soon, and keep at it
@@ -338,7 +354,7 @@ class GuestThread:
     def has_deliverable_signal(self) -> bool:
         """Whether the thread has a reason to leave the guest: a signal it does not
         block, or another thread's execve (then it must vanish)."""
-        return self.must_leave or bool(
+        return self.must_leave or self.proc.group.paused and not self.parked or bool(
             (self.pending.bits | self.proc.signals.shared.bits) & ~self.signal_mask)
 
     def _run_failed(self, error: OSError) -> None:
@@ -432,42 +448,19 @@ class GuestThread:
         if vector in stub.VECTORS_WITH_ERROR_CODE:
             error_code = int.from_bytes(view[pa - 8:pa], "little")
         self.trapno, self.error_code, self.cr2 = vector, error_code, 0
-        if vector == 14:
-            cr2 = self.vcpu.get_sregs().cr2
-            self.cr2 = cr2
+        repeats = 1
+        if vector == faults.PAGE_FAULT:
+            self.cr2 = self.vcpu.get_sregs().cr2
             address, count = self._last_fault
-            count = count + 1 if address == cr2 else 1
-            self._last_fault = (cr2, count)
-            if count <= 3 and self.mm.access_allowed(cr2, bool(error_code & PF_WRITE),
-                                                     bool(error_code & PF_FETCH)):
-                # A stale translation (the TLB may hold an entry km has since widened):
-                # retry the access, as Linux does for spurious faults.
-                return
-            if cr2 & ~0xFFF in self.mm.unbacked:  # host memory that is not there: SIGBUS
-                self.force_signal(sig.SIGBUS, sig.siginfo(sig.SIGBUS, sig.BUS_ADRERR, addr=cr2))
-                return
-            code = sig.SEGV_ACCERR if self.mm.find(cr2) is not None else sig.SEGV_MAPERR
-            self.proc.trace.log("signal", f"[{self.tid}] page fault at {cr2:#x} rip {rip:#x} "
-                                          f"error {error_code:#x} in {self.mm.find(cr2)}")
-            self.force_signal(sig.SIGSEGV, sig.siginfo(sig.SIGSEGV, code, addr=cr2))
-            return
-        if vector == 6:
-            # `int $N`: the gates of a Linux IDT that user code may use are int3's
-            # (SIGTRAP); any other raises #GP, SIGSEGV. (PVM reports these as #UD.)
-            n = self._is_int_n(rip)
-            if n is not None:
-                vector = 3 if n == 3 else 13
-        signo, code, at_rip = EXCEPTION_SIGNALS.get(vector, (sig.SIGSEGV, sig.SI_KERNEL, False))
-        self.proc.trace.log("signal", f"[{self.tid}] exception {vector} at rip {rip:#x}")
-        self.force_signal(signo, sig.siginfo(signo, code, addr=rip if at_rip else 0))
-
-    def _is_int_n(self, rip: int) -> int | None:
-        """N if the instruction at rip is `int $N` (CD ib), else None."""
-        try:
-            code = self.mm.read(rip, 2)
-        except GuestFault:
-            return None
-        return code[1] if code[0] == 0xCD else None
+            repeats = count + 1 if address == self.cr2 else 1
+            self._last_fault = (self.cr2, repeats)
+        verdict = faults.signal_for(vector, error_code, rip, self.cr2, self.mm, repeats)
+        if verdict is None:
+            return  # a spurious fault: the access is made again
+        signo, code, address = verdict
+        self.proc.trace.log("signal", f"[{self.tid}] exception {vector} at rip {rip:#x} "
+                                      f"(error {error_code:#x}, cr2 {self.cr2:#x})")
+        self.force_signal(signo, sig.siginfo(signo, code, addr=address))
 
     def force_signal(self, signo: int, info: bytes) -> None:
         """A synchronous signal caused by this thread (Linux force_sig_info): if it is

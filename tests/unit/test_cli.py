@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kontain.cli.km import UsageError, find_payload, parse, parse_size
+from kontain.cli.km import UsageError, parse, parse_size
+from kontain.monitor.launch import find_payload
 
 
 def test_options_end_at_the_payload() -> None:
@@ -38,7 +39,7 @@ def test_payload_without_slash_is_found_in_path(tmp_path, monkeypatch) -> None:
     exe = tmp_path / "tool"
     exe.write_text("")
     exe.chmod(0o755)
-    monkeypatch.setenv("PATH", f"/nonexistent:{tmp_path}")
-    assert find_payload("tool") == str(exe)
+    search = f"/nonexistent:{tmp_path}"
+    assert find_payload("tool", search) == str(exe)
     with pytest.raises(FileNotFoundError):
-        find_payload("no-such-tool-anywhere")
+        find_payload("no-such-tool-anywhere", search)

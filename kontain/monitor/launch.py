@@ -1,0 +1,180 @@
+"""A launch spec: one description of what to run in a VM, and the start that carries it out.
+
+The km command line builds one, and so will krun (from an OCI process) and the Python
+API, the way runc hands its initConfig to `runc init`: what to run (payload, argv, env),
+where (root, cwd), what it inherits (descriptors, ignored signals, the signal mask,
+limits) and how km watches it (memory size, -S, -V, --strict). `launch()` does, in
+order: take the descriptors km keeps, open /dev/kvm, build km's walls
+(kontain.monitor.jail), find the payload inside its root, make the process and load the
+program. Everything that can fail fails there, before the payload's first instruction,
+as a LaunchError with the status km's command line exits with.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kontain.kvm.api import Kvm
+from kontain.loader.elf import ExecError
+from kontain.monitor import signals as sig
+from kontain.monitor.exec import prepare
+from kontain.monitor.fdspace import FdSpace
+from kontain.monitor.jail import Jail
+from kontain.monitor.process import Options, Outcome, Process
+from kontain.monitor.root import host_path_in_root
+from kontain.monitor.trace import Tracer
+from kontain.monitor.vcpu import GuestThread
+
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+EXIT_NOT_FOUND = 127
+EXIT_CANNOT_EXECUTE = 126
+EXIT_KM_ERROR = 1
+GiB = 1 << 30
+
+
+class LaunchSpec:
+    """What to run, and how (every field has the default `km PAYLOAD` uses)."""
+
+    def __init__(self, payload: str, args: list[bytes] | None = None,
+                 argv0: bytes | None = None, env: list[bytes] | None = None,
+                 root: str = "/", cwd: str | None = None, mem_size: int = 64 * GiB,
+                 ignored_signals: frozenset[int] = frozenset(), signal_mask: int = 0,
+                 rlimits: dict[int, tuple[int, int]] | None = None,
+                 stats: bool = False, verbose: str | None = None, strict: bool = False,
+                 diagnostics_fd: int = 2) -> None:
+        #: The program, as named: looked up in PATH (inside the root) when it has no slash.
+        self.payload = payload
+        self.args = list(args or [])
+        self.argv0 = os.fsencode(payload) if argv0 is None else argv0
+        #: The environment; None: km's own, exactly as km was started.
+        self.env = env
+        #: The payload's / on the host; its working directory (a path inside it).
+        self.root, self.cwd = root, cwd
+        self.mem_size = mem_size
+        #: What execve would carry over: signals left ignored, the blocked mask.
+        self.ignored_signals, self.signal_mask = ignored_signals, signal_mask
+        #: Limits to set for the payload (resource -> (soft, hard)); others inherited.
+        self.rlimits = dict(rlimits or {})
+        self.stats, self.verbose, self.strict = stats, verbose, strict
+        #: Where km writes its own messages (kept above the guest's descriptors).
+        self.diagnostics_fd = diagnostics_fd
+
+    @property
+    def argv(self) -> list[bytes]:
+        return [self.argv0] + self.args
+
+
+class LaunchError(Exception):
+    """The payload cannot be started; status is what km's command line exits with."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Launched:
+    """A process loaded and ready: run() hands it its first thread."""
+
+    def __init__(self, proc: Process, thread: GuestThread) -> None:
+        self.proc, self.thread = proc, thread
+
+    def run(self) -> None:
+        """Run the payload on this thread; returns only through on_exit's own exit."""
+        self.proc.run(self.thread)
+
+
+def inherited_environment() -> list[bytes]:
+    """km's environment as it was exec'd, before Python's start-up changed it.
+
+    Python sets LC_CTYPE when it coerces the C locale (PEP 538); the payload must see
+    exactly what km was given, which /proc/self/environ still holds.
+    """
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            return [entry for entry in f.read().split(b"\0") if entry]
+    except OSError:
+        return [k + b"=" + v for k, v in os.environb.items()]
+
+
+def find_payload(name: str, search_path: str | None) -> str:
+    """The file to run: name itself if it has a slash, else the first match in PATH."""
+    if "/" in name:
+        return name
+    for directory in (search_path or "/usr/local/bin:/usr/bin:/bin").split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(name)
+
+
+def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
+           on_exit: Callable[[Outcome], None]) -> Launched:
+    """Make the process spec describes, ready to run; LaunchError if it cannot be."""
+    if spec.root != "/" and not os.path.isdir(spec.root):
+        raise LaunchError(f"--root {spec.root}: not a directory", EXIT_KM_ERROR)
+    fds = FdSpace()
+    diagnostics = fds.move_high(os.dup(spec.diagnostics_fd))
+    env = spec.env if spec.env is not None else inherited_environment()
+    try:
+        kvm = Kvm()  # before the jail: km keeps /dev/kvm open, and needs nothing else
+        kvm.fd = fds.move_high(kvm.fd)
+    except OSError as e:
+        raise LaunchError(f"cannot open /dev/kvm: {e.strerror or e} (KVM is needed to run "
+                          "payloads)", EXIT_KM_ERROR) from None
+    trace = Tracer(spec.verbose, diagnostics)
+    root = Jail(trace).enter(spec.root)
+    if spec.cwd is not None:
+        try:
+            os.chdir(spec.cwd if root == "/" else host_path_in_root(root, spec.cwd, None))
+        except OSError as e:
+            raise LaunchError(f"cwd {spec.cwd}: {e.strerror}", EXIT_KM_ERROR) from None
+    path = _payload_path(spec, root)
+    options = Options(mem_size=spec.mem_size, stats=spec.stats, verbose=spec.verbose,
+                      root=root, strict=spec.strict)
+    try:
+        proc = Process(options, fds, diagnostics, handlers, on_exit, kvm)
+    except OSError as e:
+        raise LaunchError(f"cannot create a VM: {e.strerror or e}", EXIT_KM_ERROR) from None
+    execfn = os.fsencode(path)
+    if proc.root.confined:  # the payload knows its file by its path inside the root
+        execfn = proc.root.guest_path_of_host(os.fsencode(os.path.realpath(path))) or execfn
+    try:
+        thread = proc.load(prepare(proc, execfn, spec.argv, env))
+    except ExecError as e:
+        raise LaunchError(f"{path}: {e}", EXIT_NOT_FOUND if e.errno == 2
+                          else EXIT_CANNOT_EXECUTE) from None
+    except OSError as e:
+        raise LaunchError(f"{path}: {e.strerror}", EXIT_NOT_FOUND if e.errno == 2
+                          else EXIT_CANNOT_EXECUTE) from None
+    _inherit(proc, thread, spec)
+    return Launched(proc, thread)
+
+
+def _payload_path(spec: LaunchSpec, root: str) -> str:
+    try:
+        if root != "/":
+            path = host_path_in_root(root, spec.payload, os.environ.get("PATH"))
+        else:
+            path = find_payload(spec.payload, os.environ.get("PATH"))
+    except FileNotFoundError:
+        raise LaunchError(f"{spec.payload}: command not found", EXIT_NOT_FOUND) from None
+    if not os.path.exists(path):
+        raise LaunchError(f"{path}: No such file or directory", EXIT_NOT_FOUND)
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        raise LaunchError(f"{path}: Permission denied", EXIT_CANNOT_EXECUTE)
+    return path
+
+
+def _inherit(proc: Process, thread: GuestThread, spec: LaunchSpec) -> None:
+    """What a program inherits from whoever started it: ignored signals, the mask,
+    limits (as execve keeps them)."""
+    for signo in spec.ignored_signals:
+        if 1 <= signo <= sig.NSIG and signo not in (sig.SIGKILL, sig.SIGSTOP):
+            proc.signals.actions[signo] = sig.Disposition(sig.SIG_IGN)
+            proc.host_signals.disposition_changed(signo)
+    thread.signal_mask = spec.signal_mask & ~sig.UNBLOCKABLE
+    for resource_id, limit in spec.rlimits.items():
+        proc.rlimits[resource_id] = limit

@@ -1,0 +1,44 @@
+"""CPU exceptions in the payload become Linux's signals (kontain.monitor.faults)."""
+
+from __future__ import annotations
+
+from kontain.linux.abi import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE
+from kontain.monitor import signals as sig
+from kontain.monitor.faults import PF_PROTECTION, PF_WRITE, signal_for
+
+ANON = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
+CODE = 0x40_0000
+
+
+def test_divide_error_is_sigfpe_at_rip(mm):
+    assert signal_for(0, 0, 0x401234, 0, mm) == (sig.SIGFPE, sig.FPE_INTDIV, 0x401234)
+
+
+def test_page_fault_outside_any_mapping_is_maperr(mm):
+    assert signal_for(14, PF_WRITE, CODE, 0x1000, mm) == (sig.SIGSEGV, sig.SEGV_MAPERR, 0x1000)
+
+
+def test_page_fault_against_the_protection_is_accerr(mm):
+    mm.mmap(0x5000_0000, 4096, PROT_READ, ANON)
+    verdict = signal_for(14, PF_PROTECTION | PF_WRITE, CODE, 0x5000_0010, mm)
+    assert verdict == (sig.SIGSEGV, sig.SEGV_ACCERR, 0x5000_0010)
+
+
+def test_an_access_the_mappings_allow_is_retried_a_few_times(mm):
+    mm.mmap(0x5000_0000, 4096, PROT_READ | PROT_WRITE, ANON)
+    assert signal_for(14, PF_WRITE, CODE, 0x5000_0010, mm, repeats=1) is None
+    assert signal_for(14, PF_WRITE, CODE, 0x5000_0010, mm, repeats=3) is None
+    assert signal_for(14, PF_WRITE, CODE, 0x5000_0010, mm, repeats=4)[0] == sig.SIGSEGV
+
+
+def test_unbacked_host_pages_are_sigbus(mm):
+    mm.unbacked = frozenset({0x6000_0000})
+    assert signal_for(14, 0, CODE, 0x6000_0008, mm) == (sig.SIGBUS, sig.BUS_ADRERR, 0x6000_0008)
+
+
+def test_int_n_is_what_linux_makes_of_it(mm):
+    mm.mmap(CODE, 4096, PROT_READ | PROT_WRITE, ANON)
+    mm.write(CODE, b"\xcd\x80\xcd\x03\x0f\x0b")  # int $0x80; int $3; ud2
+    assert signal_for(6, 0, CODE, 0, mm)[0] == sig.SIGSEGV  # #GP through a ring-0 gate
+    assert signal_for(6, 0, CODE + 2, 0, mm)[0] == sig.SIGTRAP
+    assert signal_for(6, 0, CODE + 4, 0, mm) == (sig.SIGILL, sig.ILL_ILLOPN, CODE + 4)
