@@ -47,7 +47,7 @@ class Machine:
         self.cpuid = cpu.guest_cpuid(self.kvm.supported_cpuid())
         self.syscall_entry = kernel_va(STUB_PA) + stub.SYSCALL_ENTRY_OFFSET
         #: Whether `syscall` leaves the payload at CPL 3 (PVM) instead of entering ring 0;
-        #: None until the first system call shows which (kontain.monitor.vcpu).
+        #: None until the first system call shows which (kontain.monitor.thread).
         self.syscall_in_user_mode: bool | None = None
         #: The XSAVE features enabled in every vCPU, and the size of their save area.
         self.xcr0 = cpu.supported_xcr0(self.cpuid)

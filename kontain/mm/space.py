@@ -161,7 +161,7 @@ class AddressSpace(GuestMemory):
         #: Held by every change to the mappings (readers of guest memory do not take it).
         self.lock = _thread.RLock()
         #: Bumped around every invalidation: a vCPU whose KVM_RUN failed with EFAULT
-        #: while host pages were being invalidated retries (kontain.monitor.vcpu).
+        #: while host pages were being invalidated retries (kontain.monitor.thread).
         self.invalidation_epoch = 0
 
     # ---- publishing and releasing ------------------------------------------------------

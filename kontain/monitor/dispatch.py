@@ -16,7 +16,7 @@ from kontain.linux.numbers import NAMES, NUMBERS
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.process import Process
-    from kontain.monitor.vcpu import GuestThread
+    from kontain.monitor.thread import GuestThread
 
 Handler = "Callable[..., int]"
 TABLE_SIZE = 512

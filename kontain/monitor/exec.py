@@ -4,7 +4,7 @@ Everything that can make execve fail (ENOENT, EACCES, ENOEXEC, ELOOP, E2BIG) is 
 first, while the caller can still get the error: the `#!` chain is followed (four
 levels, as Linux), the final ELF is opened and parsed, its interpreter looked for.
 Then, past the point of no return, the calling thread raises ExecImage; its run loop
-unwinds to kontain.monitor.threads, and the process replaces its image
+unwinds to kontain.monitor.group, and the process replaces its image
 (Process.replace_image): the other threads vanish, the VM and its memory are destroyed
 and a new one made, descriptors marked close-on-exec are closed, handled signals go
 back to their default action, and the new program is loaded and run by this same
@@ -30,7 +30,7 @@ from kontain.monitor.exits import ExecImage
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.process import Process
-    from kontain.monitor.vcpu import GuestThread
+    from kontain.monitor.thread import GuestThread
 
 MAX_SCRIPT_DEPTH = 4
 #: Linux caps argv + envp at a quarter of the stack limit; km's stack is 8 MiB.

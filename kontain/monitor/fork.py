@@ -29,9 +29,9 @@ from kontain.linux.abi import (
 )
 from kontain.machine import cpustate
 from kontain.monitor import signals as sig
+from kontain.monitor.group import ThreadGroup
 from kontain.monitor.hostsignals import HostSignals
-from kontain.monitor.threads import ThreadGroup
-from kontain.monitor.vcpu import GuestThread
+from kontain.monitor.thread import GuestThread
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:

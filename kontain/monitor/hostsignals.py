@@ -20,7 +20,7 @@ import struct
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor import signals as sig
-from kontain.monitor.vcpu import KICK_SIGNAL
+from kontain.monitor.thread import KICK_SIGNAL
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ from kontain.monitor.fdspace import FdSpace
 from kontain.monitor.jail import Jail
 from kontain.monitor.process import Options, Outcome, Process
 from kontain.monitor.root import host_path_in_root
+from kontain.monitor.thread import GuestThread
 from kontain.monitor.trace import Tracer
-from kontain.monitor.vcpu import GuestThread
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:

@@ -21,14 +21,14 @@ from kontain.monitor import signals as sig
 from kontain.monitor.dispatch import SyscallTable
 from kontain.monitor.exits import KillProcess
 from kontain.monitor.fdspace import FdSpace
+from kontain.monitor.group import ThreadGroup
 from kontain.monitor.hostsignals import HostSignals
 from kontain.monitor.procfs import ProcFs
 from kontain.monitor.root import PayloadRoot
 from kontain.monitor.signalfd import SignalFds
 from kontain.monitor.signals import SIGPIPE, SignalState
-from kontain.monitor.threads import ThreadGroup
+from kontain.monitor.thread import GuestThread
 from kontain.monitor.trace import Tracer
-from kontain.monitor.vcpu import GuestThread
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:

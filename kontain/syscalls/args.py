@@ -14,7 +14,7 @@ from kontain.mm.access import GuestFault, SplitBuffer
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
-    from kontain.monitor.vcpu import GuestThread
+    from kontain.monitor.thread import GuestThread
 
 PATH_MAX = 4096
 #: Linux caps one read/write at this many bytes (MAX_RW_COUNT).

@@ -18,7 +18,7 @@ from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
-    from kontain.monitor.vcpu import GuestThread
+    from kontain.monitor.thread import GuestThread
 
 SIGCHLD = 17
 MAX_ARG_STRINGS = 0x7FFFFFFF

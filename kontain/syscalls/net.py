@@ -19,7 +19,7 @@ from kontain.syscalls.io import transfer_vector
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
-    from kontain.monitor.vcpu import GuestThread
+    from kontain.monitor.thread import GuestThread
 
 SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
 OPTVAL_MAX = 1 << 16

@@ -19,7 +19,7 @@ from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
-    from kontain.monitor.vcpu import GuestThread
+    from kontain.monitor.thread import GuestThread
 
 POLLNVAL = 0x20
 _POLLFD = struct.Struct("<ihh")

@@ -22,7 +22,7 @@ from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
-    from kontain.monitor.vcpu import GuestThread
+    from kontain.monitor.thread import GuestThread
 
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
 _STACK = struct.Struct("<QiiQ")  # stack_t: ss_sp, ss_flags, (pad), ss_size

@@ -33,7 +33,7 @@ from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
-    from kontain.monitor.vcpu import GuestThread
+    from kontain.monitor.thread import GuestThread
 
 CLONE_ARGS = struct.Struct("<QQQQQQQQQQQ")  # struct clone_args (up to cgroup)
 CLONE_ARGS_SIZE_VER0 = 64

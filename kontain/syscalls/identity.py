@@ -16,7 +16,7 @@ from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
-    from kontain.monitor.vcpu import GuestThread
+    from kontain.monitor.thread import GuestThread
 
 _RLIMIT = struct.Struct("<QQ")
 RLIM_INFINITY = (1 << 64) - 1

@@ -41,7 +41,7 @@ from kontain.monitor.exits import (
     ThreadVanish,
 )
 from kontain.monitor.signals import SIGSEGV
-from kontain.monitor.vcpu import GuestThread
+from kontain.monitor.thread import GuestThread
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
