@@ -18,12 +18,37 @@ _syscall.argtypes = [ctypes.c_long] * 7
 _get_errno = ctypes.get_errno
 
 
+class SyscallError(OSError):
+    """A system call failed with errno (a host call's, or one km decided on for the
+    guest's: the only way a handler reports an error, restart codes included)."""
+
+    def __init__(self, code: int, detail: str = "") -> None:
+        super().__init__(code, detail or f"errno {code}")
+
+
 def syscall(nr: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0,
             a5: int = 0) -> int:
     """The host system call nr; returns its result, or -errno on failure."""
     result = _syscall(nr, a0, a1, a2, a3, a4, a5)
     if result == -1:
         return -_get_errno()
+    return result
+
+
+def call(nr: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0,
+         a5: int = 0) -> int:
+    """The host system call nr; returns its result, raises SyscallError on failure."""
+    result = _syscall(nr, a0, a1, a2, a3, a4, a5)
+    if result == -1:
+        raise SyscallError(_get_errno())
+    return result
+
+
+def check(result: int) -> int:
+    """A result of syscall(), errors raised as SyscallError (for callers that look at
+    the -errno first)."""
+    if result < 0:
+        raise SyscallError(-result)
     return result
 
 

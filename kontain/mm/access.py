@@ -14,10 +14,12 @@ Every failure is GuestFault, which a system call returns as EFAULT.
 from __future__ import annotations
 
 import bisect
+import errno
 import os
 import struct
 
 from kontain.linux import hostcall as host
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine.layout import PAGE_SIZE, USER_END
 from kontain.mm.vma import PROT_WRITE, Vma
@@ -26,11 +28,11 @@ _PAGE_MASK = PAGE_SIZE - 1
 _U64 = struct.Struct("<Q")
 
 
-class GuestFault(Exception):
-    """A guest pointer km was asked to use is not accessible; the syscall returns EFAULT."""
+class GuestFault(SyscallError):
+    """A guest pointer km was asked to use is not accessible: the call fails with EFAULT."""
 
     def __init__(self, va: int) -> None:
-        super().__init__(f"bad guest address {va:#x}")
+        super().__init__(errno.EFAULT, f"bad guest address {va:#x}")
         self.va = va
 
 

@@ -1,10 +1,17 @@
 """System call dispatch: handlers by number, with -S statistics and -V tracing layered on.
 
 The handlers come from the floor above (kontain.syscalls.registry gathers the families:
-fs, io, mm, ...): the monitor never imports them, it is given them. A handler reads
-like the man page: it takes the thread and the six argument registers, and returns the
-result or -errno (raising OSError or GuestFault works too; the run loop turns them into
--errno / -EFAULT). Numbers without a handler return -ENOSYS, traced once under -V.
+fs, io, mm, ...): the monitor never imports them, it is given them.
+
+The handler contract. A handler reads like the man page: it takes the thread and the
+six argument registers and returns the call's result, an int >= 0. It reports an error
+in one way only: it raises OSError with the errno (SyscallError, from
+kontain.linux.hostcall, which host.call raises for the host's errors; GuestFault for a
+bad guest pointer is one with EFAULT; the kernel's restart codes, ERESTART*, are errnos
+like the others). A handler that sets the whole user context itself (rt_sigreturn)
+returns CONTEXT_SET. The control flow that ends a thread, a process or an image
+(kontain.monitor.exits) is not an error and passes through. Numbers without a handler
+are ENOSYS, traced once under -V.
 """
 from __future__ import annotations
 
@@ -19,6 +26,16 @@ if TYPE_CHECKING:
     from kontain.monitor.thread import GuestThread
 
 Handler = "Callable[..., int]"
+
+
+class _ContextSet:
+    """What a handler returns when it has set the whole user context (rt_sigreturn)."""
+
+    def __repr__(self) -> str:
+        return "CONTEXT_SET"
+
+
+CONTEXT_SET = _ContextSet()
 TABLE_SIZE = 512
 
 
@@ -48,7 +65,7 @@ class SyscallTable:
         if nr not in self._unknown_seen:
             self._unknown_seen.add(nr)
             self._trace.log("syscall", f"unsupported syscall {NAMES.get(nr, nr)} ({nr}): ENOSYS")
-        return -errno.ENOSYS
+        return -errno.ENOSYS  # (the dispatcher's own answer, as the run loop takes it)
 
     def _counted(self, name: str, handler: Handler) -> Handler:
         counter = self.stats.setdefault(name, [0, 0])
@@ -77,7 +94,7 @@ class SyscallTable:
             except Exception as e:
                 log("syscall", f"[{t.tid}] {name}({shown}) raised {type(e).__name__}")
                 raise
-            if result is None:  # the handler set the whole context (rt_sigreturn)
+            if result is CONTEXT_SET:
                 log("syscall", f"[{t.tid}] {name}({shown}) -> context restored")
                 return result
             if -4096 < result < 0:

@@ -23,6 +23,7 @@ import os
 import stat
 
 from kontain.linux.abi import O_PATH
+from kontain.linux.hostcall import SyscallError
 from kontain.loader.elf import ExecError, read_elf
 from kontain.loader.script import BINPRM_BUF_SIZE, script_argv
 from kontain.monitor.exits import ExecImage
@@ -118,7 +119,7 @@ def execve(proc: Process, thread: GuestThread, path: bytes, argv: list[bytes],
     try:
         request = prepare(proc, path, argv, envp)
     except ExecError as e:
-        return -e.errno
+        raise SyscallError(e.errno) from None
     proc.trace.log("process", f"execve {path!r} {argv!r}")
     if proc.vfork_release is not None:  # exec cannot fail any more: release the parent
         proc.vfork_release()

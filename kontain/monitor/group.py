@@ -29,6 +29,7 @@ from kontain.linux.abi import (
     FUTEX_PRIVATE_FLAG,
     FUTEX_WAKE,
 )
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine import cpustate
 from kontain.monitor.errors import stack, where
@@ -95,7 +96,7 @@ class ThreadGroup:
         """clone() of a thread: returns the new thread's tid."""
         required = CLONE_VM | CLONE_THREAD | CLONE_SIGHAND
         if flags & required != required:
-            return -errno.EINVAL if flags & CLONE_THREAD else -errno.ENOSYS
+            raise SyscallError(errno.EINVAL if flags & CLONE_THREAD else errno.ENOSYS)
         vcpu = self.new_vcpu()
         child = GuestThread(self._proc, vcpu, 0)
         cpustate.apply(vcpu, parent.clone_state(stack, tls if flags & CLONE_SETTLS else None),

@@ -71,12 +71,13 @@ class Process:
     def __init__(self, options: Options, fds: FdSpace, diagnostics_fd: int,
                  handlers: dict[str, Callable[..., int]],
                  on_exit: Callable[[Outcome], None] | None = None,
-                 kvm: Kvm | None = None) -> None:
+                 kvm: Kvm | None = None, machine: Machine | None = None) -> None:
         self.options = options
         self._on_exit = on_exit
         self.trace = Tracer(options.verbose, diagnostics_fd)
         self.fds = fds
-        self.machine = Machine(options.mem_size, self.fds.move_high, kvm)
+        #: The VM (tests give a machine without KVM: tests/unit/harness.py).
+        self.machine = machine or Machine(options.mem_size, self.fds.move_high, kvm)
         self.mm = AddressSpace(self.machine.phys, self.machine.page_tables)
         self.signals = SignalState()
         self.pid = os.getpid()

@@ -44,6 +44,7 @@ from kontain.machine import cpu, cpustate, stub
 from kontain.mm.space import GuestFault
 from kontain.monitor import faults, sigframe
 from kontain.monitor import signals as sig
+from kontain.monitor.dispatch import CONTEXT_SET
 from kontain.monitor.errors import stack, where
 from kontain.monitor.exits import (
     ExecImage,
@@ -113,6 +114,8 @@ class GuestThread:
         self._resume = (0, 0, 0)
         self._syscall_nr = 0
         self.exited = False
+        #: How KVM_RUN is issued: fcntl.ioctl, or a test's stand-in (no KVM needed).
+        self.run_ioctl = fcntl.ioctl
         #: Set when another thread's execve makes this one vanish (ThreadGroup).
         self.must_leave = False
         #: Stopped in the paused state (ThreadGroup.pause).
@@ -202,7 +205,7 @@ class GuestThread:
         regs = self.regs
         io = run.exit.io
         vcpu_fd = self.vcpu.fd
-        ioctl = fcntl.ioctl
+        ioctl = self.run_ioctl
         kvm_run = k.KVM_RUN
         proc = self.proc
         table = proc.syscalls.table
@@ -219,6 +222,7 @@ class GuestThread:
         own_pending = self.pending
         shared_pending = proc.signals.shared
         bounced = self.bounced
+        context_set = CONTEXT_SET
         while True:
             try:
                 ioctl(vcpu_fd, kvm_run, 0)
@@ -237,9 +241,7 @@ class GuestThread:
                     try:
                         ret = handler(self, regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8,
                                       regs.r9)
-                    except GuestFault:
-                        ret = -_EFAULT
-                    except OSError as e:
+                    except OSError as e:  # the one error channel (GuestFault included)
                         ret = -(e.errno or errno.EIO)
                     except RestartSyscall:
                         ret = -ERESTARTNOINTR
@@ -251,7 +253,7 @@ class GuestThread:
                     self._copy_back()
                 if in_user_mode is None:
                     in_user_mode = machine.syscall_in_user_mode = self._probe_syscall_mode()
-                if ret is None:  # the handler set the whole context (rt_sigreturn)
+                if ret is context_set:  # the handler set the whole context (rt_sigreturn)
                     continue
                 if (own_pending.bits | shared_pending.bits) & ~self.signal_mask or \
                         -ERESTART_RESTARTBLOCK <= ret <= -errno.EINTR and (

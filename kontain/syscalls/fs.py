@@ -22,6 +22,7 @@ from kontain.linux.abi import (
     S_IFREG,
     S_IFSOCK,
 )
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.syscalls import args
 
@@ -53,9 +54,7 @@ def _p(name: bytes) -> int:
 
 def _new_fd(t: GuestThread, result: int) -> int:
     """Enforce the guest's RLIMIT_NOFILE on a descriptor the host just created."""
-    if result >= 0:
-        return t.proc.fds.adopt(result)
-    return result
+    return t.proc.fds.adopt(result)
 
 
 # ---- open, close, dup -------------------------------------------------------------------
@@ -85,15 +84,15 @@ OPEN_HOW = struct.Struct("<QQQ")  # struct open_how: flags, mode, resolve
 def sys_openat2(t: GuestThread, dirfd: int, path: int, how: int, size: int, *_: int) -> int:
     dfd = args.dirfd(t, dirfd)
     if size < OPEN_HOW.size or size > 4096:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     raw = t.mm.read(how, size)
     if any(raw[OPEN_HOW.size:]):
-        return -errno.E2BIG  # fields this kernel interface does not know, set
+        raise SyscallError(errno.E2BIG)  # fields this kernel interface does not know, set
     flags, mode, resolve = OPEN_HOW.unpack_from(raw)
     name = args.path(t, path)
     if flags & ~0o37777777 or resolve & ~RESOLVE_ALL or mode & ~0o7777 \
             or mode and not flags & (O_CREAT | O_TMPFILE):
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     return _open(t, dfd, name, flags, mode, resolve or 0)
 
 
@@ -101,22 +100,22 @@ def sys_close(t: GuestThread, fd: int, *_: int) -> int:
     fd = args.fd(t, fd)
     t.proc.procfs.closed(fd)
     t.proc.signalfds.closed(fd)
-    return host.syscall(NR["close"], fd)
+    return host.call(NR["close"], fd)
 
 
 def sys_close_range(t: GuestThread, first: int, last: int, flags: int, *_: int) -> int:
     first, last = first & 0xFFFFFFFF, last & 0xFFFFFFFF
     if first > last:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     # Never let the guest close km's own descriptors at the top of the range.
     last = min(last, t.proc.fds.km_base - 1)
     if first > last:
         return 0
-    return host.syscall(NR["close_range"], first, last, flags)
+    return host.call(NR["close_range"], first, last, flags)
 
 
 def sys_dup(t: GuestThread, fd: int, *_: int) -> int:
-    return _new_fd(t, host.syscall(NR["dup"], args.fd(t, fd)))
+    return _new_fd(t, host.call(NR["dup"], args.fd(t, fd)))
 
 
 def _dup_target(t: GuestThread, newfd: int) -> int:
@@ -128,12 +127,12 @@ def _dup_target(t: GuestThread, newfd: int) -> int:
 
 def sys_dup2(t: GuestThread, oldfd: int, newfd: int, *_: int) -> int:
     old = args.fd(t, oldfd)
-    return host.syscall(NR["dup2"], old, _dup_target(t, newfd))
+    return host.call(NR["dup2"], old, _dup_target(t, newfd))
 
 
 def sys_dup3(t: GuestThread, oldfd: int, newfd: int, flags: int, *_: int) -> int:
     old = args.fd(t, oldfd)
-    return host.syscall(NR["dup3"], old, _dup_target(t, newfd), flags)
+    return host.call(NR["dup3"], old, _dup_target(t, newfd), flags)
 
 
 # ---- fcntl, ioctl, flock ------------------------------------------------------------------
@@ -163,18 +162,18 @@ def sys_fcntl(t: GuestThread, fd: int, cmd: int, arg: int, *_: int) -> int:
     if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
         lowest = args.s32(arg)
         if not 0 <= lowest < t.proc.fds.guest_soft:
-            return -errno.EINVAL
-        return _new_fd(t, host.syscall(NR["fcntl"], fd, cmd, lowest))
+            raise SyscallError(errno.EINVAL)
+        return _new_fd(t, host.call(NR["fcntl"], fd, cmd, lowest))
     if cmd in _FCNTL_PLAIN:
-        return host.syscall(NR["fcntl"], fd, cmd, arg)
+        return host.call(NR["fcntl"], fd, cmd, arg)
     shape = _FCNTL_STRUCT.get(cmd)
     if shape is not None:
         size, out = shape
         pointer = args.out_ptr(t, arg, size) if out else args.in_ptr(t, arg, size)
         if not pointer:
-            return -errno.EFAULT
-        return host.syscall(NR["fcntl"], fd, cmd, pointer)
-    return -errno.EINVAL
+            raise SyscallError(errno.EFAULT)
+        return host.call(NR["fcntl"], fd, cmd, pointer)
+    raise SyscallError(errno.EINVAL)
 
 
 # Terminal and descriptor ioctls km passes through: request -> (argument size, direction).
@@ -209,19 +208,19 @@ def sys_ioctl(t: GuestThread, fd: int, request: int, arg: int, *_: int) -> int:
     request &= 0xFFFFFFFF
     shape = _IOCTLS.get(request)
     if shape is None:
-        return -errno.ENOTTY
+        raise SyscallError(errno.ENOTTY)
     size, direction = shape
     if direction == "value":
-        return host.syscall(NR["ioctl"], fd, request, arg)
+        return host.call(NR["ioctl"], fd, request, arg)
     pointer = (args.out_ptr(t, arg, size) if direction in ("out", "inout")
                else args.in_ptr(t, arg, size))
     if not pointer:
-        return -errno.EFAULT
-    return host.syscall(NR["ioctl"], fd, request, pointer)
+        raise SyscallError(errno.EFAULT)
+    return host.call(NR["ioctl"], fd, request, pointer)
 
 
 def sys_flock(t: GuestThread, fd: int, operation: int, *_: int) -> int:
-    return host.syscall(NR["flock"], args.fd(t, fd), operation)
+    return host.call(NR["flock"], args.fd(t, fd), operation)
 
 
 # ---- stat ---------------------------------------------------------------------------------
@@ -230,17 +229,17 @@ def sys_flock(t: GuestThread, fd: int, operation: int, *_: int) -> int:
 
 def sys_stat(t: GuestThread, path: int, statbuf: int, *_: int) -> int:
     dfd, name = _cwd_path(t, path)
-    return host.syscall(NR["newfstatat"], dfd, _p(name), args.out_ptr(t, statbuf, STAT_SIZE), 0)
+    return host.call(NR["newfstatat"], dfd, _p(name), args.out_ptr(t, statbuf, STAT_SIZE), 0)
 
 
 def sys_lstat(t: GuestThread, path: int, statbuf: int, *_: int) -> int:
     dfd, name = _cwd_path(t, path, follow=False)
-    return host.syscall(NR["newfstatat"], dfd, _p(name), args.out_ptr(t, statbuf, STAT_SIZE),
-                        AT_SYMLINK_NOFOLLOW)
+    return host.call(NR["newfstatat"], dfd, _p(name), args.out_ptr(t, statbuf, STAT_SIZE),
+                     AT_SYMLINK_NOFOLLOW)
 
 
 def sys_fstat(t: GuestThread, fd: int, statbuf: int, *_: int) -> int:
-    return host.syscall(NR["fstat"], args.fd(t, fd), args.out_ptr(t, statbuf, STAT_SIZE))
+    return host.call(NR["fstat"], args.fd(t, fd), args.out_ptr(t, statbuf, STAT_SIZE))
 
 
 def _at_path(t: GuestThread, dirfd: int, path: int, flags: int,
@@ -260,15 +259,15 @@ def _at_path(t: GuestThread, dirfd: int, path: int, flags: int,
 def sys_newfstatat(t: GuestThread, dirfd: int, path: int, statbuf: int, flags: int,
                    *_: int) -> int:
     dfd, name = _at_path(t, dirfd, path, flags)
-    return host.syscall(NR["newfstatat"], dfd, _p(name), args.out_ptr(t, statbuf, STAT_SIZE),
-                        flags)
+    return host.call(NR["newfstatat"], dfd, _p(name), args.out_ptr(t, statbuf, STAT_SIZE),
+                     flags)
 
 
 def sys_statx(t: GuestThread, dirfd: int, path: int, flags: int, mask: int, statxbuf: int,
               *_: int) -> int:
     dfd, name = _at_path(t, dirfd, path, flags)
-    return host.syscall(NR["statx"], dfd, _p(name), flags, mask,
-                        args.out_ptr(t, statxbuf, STATX_SIZE))
+    return host.call(NR["statx"], dfd, _p(name), flags, mask,
+                     args.out_ptr(t, statxbuf, STATX_SIZE))
 
 
 def sys_getdents64(t: GuestThread, fd: int, dirp: int, count: int, *_: int) -> int:
@@ -276,8 +275,8 @@ def sys_getdents64(t: GuestThread, fd: int, dirp: int, count: int, *_: int) -> i
     count = min(count & 0xFFFFFFFF, args.MAX_RW_COUNT)
     address, count = args.buffer_ptr(t, dirp, count, True) if count else (0, 0)
     while True:
-        result = host.syscall(NR["getdents64"], fd, address, count)
-        if result <= 0 or fd not in t.proc.procfs.filtered:
+        result = host.call(NR["getdents64"], fd, address, count)
+        if result == 0 or fd not in t.proc.procfs.filtered:
             return result
         # /proc/self/fd and task: km's own descriptors and threads are not the payload's.
         kept = t.proc.procfs.filter_entries(fd, t.mm.read(dirp, result))
@@ -290,24 +289,24 @@ def sys_getdents(t: GuestThread, fd: int, dirp: int, count: int, *_: int) -> int
     fd = args.fd(t, fd)
     count = min(count & 0xFFFFFFFF, args.MAX_RW_COUNT)
     address, count = args.buffer_ptr(t, dirp, count, True) if count else (0, 0)
-    return host.syscall(NR["getdents"], fd, address, count)
+    return host.call(NR["getdents"], fd, address, count)
 
 
 # ---- access, links, directories ---------------------------------------------------------
 
 def sys_access(t: GuestThread, path: int, mode: int, *_: int) -> int:
     dfd, name = _cwd_path(t, path)
-    return host.syscall(NR["faccessat"], dfd, _p(name), mode)
+    return host.call(NR["faccessat"], dfd, _p(name), mode)
 
 
 def sys_faccessat(t: GuestThread, dirfd: int, path: int, mode: int, *_: int) -> int:
     dfd, name = _at(t, dirfd, path)
-    return host.syscall(NR["faccessat"], dfd, _p(name), mode)
+    return host.call(NR["faccessat"], dfd, _p(name), mode)
 
 
 def sys_faccessat2(t: GuestThread, dirfd: int, path: int, mode: int, flags: int, *_: int) -> int:
     dfd, name = _at_path(t, dirfd, path, flags)
-    return host.syscall(NR["faccessat2"], dfd, _p(name), mode, flags)
+    return host.call(NR["faccessat2"], dfd, _p(name), mode, flags)
 
 
 def sys_readlink(t: GuestThread, path: int, buf: int, size: int, *_: int) -> int:
@@ -319,7 +318,7 @@ def sys_readlinkat(t: GuestThread, dirfd: int, path: int, buf: int, size: int, *
     dfd = args.dirfd(t, dirfd)
     name = args.path(t, path)
     if size <= 0:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     special = t.proc.root.readlink(dfd, name) if name else None
     if special is not None:  # one of the payload's own /proc links
         data = special[:size]
@@ -328,12 +327,12 @@ def sys_readlinkat(t: GuestThread, dirfd: int, path: int, buf: int, size: int, *
     if name:
         dfd, name = t.proc.root.lookup(dfd, name, follow=False)
     address, size = args.buffer_ptr(t, buf, size, True)
-    return host.syscall(NR["readlinkat"], dfd, _p(name), address, size)
+    return host.call(NR["readlinkat"], dfd, _p(name), address, size)
 
 
 def sys_mkdirat(t: GuestThread, dirfd: int, path: int, mode: int, *_: int) -> int:
     dfd, name = _at(t, dirfd, path, follow=False)
-    return host.syscall(NR["mkdirat"], dfd, _p(name), mode)
+    return host.call(NR["mkdirat"], dfd, _p(name), mode)
 
 
 def sys_mkdir(t: GuestThread, path: int, mode: int, *_: int) -> int:
@@ -342,7 +341,7 @@ def sys_mkdir(t: GuestThread, path: int, mode: int, *_: int) -> int:
 
 def sys_unlinkat(t: GuestThread, dirfd: int, path: int, flags: int, *_: int) -> int:
     dfd, name = _at(t, dirfd, path, follow=False)
-    return host.syscall(NR["unlinkat"], dfd, _p(name), flags)
+    return host.call(NR["unlinkat"], dfd, _p(name), flags)
 
 
 def sys_unlink(t: GuestThread, path: int, *_: int) -> int:
@@ -357,7 +356,7 @@ def sys_renameat2(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: i
                   flags: int, *_: int) -> int:
     odfd, a = _at(t, olddirfd, old, follow=False, slot=0)
     ndfd, b = _at(t, newdirfd, new, follow=False, slot=1)
-    return host.syscall(NR["renameat2"], odfd, _p(a), ndfd, _p(b), flags)
+    return host.call(NR["renameat2"], odfd, _p(a), ndfd, _p(b), flags)
 
 
 def sys_renameat(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: int,
@@ -376,7 +375,7 @@ def sys_linkat(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: int,
     odfd, a = _at_path(t, olddirfd, old, AT_SYMLINK_NOFOLLOW if not flags & AT_SYMLINK_FOLLOW
                        else flags & AT_EMPTY_PATH, slot=0)
     ndfd, b = _at(t, newdirfd, new, follow=False, slot=1)
-    return host.syscall(NR["linkat"], odfd, _p(a), ndfd, _p(b), flags)
+    return host.call(NR["linkat"], odfd, _p(a), ndfd, _p(b), flags)
 
 
 def sys_link(t: GuestThread, old: int, new: int, *_: int) -> int:
@@ -387,7 +386,7 @@ def sys_link(t: GuestThread, old: int, new: int, *_: int) -> int:
 def sys_symlinkat(t: GuestThread, target: int, newdirfd: int, linkpath: int, *_: int) -> int:
     contents = args.path(t, target)  # a symlink's contents are not resolved
     ndfd, b = _at(t, newdirfd, linkpath, follow=False)
-    return host.syscall(NR["symlinkat"], _p(contents), ndfd, _p(b))
+    return host.call(NR["symlinkat"], _p(contents), ndfd, _p(b))
 
 
 def sys_symlink(t: GuestThread, target: int, linkpath: int, *_: int) -> int:
@@ -396,7 +395,7 @@ def sys_symlink(t: GuestThread, target: int, linkpath: int, *_: int) -> int:
 
 def sys_fchmodat(t: GuestThread, dirfd: int, path: int, mode: int, *_: int) -> int:
     dfd, p = _at(t, dirfd, path)
-    return host.syscall(NR["fchmodat"], dfd, _p(p), mode)
+    return host.call(NR["fchmodat"], dfd, _p(p), mode)
 
 
 def sys_chmod(t: GuestThread, path: int, mode: int, *_: int) -> int:
@@ -406,7 +405,7 @@ def sys_chmod(t: GuestThread, path: int, mode: int, *_: int) -> int:
 def sys_fchownat(t: GuestThread, dirfd: int, path: int, owner: int, group: int, flags: int,
                  *_: int) -> int:
     dfd, p = _at_path(t, dirfd, path, flags)
-    return host.syscall(NR["fchownat"], dfd, _p(p), owner, group, flags)
+    return host.call(NR["fchownat"], dfd, _p(p), owner, group, flags)
 
 
 def sys_chown(t: GuestThread, path: int, owner: int, group: int, *_: int) -> int:
@@ -425,8 +424,8 @@ def sys_utimensat(t: GuestThread, dirfd: int, path: int, times: int, flags: int,
     p = None
     if path:
         dfd, p = _at_path(t, dirfd, path, flags)
-    return host.syscall(NR["utimensat"], dfd, _p(p) if p is not None else 0,
-                        args.in_ptr(t, times, 32), flags)
+    return host.call(NR["utimensat"], dfd, _p(p) if p is not None else 0,
+                     args.in_ptr(t, times, 32), flags)
 
 
 def sys_utimes(t: GuestThread, path: int, times: int, *_: int) -> int:
@@ -435,7 +434,7 @@ def sys_utimes(t: GuestThread, path: int, times: int, *_: int) -> int:
 
 def sys_utime(t: GuestThread, path: int, times: int, *_: int) -> int:
     _dfd, p = _cwd_path(t, path)
-    return host.syscall(NR["utime"], _p(p), args.in_ptr(t, times, 16))
+    return host.call(NR["utime"], _p(p), args.in_ptr(t, times, 16))
 
 
 def sys_futimesat(t: GuestThread, dirfd: int, path: int, times: int, *_: int) -> int:
@@ -443,8 +442,8 @@ def sys_futimesat(t: GuestThread, dirfd: int, path: int, times: int, *_: int) ->
     p = None
     if path:
         dfd, p = _at(t, dirfd, path)
-    return host.syscall(NR["futimesat"], dfd, _p(p) if p is not None else 0,
-                        args.in_ptr(t, times, 32))
+    return host.call(NR["futimesat"], dfd, _p(p) if p is not None else 0,
+                     args.in_ptr(t, times, 32))
 
 
 def _fd_call(name: str):
@@ -452,14 +451,14 @@ def _fd_call(name: str):
     number = NR[name]
 
     def handler(t: GuestThread, fd: int, a1: int, a2: int, a3: int, *_: int) -> int:
-        return host.syscall(number, args.fd(t, fd), a1, a2, a3)
+        return host.call(number, args.fd(t, fd), a1, a2, a3)
     handler.__name__ = f"sys_{name}"
     return handler
 
 
 def sys_truncate(t: GuestThread, path: int, length: int, *_: int) -> int:
     _dfd, p = _cwd_path(t, path)
-    return host.syscall(NR["truncate"], _p(p), length)
+    return host.call(NR["truncate"], _p(p), length)
 
 
 # ---- working directory, umask -------------------------------------------------------------
@@ -467,7 +466,7 @@ def sys_truncate(t: GuestThread, path: int, length: int, *_: int) -> int:
 def sys_getcwd(t: GuestThread, buf: int, size: int, *_: int) -> int:
     cwd = t.proc.root.getcwd()
     if size < len(cwd) + 1:
-        return -errno.ERANGE
+        raise SyscallError(errno.ERANGE)
     t.mm.write(buf, cwd + b"\0")
     return len(cwd) + 1
 
@@ -478,7 +477,7 @@ def sys_chdir(t: GuestThread, path: int, *_: int) -> int:
         t.proc.root.chdir(name)
         return 0
     dfd, p = t.proc.root.lookup(AT_FDCWD, name)
-    return host.syscall(NR["chdir"], _p(p))
+    return host.call(NR["chdir"], _p(p))
 
 
 def sys_fchdir(t: GuestThread, fd: int, *_: int) -> int:
@@ -487,7 +486,7 @@ def sys_fchdir(t: GuestThread, fd: int, *_: int) -> int:
 
 
 def sys_umask(t: GuestThread, mask: int, *_: int) -> int:
-    return host.syscall(NR["umask"], mask & 0o777)
+    return host.call(NR["umask"], mask & 0o777)
 
 
 # ---- pipes, file systems, sync -------------------------------------------------------------
@@ -495,15 +494,15 @@ def sys_umask(t: GuestThread, mask: int, *_: int) -> int:
 def sys_pipe2(t: GuestThread, fds: int, flags: int, *_: int) -> int:
     pointer = args.out_ptr(t, fds, 8)
     if not pointer:
-        return -errno.EFAULT
-    result = host.syscall(NR["pipe2"], pointer, flags)
+        raise SyscallError(errno.EFAULT)
+    result = host.call(NR["pipe2"], pointer, flags)
     if result == 0:
         pair = t.mm.read(fds, 8)
         read_end, write_end = int.from_bytes(pair[:4], "little"), int.from_bytes(pair[4:], "little")
         if max(read_end, write_end) >= t.proc.fds.guest_soft:
             os.close(read_end)
             os.close(write_end)
-            return -errno.EMFILE
+            raise SyscallError(errno.EMFILE)
     return result
 
 
@@ -513,15 +512,15 @@ def sys_pipe(t: GuestThread, fds: int, *_: int) -> int:
 
 def sys_statfs(t: GuestThread, path: int, buf: int, *_: int) -> int:
     _dfd, p = _cwd_path(t, path)
-    return host.syscall(NR["statfs"], _p(p), args.out_ptr(t, buf, STATFS_SIZE))
+    return host.call(NR["statfs"], _p(p), args.out_ptr(t, buf, STATFS_SIZE))
 
 
 def sys_fstatfs(t: GuestThread, fd: int, buf: int, *_: int) -> int:
-    return host.syscall(NR["fstatfs"], args.fd(t, fd), args.out_ptr(t, buf, STATFS_SIZE))
+    return host.call(NR["fstatfs"], args.fd(t, fd), args.out_ptr(t, buf, STATFS_SIZE))
 
 
 def sys_sync(t: GuestThread, *_: int) -> int:
-    return host.syscall(NR["sync"])
+    return host.call(NR["sync"])
 
 
 
@@ -530,9 +529,9 @@ def sys_mknodat(t: GuestThread, dirfd: int, path: int, mode: int, dev: int, *_: 
     # Device nodes are refused, as in an unprivileged container: one would open a host
     # device behind the payload's root. Fifos, sockets and regular files are fine.
     if mode & S_IFMT not in (0, S_IFREG, S_IFIFO, S_IFSOCK):
-        return -errno.EPERM
+        raise SyscallError(errno.EPERM)
     dfd, p = _at(t, dirfd, path, follow=False)
-    return host.syscall(NR["mknodat"], dfd, _p(p), mode, dev)
+    return host.call(NR["mknodat"], dfd, _p(p), mode, dev)
 
 
 def sys_mknod(t: GuestThread, path: int, mode: int, dev: int, *_: int) -> int:
@@ -567,12 +566,12 @@ def _xattr(kind: str, op: str):
             first = _p(path)
         if op == "listxattr":
             size = min(a2 & 0xFFFFFFFF, XATTR_LIST_MAX)
-            return host.syscall(number, first, args.out_ptr(t, a1, size) if size else 0, size)
+            return host.call(number, first, args.out_ptr(t, a1, size) if size else 0, size)
         attribute = t.mm.cstring(a1, 256)
         if op == "removexattr":
-            return host.syscall(number, first, _p(attribute))
+            return host.call(number, first, _p(attribute))
         pointer, size = _xattr_value(t, a2, a3, out=op == "getxattr")
-        return host.syscall(number, first, _p(attribute), pointer, size, a4)
+        return host.call(number, first, _p(attribute), pointer, size, a4)
     handler.__name__ = f"sys_{name}"
     return handler
 

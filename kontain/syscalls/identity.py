@@ -9,6 +9,7 @@ import os
 import struct
 
 from kontain.linux import hostcall as host
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine import cpu
 from kontain.monitor.exits import ExitProcess, ThreadExit
@@ -51,33 +52,33 @@ def _plain(name: str):
     number = NR[name]
 
     def handler(t: GuestThread, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-        return host.syscall(number, a0, a1, a2, a3, a4, a5)
+        return host.call(number, a0, a1, a2, a3, a4, a5)
     handler.__name__ = f"sys_{name}"
     return handler
 
 
 def sys_getresuid(t: GuestThread, ruid: int, euid: int, suid: int, *_: int) -> int:
-    return host.syscall(NR["getresuid"], args.out_ptr(t, ruid, 4), args.out_ptr(t, euid, 4),
-                        args.out_ptr(t, suid, 4))
+    return host.call(NR["getresuid"], args.out_ptr(t, ruid, 4), args.out_ptr(t, euid, 4),
+                     args.out_ptr(t, suid, 4))
 
 
 def sys_getresgid(t: GuestThread, rgid: int, egid: int, sgid: int, *_: int) -> int:
-    return host.syscall(NR["getresgid"], args.out_ptr(t, rgid, 4), args.out_ptr(t, egid, 4),
-                        args.out_ptr(t, sgid, 4))
+    return host.call(NR["getresgid"], args.out_ptr(t, rgid, 4), args.out_ptr(t, egid, 4),
+                     args.out_ptr(t, sgid, 4))
 
 
 def sys_getgroups(t: GuestThread, size: int, lst: int, *_: int) -> int:
     size = args.s32(size)
     if size < 0:
-        return -errno.EINVAL
-    return host.syscall(NR["getgroups"], size, args.out_ptr(t, lst, 4 * size) if size else 0)
+        raise SyscallError(errno.EINVAL)
+    return host.call(NR["getgroups"], size, args.out_ptr(t, lst, 4 * size) if size else 0)
 
 
 def sys_setgroups(t: GuestThread, size: int, lst: int, *_: int) -> int:
     size = args.s32(size)
     if not 0 <= size <= 65536:
-        return -errno.EINVAL
-    return host.syscall(NR["setgroups"], size, args.in_ptr(t, lst, 4 * size) if size else 0)
+        raise SyscallError(errno.EINVAL)
+    return host.call(NR["setgroups"], size, args.in_ptr(t, lst, 4 * size) if size else 0)
 
 
 # ---- limits ------------------------------------------------------------------------------
@@ -95,9 +96,7 @@ def _set_limit(t: GuestThread, resource_id: int, soft: int, hard: int) -> None:
         raise OSError(errno.EPERM, "raising a hard limit")
     if resource_id in HOST_ENFORCED_LIMITS:
         limit = ctypes.create_string_buffer(_RLIMIT.pack(soft, hard), _RLIMIT.size)
-        result = host.syscall(NR["prlimit64"], 0, resource_id, ctypes.addressof(limit), 0)
-        if result < 0:
-            raise OSError(-result, "setrlimit")
+        host.call(NR["prlimit64"], 0, resource_id, ctypes.addressof(limit), 0)
     t.proc.rlimits[resource_id] = (soft, hard)
 
 
@@ -105,10 +104,10 @@ def sys_prlimit64(t: GuestThread, pid: int, resource_id: int, new: int, old: int
                   *_: int) -> int:
     pid = args.s32(pid)
     if pid not in (0, t.proc.pid):
-        return -errno.ESRCH
+        raise SyscallError(errno.ESRCH)
     resource_id &= 0xFFFFFFFF
     if resource_id >= 16:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     new_limit = _RLIMIT.unpack(t.mm.read(new, 16)) if new else None
     if old:
         t.mm.write(old, _RLIMIT.pack(*t.proc.guest_rlimit(resource_id)))
@@ -123,12 +122,12 @@ def sys_getrlimit(t: GuestThread, resource_id: int, rlim: int, *_: int) -> int:
 
 def sys_setrlimit(t: GuestThread, resource_id: int, rlim: int, *_: int) -> int:
     if not rlim:
-        return -errno.EFAULT
+        raise SyscallError(errno.EFAULT)
     return sys_prlimit64(t, 0, resource_id, rlim, 0)
 
 
 def sys_getrusage(t: GuestThread, who: int, usage: int, *_: int) -> int:
-    return host.syscall(NR["getrusage"], args.s32(who), args.out_ptr(t, usage, 144))
+    return host.call(NR["getrusage"], args.s32(who), args.out_ptr(t, usage, 144))
 
 
 # ---- scheduling ----------------------------------------------------------------------------
@@ -136,19 +135,19 @@ def sys_getrusage(t: GuestThread, who: int, usage: int, *_: int) -> int:
 def sys_sched_getaffinity(t: GuestThread, pid: int, size: int, mask: int, *_: int) -> int:
     pid = args.s32(pid)
     if pid not in (0, t.proc.pid, t.tid):
-        return -errno.ESRCH
-    return host.syscall(NR["sched_getaffinity"], 0, size, args.out_ptr(t, mask, size))
+        raise SyscallError(errno.ESRCH)
+    return host.call(NR["sched_getaffinity"], 0, size, args.out_ptr(t, mask, size))
 
 
 def sys_sched_setaffinity(t: GuestThread, pid: int, size: int, mask: int, *_: int) -> int:
     pid = args.s32(pid)
     if pid not in (0, t.proc.pid, t.tid):
-        return -errno.ESRCH
-    return host.syscall(NR["sched_setaffinity"], 0, size, args.in_ptr(t, mask, size))
+        raise SyscallError(errno.ESRCH)
+    return host.call(NR["sched_setaffinity"], 0, size, args.in_ptr(t, mask, size))
 
 
 def sys_getcpu(t: GuestThread, cpu_out: int, node: int, *_: int) -> int:
-    return host.syscall(NR["getcpu"], args.out_ptr(t, cpu_out, 4), args.out_ptr(t, node, 4), 0)
+    return host.call(NR["getcpu"], args.out_ptr(t, cpu_out, 4), args.out_ptr(t, node, 4), 0)
 
 
 def _sched_for_self(name: str, size: int, out: bool):
@@ -156,17 +155,17 @@ def _sched_for_self(name: str, size: int, out: bool):
 
     def handler(t: GuestThread, pid: int, a1: int, a2: int, *_: int) -> int:
         if args.s32(pid) not in (0, t.proc.pid, t.tid):
-            return -errno.ESRCH
+            raise SyscallError(errno.ESRCH)
         pointer = args.out_ptr(t, a1, size) if out else args.in_ptr(t, a1, size)
-        return host.syscall(number, 0, pointer, a2)
+        return host.call(number, 0, pointer, a2)
     handler.__name__ = f"sys_{name}"
     return handler
 
 
 def sys_sched_setscheduler(t: GuestThread, pid: int, policy: int, param: int, *_: int) -> int:
     if args.s32(pid) not in (0, t.proc.pid, t.tid):
-        return -errno.ESRCH
-    return host.syscall(NR["sched_setscheduler"], 0, policy, args.in_ptr(t, param, 4))
+        raise SyscallError(errno.ESRCH)
+    return host.call(NR["sched_setscheduler"], 0, policy, args.in_ptr(t, param, 4))
 
 
 # ---- arch_prctl, thread bookkeeping -------------------------------------------------------
@@ -179,7 +178,7 @@ CANONICAL_LIMIT = 0x0000_8000_0000_0000
 def sys_arch_prctl(t: GuestThread, code: int, addr: int, *_: int) -> int:
     if code in (ARCH_SET_FS, ARCH_SET_GS):
         if addr >= CANONICAL_LIMIT:
-            return -errno.EPERM
+            raise SyscallError(errno.EPERM)
         t.vcpu.set_msrs([(cpu.MSR_FS_BASE if code == ARCH_SET_FS else cpu.MSR_GS_BASE, addr)])
         return 0
     if code in (ARCH_GET_FS, ARCH_GET_GS):
@@ -189,8 +188,8 @@ def sys_arch_prctl(t: GuestThread, code: int, addr: int, *_: int) -> int:
     if code == ARCH_GET_CPUID:
         return 1  # cpuid is always allowed in a Kontain VM
     if code == ARCH_SET_CPUID:
-        return -errno.ENODEV  # no CPUID faulting
-    return -errno.EINVAL
+        raise SyscallError(errno.ENODEV)  # no CPUID faulting
+    raise SyscallError(errno.EINVAL)
 
 
 def sys_set_tid_address(t: GuestThread, tidptr: int, *_: int) -> int:
@@ -200,14 +199,14 @@ def sys_set_tid_address(t: GuestThread, tidptr: int, *_: int) -> int:
 
 def sys_set_robust_list(t: GuestThread, head: int, length: int, *_: int) -> int:
     if length != 24:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     t.robust_list = head
     return 0
 
 
 def sys_get_robust_list(t: GuestThread, pid: int, head_ptr: int, len_ptr: int, *_: int) -> int:
     if args.s32(pid) not in (0, t.tid):
-        return -errno.ESRCH
+        raise SyscallError(errno.ESRCH)
     t.mm.write_u64(head_ptr, t.robust_list)
     t.mm.write_u64(len_ptr, 24)
     return 0
@@ -235,14 +234,14 @@ def sys_prctl(t: GuestThread, option: int, a2: int, a3: int, a4: int, a5: int, *
         # what /proc shows (km renamed itself after the payload at start).
         t.name = t.mm.cstring(a2, 16)[:15]
         name = t.name
-        return host.syscall(NR["prctl"], PR_SET_NAME, host.address_of(name))
+        return host.call(NR["prctl"], PR_SET_NAME, host.address_of(name))
     if option == PR_GET_NAME:
-        return host.syscall(NR["prctl"], PR_GET_NAME, args.out_ptr(t, a2, 16))
+        return host.call(NR["prctl"], PR_GET_NAME, args.out_ptr(t, a2, 16))
     if option in (PR_GET_PDEATHSIG, PR_GET_CHILD_SUBREAPER):
-        return host.syscall(NR["prctl"], option, args.out_ptr(t, a2, 4))
+        return host.call(NR["prctl"], option, args.out_ptr(t, a2, 4))
     if option in _HOST_PRCTL:
-        return host.syscall(NR["prctl"], option, a2, a3, a4, a5)
-    return -errno.EINVAL
+        return host.call(NR["prctl"], option, a2, a3, a4, a5)
+    raise SyscallError(errno.EINVAL)
 
 
 HANDLERS = {

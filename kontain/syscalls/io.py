@@ -60,9 +60,10 @@ def transfer_vector(t: GuestThread, iov_va: int, iovcnt: int,
 
 def _transfer(t: GuestThread, plain: int, vectored: int, fd: int, buf: int, count: int,
               to_guest: bool, offset: int | None = None) -> int:
-    """read/write/pread64/pwrite64 on a guest buffer, in place. A buffer spanning two
-    mappings (not contiguous in km's memory) goes to the vectored call (readv/writev/
-    preadv/pwritev) instead, which moves the same bytes with the same atomicity."""
+    """read/write/pread64/pwrite64 on a guest buffer, in place: the result or -errno (the
+    caller looks at EPIPE). A buffer spanning two mappings (not contiguous in km's
+    memory) goes to the vectored call (readv/writev/preadv/pwritev) instead, which moves
+    the same bytes with the same atomicity."""
     fd = args.fd(t, fd)
     count = min(count, args.MAX_RW_COUNT)
     extra = () if offset is None else (offset,)
@@ -84,25 +85,25 @@ def _transfer(t: GuestThread, plain: int, vectored: int, fd: int, buf: int, coun
 
 
 def sys_read(t: GuestThread, fd: int, buf: int, count: int, *_: int) -> int:
-    return _transfer(t, NR["read"], NR["readv"], fd, buf, count, True)
+    return host.check(_transfer(t, NR["read"], NR["readv"], fd, buf, count, True))
 
 
 def sys_write(t: GuestThread, fd: int, buf: int, count: int, *_: int) -> int:
     result = _transfer(t, NR["write"], NR["writev"], fd, buf, count, False)
     if result == -errno.EPIPE:
         t.proc.broken_pipe(t)
-    return result
+    return host.check(result)
 
 
 def sys_pread64(t: GuestThread, fd: int, buf: int, count: int, offset: int, *_: int) -> int:
-    return _transfer(t, NR["pread64"], NR["preadv"], fd, buf, count, True, offset)
+    return host.check(_transfer(t, NR["pread64"], NR["preadv"], fd, buf, count, True, offset))
 
 
 def sys_pwrite64(t: GuestThread, fd: int, buf: int, count: int, offset: int, *_: int) -> int:
     result = _transfer(t, NR["pwrite64"], NR["pwritev"], fd, buf, count, False, offset)
     if result == -errno.EPIPE:
         t.proc.broken_pipe(t)
-    return result
+    return host.check(result)
 
 
 def _vectored(name: str, write_to_guest: bool):
@@ -116,13 +117,13 @@ def _vectored(name: str, write_to_guest: bool):
         result = host.syscall(number, fd, ctypes.addressof(vector), used, a3, a4, a5)
         if sends and result == -errno.EPIPE:
             t.proc.broken_pipe(t)
-        return result
+        return host.check(result)
     handler.__name__ = f"sys_{name}"
     return handler
 
 
 def sys_lseek(t: GuestThread, fd: int, offset: int, whence: int, *_: int) -> int:
-    return host.syscall(NR["lseek"], args.fd(t, fd), offset, whence)
+    return host.call(NR["lseek"], args.fd(t, fd), offset, whence)
 
 
 def sys_sendfile(t: GuestThread, out_fd: int, in_fd: int, offset: int, count: int,
@@ -131,23 +132,23 @@ def sys_sendfile(t: GuestThread, out_fd: int, in_fd: int, offset: int, count: in
                           args.out_ptr(t, offset, 8), count)
     if result == -errno.EPIPE:
         t.proc.broken_pipe(t)
-    return result
+    return host.check(result)
 
 
 def sys_copy_file_range(t: GuestThread, fd_in: int, off_in: int, fd_out: int, off_out: int,
                         length: int, flags: int) -> int:
-    return host.syscall(NR["copy_file_range"], args.fd(t, fd_in), args.out_ptr(t, off_in, 8),
-                        args.fd(t, fd_out), args.out_ptr(t, off_out, 8), length, flags)
+    return host.call(NR["copy_file_range"], args.fd(t, fd_in), args.out_ptr(t, off_in, 8),
+                     args.fd(t, fd_out), args.out_ptr(t, off_out, 8), length, flags)
 
 
 def sys_splice(t: GuestThread, fd_in: int, off_in: int, fd_out: int, off_out: int,
                length: int, flags: int) -> int:
-    return host.syscall(NR["splice"], args.fd(t, fd_in), args.out_ptr(t, off_in, 8),
-                        args.fd(t, fd_out), args.out_ptr(t, off_out, 8), length, flags)
+    return host.call(NR["splice"], args.fd(t, fd_in), args.out_ptr(t, off_in, 8),
+                     args.fd(t, fd_out), args.out_ptr(t, off_out, 8), length, flags)
 
 
 def sys_tee(t: GuestThread, fd_in: int, fd_out: int, length: int, flags: int, *_: int) -> int:
-    return host.syscall(NR["tee"], args.fd(t, fd_in), args.fd(t, fd_out), length, flags)
+    return host.call(NR["tee"], args.fd(t, fd_in), args.fd(t, fd_out), length, flags)
 
 
 HANDLERS = {

@@ -71,14 +71,14 @@ def sys_execveat(t: GuestThread, dirfd: int, path: int, argv: int, envp: int, fl
 
 def sys_wait4(t: GuestThread, pid: int, status: int, options: int, rusage: int,
               *_: int) -> int:
-    return host.syscall(NR["wait4"], args.s32(pid), args.out_ptr(t, status, 4), options,
-                        args.out_ptr(t, rusage, RUSAGE_SIZE))
+    return host.call(NR["wait4"], args.s32(pid), args.out_ptr(t, status, 4), options,
+                     args.out_ptr(t, rusage, RUSAGE_SIZE))
 
 
 def sys_waitid(t: GuestThread, idtype: int, ident: int, infop: int, options: int,
                rusage: int, *_: int) -> int:
-    return host.syscall(NR["waitid"], idtype, ident, args.out_ptr(t, infop, SIGINFO_SIZE),
-                        options, args.out_ptr(t, rusage, RUSAGE_SIZE))
+    return host.call(NR["waitid"], idtype, ident, args.out_ptr(t, infop, SIGINFO_SIZE),
+                     options, args.out_ptr(t, rusage, RUSAGE_SIZE))
 
 
 HANDLERS = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 
 from kontain.linux import hostcall as host
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.syscalls import args
 
@@ -18,17 +19,17 @@ SYSINFO_SIZE = 112
 
 
 def sys_uname(t: GuestThread, buf: int, *_: int) -> int:
-    return host.syscall(NR["uname"], args.out_ptr(t, buf, UTSNAME_SIZE))
+    return host.call(NR["uname"], args.out_ptr(t, buf, UTSNAME_SIZE))
 
 
 def sys_getrandom(t: GuestThread, buf: int, length: int, flags: int, *_: int) -> int:
     length = min(length, args.MAX_RW_COUNT)
     address, length = args.buffer_ptr(t, buf, length, True) if length else (0, 0)
-    return host.syscall(NR["getrandom"], address, length, flags)
+    return host.call(NR["getrandom"], address, length, flags)
 
 
 def sys_sysinfo(t: GuestThread, info: int, *_: int) -> int:
-    return host.syscall(NR["sysinfo"], args.out_ptr(t, info, SYSINFO_SIZE))
+    return host.call(NR["sysinfo"], args.out_ptr(t, info, SYSINFO_SIZE))
 
 
 def sys_personality(t: GuestThread, persona: int, *_: int) -> int:
@@ -36,14 +37,13 @@ def sys_personality(t: GuestThread, persona: int, *_: int) -> int:
     if persona == 0xFFFFFFFF:
         return t.proc.personality
     if persona & 0xFF not in (0,):  # only PER_LINUX and its flags
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     old, t.proc.personality = t.proc.personality, persona
     return old
 
 
 def sys_eventfd2(t: GuestThread, initval: int, flags: int, *_: int) -> int:
-    result = host.syscall(NR["eventfd2"], initval & 0xFFFFFFFF, flags)
-    return t.proc.fds.adopt(result) if result >= 0 else result
+    return t.proc.fds.adopt(host.call(NR["eventfd2"], initval & 0xFFFFFFFF, flags))
 
 
 def sys_eventfd(t: GuestThread, initval: int, *_: int) -> int:
@@ -52,8 +52,7 @@ def sys_eventfd(t: GuestThread, initval: int, *_: int) -> int:
 
 def sys_memfd_create(t: GuestThread, name: int, flags: int, *_: int) -> int:
     label = t.mm.cstring(name, 250)
-    result = host.syscall(NR["memfd_create"], host.address_of(label), flags)
-    return t.proc.fds.adopt(result) if result >= 0 else result
+    return t.proc.fds.adopt(host.call(NR["memfd_create"], host.address_of(label), flags))
 
 
 HANDLERS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 from kontain.linux import hostcall as host
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine.layout import USER_END
 from kontain.mm import space as m
@@ -54,7 +55,7 @@ def sys_mremap(t: GuestThread, old: int, old_size: int, new_size: int, flags: in
 def sys_madvise(t: GuestThread, addr: int, length: int, advice: int, *_: int) -> int:
     advice = args.s32(advice)
     if advice not in FORWARDED_ADVICE:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     t.mm.madvise(addr, length, advice)
     return 0
 
@@ -72,9 +73,9 @@ def sys_mincore(t: GuestThread, addr: int, length: int, vec: int, *_: int) -> in
     kernel, works through the range a chunk at a time, writing each chunk's answer
     before looking further (a hole is ENOMEM, a bad vec EFAULT)."""
     if addr & 0xFFF:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     if length > USER_END or addr + length > USER_END:
-        return -errno.ENOMEM
+        raise SyscallError(errno.ENOMEM)
     end = m.page_up(addr + length)
     va = addr
     while va < end:
@@ -84,14 +85,12 @@ def sys_mincore(t: GuestThread, addr: int, length: int, vec: int, *_: int) -> in
         while filled < stop:
             vma = t.mm.find(filled)
             if vma is None:
-                return -errno.ENOMEM
+                raise SyscallError(errno.ENOMEM)
             upto = min(stop, vma.end)
             if vma.pa is not None and not vma.foreign:
                 chunk = bytearray((upto - filled) >> 12)
-                result = host.syscall(NR["mincore"], t.mm.host_base + vma.pa + filled - vma.start,
-                                      upto - filled, host.address_of(chunk))
-                if result < 0:
-                    return result
+                host.call(NR["mincore"], t.mm.host_base + vma.pa + filled - vma.start,
+                          upto - filled, host.address_of(chunk))
                 first = (filled - va) >> 12
                 answer[first:first + len(chunk)] = bytes(b & 1 for b in chunk)
             filled = upto
@@ -106,9 +105,7 @@ def _locked_range(name: str):
     def handler(t: GuestThread, addr: int, length: int, a2: int, *_: int) -> int:
         start = addr & ~0xFFF
         for pa, size in t.mm.segments(start, m.page_up(addr + length) - start):
-            result = host.syscall(number, t.mm.host_base + pa, size, a2)
-            if result < 0:
-                return result
+            host.call(number, t.mm.host_base + pa, size, a2)
         return 0
     handler.__name__ = f"sys_{name}"
     return handler

@@ -13,6 +13,7 @@ import errno
 import struct
 
 from kontain.linux import hostcall as host
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.syscalls import args
 from kontain.syscalls.io import transfer_vector
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
 OPTVAL_MAX = 1 << 16
 SOL_SOCKET, SCM_RIGHTS = 1, 1
+MSG_NOSIGNAL = 0x4000
 SO_ATTACH_FILTER, SO_ATTACH_REUSEPORT_CBPF = 26, 51
 _U32 = struct.Struct("<I")
 _MSGHDR = struct.Struct("<QI4xQQQQi4x")  # name, namelen, iov, iovlen, control, controllen, flags
@@ -44,7 +46,7 @@ class HostMmsghdr(ctypes.Structure):
 
 
 def _adopt(t: GuestThread, result: int) -> int:
-    return t.proc.fds.adopt(result) if result >= 0 else result
+    return t.proc.fds.adopt(result)
 
 
 AF_UNIX = 1
@@ -89,21 +91,21 @@ def _addr_out(t: GuestThread, addr: int, addrlen_ptr: int) -> tuple[int, int]:
 
 
 def sys_socket(t: GuestThread, domain: int, type_: int, protocol: int, *_: int) -> int:
-    return _adopt(t, host.syscall(NR["socket"], domain, type_, protocol))
+    return _adopt(t, host.call(NR["socket"], domain, type_, protocol))
 
 
 def sys_socketpair(t: GuestThread, domain: int, type_: int, protocol: int, sv: int,
                    *_: int) -> int:
     pointer = args.out_ptr(t, sv, 8)
     if not pointer:
-        return -errno.EFAULT
-    result = host.syscall(NR["socketpair"], domain, type_, protocol, pointer)
+        raise SyscallError(errno.EFAULT)
+    result = host.call(NR["socketpair"], domain, type_, protocol, pointer)
     if result == 0:
         a, b = struct.unpack("<ii", t.mm.read(sv, 8))
         if max(a, b) >= t.proc.fds.guest_soft:
             host.syscall(NR["close"], a)
             host.syscall(NR["close"], b)
-            return -errno.EMFILE
+            raise SyscallError(errno.EMFILE)
     return result
 
 
@@ -111,24 +113,24 @@ def sys_bind(t: GuestThread, fd: int, addr: int, addrlen: int, *_: int) -> int:
     fd = args.fd(t, fd)
     keep: list = []
     pointer, length = _addr_in(t, addr, addrlen, keep, creating=True)
-    return host.syscall(NR["bind"], fd, pointer, length)
+    return host.call(NR["bind"], fd, pointer, length)
 
 
 def sys_connect(t: GuestThread, fd: int, addr: int, addrlen: int, *_: int) -> int:
     fd = args.fd(t, fd)
     keep: list = []
     pointer, length = _addr_in(t, addr, addrlen, keep)
-    return host.syscall(NR["connect"], fd, pointer, length)
+    return host.call(NR["connect"], fd, pointer, length)
 
 
 def sys_listen(t: GuestThread, fd: int, backlog: int, *_: int) -> int:
-    return host.syscall(NR["listen"], args.fd(t, fd), backlog)
+    return host.call(NR["listen"], args.fd(t, fd), backlog)
 
 
 def sys_accept4(t: GuestThread, fd: int, addr: int, addrlen: int, flags: int, *_: int) -> int:
     fd = args.fd(t, fd)
     buffer, length_ptr = _addr_out(t, addr, addrlen)
-    return _adopt(t, host.syscall(NR["accept4"], fd, buffer, length_ptr, flags))
+    return _adopt(t, host.call(NR["accept4"], fd, buffer, length_ptr, flags))
 
 
 def sys_accept(t: GuestThread, fd: int, addr: int, addrlen: int, *_: int) -> int:
@@ -142,8 +144,8 @@ def _name_call(name: str):
         fd = args.fd(t, fd)
         buffer, length_ptr = _addr_out(t, addr, addrlen)
         if not buffer:
-            return -errno.EFAULT
-        return host.syscall(number, fd, buffer, length_ptr)
+            raise SyscallError(errno.EFAULT)
+        return host.call(number, fd, buffer, length_ptr)
     handler.__name__ = f"sys_{name}"
     return handler
 
@@ -156,9 +158,9 @@ def sys_sendto(t: GuestThread, fd: int, buf: int, length: int, flags: int, dest:
     keep: list = []
     dest_ptr, dest_len = _addr_in(t, dest, addrlen, keep) if dest else (0, 0)
     result = host.syscall(NR["sendto"], fd, pointer, length, flags, dest_ptr, dest_len)
-    if result == -errno.EPIPE and not flags & 0x4000:  # MSG_NOSIGNAL
+    if result == -errno.EPIPE and not flags & MSG_NOSIGNAL:
         t.proc.broken_pipe(t)
-    return result
+    return host.check(result)
 
 
 def sys_recvfrom(t: GuestThread, fd: int, buf: int, length: int, flags: int, src: int,
@@ -167,7 +169,7 @@ def sys_recvfrom(t: GuestThread, fd: int, buf: int, length: int, flags: int, src
     length = min(length, args.MAX_RW_COUNT)
     pointer, length = args.buffer_ptr(t, buf, length, True) if length else (0, 0)
     src_ptr, len_ptr = _addr_out(t, src, addrlen) if src else (0, 0)
-    return host.syscall(NR["recvfrom"], fd, pointer, length, flags, src_ptr, len_ptr)
+    return host.call(NR["recvfrom"], fd, pointer, length, flags, src_ptr, len_ptr)
 
 
 def sys_setsockopt(t: GuestThread, fd: int, level: int, optname: int, optval: int,
@@ -175,36 +177,36 @@ def sys_setsockopt(t: GuestThread, fd: int, level: int, optname: int, optval: in
     fd = args.fd(t, fd)
     level, optname, optlen = args.s32(level), args.s32(optname), args.s32(optlen)
     if not 0 <= optlen <= OPTVAL_MAX:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     if level == SOL_SOCKET and optname in (SO_ATTACH_FILTER, SO_ATTACH_REUSEPORT_CBPF):
         # struct sock_fprog points at the filter program: translate that pointer too.
         if optlen < _SOCK_FPROG.size:
-            return -errno.EINVAL
+            raise SyscallError(errno.EINVAL)
         count, program = _SOCK_FPROG.unpack(t.mm.read(optval, _SOCK_FPROG.size))
         program_ptr = args.in_ptr(t, program, 8 * count)
         fprog = ctypes.create_string_buffer(_SOCK_FPROG.pack(count, program_ptr))
-        return host.syscall(NR["setsockopt"], fd, level, optname, ctypes.addressof(fprog),
-                            _SOCK_FPROG.size)
-    return host.syscall(NR["setsockopt"], fd, level, optname,
-                        args.in_ptr(t, optval, optlen) if optlen else 0, optlen)
+        return host.call(NR["setsockopt"], fd, level, optname, ctypes.addressof(fprog),
+                         _SOCK_FPROG.size)
+    return host.call(NR["setsockopt"], fd, level, optname,
+                     args.in_ptr(t, optval, optlen) if optlen else 0, optlen)
 
 
 def sys_getsockopt(t: GuestThread, fd: int, level: int, optname: int, optval: int,
                    optlen: int, *_: int) -> int:
     fd = args.fd(t, fd)
     if not optlen:
-        return -errno.EFAULT
+        raise SyscallError(errno.EFAULT)
     length = args.s32(_U32.unpack(t.mm.read(optlen, 4))[0])
     if length < 0:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     length = min(length, OPTVAL_MAX)
-    return host.syscall(NR["getsockopt"], fd, args.s32(level), args.s32(optname),
-                        args.out_ptr(t, optval, length) if length else 0,
-                        args.out_ptr(t, optlen, 4))
+    return host.call(NR["getsockopt"], fd, args.s32(level), args.s32(optname),
+                     args.out_ptr(t, optval, length) if length else 0,
+                     args.out_ptr(t, optlen, 4))
 
 
 def sys_shutdown(t: GuestThread, fd: int, how: int, *_: int) -> int:
-    return host.syscall(NR["shutdown"], args.fd(t, fd), how)
+    return host.call(NR["shutdown"], args.fd(t, fd), how)
 
 
 # ---- sendmsg / recvmsg ---------------------------------------------------------------------
@@ -264,18 +266,17 @@ def sys_sendmsg(t: GuestThread, fd: int, msg: int, flags: int, *_: int) -> int:
     keep: list = []
     host_hdr = _host_msghdr(t, msg, False, keep)
     result = host.syscall(NR["sendmsg"], fd, ctypes.addressof(host_hdr), flags)
-    if result == -errno.EPIPE and not flags & 0x4000:
+    if result == -errno.EPIPE and not flags & MSG_NOSIGNAL:
         t.proc.broken_pipe(t)
-    return result
+    return host.check(result)
 
 
 def sys_recvmsg(t: GuestThread, fd: int, msg: int, flags: int, *_: int) -> int:
     fd = args.fd(t, fd)
     keep: list = []
     host_hdr = _host_msghdr(t, msg, True, keep)
-    result = host.syscall(NR["recvmsg"], fd, ctypes.addressof(host_hdr), flags)
-    if result >= 0:
-        _write_back(t, msg, host_hdr)
+    result = host.call(NR["recvmsg"], fd, ctypes.addressof(host_hdr), flags)
+    _write_back(t, msg, host_hdr)
     return result
 
 
@@ -296,8 +297,8 @@ def sys_sendmmsg(t: GuestThread, fd: int, msgvec: int, vlen: int, flags: int, *_
     fd = args.fd(t, fd)
     keep: list = []
     array = _mmsg(t, msgvec, vlen, False, keep)
-    result = host.syscall(NR["sendmmsg"], fd, ctypes.addressof(array),
-                          min(vlen & 0xFFFFFFFF, UIO_MAXIOV), flags)
+    result = host.call(NR["sendmmsg"], fd, ctypes.addressof(array),
+                       min(vlen & 0xFFFFFFFF, UIO_MAXIOV), flags)
     for i in range(max(result, 0)):
         t.mm.write(msgvec + i * MMSGHDR_SIZE + 56, _U32.pack(array[i].len))
     return result
@@ -308,9 +309,9 @@ def sys_recvmmsg(t: GuestThread, fd: int, msgvec: int, vlen: int, flags: int, ti
     fd = args.fd(t, fd)
     keep: list = []
     array = _mmsg(t, msgvec, vlen, True, keep)
-    result = host.syscall(NR["recvmmsg"], fd, ctypes.addressof(array),
-                          min(vlen & 0xFFFFFFFF, UIO_MAXIOV), flags,
-                          args.out_ptr(t, timeout, 16))
+    result = host.call(NR["recvmmsg"], fd, ctypes.addressof(array),
+                       min(vlen & 0xFFFFFFFF, UIO_MAXIOV), flags,
+                       args.out_ptr(t, timeout, 16))
     for i in range(max(result, 0)):
         base = msgvec + i * MMSGHDR_SIZE
         _write_back(t, base, array[i].hdr)

@@ -14,6 +14,7 @@ import errno
 import struct
 
 from kontain.linux import hostcall as host
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.syscalls import args
 
@@ -30,7 +31,7 @@ EPOLL_MAX_EVENTS = 0x7FFFFFFF // EPOLL_EVENT_SIZE
 def _poll(t: GuestThread, number: int, fds: int, nfds: int, a2: int, a3: int = 0,
           a4: int = 0) -> int:
     if nfds > t.proc.fds.guest_soft:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     size = nfds * _POLLFD.size
     pointer = args.out_ptr(t, fds, size) if nfds else 0
     # Hide km's own descriptors: give them fd -1 for the call (ignored by the host),
@@ -43,12 +44,12 @@ def _poll(t: GuestThread, number: int, fds: int, nfds: int, a2: int, a3: int = 0
             if fd >= km_base:
                 fenced.append((i, fd, events))
                 t.mm.write(fds + i * 8, _POLLFD.pack(-1, events, 0))
-    result = host.syscall(number, pointer, nfds, a2, a3, a4)
-    for i, fd, events in fenced:
-        t.mm.write(fds + i * 8, _POLLFD.pack(fd, events, POLLNVAL))
-    if fenced and result >= 0:
-        result += len(fenced)
-    return result
+    try:
+        result = host.call(number, pointer, nfds, a2, a3, a4)
+    finally:
+        for i, fd, events in fenced:
+            t.mm.write(fds + i * 8, _POLLFD.pack(fd, events, POLLNVAL))
+    return result + len(fenced)
 
 
 def sys_poll(t: GuestThread, fds: int, nfds: int, timeout: int, *_: int) -> int:
@@ -70,12 +71,12 @@ def _select(t: GuestThread, number: int, nfds: int, readfds: int, writefds: int,
             exceptfds: int, timeout: int, timeout_size: int) -> int:
     nfds = args.s32(nfds)
     if nfds < 0:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     nfds = min(nfds, t.proc.fds.km_base)  # km's descriptors are never watched
     size = _fd_set_bytes(nfds)
-    return host.syscall(number, nfds, args.out_ptr(t, readfds, size),
-                        args.out_ptr(t, writefds, size), args.out_ptr(t, exceptfds, size),
-                        args.out_ptr(t, timeout, timeout_size), 0)
+    return host.call(number, nfds, args.out_ptr(t, readfds, size),
+                     args.out_ptr(t, writefds, size), args.out_ptr(t, exceptfds, size),
+                     args.out_ptr(t, timeout, timeout_size), 0)
 
 
 def sys_select(t: GuestThread, nfds: int, readfds: int, writefds: int, exceptfds: int,
@@ -90,18 +91,17 @@ def sys_pselect6(t: GuestThread, nfds: int, readfds: int, writefds: int, exceptf
 
 def sys_epoll_create(t: GuestThread, size: int, *_: int) -> int:
     if args.s32(size) <= 0:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     return sys_epoll_create1(t, 0)
 
 
 def sys_epoll_create1(t: GuestThread, flags: int, *_: int) -> int:
-    result = host.syscall(NR["epoll_create1"], flags)
-    return t.proc.fds.adopt(result) if result >= 0 else result
+    return t.proc.fds.adopt(host.call(NR["epoll_create1"], flags))
 
 
 def sys_epoll_ctl(t: GuestThread, epfd: int, op: int, fd: int, event: int, *_: int) -> int:
-    return host.syscall(NR["epoll_ctl"], args.fd(t, epfd), op, args.fd(t, fd),
-                        args.in_ptr(t, event, EPOLL_EVENT_SIZE))
+    return host.call(NR["epoll_ctl"], args.fd(t, epfd), op, args.fd(t, fd),
+                     args.in_ptr(t, event, EPOLL_EVENT_SIZE))
 
 
 def _events(t: GuestThread, events: int, maxevents: int) -> int:
@@ -117,8 +117,8 @@ def _events(t: GuestThread, events: int, maxevents: int) -> int:
 def sys_epoll_wait(t: GuestThread, epfd: int, events: int, maxevents: int, timeout: int,
                    *_: int) -> int:
     epfd = args.fd(t, epfd)
-    return host.syscall(NR["epoll_wait"], epfd, _events(t, events, maxevents),
-                        args.s32(maxevents), args.s32(timeout))
+    return host.call(NR["epoll_wait"], epfd, _events(t, events, maxevents),
+                     args.s32(maxevents), args.s32(timeout))
 
 
 def sys_epoll_pwait(t: GuestThread, epfd: int, events: int, maxevents: int, timeout: int,
@@ -129,8 +129,8 @@ def sys_epoll_pwait(t: GuestThread, epfd: int, events: int, maxevents: int, time
 def sys_epoll_pwait2(t: GuestThread, epfd: int, events: int, maxevents: int, timeout: int,
                      sigmask: int, sigsetsize: int) -> int:
     epfd = args.fd(t, epfd)
-    return host.syscall(NR["epoll_pwait2"], epfd, _events(t, events, maxevents),
-                        args.s32(maxevents), args.in_ptr(t, timeout, 16), 0, 8)
+    return host.call(NR["epoll_pwait2"], epfd, _events(t, events, maxevents),
+                     args.s32(maxevents), args.in_ptr(t, timeout, 16), 0, 8)
 
 
 HANDLERS = {

@@ -15,8 +15,10 @@ import time
 
 from kontain.linux import hostcall as host
 from kontain.linux.abi import ERESTARTNOHAND
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor import signals as sig
+from kontain.monitor.dispatch import CONTEXT_SET
 from kontain.monitor.hostsignals import TIMER_PROXY
 from kontain.syscalls import args
 
@@ -45,11 +47,11 @@ def _signo(value: int, allow_zero: bool = False) -> int:
 def sys_rt_sigaction(t: GuestThread, signo: int, act: int, oldact: int, sigsetsize: int,
                      *_: int) -> int:
     if sigsetsize != 8:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     signo = _signo(signo)
     new = sig.KERNEL_SIGACTION.unpack(t.mm.read(act, sig.KERNEL_SIGACTION.size)) if act else None
     if new is not None and signo in (sig.SIGKILL, sig.SIGSTOP):
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     state = t.proc.signals
     with state.lock:
         current = state.action(signo)
@@ -70,11 +72,11 @@ def sys_rt_sigaction(t: GuestThread, signo: int, act: int, oldact: int, sigsetsi
 def sys_rt_sigprocmask(t: GuestThread, how: int, set_: int, oldset: int, sigsetsize: int,
                        *_: int) -> int:
     if sigsetsize != 8:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     new = t.mm.read_u64(set_) if set_ else None
     how = args.s32(how)
     if new is not None and how not in (SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK):
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     if oldset:
         t.mm.write_u64(oldset, t.signal_mask)
     if new is not None:
@@ -91,7 +93,7 @@ def sys_rt_sigprocmask(t: GuestThread, how: int, set_: int, oldset: int, sigsets
 
 def sys_rt_sigpending(t: GuestThread, set_: int, sigsetsize: int, *_: int) -> int:
     if sigsetsize > 8:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     pending = (t.pending.bits | t.proc.signals.shared.bits) & t.signal_mask
     t.mm.write(set_, pending.to_bytes(8, "little")[:sigsetsize])
     return 0
@@ -103,7 +105,7 @@ def _deliverable(t: GuestThread) -> int:
 
 def sys_rt_sigsuspend(t: GuestThread, mask: int, sigsetsize: int, *_: int) -> int:
     if sigsetsize != 8:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     new = t.mm.read_u64(mask)
     with t.proc.signals.lock:
         if t.saved_mask is None:
@@ -111,25 +113,25 @@ def sys_rt_sigsuspend(t: GuestThread, mask: int, sigsetsize: int, *_: int) -> in
         t.signal_mask = new & ~sig.UNBLOCKABLE & ALL_SIGNALS
     while not _deliverable(t):
         t.proc.group.wait(t, None)
-    return -ERESTARTNOHAND
+    raise SyscallError(ERESTARTNOHAND)
 
 
 def sys_pause(t: GuestThread, *_: int) -> int:
     while not _deliverable(t):
         t.proc.group.wait(t, None)
-    return -ERESTARTNOHAND
+    raise SyscallError(ERESTARTNOHAND)
 
 
 def sys_rt_sigtimedwait(t: GuestThread, set_: int, info: int, timeout: int, sigsetsize: int,
                         *_: int) -> int:
     if sigsetsize != 8:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     wanted = t.mm.read_u64(set_) & ~sig.UNBLOCKABLE
     deadline = None
     if timeout:
         seconds, nanoseconds = struct.unpack("<qq", t.mm.read(timeout, 16))
         if seconds < 0 or not 0 <= nanoseconds < 1_000_000_000:
-            return -errno.EINVAL
+            raise SyscallError(errno.EINVAL)
         deadline = time.monotonic_ns() + seconds * 1_000_000_000 + nanoseconds
     state = t.proc.signals
     while True:
@@ -141,10 +143,10 @@ def sys_rt_sigtimedwait(t: GuestThread, set_: int, info: int, timeout: int, sigs
                 t.mm.write(info, siginfo)
             return signo
         if _deliverable(t) & ~wanted:
-            return -errno.EINTR  # another signal arrived: it is delivered now
+            raise SyscallError(errno.EINTR)  # another signal arrived: it is delivered now
         remaining = None if deadline is None else deadline - time.monotonic_ns()
         if remaining is not None and remaining <= 0:
-            return -errno.EAGAIN
+            raise SyscallError(errno.EAGAIN)
         t.proc.group.wait(t, remaining)
 
 
@@ -159,22 +161,22 @@ def sys_sigaltstack(t: GuestThread, ss: int, old_ss: int, *_: int) -> int:
     if new is not None:
         new_sp, new_flags, _pad, new_size = new
         if on_stack:
-            return -errno.EPERM
+            raise SyscallError(errno.EPERM)
         mode = new_flags & ~SS_AUTODISARM
         if mode not in (0, SS_ONSTACK, SS_DISABLE):
-            return -errno.EINVAL
+            raise SyscallError(errno.EINVAL)
         if mode == SS_DISABLE:
             t.altstack = (0, SS_DISABLE, 0)
         else:
             if new_size < MINSIGSTKSZ:
-                return -errno.ENOMEM
+                raise SyscallError(errno.ENOMEM)
             t.altstack = (new_sp, 0, new_size)
     return 0
 
 
-def sys_rt_sigreturn(t: GuestThread, *_: int) -> None:
+def sys_rt_sigreturn(t: GuestThread, *_: int) -> object:
     t.sigreturn()
-    return None
+    return CONTEXT_SET
 
 
 # ---- sending ------------------------------------------------------------------------------
@@ -189,7 +191,7 @@ def sys_kill(t: GuestThread, pid: int, signo: int, *_: int) -> int:
         if signo:
             t.proc.post_signal(signo, _user_info(t, signo), sender=t)
         return 0
-    return host.syscall(NR["kill"], pid, signo)  # others, groups, -1: the host's rules
+    return host.call(NR["kill"], pid, signo)  # others, groups, -1: the host's rules
 
 
 def _thread_of(t: GuestThread, tid: int) -> GuestThread | None:
@@ -199,12 +201,12 @@ def _thread_of(t: GuestThread, tid: int) -> GuestThread | None:
 def sys_tgkill(t: GuestThread, tgid: int, tid: int, signo: int, *_: int) -> int:
     tgid, tid, signo = args.s32(tgid), args.s32(tid), _signo(signo, allow_zero=True)
     if tgid <= 0 or tid <= 0:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     if tgid != t.proc.pid:
-        return host.syscall(NR["tgkill"], tgid, tid, signo)
+        return host.call(NR["tgkill"], tgid, tid, signo)
     target = _thread_of(t, tid)
     if target is None:
-        return -errno.ESRCH
+        raise SyscallError(errno.ESRCH)
     if signo:
         t.proc.post_signal(signo, _user_info(t, signo, sig.SI_TKILL), target, sender=t)
     return 0
@@ -226,8 +228,8 @@ def _queued_info(t: GuestThread, signo: int, uinfo: int, to_self: bool) -> bytes
 def sys_rt_sigqueueinfo(t: GuestThread, pid: int, signo: int, uinfo: int, *_: int) -> int:
     pid, signo = args.s32(pid), _signo(signo, allow_zero=True)
     if pid != t.proc.pid:
-        return host.syscall(NR["rt_sigqueueinfo"], pid, signo,
-                            args.in_ptr(t, uinfo, sig.SIGINFO_SIZE))
+        return host.call(NR["rt_sigqueueinfo"], pid, signo,
+                         args.in_ptr(t, uinfo, sig.SIGINFO_SIZE))
     info = _queued_info(t, signo, uinfo, to_self=True)
     if signo:
         t.proc.post_signal(signo, info, sender=t)
@@ -238,11 +240,11 @@ def sys_rt_tgsigqueueinfo(t: GuestThread, tgid: int, tid: int, signo: int, uinfo
                           *_: int) -> int:
     tgid, tid, signo = args.s32(tgid), args.s32(tid), _signo(signo, allow_zero=True)
     if tgid != t.proc.pid:
-        return host.syscall(NR["rt_tgsigqueueinfo"], tgid, tid, signo,
-                            args.in_ptr(t, uinfo, sig.SIGINFO_SIZE))
+        return host.call(NR["rt_tgsigqueueinfo"], tgid, tid, signo,
+                         args.in_ptr(t, uinfo, sig.SIGINFO_SIZE))
     target = _thread_of(t, tid)
     if target is None:
-        return -errno.ESRCH
+        raise SyscallError(errno.ESRCH)
     info = _queued_info(t, signo, uinfo, to_self=target is t)
     if signo:
         t.proc.post_signal(signo, info, target, sender=t)
@@ -252,16 +254,16 @@ def sys_rt_tgsigqueueinfo(t: GuestThread, tgid: int, tid: int, signo: int, uinfo
 # ---- timers ---------------------------------------------------------------------------------
 
 def sys_alarm(t: GuestThread, seconds: int, *_: int) -> int:
-    return host.syscall(NR["alarm"], seconds & 0xFFFFFFFF)
+    return host.call(NR["alarm"], seconds & 0xFFFFFFFF)
 
 
 def sys_setitimer(t: GuestThread, which: int, new: int, old: int, *_: int) -> int:
-    return host.syscall(NR["setitimer"], args.s32(which), args.in_ptr(t, new, 32),
-                        args.out_ptr(t, old, 32))
+    return host.call(NR["setitimer"], args.s32(which), args.in_ptr(t, new, 32),
+                     args.out_ptr(t, old, 32))
 
 
 def sys_getitimer(t: GuestThread, which: int, value: int, *_: int) -> int:
-    return host.syscall(NR["getitimer"], args.s32(which), args.out_ptr(t, value, 32))
+    return host.call(NR["getitimer"], args.s32(which), args.out_ptr(t, value, 32))
 
 
 def sys_timer_create(t: GuestThread, clock: int, sevp: int, timerid: int, *_: int) -> int:
@@ -272,23 +274,23 @@ def sys_timer_create(t: GuestThread, clock: int, sevp: int, timerid: int, *_: in
         raw = bytearray(t.mm.read(sevp, 64))
         _value, signo, notify = _SIGEVENT.unpack_from(raw)
         if notify & ~SIGEV_THREAD_ID not in (SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD):
-            return -errno.EINVAL
+            raise SyscallError(errno.EINVAL)
         if notify in (SIGEV_SIGNAL, SIGEV_THREAD_ID) and not 1 <= signo <= sig.NSIG:
-            return -errno.EINVAL
+            raise SyscallError(errno.EINVAL)
         if notify == SIGEV_THREAD_ID:
             tid = struct.unpack_from("<i", raw, 16)[0]
             target = _thread_of(t, tid)
             if target is None:
-                return -errno.EINVAL
+                raise SyscallError(errno.EINVAL)
             # The host signal goes to km's signalfd; km routes it to that thread.
             struct.pack_into("<i", raw, 12, SIGEV_SIGNAL)
         proxy = notify != SIGEV_NONE and signo in (32, 33)
         if proxy:
             struct.pack_into("<i", raw, 8, TIMER_PROXY)
         event = bytes(raw)
-    result = host.syscall(NR["timer_create"], args.s32(clock),
-                          host.address_of(event) if event is not None else 0,
-                          args.out_ptr(t, timerid, 4))
+    result = host.call(NR["timer_create"], args.s32(clock),
+                       host.address_of(event) if event is not None else 0,
+                       args.out_ptr(t, timerid, 4))
     if result == 0:
         timer = struct.unpack("<i", t.mm.read(timerid, 4))[0]
         t.proc.timers.add(timer)
@@ -301,25 +303,23 @@ def sys_timer_create(t: GuestThread, clock: int, sevp: int, timerid: int, *_: in
 
 def sys_timer_settime(t: GuestThread, timerid: int, flags: int, new: int, old: int,
                       *_: int) -> int:
-    return host.syscall(NR["timer_settime"], args.s32(timerid), flags,
-                        args.in_ptr(t, new, 32), args.out_ptr(t, old, 32))
+    return host.call(NR["timer_settime"], args.s32(timerid), flags,
+                     args.in_ptr(t, new, 32), args.out_ptr(t, old, 32))
 
 
 def sys_timer_gettime(t: GuestThread, timerid: int, value: int, *_: int) -> int:
-    return host.syscall(NR["timer_gettime"], args.s32(timerid), args.out_ptr(t, value, 32))
+    return host.call(NR["timer_gettime"], args.s32(timerid), args.out_ptr(t, value, 32))
 
 
 def sys_timer_getoverrun(t: GuestThread, timerid: int, *_: int) -> int:
     # km reads every expiry from the host at once, so the host counts no overrun; the
     # count is km's, kept when it merged expiries into one pending signal.
-    result = host.syscall(NR["timer_getoverrun"], args.s32(timerid))
-    if result < 0:
-        return result
+    result = host.call(NR["timer_getoverrun"], args.s32(timerid))
     return t.proc.signals.timer_overruns.get(args.s32(timerid), result)
 
 
 def sys_timer_delete(t: GuestThread, timerid: int, *_: int) -> int:
-    result = host.syscall(NR["timer_delete"], args.s32(timerid))
+    result = host.call(NR["timer_delete"], args.s32(timerid))
     if result == 0:
         t.proc.timers.discard(args.s32(timerid))
         t.proc.timer_threads.pop(args.s32(timerid), None)
@@ -333,13 +333,13 @@ SFD_NONBLOCK, SFD_CLOEXEC = 0o4000, 0o2000000
 def sys_signalfd4(t: GuestThread, fd: int, mask: int, sizemask: int, flags: int,
                   *_: int) -> int:
     if sizemask != 8 or flags & ~(SFD_NONBLOCK | SFD_CLOEXEC):
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     watched = t.mm.read_u64(mask) & ~sig.UNBLOCKABLE
     number = args.s32(fd)
     if number == -1:
         return t.proc.signalfds.create(watched, flags)
     if not t.proc.signalfds.update(args.fd(t, fd), watched):
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     return number
 
 

@@ -27,6 +27,7 @@ from kontain.linux.abi import (
     FUTEX_WAIT_REQUEUE_PI,
     FUTEX_WAKE_OP,
 )
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor.fork import fork_process
 from kontain.syscalls import args
@@ -55,7 +56,7 @@ def _clone(t: GuestThread, flags: int, stack: int, parent_tid: int, child_tid: i
     if flags & CLONE_VM and not flags & CLONE_VFORK:
         # A process sharing memory with its parent: the two would be two km processes,
         # which cannot share a VM's memory.
-        return -errno.ENOSYS
+        raise SyscallError(errno.ENOSYS)
     return fork_process(t.proc, t, flags, stack, parent_tid, child_tid, tls)
 
 
@@ -66,14 +67,14 @@ def sys_clone(t: GuestThread, flags: int, stack: int, parent_tid: int, child_tid
 
 def sys_clone3(t: GuestThread, cl_args: int, size: int, *_: int) -> int:
     if size < CLONE_ARGS_SIZE_VER0 or size > 4096:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     raw = t.mm.read(cl_args, min(size, CLONE_ARGS.size)).ljust(CLONE_ARGS.size, b"\0")
     (flags, _pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
      set_tid_size, _cgroup) = CLONE_ARGS.unpack(raw)
     if set_tid or set_tid_size:
-        return -errno.EPERM
+        raise SyscallError(errno.EPERM)
     if exit_signal and flags & CLONE_THREAD:
-        return -errno.EINVAL
+        raise SyscallError(errno.EINVAL)
     top = stack + stack_size if stack else 0
     return _clone(t, flags | (exit_signal & 0xFF), top, parent_tid, child_tid, tls)
 
@@ -94,14 +95,14 @@ def sys_futex(t: GuestThread, uaddr: int, op: int, val: int, timeout: int, uaddr
     op &= 0xFFFFFFFF
     command = op & FUTEX_CMD_MASK
     if command in (FUTEX_FD,) or command > FUTEX_LOCK_PI2:
-        return -errno.ENOSYS
+        raise SyscallError(errno.ENOSYS)
     word = _word(t, uaddr)
     fourth = timeout
     if command in _TIMEOUT_OPS:
         fourth = args.in_ptr(t, timeout, 16)
     second = _word(t, uaddr2) if command in _SECOND_WORD_OPS else uaddr2
-    return host.syscall(NR["futex"], word, op, val & 0xFFFFFFFF, fourth, second,
-                        val3 & 0xFFFFFFFF)
+    return host.call(NR["futex"], word, op, val & 0xFFFFFFFF, fourth, second,
+                     val3 & 0xFFFFFFFF)
 
 
 

@@ -7,6 +7,7 @@ import errno
 import struct
 
 from kontain.linux import hostcall as host
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.syscalls import args
 
@@ -21,24 +22,24 @@ _TIME = struct.Struct("<q")
 
 
 def sys_clock_gettime(t: GuestThread, clock: int, tp: int, *_: int) -> int:
-    return host.syscall(NR["clock_gettime"], args.s32(clock), args.out_ptr(t, tp, TIMESPEC))
+    return host.call(NR["clock_gettime"], args.s32(clock), args.out_ptr(t, tp, TIMESPEC))
 
 
 def sys_clock_getres(t: GuestThread, clock: int, res: int, *_: int) -> int:
-    return host.syscall(NR["clock_getres"], args.s32(clock), args.out_ptr(t, res, TIMESPEC))
+    return host.call(NR["clock_getres"], args.s32(clock), args.out_ptr(t, res, TIMESPEC))
 
 
 def sys_clock_settime(t: GuestThread, clock: int, tp: int, *_: int) -> int:
-    return host.syscall(NR["clock_settime"], args.s32(clock), args.in_ptr(t, tp, TIMESPEC))
+    return host.call(NR["clock_settime"], args.s32(clock), args.in_ptr(t, tp, TIMESPEC))
 
 
 def sys_gettimeofday(t: GuestThread, tv: int, tz: int, *_: int) -> int:
-    return host.syscall(NR["gettimeofday"], args.out_ptr(t, tv, TIMEVAL),
-                        args.out_ptr(t, tz, 8))
+    return host.call(NR["gettimeofday"], args.out_ptr(t, tv, TIMEVAL),
+                     args.out_ptr(t, tz, 8))
 
 
 def sys_time(t: GuestThread, tloc: int, *_: int) -> int:
-    now = host.syscall(NR["time"], 0)
+    now = host.call(NR["time"], 0)
     if tloc:
         t.mm.write(tloc, _TIME.pack(now))
     return now
@@ -47,36 +48,35 @@ def sys_time(t: GuestThread, tloc: int, *_: int) -> int:
 def sys_nanosleep(t: GuestThread, req: int, rem: int, *_: int) -> int:
     request = args.in_ptr(t, req, TIMESPEC)
     if not request:
-        return -errno.EFAULT
-    return host.syscall(NR["nanosleep"], request, args.out_ptr(t, rem, TIMESPEC))
+        raise SyscallError(errno.EFAULT)
+    return host.call(NR["nanosleep"], request, args.out_ptr(t, rem, TIMESPEC))
 
 
 def sys_clock_nanosleep(t: GuestThread, clock: int, flags: int, req: int, rem: int,
                         *_: int) -> int:
     request = args.in_ptr(t, req, TIMESPEC)
     if not request:
-        return -errno.EFAULT
-    return host.syscall(NR["clock_nanosleep"], args.s32(clock), flags, request,
-                        args.out_ptr(t, rem, TIMESPEC))
+        raise SyscallError(errno.EFAULT)
+    return host.call(NR["clock_nanosleep"], args.s32(clock), flags, request,
+                     args.out_ptr(t, rem, TIMESPEC))
 
 
 def sys_times(t: GuestThread, buf: int, *_: int) -> int:
-    return host.syscall(NR["times"], args.out_ptr(t, buf, 32))
+    return host.call(NR["times"], args.out_ptr(t, buf, 32))
 
 
 def sys_timerfd_create(t: GuestThread, clock: int, flags: int, *_: int) -> int:
-    result = host.syscall(NR["timerfd_create"], args.s32(clock), flags)
-    return t.proc.fds.adopt(result) if result >= 0 else result
+    return t.proc.fds.adopt(host.call(NR["timerfd_create"], args.s32(clock), flags))
 
 
 def sys_timerfd_settime(t: GuestThread, fd: int, flags: int, new: int, old: int,
                         *_: int) -> int:
-    return host.syscall(NR["timerfd_settime"], args.fd(t, fd), flags,
-                        args.in_ptr(t, new, ITIMERSPEC), args.out_ptr(t, old, ITIMERSPEC))
+    return host.call(NR["timerfd_settime"], args.fd(t, fd), flags,
+                     args.in_ptr(t, new, ITIMERSPEC), args.out_ptr(t, old, ITIMERSPEC))
 
 
 def sys_timerfd_gettime(t: GuestThread, fd: int, cur: int, *_: int) -> int:
-    return host.syscall(NR["timerfd_gettime"], args.fd(t, fd), args.out_ptr(t, cur, ITIMERSPEC))
+    return host.call(NR["timerfd_gettime"], args.fd(t, fd), args.out_ptr(t, cur, ITIMERSPEC))
 
 
 HANDLERS = {
