@@ -31,6 +31,6 @@ def stack(error: BaseException) -> str:
 
 
 def _short(filename: str) -> str:
-    """kontain/monitor/vcpu.py rather than the install path."""
+    """kontain/monitor/thread.py rather than the install path."""
     marker = filename.rfind("/kontain/")
     return filename[marker + 1:] if marker >= 0 else filename
