@@ -6,8 +6,7 @@ host page cache, shared and lazily read), plus anonymous zero pages for the bss.
 
 from __future__ import annotations
 
-from kontain.loader.elf import ET_DYN, PF_R, PF_W, PF_X, ElfImage
-from kontain.mm.space import (
+from kontain.linux.abi import (
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_PRIVATE,
@@ -15,9 +14,12 @@ from kontain.mm.space import (
     PROT_NONE,
     PROT_READ,
     PROT_WRITE,
-    AddressSpace,
-    page_up,
 )
+from kontain.loader.elf import ET_DYN, PF_R, PF_W, PF_X, ElfImage
+
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from kontain.mm.space import AddressSpace
 
 PAGE = 4096
 
@@ -71,7 +73,8 @@ def load_image(mm: AddressSpace, image: ElfImage, fd: int, base_hint: int) -> Lo
 
 def _zero(mm: AddressSpace, va: int, size: int) -> None:
     """Write zeros whatever the page's protection: km is the loader here, not the guest."""
-    vma = mm.find(va)
-    if vma is not None and vma.pa is not None:
-        pa = vma.pa + va - vma.start
-        mm.view[pa:pa + size] = bytes(size)
+    mm.poke(va, bytes(size))
+
+
+def page_up(n: int) -> int:
+    return (n + PAGE - 1) & ~(PAGE - 1)

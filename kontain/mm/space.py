@@ -213,6 +213,15 @@ class AddressSpace(GuestMemory):
         else:
             self.pt.unmap(vma.start, vma.size)
 
+    def poke(self, va: int, data: bytes) -> None:
+        """Write guest memory whatever its protection (km loading a program, as the
+        kernel does); bytes outside any mapping are not written."""
+        vma = self.find(va)
+        if vma is not None and vma.pa is not None and not vma.foreign \
+                and va + len(data) <= vma.end:
+            pa = vma.pa + va - vma.start
+            self.view[pa:pa + len(data)] = data
+
     # ---- mmap, munmap -----------------------------------------------------------------
 
     def map_foreign(self, va: int, size: int, guest_phys: int, host_address: int, prot: int,
