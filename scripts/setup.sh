@@ -19,7 +19,14 @@ for p in "${packages[@]}"; do
 done
 if ((${#missing[@]})); then
 	sudo=""
-	[ "$(id -u)" = 0 ] || sudo=sudo
+	if [ "$(id -u)" != 0 ]; then
+		if ! command -v sudo >/dev/null; then
+			echo "setup: these packages are missing: ${missing[*]}" >&2
+			echo "setup: run this script as root (or install sudo) to install them" >&2
+			exit 1
+		fi
+		sudo=sudo
+	fi
 	$sudo apt-get update -q
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
 fi
