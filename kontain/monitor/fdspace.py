@@ -25,24 +25,36 @@ class FdSpace:
         if hard == resource.RLIM_INFINITY:
             hard = 1 << 20
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            # Room for km above everything the payload may use: the payload then sees
+            # the limits it would natively (raising a hard limit needs CAP_SYS_RESOURCE).
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard + KM_RESERVED, hard + KM_RESERVED))
+            #: km's descriptors live in [km_base, its own limit).
+            self.km_base = hard
+            #: The guest's RLIMIT_NOFILE, as it sees it.
+            self.guest_soft, self.guest_hard = soft, hard
         except (ValueError, OSError):
-            hard = soft
-        reserved = min(KM_RESERVED, hard // 2)
-        #: km's descriptors live in [km_base, hard).
-        self.km_base = hard - reserved
-        self._next_km_fd = self.km_base
-        #: The guest's RLIMIT_NOFILE, as it sees it.
-        self.guest_soft = min(soft, self.km_base)
-        self.guest_hard = self.km_base
+            # Not allowed: km takes the top of the range it has, the payload the rest.
+            # The payload is still told its limits as they are (what a program prints
+            # or sizes its tables by); only its last descriptors are km's.
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            except (ValueError, OSError):
+                hard = soft
+            self.km_base = hard - min(KM_RESERVED, hard // 2)
+            self.guest_soft, self.guest_hard = soft, hard
+
+    @property
+    def usable(self) -> int:
+        """The guest's descriptors are below this number (its limit, or km's first)."""
+        return min(self.guest_soft, self.km_base)
 
     def move_high(self, fd: int) -> int:
-        """Move one of km's descriptors out of the guest's range (close-on-exec)."""
+        """Move one of km's descriptors out of the guest's range (close-on-exec). The
+        lowest free number above the guest's is taken: closed ones are used again."""
         if fd >= self.km_base:
             return fd
-        new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, self._next_km_fd)
+        new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, self.km_base)
         os.close(fd)
-        self._next_km_fd = new + 1
         return new
 
     def check(self, fd: int) -> int:
@@ -53,12 +65,14 @@ class FdSpace:
 
     def adopt(self, fd: int) -> int:
         """A descriptor the host just created for the guest: enforce the guest's limit."""
-        if fd >= self.guest_soft:
+        if fd >= self.usable:
             os.close(fd)
             raise OSError(errno.EMFILE, "too many open files")
         return fd
 
     def set_limit(self, soft: int, hard: int) -> None:
-        if soft > hard or hard > self.km_base:
-            raise OSError(errno.EPERM if hard > self.km_base else errno.EINVAL, "setrlimit")
+        if soft > hard:
+            raise OSError(errno.EINVAL, "setrlimit")
+        if hard > self.guest_hard:  # raising the hard limit: km has no room for it
+            raise OSError(errno.EPERM, "setrlimit")
         self.guest_soft, self.guest_hard = soft, hard

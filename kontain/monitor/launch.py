@@ -116,7 +116,10 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
     if spec.root != "/" and not os.path.isdir(spec.root):
         raise LaunchError(f"--root {spec.root}: not a directory", EXIT_KM_ERROR)
     fds = FdSpace()
-    diagnostics = fds.move_high(os.dup(spec.diagnostics_fd))
+    try:
+        diagnostics = fds.move_high(os.dup(spec.diagnostics_fd))
+    except OSError:  # started with stderr closed: km's own messages go nowhere
+        diagnostics = fds.move_high(os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC))
     env = spec.env if spec.env is not None else inherited_environment()
     try:
         kvm = Kvm()  # before the jail: km keeps /dev/kvm open, and needs nothing else

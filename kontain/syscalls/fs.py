@@ -120,7 +120,7 @@ def sys_dup(t: GuestThread, fd: int, *_: int) -> int:
 
 def _dup_target(t: GuestThread, newfd: int) -> int:
     number = args.s32(newfd)
-    if not 0 <= number < t.proc.fds.guest_soft:
+    if not 0 <= number < t.proc.fds.usable:
         raise OSError(errno.EBADF, "dup target beyond RLIMIT_NOFILE")
     return number
 
@@ -161,7 +161,7 @@ def sys_fcntl(t: GuestThread, fd: int, cmd: int, arg: int, *_: int) -> int:
     cmd = args.s32(cmd)
     if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
         lowest = args.s32(arg)
-        if not 0 <= lowest < t.proc.fds.guest_soft:
+        if not 0 <= lowest < t.proc.fds.usable:
             raise SyscallError(errno.EINVAL)
         return _new_fd(t, host.call(NR["fcntl"], fd, cmd, lowest))
     if cmd in _FCNTL_PLAIN:
@@ -499,7 +499,7 @@ def sys_pipe2(t: GuestThread, fds: int, flags: int, *_: int) -> int:
     if result == 0:
         pair = t.mm.read(fds, 8)
         read_end, write_end = int.from_bytes(pair[:4], "little"), int.from_bytes(pair[4:], "little")
-        if max(read_end, write_end) >= t.proc.fds.guest_soft:
+        if max(read_end, write_end) >= t.proc.fds.usable:
             os.close(read_end)
             os.close(write_end)
             raise SyscallError(errno.EMFILE)

@@ -102,7 +102,7 @@ def sys_socketpair(t: GuestThread, domain: int, type_: int, protocol: int, sv: i
     result = host.call(NR["socketpair"], domain, type_, protocol, pointer)
     if result == 0:
         a, b = struct.unpack("<ii", t.mm.read(sv, 8))
-        if max(a, b) >= t.proc.fds.guest_soft:
+        if max(a, b) >= t.proc.fds.usable:
             host.syscall(NR["close"], a)
             host.syscall(NR["close"], b)
             raise SyscallError(errno.EMFILE)

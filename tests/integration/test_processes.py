@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from conftest import FLAVOURS
 
 # The static flavours the process payloads are built in (static-pie adds nothing here
 # that the loader tests do not already cover, and every km fork costs real time).
@@ -348,3 +349,28 @@ def test_exec_of_a_fifo_is_eacces_without_waiting(run_both, assert_same):
     runs = run_both(["/bin/busybox", "sh", "-c", script], timeout=20)
     assert "status 126" in runs.native.out, runs.native.out + runs.native.err
     assert_same(runs.native, runs.km)
+
+
+def test_descriptors_km_keeps_for_vfork_are_used_again(payloads, run_both, assert_same):
+    program = payloads.build("vfork_many", FLAVOURS["musl"])
+    runs = run_both([program, "1500"], timeout=300)
+    assert runs.native.out == "1500 vforks, 0 failed\n"
+    assert_same(runs.native, runs.km)
+
+
+def test_the_payload_sees_its_descriptor_limits_as_natively(run_both, assert_same):
+    assert_same(*vars(run_both(["/bin/busybox", "sh", "-c", "ulimit -n; ulimit -Hn"])).values())
+
+
+def test_km_started_with_standard_descriptors_closed_runs_like_native(km, tmp_path):
+    """A parent that closed km's stdin and stderr: km must not take descriptor 0 or 2
+    for itself (the payload's first open would land there natively), and its own
+    diagnostics must not go into whatever file the payload opens as 2."""
+    script = ('exec 0<&- 2>&-; "$@" /bin/busybox sh -c '
+              '\'exec 3>f; ls -l /proc/self/fd/ | grep -c -- "->"; echo status $?\'')
+    outputs = []
+    for prefix in ([], km):
+        result = subprocess.run(["/bin/sh", "-c", script, "sh", *prefix], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60)
+        outputs.append((result.returncode, result.stdout))
+    assert outputs[0] == outputs[1], outputs
