@@ -54,6 +54,10 @@ from kontain.mm.access import GuestFault, GuestMemory, SplitBuffer
 from kontain.mm.vma import Vma, page_up, pte_flags
 
 _PAGE_MASK = PAGE_SIZE - 1
+#: What /proc/PID/maps shows for a shared anonymous mapping: Linux backs it with a
+#: deleted file of the internal shmem mount (device 00:01).
+SHARED_ANONYMOUS_NAME = "/dev/zero (deleted)"
+SHMEM_DEVICE = 1  # makedev(0, 1)
 
 __all__ = [  # what callers import from here (the constants live in kontain.mm.vma)
     "AddressSpace", "GuestFault", "SplitBuffer", "Vma", "page_up", "pte_flags",
@@ -261,6 +265,8 @@ class AddressSpace(GuestMemory):
         length = page_up(length)
         anonymous = bool(flags & MAP_ANONYMOUS)
         inode = device = 0
+        if anonymous and kind != MAP_PRIVATE:
+            name, device = SHARED_ANONYMOUS_NAME, SHMEM_DEVICE
         if not anonymous:
             st = os.fstat(fd)  # EBADF for a bad fd
             if st.st_mode & 0o170000 not in (0o100000, 0o020000):  # regular or char dev

@@ -1,7 +1,7 @@
 """execve: the payload replaces itself with another program, inside the same km.
 
 Everything that can make execve fail (ENOENT, EACCES, ENOEXEC, ELOOP, E2BIG) is found
-first, while the caller can still get the error: the `#!` chain is followed (four
+first, while the caller can still get the error: the `#!` chain is followed (five
 levels, as Linux), the final ELF is opened and parsed, its interpreter looked for.
 Then, past the point of no return, the calling thread raises ExecImage; its run loop
 unwinds to kontain.monitor.group, and the process replaces its image
@@ -25,7 +25,7 @@ import stat
 from kontain.linux.abi import O_PATH
 from kontain.linux.hostcall import SyscallError
 from kontain.loader.elf import ExecError, read_elf
-from kontain.loader.script import BINPRM_BUF_SIZE, script_argv
+from kontain.loader.script import BINPRM_BUF_SIZE, MAX_SCRIPT_DEPTH, script_argv
 from kontain.monitor.exits import ExecImage
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from kontain.monitor.process import Process
     from kontain.monitor.thread import GuestThread
 
-MAX_SCRIPT_DEPTH = 4
 #: Linux caps argv + envp at a quarter of the stack limit; km's stack is 8 MiB.
 MAX_ARG_BYTES = 2 << 20
 
@@ -58,17 +57,27 @@ class ExecRequest:
             self.fd = -1
 
 
-def prepare(proc: Process, path: bytes, argv: list[bytes], envp: list[bytes]) -> ExecRequest:
+def prepare(proc: Process, path: bytes, argv: list[bytes], envp: list[bytes], *,
+            shown: bytes | None = None, script_unreachable: bool = False) -> ExecRequest:
     """Open what execve of path would run: the ELF, at the end of any `#!` chain.
-    Raises ExecError with the errno execve would return."""
+    Raises ExecError with the errno execve would return.
+
+    shown is the name the program is given (AT_EXECFN, a script's argument) when it is
+    not path: execveat names a file by descriptor as /dev/fd/N[/path]. A script reached
+    through a close-on-exec descriptor is ENOENT (script_unreachable): its interpreter
+    could not open it after the exec, so Linux refuses at once."""
     if sum(len(s) + 1 + 8 for s in argv + envp) > MAX_ARG_BYTES:
         raise ExecError(errno.E2BIG, "argument list too long")
-    execfn = path
+    execfn = name_given = shown if shown is not None else path
     for depth in range(MAX_SCRIPT_DEPTH + 2):
         fd = _open_executable(proc, path)
         try:
             head = os.pread(fd, BINPRM_BUF_SIZE, 0)
-            script = script_argv(head, path, argv) if head.startswith(b"#!") else None
+            script = None
+            if head.startswith(b"#!"):
+                if script_unreachable:
+                    raise ExecError(errno.ENOENT, "a script behind a close-on-exec descriptor")
+                script = script_argv(head, name_given, argv)
             if script is None:
                 image = read_elf(os.fsdecode(path), fd)
                 if image.interpreter is not None:
@@ -89,6 +98,11 @@ def prepare(proc: Process, path: bytes, argv: list[bytes], envp: list[bytes]) ->
         if depth >= MAX_SCRIPT_DEPTH:
             break
         path, argv = script
+        name_given = path
+        # Linux opens the interpreter by a kernel string, where "" is not refused as
+        # a user path is: it names the working directory (and so is EACCES).
+        path = path or b"."
+
     raise ExecError(errno.ELOOP, "too many levels of #! interpreters")
 
 
@@ -114,10 +128,12 @@ def _open_executable(proc: Process, path: bytes) -> int:
 
 
 def execve(proc: Process, thread: GuestThread, path: bytes, argv: list[bytes],
-           envp: list[bytes]) -> int:
+           envp: list[bytes], *, shown: bytes | None = None,
+           script_unreachable: bool = False) -> int:
     """Replace the payload (path as the guest names it); returns only on failure."""
     try:
-        request = prepare(proc, path, argv, envp)
+        request = prepare(proc, path, argv, envp, shown=shown,
+                          script_unreachable=script_unreachable)
     except ExecError as e:
         raise SyscallError(e.errno) from None
     proc.trace.log("process", f"execve {path!r} {argv!r}")

@@ -8,11 +8,14 @@ are, and a child km's exit status is its payload's.
 from __future__ import annotations
 
 import errno
+import fcntl
+import os
 
 from kontain.linux import hostcall as host
-from kontain.linux.abi import AT_EMPTY_PATH, CLONE_VFORK, CLONE_VM
+from kontain.linux.abi import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, CLONE_VFORK, CLONE_VM
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
-from kontain.monitor.exec import execve
+from kontain.monitor.exec import MAX_ARG_BYTES, execve
 from kontain.monitor.fork import fork_process
 from kontain.syscalls import args
 
@@ -21,9 +24,6 @@ if TYPE_CHECKING:
     from kontain.monitor.thread import GuestThread
 
 SIGCHLD = 17
-MAX_ARG_STRINGS = 0x7FFFFFFF
-#: Linux caps argv + envp at a quarter of the stack limit; km's stack is 8 MiB.
-MAX_ARG_BYTES = 2 << 20
 RUSAGE_SIZE = 144
 SIGINFO_SIZE = 128
 
@@ -60,13 +60,25 @@ def sys_execve(t: GuestThread, path: int, argv: int, envp: int, *_: int) -> int:
 
 def sys_execveat(t: GuestThread, dirfd: int, path: int, argv: int, envp: int, flags: int,
                  *_: int) -> int:
+    if flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW):
+        raise SyscallError(errno.EINVAL)
     name = args.path(t, path)
     fd = args.s32(dirfd)
-    if not name and flags & AT_EMPTY_PATH:
-        name = b"/proc/self/fd/%d" % args.fd(t, dirfd)
-    elif not name.startswith(b"/") and fd != args.AT_FDCWD:
-        name = b"/proc/self/fd/%d/" % args.fd(t, dirfd) + name
-    return execve(t.proc, t, name, _string_array(t, argv), _string_array(t, envp))
+    shown, cloexec = None, False
+    if not name.startswith(b"/") and fd != args.AT_FDCWD:
+        # The kernel's name for a file reached by descriptor; km resolves the same
+        # file through its /proc view of the descriptor.
+        fd = args.fd(t, dirfd)
+        if not name and not flags & AT_EMPTY_PATH:
+            raise SyscallError(errno.ENOENT)
+        suffix = b"/" + name if name else b""
+        shown = b"/dev/fd/%d" % fd + suffix
+        name = b"/proc/self/fd/%d" % fd + suffix
+        cloexec = bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+    if flags & AT_SYMLINK_NOFOLLOW and name and os.path.islink(t.proc.host_path(name, False)):
+        raise SyscallError(errno.ELOOP)
+    return execve(t.proc, t, name, _string_array(t, argv), _string_array(t, envp),
+                  shown=shown, script_unreachable=cloexec)
 
 
 def sys_wait4(t: GuestThread, pid: int, status: int, options: int, rusage: int,

@@ -374,3 +374,59 @@ def test_km_started_with_standard_descriptors_closed_runs_like_native(km, tmp_pa
                                 capture_output=True, text=True, timeout=60)
         outputs.append((result.returncode, result.stdout))
     assert outputs[0] == outputs[1], outputs
+
+
+# `#!` lines as Linux's binfmt_script reads them: (file contents, what it is about).
+SCRIPTS = {
+    "plain": b"#!/bin/echo\n",
+    "argument": b"#! \t/bin/echo \t a b \t \n",
+    "carriage-return": b"#!/bin/echo\r\n",
+    "vertical-tab": b"#!/bin/echo\x0bx\n",
+    "no-newline": b"#!/bin/echo",
+    "nul-ends-name": b"#!/bin/echo\0arg\n",
+    "nul-in-argument": b"#!/bin/echo a\0b\n",
+    "empty": b"#!\n",
+    "blanks-only": b"#!   \t \n",
+    "blanks-past-buffer": b"#!" + b" " * 300 + b"/bin/echo\n",
+    "nul-name": b"#!\0/bin/echo\n",
+    "bare": b"#!",
+    "name-past-buffer": b"#!" + b"/" * 300 + b"bin/echo\n",
+    "argument-past-buffer": b"#!/bin/echo " + b"y" * 300,
+    "argument-cut-at-255": b"#!" + b"/" * 240 + b"bin/echo " + b"z" * 10 + b"\n",
+}
+
+
+def test_interpreter_lines_parse_as_linux(payloads, run_both, assert_same, tmp_path):
+    probe = payloads.build("exec_probe", FLAVOURS["musl"])
+    for name, text in SCRIPTS.items():
+        (tmp_path / name).write_bytes(text)
+        (tmp_path / name).chmod(0o755)
+    runs = run_both([probe, *(f"./{name}" for name in SCRIPTS)])
+    assert "./plain: status 0: ./plain one" in runs.native.out, runs.native.out
+    assert_same(runs.native, runs.km)
+
+
+def test_interpreter_chains_stop_after_five_levels(payloads, run_both, assert_same, tmp_path):
+    probe = payloads.build("exec_probe", FLAVOURS["musl"])
+    previous = "/bin/echo"
+    for level in range(1, 8):
+        (tmp_path / f"level{level}").write_text(f"#!{previous}\n")
+        (tmp_path / f"level{level}").chmod(0o755)
+        previous = str(tmp_path / f"level{level}")
+    runs = run_both([probe, *(f"./level{level}" for level in range(1, 8))])
+    assert "./level6: status 127: execve: ELOOP" in runs.native.out, runs.native.out
+    assert_same(runs.native, runs.km)
+
+
+@pytest.mark.parametrize("mode", ["-fd", "-fd-cloexec", "-nofollow"])
+def test_execveat_by_descriptor_and_nofollow(payloads, run_both, assert_same, tmp_path, mode):
+    """fexecve of a close-on-exec descriptor runs an ELF, and refuses a script (ENOENT:
+    its interpreter could not open /dev/fd/N after the exec); a script by inherited
+    descriptor is given /dev/fd/N as its name; AT_SYMLINK_NOFOLLOW refuses a link."""
+    probe = payloads.build("exec_probe", FLAVOURS["musl"])
+    (tmp_path / "script").write_text("#!/bin/echo from\n")
+    (tmp_path / "script").chmod(0o755)
+    (tmp_path / "link").symlink_to("/bin/echo")
+    runs = run_both([probe, mode, "/bin/echo", "./script", "./link"])
+    assert "/bin/echo: status 0: one" in runs.native.out, runs.native.out
+    assert_same(runs.native, runs.km)

@@ -46,6 +46,8 @@ static inline const char *errno_name(int e)
     case ENOSYS: return "ENOSYS";
     case ENOTEMPTY: return "ENOTEMPTY";
     case ELOOP: return "ELOOP";
+    case ENOEXEC: return "ENOEXEC";
+    case E2BIG: return "E2BIG";
     case EOPNOTSUPP: return "EOPNOTSUPP";
     case ENOTSOCK: return "ENOTSOCK";
     case EADDRINUSE: return "EADDRINUSE";
