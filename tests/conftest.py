@@ -200,8 +200,18 @@ class Result:
         return f"$ {shlex.join(self.argv)}{where}\n  -> {status} after {self.duration:.2f}s"
 
 
-def _no_core_dumps() -> None:
-    # Payloads that die of SIGSEGV must not leave core files behind (natively or in km).
+def child_setup() -> None:
+    """A test's child starts clean, whatever pytest was started with: every signal at
+    its default action and unblocked (payloads inherit both, under km as natively: a
+    pytest run under nohup must not make SIGHUP tests hang), and no core files from
+    payloads that die of SIGSEGV."""
+    for signo in range(1, signal.NSIG):
+        if signo not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(signo, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass  # numbers the C library keeps for itself
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
@@ -214,7 +224,7 @@ def run(argv: list[str], *, cwd: str | os.PathLike | None = None,
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         proc = subprocess.Popen([str(a) for a in argv], cwd=cwd, env=env, stdin=stdin,
-                                stdout=out, stderr=err, preexec_fn=_no_core_dumps)
+                                stdout=out, stderr=err, preexec_fn=child_setup)
         timed_out = threading.Event()
 
         def kill() -> None:

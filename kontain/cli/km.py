@@ -164,6 +164,24 @@ def die_by_signal(signo: int) -> None:
     os._exit(128 + signo)
 
 
+def inherited_signal_state() -> tuple[frozenset[int], int]:
+    """The signals km's parent left ignored and the mask it left blocked: the payload
+    inherits them, as from an execve (`nohup km ...`, a shell's `trap '' HUP`).
+
+    Python itself sets SIGPIPE and SIGXFSZ to ignored before km runs, so what the
+    parent did with those two cannot be known: they start at their default action (what
+    Python's subprocess and most shells give a child anyway)."""
+    import _signal
+    python_sets = (_signal.SIGPIPE, _signal.SIGXFSZ)
+    ignored = frozenset(
+        signo for signo in range(1, _signal.NSIG)
+        if signo not in python_sets and _signal.getsignal(signo) == _signal.SIG_IGN)
+    mask = 0
+    for signo in _signal.pthread_sigmask(_signal.SIG_BLOCK, ()):
+        mask |= 1 << (int(signo) - 1)
+    return ignored, mask
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -189,11 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     from kontain.monitor.vdso import install as _vdso  # noqa: F401 - imported for later
     from kontain.syscalls.registry import all_handlers
 
+    ignored, mask = inherited_signal_state()
     spec = LaunchSpec(cl.payload[0], [os.fsencode(a) for a in cl.payload[1:]],
                       argv0=None if cl.argv0 is None else os.fsencode(cl.argv0),
                       env=None if cl.putenv is None else [os.fsencode(e) for e in cl.putenv],
                       root=cl.root, mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose,
-                      strict=cl.strict)
+                      strict=cl.strict, ignored_signals=ignored, signal_mask=mask)
 
     def finish(outcome: Outcome) -> None:
         """The payload is over (called from whichever thread ended it): leave km."""

@@ -6,6 +6,13 @@ timer created with SIGEV_THREAD_ID, to the thread the payload named). Keeping th
 blocked elsewhere means no vCPU thread is ever interrupted by a signal meant for the
 guest: only the KICK signal km sends on purpose interrupts KVM_RUN.
 
+A signal is taken from the signalfd and posted under one lock, so a vCPU thread can
+drain() the signalfd itself: a system call that makes or meets a host signal for the
+payload (kill of its own process group, its timers, a change of disposition or mask)
+posts what is pending on km before it returns, where Linux would deliver it, instead of
+leaving it to the forwarding thread's timing. (A timer expiry the payload disarms in
+the same breath must still reach the handler it had, not the SIG_DFL it sets next.)
+
 SIGPIPE stays ignored: km handles EPIPE itself (Process.broken_pipe).
 """
 
@@ -29,7 +36,9 @@ if TYPE_CHECKING:
 #: struct signalfd_siginfo (the first fields; 128 bytes in all).
 SIGNALFD_SIGINFO = struct.Struct("<IiiIIiIIIIiiQQQQ")
 SIGNALFD_SIGINFO_SIZE = 128
-SFD_CLOEXEC = 0o2000000
+SFD_CLOEXEC, SFD_NONBLOCK = 0o2000000, 0o4000
+POLLIN, POLLNVAL = 0x1, 0x20
+EINTR = 4
 #: Every signal but the uncatchable ones, SIGPIPE, km's own KICK, and 32 and 33, which
 #: glibc keeps unblocked in every thread it starts (SIGCANCEL, SIGSETXID): km cannot
 #: receive those on its signalfd, so a guest timer asking for them gets TIMER_PROXY.
@@ -48,6 +57,10 @@ class HostSignals:
     def __init__(self, proc: Process) -> None:
         self._proc = proc
         self._fd = -1
+        #: Held from reading a signal off the signalfd until it is posted.
+        self._lock = _thread.allocate_lock()
+        #: struct pollfd for the forwarding thread: fd, events, revents.
+        self._pollfd = (ctypes.c_int32 * 2)()
 
     def start(self) -> None:
         signal.signal(KICK_SIGNAL, _noop)
@@ -58,11 +71,19 @@ class HostSignals:
         mask_buffer = ctypes.c_uint64(mask)
         host.syscall(NR["rt_sigprocmask"], 0, ctypes.addressof(mask_buffer), 0, 8)  # BLOCK
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [KICK_SIGNAL])  # blocked across an exec
-        fd = host.syscall(NR["signalfd4"], -1, ctypes.addressof(mask_buffer), 8, SFD_CLOEXEC)
+        fd = host.syscall(NR["signalfd4"], -1, ctypes.addressof(mask_buffer), 8,
+                          SFD_CLOEXEC | SFD_NONBLOCK)
         if fd < 0:
             raise OSError(-fd, "signalfd4")
         self._fd = self._proc.fds.move_high(fd)
+        self._pollfd[0], self._pollfd[1] = self._fd, POLLIN
         _thread.start_new_thread(self._forward, ())
+
+    def drain(self) -> None:
+        """Post to the payload every host signal pending on km now."""
+        if self._fd >= 0:
+            with self._lock:
+                self._read_and_post()
 
     def disposition_changed(self, signo: int) -> None:
         """Mirror what the host must know of a guest disposition: an ignored SIGCHLD (or
@@ -82,13 +103,24 @@ class HostSignals:
             self._fd = -1
 
     def _forward(self) -> None:
+        pollfd = ctypes.addressof(self._pollfd)
+        while True:
+            ready = host.syscall(NR["poll"], pollfd, 1, -1)
+            if ready < 0 and ready != -EINTR or self._pollfd[1] >> 16 & POLLNVAL:
+                return  # closed
+            with self._lock:
+                if not self._read_and_post():
+                    return
+
+    def _read_and_post(self) -> bool:
+        """Post what the signalfd holds (the lock held); False once it is closed."""
         while True:
             try:
                 data = os.read(self._fd, SIGNALFD_SIGINFO_SIZE * 16)
-            except InterruptedError:
-                continue
+            except (BlockingIOError, InterruptedError):
+                return True
             except OSError:
-                return
+                return False
             for offset in range(0, len(data), SIGNALFD_SIGINFO_SIZE):
                 self._post(SIGNALFD_SIGINFO.unpack_from(data, offset))
 

@@ -203,7 +203,7 @@ class ProcFs:
         if leaf in SYNTHESIZED:
             if flags & O_ACCMODE != os.O_RDONLY:
                 raise _refuse(f"/proc/self/{leaf.decode()} is read-only")
-            return _memfd(leaf, self._contents(leaf), flags)
+            return _memfd(leaf, self._contents(leaf, tid), flags)
         if leaf in PASSED or leaf.startswith(PASSED_TREES) or self._guest_fd_info(leaf):
             fd = os.open(b"/proc/self/" + entry if entry else b"/proc/self",
                          flags & ~os.O_CREAT)
@@ -314,9 +314,11 @@ class ProcFs:
 
     # ---- contents ------------------------------------------------------------------------
 
-    def _contents(self, leaf: bytes) -> bytes:
+    def _contents(self, leaf: bytes, tid: int | None) -> bytes:
+        if leaf == b"status":
+            return self.status(tid)
         return {b"maps": self.maps, b"smaps": self.smaps, b"smaps_rollup": self.smaps_rollup,
-                b"status": self.status, b"stat": self.stat, b"statm": self.statm,
+                b"stat": self.stat, b"statm": self.statm,
                 b"cmdline": self.cmdline, b"environ": self.environ,
                 b"auxv": lambda: self.auxv, b"limits": self.limits}[leaf]()
 
@@ -380,19 +382,55 @@ class ProcFs:
         data = sum(v.size for v in vmas if v.prot & PROT_WRITE and not v.shared) >> 12
         return f"{size} {resident} 0 {text} 0 {data} 0\n".encode()
 
-    def status(self) -> bytes:
+    def status(self, tid: int | None = None) -> bytes:
+        """The host's status of km's thread (the main one for the process), with the
+        memory and signal lines the payload's."""
         threads = len(self._proc.group.threads) or 1
+        queued, signal_lines = self._signal_fields(tid)
         lines = []
-        for line in _read_host(b"/proc/self/status").split(b"\n"):
+        host_file = b"/proc/self/task/%d/status" % tid if tid else b"/proc/self/status"
+        for line in _read_host(host_file).split(b"\n"):
             key = line.split(b":", 1)[0]
             if key == b"Threads":
                 line = b"Threads:\t%d" % threads
+            elif key == b"SigQ":
+                # Queued for the user (all of its processes) / its limit: the host's
+                # count, plus what km queued for the payload itself.
+                host_queued, _, limit = line.split(b"\t")[-1].partition(b"/")
+                line = b"SigQ:\t%d/%s" % (int(host_queued or 0) + queued, limit)
+            elif key in signal_lines:
+                line = key + b":\t" + signal_lines[key]
             elif key in (b"VmPeak", b"VmSize", b"VmRSS", b"VmHWM", b"VmData", b"VmStk",
                          b"VmExe", b"VmLib", b"VmPTE", b"VmSwap", b"RssAnon", b"RssFile",
                          b"RssShmem", b"VmLck", b"VmPin"):
                 line = key + b":\t" + self._vm_field(key)
             lines.append(line)
         return b"\n".join(lines)
+
+    def _signal_fields(self, tid: int | None) -> tuple[int, dict[bytes, bytes]]:
+        """(signals km has queued, the SigPnd, ShdPnd, SigBlk, SigIgn, SigCgt lines) of
+        the payload: the pending set and mask of the named thread, else the first's."""
+        proc = self._proc
+        threads = proc.group.threads
+        thread = threads.get(tid if tid is not None else proc.pid) \
+            or next(iter(threads.values()), None)
+        state = proc.signals
+        with state.lock:
+            ignored = caught = 0
+            for signo in range(1, len(state.actions)):
+                handler = state.actions[signo].handler
+                if handler == 1:  # SIG_IGN
+                    ignored |= 1 << (signo - 1)
+                elif handler != 0:
+                    caught |= 1 << (signo - 1)
+            queued = len(state.shared.entries) + sum(
+                len(t.pending.entries) for t in threads.values())
+            pending = thread.pending.bits if thread is not None else 0
+            blocked = thread.signal_mask if thread is not None else 0
+            shared = state.shared.bits
+        return queued, {b"SigPnd": b"%016x" % pending, b"ShdPnd": b"%016x" % shared,
+                        b"SigBlk": b"%016x" % blocked, b"SigIgn": b"%016x" % ignored,
+                        b"SigCgt": b"%016x" % caught}
 
     def _vm_field(self, key: bytes) -> bytes:
         vmas = self._proc.mm.vmas()

@@ -4,6 +4,11 @@ the timers that raise them (alarm, setitimer, POSIX timers).
 Signals between the payload's own threads are queued by km (kontain.monitor.signals);
 signals to other processes are sent by the host. Timers are host timers on km itself:
 their signals reach km's signalfd and are forwarded (kontain.monitor.hostsignals).
+
+Where Linux delivers a signal "before the call returns" (one the call generated for the
+caller's own process, an expiry of its timer that the call meets, one that was pending
+when the disposition or mask changes), the handler drains km's signalfd first
+(`_host_signals_now`), so the timing is Linux's and not the forwarding thread's.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor import signals as sig
 from kontain.monitor.dispatch import CONTEXT_SET
-from kontain.monitor.hostsignals import TIMER_PROXY
+from kontain.monitor.hostsignals import FORWARDED, TIMER_PROXY
 from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
@@ -33,6 +38,12 @@ MINSIGSTKSZ = 2048
 _SIGEVENT = struct.Struct("<Qii")  # sigev_value, sigev_signo, sigev_notify; then the union
 SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD, SIGEV_THREAD_ID = 0, 1, 2, 4
 ALL_SIGNALS = (1 << sig.NSIG) - 1
+
+
+def _host_signals_now(t: GuestThread) -> None:
+    """Post the host signals pending on km before this call goes on (never with the
+    signal state's lock held: posting takes it)."""
+    t.proc.host_signals.drain()
 
 
 def _signo(value: int, allow_zero: bool = False) -> int:
@@ -52,6 +63,8 @@ def sys_rt_sigaction(t: GuestThread, signo: int, act: int, oldact: int, sigsetsi
     new = sig.KERNEL_SIGACTION.unpack(t.mm.read(act, sig.KERNEL_SIGACTION.size)) if act else None
     if new is not None and signo in (sig.SIGKILL, sig.SIGSTOP):
         raise SyscallError(errno.EINVAL)
+    if new is not None:
+        _host_signals_now(t)
     state = t.proc.signals
     with state.lock:
         current = state.action(signo)
@@ -80,6 +93,7 @@ def sys_rt_sigprocmask(t: GuestThread, how: int, set_: int, oldset: int, sigsets
     if oldset:
         t.mm.write_u64(oldset, t.signal_mask)
     if new is not None:
+        _host_signals_now(t)
         with t.proc.signals.lock:
             if how == SIG_BLOCK:
                 t.signal_mask |= new
@@ -94,6 +108,7 @@ def sys_rt_sigprocmask(t: GuestThread, how: int, set_: int, oldset: int, sigsets
 def sys_rt_sigpending(t: GuestThread, set_: int, sigsetsize: int, *_: int) -> int:
     if sigsetsize > 8:
         raise SyscallError(errno.EINVAL)
+    _host_signals_now(t)
     pending = (t.pending.bits | t.proc.signals.shared.bits) & t.signal_mask
     t.mm.write(set_, pending.to_bytes(8, "little")[:sigsetsize])
     return 0
@@ -107,6 +122,7 @@ def sys_rt_sigsuspend(t: GuestThread, mask: int, sigsetsize: int, *_: int) -> in
     if sigsetsize != 8:
         raise SyscallError(errno.EINVAL)
     new = t.mm.read_u64(mask)
+    _host_signals_now(t)
     with t.proc.signals.lock:
         if t.saved_mask is None:
             t.saved_mask = t.signal_mask
@@ -133,6 +149,7 @@ def sys_rt_sigtimedwait(t: GuestThread, set_: int, info: int, timeout: int, sigs
         if seconds < 0 or not 0 <= nanoseconds < 1_000_000_000:
             raise SyscallError(errno.EINVAL)
         deadline = time.monotonic_ns() + seconds * 1_000_000_000 + nanoseconds
+    _host_signals_now(t)
     state = t.proc.signals
     while True:
         with state.lock:
@@ -191,7 +208,15 @@ def sys_kill(t: GuestThread, pid: int, signo: int, *_: int) -> int:
         if signo:
             t.proc.post_signal(signo, _user_info(t, signo), sender=t)
         return 0
-    return host.call(NR["kill"], pid, signo)  # others, groups, -1: the host's rules
+    result = host.call(NR["kill"], pid, signo)  # others, groups, -1: the host's rules
+    if signo and pid in (0, -os.getpgrp()):
+        # km's own process group: the host queued it on km too, unless km does not
+        # take that signal from the host (SIGPIPE, ...): then km posts it itself.
+        if signo in FORWARDED:
+            _host_signals_now(t)
+        elif signo not in (sig.SIGKILL, sig.SIGSTOP):
+            t.proc.post_signal(signo, _user_info(t, signo), sender=t)
+    return result
 
 
 def _thread_of(t: GuestThread, tid: int) -> GuestThread | None:
@@ -253,17 +278,26 @@ def sys_rt_tgsigqueueinfo(t: GuestThread, tgid: int, tid: int, signo: int, uinfo
 
 # ---- timers ---------------------------------------------------------------------------------
 
+# A timer's expiry is queued on km by the host; a call on the timer drains it, so an
+# expiry the call meets (a disarm just after it fired) is delivered as the call returns.
+
 def sys_alarm(t: GuestThread, seconds: int, *_: int) -> int:
-    return host.call(NR["alarm"], seconds & 0xFFFFFFFF)
+    result = host.call(NR["alarm"], seconds & 0xFFFFFFFF)
+    _host_signals_now(t)
+    return result
 
 
 def sys_setitimer(t: GuestThread, which: int, new: int, old: int, *_: int) -> int:
-    return host.call(NR["setitimer"], args.s32(which), args.in_ptr(t, new, 32),
-                     args.out_ptr(t, old, 32))
+    result = host.call(NR["setitimer"], args.s32(which), args.in_ptr(t, new, 32),
+                       args.out_ptr(t, old, 32))
+    _host_signals_now(t)
+    return result
 
 
 def sys_getitimer(t: GuestThread, which: int, value: int, *_: int) -> int:
-    return host.call(NR["getitimer"], args.s32(which), args.out_ptr(t, value, 32))
+    result = host.call(NR["getitimer"], args.s32(which), args.out_ptr(t, value, 32))
+    _host_signals_now(t)
+    return result
 
 
 def sys_timer_create(t: GuestThread, clock: int, sevp: int, timerid: int, *_: int) -> int:
@@ -303,12 +337,16 @@ def sys_timer_create(t: GuestThread, clock: int, sevp: int, timerid: int, *_: in
 
 def sys_timer_settime(t: GuestThread, timerid: int, flags: int, new: int, old: int,
                       *_: int) -> int:
-    return host.call(NR["timer_settime"], args.s32(timerid), flags,
-                     args.in_ptr(t, new, 32), args.out_ptr(t, old, 32))
+    result = host.call(NR["timer_settime"], args.s32(timerid), flags,
+                       args.in_ptr(t, new, 32), args.out_ptr(t, old, 32))
+    _host_signals_now(t)
+    return result
 
 
 def sys_timer_gettime(t: GuestThread, timerid: int, value: int, *_: int) -> int:
-    return host.call(NR["timer_gettime"], args.s32(timerid), args.out_ptr(t, value, 32))
+    result = host.call(NR["timer_gettime"], args.s32(timerid), args.out_ptr(t, value, 32))
+    _host_signals_now(t)
+    return result
 
 
 def sys_timer_getoverrun(t: GuestThread, timerid: int, *_: int) -> int:
@@ -319,6 +357,7 @@ def sys_timer_getoverrun(t: GuestThread, timerid: int, *_: int) -> int:
 
 
 def sys_timer_delete(t: GuestThread, timerid: int, *_: int) -> int:
+    _host_signals_now(t)  # an expiry before the delete is still delivered
     result = host.call(NR["timer_delete"], args.s32(timerid))
     if result == 0:
         t.proc.timers.discard(args.s32(timerid))

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import queue
-import resource
 import signal
 import subprocess
 import threading
 import time
 
 import pytest
-from conftest import BASE_ENV, FLAVOURS, Flavour
+from conftest import BASE_ENV, FLAVOURS, Flavour, child_setup
 
 THREAD_FLAVOURS = {
     "musl": FLAVOURS["musl"],
@@ -33,10 +32,6 @@ def sig_host(request, payloads):
     return payloads.build("sig_host", THREAD_FLAVOURS[request.param])
 
 
-def _no_core_dumps() -> None:
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 class Driven:
     """A payload run driven step by step; stdout is read line by line by a thread."""
 
@@ -45,7 +40,7 @@ class Driven:
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(BASE_ENV),
-            preexec_fn=_no_core_dumps)
+            preexec_fn=child_setup)
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._err: list[bytes] = []

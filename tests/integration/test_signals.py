@@ -221,3 +221,64 @@ def test_faults_static_pie(payloads, run_both, assert_same):
     exe = payloads.build("sig_fault", FLAVOURS["glibc-pie"])
     check(run_both([exe, "traps"], timeout=30), 0,
           ["ud2: SIGILL ILL_ILLOPN, si_addr is the ud2 yes"], assert_same)
+
+
+TIMING_CASES = [
+    case("kill0", 0, "kill0: handled after return: 0 of 500\n"),
+    case("killpg", 0, "killpg: handled after return: 0 of 500\n"),
+    case("kill-self-thread", 0, "from a thread: handled before return: yes\n"),
+    case("tgkill", 0, "tgkill(self): handled before return: yes\n"),
+    case("unblock-pending", 0, "handled before return: yes\n"),
+    case("sigpending-timer", 0, "expired timer pending: yes\n"),
+    case("timer-disarm", 0, "timer-disarm: 200 rounds survived\n"),
+    case("posix-timer-disarm", 0, "posix-timer-disarm: 200 rounds survived\n"),
+    case("alarm-disarm", 0, "alarm-disarm: 200 rounds survived\n"),
+]
+
+
+@pytest.mark.parametrize("mode,status,expect", TIMING_CASES)
+def test_signal_timing(payloads, tflavour, run_both, assert_same, mode, status, expect):
+    """A signal the payload makes for itself (kill of its own group, its own thread,
+    its timers' expiries) is delivered before the call that made or met it returns:
+    a timer disarmed just after it fired still reaches the handler it had then."""
+    exe = payloads.build("sig_timing", tflavour)
+    check(run_both([exe, mode], timeout=60), status, expect, assert_same)
+
+
+def _inheriting(ignored: list[int], blocked: list[int]):
+    def prepare() -> None:
+        for signo in ignored:
+            signal.signal(signo, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    return prepare
+
+
+def test_ignored_signals_and_mask_are_inherited(km, base_env, tmp_path):
+    """Signals ignored and blocked by whoever starts km are the payload's from the start,
+    as execve leaves them (nohup, a shell's trap '' SIG); /proc/self/status shows them."""
+    script = ("grep -E '^(SigBlk|SigIgn|SigCgt|ShdPnd|SigPnd)' /proc/self/status; "
+              "kill -HUP $$; kill -USR2 $$; echo survived")
+    outputs = []
+    for prefix in ([], km):
+        done = subprocess.run([*prefix, "/bin/busybox", "sh", "-c", script],
+                              preexec_fn=_inheriting([signal.SIGHUP, signal.SIGINT],
+                                                     [signal.SIGUSR2, signal.SIGTERM]),
+                              capture_output=True, env=base_env, cwd=tmp_path, timeout=30)
+        outputs.append((done.returncode, done.stdout.decode(), done.stderr.decode()))
+    assert "SigIgn:\t0000000000000003\n" in outputs[0][1], outputs[0]
+    assert outputs[0][1].endswith("survived\n"), outputs[0]
+    assert outputs[1] == outputs[0]
+
+
+def test_shell_trap_ignore_reaches_a_program_under_km(km, base_env, tmp_path):
+    """`trap '' USR1` in a shell, then km: the payload starts with USR1 ignored."""
+    script = ('trap "" USR1; "$@" /bin/busybox sh -c '
+              '"kill -USR1 \\$\\$; grep SigIgn /proc/self/status"')
+    outputs = []
+    for prefix in ([], km):
+        done = subprocess.run(["/bin/busybox", "sh", "-c", script, "sh", *prefix],
+                              capture_output=True, env=base_env, cwd=tmp_path, timeout=30)
+        outputs.append((done.returncode, done.stdout.decode()))
+    status, text = outputs[0]
+    assert status == 0 and int(text.removeprefix("SigIgn:"), 16) & 1 << 9, outputs[0]
+    assert outputs[1] == outputs[0]

@@ -1,0 +1,162 @@
+/* When a signal a payload makes for itself is delivered: Linux delivers it before the
+ * call that generated it (or met it) returns to user space. Each mode prints whether the
+ * handler had run when the call returned.
+ *   sig_timing kill0 | killpg | kill-self-thread | tgkill | unblock-pending |
+ *              sigpending-timer | timer-disarm N | posix-timer-disarm N | alarm-disarm N */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#include "sig_common.h"
+
+static volatile sig_atomic_t handled;
+
+static void on_signal(int signo) { (void)signo; handled++; }
+
+static void catch(int signo)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(signo, &sa, NULL);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void spin_ns(uint64_t ns)
+{
+    uint64_t end = now_ns() + ns;
+    while (now_ns() < end)
+        ;
+}
+
+static void *kill_process(void *arg)
+{
+    (void)arg;
+    /* Every thread but this one blocks SIGUSR1: the process-directed signal can only be
+     * delivered here, and must be before kill returns. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    handled = 0;
+    kill(getpid(), SIGUSR1);
+    say("kill(getpid()) from a thread: handled before return: %s\n", yes_no(handled == 1));
+    return NULL;
+}
+
+/* A periodic timer raced against its own disarm: an expiry that happened before the
+ * disarm must reach the handler, never the SIG_DFL set right after (which kills). */
+static void disarm_race(const char *mode, int rounds)
+{
+    timer_t timer;
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGALRM;
+    if (!strcmp(mode, "posix-timer-disarm") && timer_create(CLOCK_MONOTONIC, &ev, &timer))
+        return;
+    for (int i = 0; i < rounds; i++) {
+        catch(SIGALRM);
+        if (!strcmp(mode, "timer-disarm")) {
+            struct itimerval on = {{0, 50}, {0, 50}}, off = {{0, 0}, {0, 0}};
+            setitimer(ITIMER_REAL, &on, NULL);
+            spin_ns(200000 + (i % 7) * 37000);
+            setitimer(ITIMER_REAL, &off, NULL);
+        } else if (!strcmp(mode, "posix-timer-disarm")) {
+            struct itimerspec on = {{0, 50000}, {0, 50000}}, off;
+            memset(&off, 0, sizeof off);
+            timer_settime(timer, 0, &on, NULL);
+            spin_ns(200000 + (i % 7) * 37000);
+            timer_settime(timer, 0, &off, NULL);
+        } else {
+            struct itimerval on = {{0, 0}, {0, 100}};
+            setitimer(ITIMER_REAL, &on, NULL);
+            spin_ns(300000);
+            alarm(0);
+        }
+        signal(SIGALRM, SIG_DFL);
+    }
+    say("%s: %d rounds survived\n", mode, rounds);
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "";
+    catch(SIGUSR1);
+    if (!strcmp(mode, "kill0") || !strcmp(mode, "killpg"))
+        setpgid(0, 0);  /* a group of its own: the signal is for this process only */
+    if (!strcmp(mode, "kill0") || !strcmp(mode, "killpg")) {
+        int late = 0;
+        for (int i = 0; i < 500; i++) {
+            handled = 0;
+            if (!strcmp(mode, "kill0"))
+                kill(0, SIGUSR1);
+            else
+                killpg(getpgrp(), SIGUSR1);
+            late += handled != 1;
+        }
+        say("%s: handled after return: %d of 500\n", mode, late);
+    } else if (!strcmp(mode, "kill-self-thread")) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGUSR1);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        pthread_t thread;
+        pthread_create(&thread, NULL, kill_process, NULL);
+        pthread_join(thread, NULL);
+    } else if (!strcmp(mode, "tgkill")) {
+        syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGUSR1);
+        say("tgkill(self): handled before return: %s\n", yes_no(handled == 1));
+    } else if (!strcmp(mode, "unblock-pending")) {
+        /* A timer fires while its signal is blocked; once sigpending shows it,
+         * unblocking delivers it before sigprocmask returns. */
+        catch(SIGALRM);
+        sigset_t set, pending;
+        sigemptyset(&set);
+        sigaddset(&set, SIGALRM);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        struct itimerval once = {{0, 0}, {0, 1000}};
+        setitimer(ITIMER_REAL, &once, NULL);
+        do {
+            sigpending(&pending);
+        } while (!sigismember(&pending, SIGALRM));
+        handled = 0;
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
+        say("unblocked pending timer signal: handled before return: %s\n",
+            yes_no(handled == 1));
+    } else if (!strcmp(mode, "sigpending-timer")) {
+        /* An expired one-shot timer's signal is pending on the process by the time
+         * getitimer says the timer has run out. */
+        sigset_t set, pending;
+        sigemptyset(&set);
+        sigaddset(&set, SIGALRM);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        struct itimerval once = {{0, 0}, {0, 1000}}, left;
+        setitimer(ITIMER_REAL, &once, NULL);
+        do {
+            getitimer(ITIMER_REAL, &left);
+        } while (left.it_value.tv_sec || left.it_value.tv_usec);
+        spin_ns(1000000);
+        sigpending(&pending);
+        say("expired timer pending: %s\n", yes_no(sigismember(&pending, SIGALRM)));
+    } else if (strstr(mode, "disarm")) {
+        disarm_race(mode, argc > 2 ? atoi(argv[2]) : 200);
+    } else {
+        say("unknown mode %s\n", mode);
+        return 2;
+    }
+    return 0;
+}
