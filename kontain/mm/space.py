@@ -67,6 +67,21 @@ __all__ = [  # what callers import from here (the constants live in kontain.mm.v
 ]
 
 
+_host_mmap_min_addr: list[int] = []
+
+
+def host_mmap_min_addr() -> int:
+    """The host's vm.mmap_min_addr: a fixed mapping below it is EPERM, as for a process
+    without CAP_SYS_RAWIO (km's payloads never have it). Read once, when first needed."""
+    if not _host_mmap_min_addr:
+        try:
+            with open("/proc/sys/vm/mmap_min_addr", "rb") as f:
+                _host_mmap_min_addr.append(int(f.read()))
+        except (OSError, ValueError):
+            _host_mmap_min_addr.append(MMAP_MIN_ADDR)
+    return _host_mmap_min_addr[0]
+
+
 class _Edit:
     """A private copy of the VMA list, changed under the address-space lock and then
     published whole (AddressSpace._publish)."""
@@ -298,8 +313,10 @@ class AddressSpace(GuestMemory):
 
     def _place(self, edit: _Edit, addr: int, length: int, flags: int) -> int:
         if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
-            if addr & _PAGE_MASK or addr + length > USER_END or addr < MMAP_MIN_ADDR:
+            if addr & _PAGE_MASK or addr + length > USER_END:
                 raise OSError(errno.EINVAL if addr & _PAGE_MASK else errno.ENOMEM, "mmap")
+            if addr < host_mmap_min_addr():
+                raise OSError(errno.EPERM, "mmap below vm.mmap_min_addr")
             if flags & MAP_FIXED_NOREPLACE and not flags & MAP_FIXED \
                     and edit.overlaps(addr, addr + length):
                 raise OSError(errno.EEXIST, "mmap")
@@ -479,6 +496,8 @@ class AddressSpace(GuestMemory):
                 if new_addr & _PAGE_MASK or new_addr + new_size > USER_END \
                         or new_addr < old + old_size and old < new_addr + new_size:
                     raise OSError(errno.EINVAL, "mremap")
+                if new_addr < host_mmap_min_addr():
+                    raise OSError(errno.EPERM, "mremap below vm.mmap_min_addr")
                 return self._move(edit, old, old_size, new_size, new_addr)
             if new_size <= old_size:
                 if new_size < old_size:

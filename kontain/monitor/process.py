@@ -103,6 +103,10 @@ class Process:
         #: Host timer id -> the guest's signal, when the host timer uses a proxy signal.
         self.timer_signals: dict[int, int] = {}
         self.personality = 0
+        #: The host name and NIS domain name the payload set (None: the host's). They
+        #: are the process tree's own, as if in a UTS namespace of its own: kept by
+        #: fork and exec, never written to the host.
+        self.uts_names: dict[str, bytes] = {}
         #: Set in a vfork child: called when it execs or exits (kontain.monitor.fork).
         self.vfork_release: Callable[[], None] | None = None
         self._started = time.monotonic_ns()

@@ -4,8 +4,11 @@ Guest fds are host fds, so the host does the waiting on guest memory in place. W
 must add is the fence around its own descriptors: a guest that names one (they sit
 above the guest's RLIMIT_NOFILE) sees it as a closed descriptor.
 
-The signal masks of ppoll/pselect6/epoll_pwait are not applied yet: km delivers no
-asynchronous signals to the payload until signal delivery exists (the signals issue).
+ppoll, pselect6 and epoll_pwait(2) wait with the caller's mask swapped for the one
+given, atomically as far as the payload can tell: a signal the new mask unblocks that is
+already pending, or arrives during the wait, ends it with EINTR after its handler ran
+under the temporary mask; the original mask comes back when the handler returns (or at
+once, when the call returns for any other reason).
 """
 
 from __future__ import annotations
@@ -16,16 +19,53 @@ import struct
 from kontain.linux import hostcall as host
 from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
+from kontain.monitor import signals as sig
 from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kontain.monitor.thread import GuestThread
 
 POLLNVAL = 0x20
 _POLLFD = struct.Struct("<ihh")
 EPOLL_EVENT_SIZE = 12  # struct epoll_event is packed on x86-64
 EPOLL_MAX_EVENTS = 0x7FFFFFFF // EPOLL_EVENT_SIZE
+_ALL_SIGNALS = (1 << sig.NSIG) - 1
+
+
+def _with_mask(t: GuestThread, sigmask: int, sigsetsize: int, wait: Callable[[], int]) -> int:
+    """Run wait() with the guest's signal mask *sigmask in place (NULL: unchanged)."""
+    if not sigmask:
+        return wait()
+    if sigsetsize != 8:
+        raise SyscallError(errno.EINVAL)
+    new = t.mm.read_u64(sigmask) & ~sig.UNBLOCKABLE & _ALL_SIGNALS
+    t.proc.host_signals.drain()
+    with t.proc.signals.lock:
+        if t.saved_mask is None:
+            t.saved_mask = t.signal_mask
+        t.signal_mask = new
+    # From here an EINTR leaves saved_mask for the run loop: the handler's frame
+    # records the original mask, which sigreturn puts back (as Linux's
+    # restore_saved_sigmask_unless(-EINTR)).
+    if t.has_deliverable_signal():
+        raise SyscallError(errno.EINTR)
+    try:
+        result = wait()
+    except OSError as e:
+        if e.errno != errno.EINTR:
+            _restore_mask(t)
+        raise
+    _restore_mask(t)
+    return result
+
+
+def _restore_mask(t: GuestThread) -> None:
+    with t.proc.signals.lock:
+        if t.saved_mask is not None:
+            t.signal_mask, t.saved_mask = t.saved_mask, None
 
 
 def _poll(t: GuestThread, number: int, fds: int, nfds: int, a2: int, a3: int = 0,
@@ -59,8 +99,9 @@ def sys_poll(t: GuestThread, fds: int, nfds: int, timeout: int, *_: int) -> int:
 def sys_ppoll(t: GuestThread, fds: int, nfds: int, tsp: int, sigmask: int, sigsetsize: int,
               *_: int) -> int:
     # The kernel writes the time left back into *tsp.
-    return _poll(t, NR["ppoll"], fds, nfds & 0xFFFFFFFF, args.out_ptr(t, tsp, 16), 0,
-                 sigsetsize)
+    timeout = args.out_ptr(t, tsp, 16)
+    return _with_mask(t, sigmask, sigsetsize,
+                      lambda: _poll(t, NR["ppoll"], fds, nfds & 0xFFFFFFFF, timeout, 0, 8))
 
 
 def _fd_set_bytes(nfds: int) -> int:
@@ -86,7 +127,10 @@ def sys_select(t: GuestThread, nfds: int, readfds: int, writefds: int, exceptfds
 
 def sys_pselect6(t: GuestThread, nfds: int, readfds: int, writefds: int, exceptfds: int,
                  timeout: int, sigmask: int) -> int:
-    return _select(t, NR["pselect6"], nfds, readfds, writefds, exceptfds, timeout, 16)
+    # The sixth argument is { const sigset_t *ss; size_t ss_len; }, or NULL.
+    mask, size = struct.unpack("<QQ", t.mm.read(sigmask, 16)) if sigmask else (0, 0)
+    return _with_mask(t, mask, size, lambda: _select(
+        t, NR["pselect6"], nfds, readfds, writefds, exceptfds, timeout, 16))
 
 
 def sys_epoll_create(t: GuestThread, size: int, *_: int) -> int:
@@ -123,14 +167,17 @@ def sys_epoll_wait(t: GuestThread, epfd: int, events: int, maxevents: int, timeo
 
 def sys_epoll_pwait(t: GuestThread, epfd: int, events: int, maxevents: int, timeout: int,
                     sigmask: int, sigsetsize: int) -> int:
-    return sys_epoll_wait(t, epfd, events, maxevents, timeout)
+    return _with_mask(t, sigmask, sigsetsize,
+                      lambda: sys_epoll_wait(t, epfd, events, maxevents, timeout))
 
 
 def sys_epoll_pwait2(t: GuestThread, epfd: int, events: int, maxevents: int, timeout: int,
                      sigmask: int, sigsetsize: int) -> int:
     epfd = args.fd(t, epfd)
-    return host.call(NR["epoll_pwait2"], epfd, _events(t, events, maxevents),
-                     args.s32(maxevents), args.in_ptr(t, timeout, 16), 0, 8)
+    pointer = _events(t, events, maxevents)
+    limit = args.in_ptr(t, timeout, 16)
+    return _with_mask(t, sigmask, sigsetsize, lambda: host.call(
+        NR["epoll_pwait2"], epfd, pointer, args.s32(maxevents), limit, 0, 8))
 
 
 HANDLERS = {

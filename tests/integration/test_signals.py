@@ -233,6 +233,9 @@ TIMING_CASES = [
     case("timer-disarm", 0, "timer-disarm: 200 rounds survived\n"),
     case("posix-timer-disarm", 0, "posix-timer-disarm: 200 rounds survived\n"),
     case("alarm-disarm", 0, "alarm-disarm: 200 rounds survived\n"),
+    *(case(f"{call}-{when}", 0,
+           f"{call}-{when}: -1 EINTR, handled 1, SIGALRM blocked after: yes\n")
+      for call in ("ppoll", "pselect", "epoll") for when in ("pending", "timer")),
 ]
 
 

@@ -2,7 +2,8 @@
  * call that generated it (or met it) returns to user space. Each mode prints whether the
  * handler had run when the call returned.
  *   sig_timing kill0 | killpg | kill-self-thread | tgkill | unblock-pending |
- *              sigpending-timer | timer-disarm N | posix-timer-disarm N | alarm-disarm N */
+ *              sigpending-timer | timer-disarm N | posix-timer-disarm N | alarm-disarm N |
+ *              {ppoll,pselect,epoll}-{pending,timer} */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -10,6 +11,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
@@ -92,6 +96,42 @@ static void disarm_race(const char *mode, int rounds)
     say("%s: %d rounds survived\n", mode, rounds);
 }
 
+/* ppoll/pselect/epoll_pwait with a mask that unblocks SIGALRM (blocked otherwise):
+ * pending before the call ("pending") or raised by a timer during it ("timer"), the
+ * signal ends the wait with EINTR after its handler ran, and the mask is back after. */
+static void masked_wait(const char *call, const char *when)
+{
+    catch(SIGALRM);
+    sigset_t alrm, during, after;
+    sigemptyset(&alrm);
+    sigaddset(&alrm, SIGALRM);
+    sigprocmask(SIG_BLOCK, &alrm, NULL);
+    sigprocmask(SIG_BLOCK, NULL, &during);
+    sigdelset(&during, SIGALRM);
+    handled = 0;
+    if (!strcmp(when, "pending")) {
+        raise(SIGALRM);
+    } else {
+        struct itimerval once = {{0, 0}, {0, 20000}};
+        setitimer(ITIMER_REAL, &once, NULL);
+    }
+    struct timespec limit = {5, 0};
+    int r;
+    if (!strcmp(call, "ppoll")) {
+        r = ppoll(NULL, 0, &limit, &during);
+    } else if (!strcmp(call, "pselect")) {
+        r = pselect(0, NULL, NULL, NULL, &limit, &during);
+    } else {
+        int ep = epoll_create1(0);
+        struct epoll_event ev;
+        r = epoll_pwait(ep, &ev, 1, 5000, &during);
+    }
+    int e = errno;
+    sigprocmask(SIG_BLOCK, NULL, &after);
+    say("%s-%s: %d %s, handled %d, SIGALRM blocked after: %s\n", call, when, r,
+        r < 0 ? ename(e) : "", handled, yes_no(sigismember(&after, SIGALRM)));
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -152,6 +192,11 @@ int main(int argc, char **argv)
         spin_ns(1000000);
         sigpending(&pending);
         say("expired timer pending: %s\n", yes_no(sigismember(&pending, SIGALRM)));
+    } else if (strchr(mode, '-') && (!strncmp(mode, "ppoll", 5) || !strncmp(mode, "pselect", 7)
+                                       || !strncmp(mode, "epoll", 5))) {
+        char call[16];
+        snprintf(call, sizeof call, "%.*s", (int)(strchr(mode, '-') - mode), mode);
+        masked_wait(call, strchr(mode, '-') + 1);
     } else if (strstr(mode, "disarm")) {
         disarm_race(mode, argc > 2 ? atoi(argv[2]) : 200);
     } else {
