@@ -21,8 +21,25 @@ import struct
 import pytest
 from harness import Guest, make_process, make_thread
 
-from kontain.linux.abi import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE
+from kontain.linux.abi import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_FIXED_NOREPLACE,
+    MAP_PRIVATE,
+    PROT_READ,
+    PROT_WRITE,
+)
 from kontain.linux.numbers import NUMBERS as NR
+from kontain.machine.layout import kernel_va
+from kontain.monitor.exits import (
+    ExecImage,
+    ExitProcess,
+    KillProcess,
+    RestartSyscall,
+    ThreadExit,
+    ThreadVanish,
+)
+from kontain.syscalls import fs as family
 
 MASK64 = (1 << 64) - 1
 AT_FDCWD = -100 & 0xFFFFFFFF
@@ -31,7 +48,8 @@ PAGE = 4096
 RW, RO = PROT_READ | PROT_WRITE, PROT_READ
 HOLE = None
 LAYOUT = 0x2000_0000  # the guest side of a Twin (Guest's own area lies below)
-BAD = 0x7F00_DEAD_0000  # nothing is mapped here, in the guest or (in practice) in km
+BAD = 0x1000_DEAD_0000  # a pointer to nothing: no guest here maps it, and this process
+#                         reserves it (PROT_NONE, below): Linux faults on it too
 STAT_SIZE, STATX_SIZE = 144, 256
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -42,6 +60,8 @@ _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_
                        ctypes.c_int, ctypes.c_long]
 _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+# (EEXIST when another test module reserved it first: just as good)
+_libc.mmap(BAD, PAGE, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
 _keep: list[object] = []  # host buffers the oracle's pointers lead to, kept for a test
 
 
@@ -196,6 +216,10 @@ def test_open_creates_files_as_linux_does(thread, guest, tmp_path, fds):
     c = call(thread, "creat", guest.string(tmp_path / "km"), 0o600)
     fds.append(c)
     assert c >= 0 and fcntl.fcntl(c, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY
+    o = call(thread, "open", guest.string(tmp_path / "km"), os.O_RDONLY | os.O_CLOEXEC, 0)
+    fds.append(o)
+    assert o >= 0 and fcntl.fcntl(o, fcntl.F_GETFD) == fcntl.FD_CLOEXEC
+    assert same(thread, guest, "open", tmp_path / "none", os.O_RDONLY, 0) == -errno.ENOENT
 
 
 @pytest.mark.parametrize("flags", [
@@ -1117,27 +1141,24 @@ def xfiles(tmp_path):
 
 
 def _xboth(thread, guest, xfiles, name: str, *args) -> int:
-    """One xattr call on km's file and on Linux's: the same answer. A str argument is an
-    attribute name, bytes a buffer's contents, int a number."""
-    def side(path, put, put_string):
-        target = path if name[0] != "f" else None
-        out = [put_string(target)] if target is not None else []
-        for a in args:
-            out.append(a if isinstance(a, int) else put(a) if isinstance(a, bytes)
-                       else put_string(a))
-        return out
+    """One xattr call on km's file and on Linux's (by path, or by descriptor for the f*
+    calls): the same answer. A str argument is an attribute name, bytes a buffer's
+    contents, an int a number."""
+    def side(put, put_string) -> list[int]:
+        return [a if isinstance(a, int) else put(a) if isinstance(a, bytes) else put_string(a)
+                for a in args]
     km_path, linux_path = xfiles
-    if name[0] == "f":
+    if name.startswith("f"):
         fd, nfd = os.open(km_path, os.O_RDONLY), os.open(linux_path, os.O_RDONLY)
         try:
-            km = call(thread, name, fd, *side(km_path, guest.put, guest.string)[0:])
-            linux = native(name, nfd, *side(linux_path, host, hstr)[0:])
+            km = call(thread, name, fd, *side(guest.put, guest.string))
+            linux = native(name, nfd, *side(host, hstr))
         finally:
             os.close(fd)
             os.close(nfd)
     else:
-        km = call(thread, name, *side(km_path, guest.put, guest.string))
-        linux = native(name, *side(linux_path, host, hstr))
+        km = call(thread, name, guest.string(km_path), *side(guest.put, guest.string))
+        linux = native(name, hstr(linux_path), *side(host, hstr))
     assert km == linux, (name, args, km, linux)
     return km
 
@@ -1190,3 +1211,41 @@ def test_setxattr_of_a_value_over_64k_is_e2big(thread, guest, xfiles):
                    "size returns the length; Linux copies to NULL and fails with EFAULT")
 def test_getxattr_into_null_with_a_size_is_efault(thread, guest, xfiles):
     assert _xboth(thread, guest, xfiles, "getxattr", "user.k", 0, 10) == -errno.EFAULT
+
+
+# ---- hostile registers ---------------------------------------------------------------------
+
+#: Handlers never called with arbitrary registers here: they act on this process.
+NOT_SWEPT = {
+    "umask": "changes this process's umask",
+    "sync": "flushes every file system: slow, and nothing to check",
+    "syncfs": "flushes a whole file system: slow, and nothing to check",
+}
+CONTROL_FLOW = (ExitProcess, KillProcess, ThreadExit, ExecImage, ThreadVanish, RestartSyscall)
+CANARY = b"km's own memory".ljust(PAGE, b"\xa5")
+
+
+@pytest.mark.parametrize("name", sorted(set(family.HANDLERS) - set(NOT_SWEPT)))
+def test_hostile_registers_give_errors_never_crashes(thread, name):
+    """Every register a pointer to nothing, a pointer to km's own memory, or one into the
+    guest kernel's half (as descriptors, counts and flags they are nonsense too): the
+    handler returns, raises OSError or ends the thread or process (control flow), and
+    km's memory is untouched. Descriptors a call created anyway are closed."""
+    canary = ctypes.create_string_buffer(CANARY, PAGE)
+    handler = thread.proc.syscalls.table[NR[name]]
+    before = set(os.listdir("/proc/self/fd"))
+    try:
+        for value in (BAD, ctypes.addressof(canary), kernel_va(0x7000)):
+            try:
+                handler(thread, *[value] * 6)
+            except (OSError, *CONTROL_FLOW):
+                pass
+            finally:
+                thread._copy_back()
+    finally:
+        for fd in set(os.listdir("/proc/self/fd")) - before:
+            try:
+                os.close(int(fd))
+            except OSError:
+                pass  # (the descriptor listdir itself used)
+    assert canary.raw == CANARY

@@ -19,17 +19,34 @@ import struct
 import pytest
 from harness import Guest, make_process, make_thread
 
-from kontain.linux.abi import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE
+from kontain.linux.abi import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_FIXED_NOREPLACE,
+    MAP_PRIVATE,
+    PROT_READ,
+    PROT_WRITE,
+)
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine.layout import kernel_va
 from kontain.mm.access import SplitBuffer
+from kontain.monitor.exits import (
+    ExecImage,
+    ExitProcess,
+    KillProcess,
+    RestartSyscall,
+    ThreadExit,
+    ThreadVanish,
+)
+from kontain.syscalls import io as family
 
 MASK64 = (1 << 64) - 1
 PAGE = 4096
 RW, RO = PROT_READ | PROT_WRITE, PROT_READ
 HOLE = None
 LAYOUT = 0x2000_0000  # the guest side of a Twin (Guest's own area lies below)
-BAD = 0x7F00_DEAD_0000  # nothing is mapped here, in the guest or (in practice) in km
+BAD = 0x1000_DEAD_0000  # a pointer to nothing: no guest here maps it, and this process
+#                         reserves it (PROT_NONE, below): Linux faults on it too
 SIGPIPE = 13
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -40,6 +57,8 @@ _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_
                        ctypes.c_int, ctypes.c_long]
 _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+# (EEXIST when another test module reserved it first: just as good)
+_libc.mmap(BAD, PAGE, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
 
 
 def native(name: str, *args: int) -> int:
@@ -611,3 +630,36 @@ def test_writing_a_pipe_without_reader_is_epipe_and_sigpipe(thread, guest, name)
         assert raised == (expected == -errno.EPIPE)
     finally:
         os.close(w)
+
+
+# ---- hostile registers ---------------------------------------------------------------------
+
+NOT_SWEPT: dict[str, str] = {}  # every handler of the family is swept
+CONTROL_FLOW = (ExitProcess, KillProcess, ThreadExit, ExecImage, ThreadVanish, RestartSyscall)
+CANARY = b"km's own memory".ljust(PAGE, b"\xa5")
+
+
+@pytest.mark.parametrize("name", sorted(set(family.HANDLERS) - set(NOT_SWEPT)))
+def test_hostile_registers_give_errors_never_crashes(thread, name):
+    """Every register a pointer to nothing, a pointer to km's own memory, or one into the
+    guest kernel's half (as descriptors, counts and flags they are nonsense too): the
+    handler returns, raises OSError or ends the thread or process (control flow), and
+    km's memory is untouched. Descriptors a call created anyway are closed."""
+    canary = ctypes.create_string_buffer(CANARY, PAGE)
+    handler = thread.proc.syscalls.table[NR[name]]
+    before = set(os.listdir("/proc/self/fd"))
+    try:
+        for value in (BAD, ctypes.addressof(canary), kernel_va(0x7000)):
+            try:
+                handler(thread, *[value] * 6)
+            except (OSError, *CONTROL_FLOW):
+                pass
+            finally:
+                thread._copy_back()
+    finally:
+        for fd in set(os.listdir("/proc/self/fd")) - before:
+            try:
+                os.close(int(fd))
+            except OSError:
+                pass  # (the descriptor listdir itself used)
+    assert canary.raw == CANARY
