@@ -8,7 +8,10 @@ a consistent snapshot. (A reader racing with munmap of the same range may still 
 bytes into pages being given back; that is the payload's own race, as on Linux, and
 never reaches outside guest memory.)
 
-Every failure is GuestFault, which a system call returns as EFAULT.
+Every failure is GuestFault, which a system call returns as EFAULT. A mapping whose
+physical memory is given on first touch (kontain.mm.space, "demand-backed") is touched
+here too: an access km makes for the payload backs it first (populate), as the kernel's
+copy_to_user faults pages in.
 """
 
 from __future__ import annotations
@@ -90,6 +93,11 @@ class GuestMemory:
             return 0
         raise SplitBuffer(va)
 
+    def populate(self, va: int, size: int, write: bool) -> bool:
+        """Give physical memory to the demand-backed mapping at va, for an access of
+        size bytes; True if va is backed now (by this call or another thread's)."""
+        return False
+
     def segments(self, va: int, size: int, write: bool = False) -> list[tuple[int, int]]:
         """[(physical address, length)] covering [va, va+size), merged where contiguous."""
         if size <= 0:
@@ -106,6 +114,11 @@ class GuestMemory:
             if i < 0 or i >= len(vmas):
                 raise GuestFault(va)
             vma = vmas[i]
+            if vma.pa is None and vma.start <= va < vma.end \
+                    and self.populate(va, end - va, write):
+                starts, vmas = self._index  # published again: look va up anew
+                i = bisect.bisect_right(starts, va) - 1
+                continue
             if not vma.start <= va < vma.end or vma.pa is None \
                     or not (vma.prot & PROT_WRITE if write else vma.prot):
                 raise GuestFault(va)
@@ -127,6 +140,11 @@ class GuestMemory:
         i = bisect.bisect_right(starts, va) - 1
         while va < end and 0 <= i < len(vmas):
             vma = vmas[i]
+            if vma.pa is None and vma.start <= va < vma.end \
+                    and self.populate(va, end - va, write):
+                starts, vmas = self._index
+                i = bisect.bisect_right(starts, va) - 1
+                continue
             if not vma.start <= va < vma.end or vma.pa is None \
                     or not (vma.prot & PROT_WRITE if write else vma.prot):
                 break
@@ -204,6 +222,8 @@ class GuestMemory:
         out = b""
         while len(out) < limit:
             vma = self.find(va)
+            if vma is not None and vma.pa is None and self.populate(va, 1, False):
+                vma = self.find(va)
             if vma is None or vma.pa is None or not vma.prot:
                 raise GuestFault(va)
             n = min(vma.end - va, PAGE_SIZE - (va & _PAGE_MASK), limit - len(out))
@@ -218,6 +238,8 @@ class GuestMemory:
     def host_address(self, va: int) -> int | None:
         """km's address of the byte at va (for host calls keyed by address: futexes)."""
         vma = self.find(va)
+        if vma is not None and vma.pa is None and self.populate(va, 1, False):
+            vma = self.find(va)
         if vma is None or vma.pa is None:
             return None
         return self.host_base + vma.pa + va - vma.start

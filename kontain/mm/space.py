@@ -14,6 +14,14 @@ The memory model (docs/ARCHITECTURE.md, "Address space"):
   physical pages are freed (PhysicalMemory.free) or invalidated (_invalidate), which
   makes KVM drop what it cached from the old page-table entries.
 
+- Physical memory is an address range km hands out (the host memory behind it is only
+  used once touched), but the range is finite (--mem-size). So a large private
+  anonymous mapping is demand-backed: it gets no physical range when made, only as the
+  payload touches it (populate: a page fault, or km's own access for a system call),
+  DEMAND_CHUNK at a time. Reservations (PROT_NONE, or large) then cost nothing, as on
+  Linux: Go arenas, Java heaps, sanitizer shadows of terabytes. (Shared anonymous
+  memory is backed when it becomes accessible: a forked child must find the same pages.)
+
 Linux semantics worth knowing here: an operation on a range must find every page of it
 mapped (ENOMEM); the vDSO and its data pages are "special mappings" that cannot be split
 (EINVAL) and [vvar] can never become writable (EACCES).
@@ -31,6 +39,7 @@ from kontain.linux.abi import (
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
     MAP_HUGETLB,
+    MAP_NORESERVE,
     MAP_PRIVATE,
     MAP_SHARED,
     MAP_SHARED_VALIDATE,
@@ -54,6 +63,10 @@ from kontain.mm.access import GuestFault, GuestMemory, SplitBuffer
 from kontain.mm.vma import Vma, page_up, pte_flags
 
 _PAGE_MASK = PAGE_SIZE - 1
+#: Anonymous mappings at least this large get physical memory on first touch.
+DEMAND_BACKED_MIN = 256 << 20
+#: How much of a demand-backed mapping one first touch backs (aligned).
+DEMAND_CHUNK = 4 << 20
 #: What /proc/PID/maps shows for a shared anonymous mapping: Linux backs it with a
 #: deleted file of the internal shmem mount (device 00:01).
 SHARED_ANONYMOUS_NAME = "/dev/zero (deleted)"
@@ -68,6 +81,52 @@ __all__ = [  # what callers import from here (the constants live in kontain.mm.v
 
 
 _host_mmap_min_addr: list[int] = []
+_commit_policy: list[tuple[int, int]] = []
+#: Below this size no commit policy of Linux's refuses a mapping on any real machine.
+COMMIT_CHECK_MIN = 1 << 30
+
+
+def overcommit_refuses(size: int) -> bool:
+    """Whether Linux's commit policy (vm.overcommit_memory) refuses memory that counts
+    against it (private writable, shared anonymous; not MAP_NORESERVE) of this size:
+    in the default heuristic mode, one allocation larger than RAM + swap; in mode 2,
+    one past the commit limit left. Demand-backed mappings make reservations free
+    in km, so without this km would grant what Linux refuses."""
+    if size < COMMIT_CHECK_MIN:
+        return False
+    if not _commit_policy:
+        try:
+            with open("/proc/sys/vm/overcommit_memory", "rb") as f:
+                mode = int(f.read())
+        except (OSError, ValueError):
+            mode = 0
+        meminfo = _meminfo()
+        _commit_policy.append((mode, (meminfo.get(b"MemTotal", 0)
+                                      + meminfo.get(b"SwapTotal", 0)) << 10))
+    mode, ram_and_swap = _commit_policy[0]
+    if mode == 1:
+        return False
+    if mode == 2:
+        meminfo = _meminfo()
+        left = meminfo.get(b"CommitLimit", 0) - meminfo.get(b"Committed_AS", 0)
+        return size > left << 10
+    return bool(ram_and_swap) and size > ram_and_swap
+
+
+def _meminfo() -> dict[bytes, int]:
+    """/proc/meminfo's fields in KiB (empty if it cannot be read)."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    fields = {}
+    for line in lines:
+        key, _, value = line.partition(b":")
+        number = value.split()
+        if number and number[0].isdigit():
+            fields[key] = int(number[0])
+    return fields
 
 
 def host_mmap_min_addr() -> int:
@@ -236,10 +295,52 @@ class AddressSpace(GuestMemory):
         """Write guest memory whatever its protection (km loading a program, as the
         kernel does); bytes outside any mapping are not written."""
         vma = self.find(va)
+        if vma is not None and vma.pa is None and self.populate(va, len(data), False):
+            vma = self.find(va)
         if vma is not None and vma.pa is not None and not vma.foreign \
                 and va + len(data) <= vma.end:
             pa = vma.pa + va - vma.start
             self.view[pa:pa + len(data)] = data
+
+    def populate(self, va: int, size: int, write: bool) -> bool:
+        """Back the demand-backed mapping at va: DEMAND_CHUNK-aligned chunks covering
+        [va, va+size) within it get physical memory (fresh zero pages) and page-table
+        entries. False if there is no such mapping, it does not allow the access, or
+        guest physical memory is exhausted (the access then fails as unmapped)."""
+        with self.lock:
+            edit = self._edit()
+            vma = edit.find(va)
+            if vma is None or vma.foreign or not vma.prot \
+                    or write and not vma.prot & PROT_WRITE:
+                return False
+            if vma.pa is not None:
+                return True  # another thread backed it meanwhile
+            start = max(vma.start, va & ~(DEMAND_CHUNK - 1))
+            end = min(vma.end, -(-(va + max(size, 1)) // DEMAND_CHUNK) * DEMAND_CHUNK)
+            # Stop at the first part already backed (a populate of a long range).
+            i = bisect.bisect_right(edit.starts, va) - 1
+            while i + 1 < len(edit.vmas) and edit.vmas[i + 1].start < end \
+                    and edit.vmas[i + 1].start == edit.vmas[i].end \
+                    and edit.vmas[i + 1].pa is None and edit.vmas[i + 1].prot == vma.prot \
+                    and edit.vmas[i + 1].flags == vma.flags:
+                i += 1
+            end = min(end, edit.vmas[i].end)
+            try:
+                pa = self._allocate_pa(end - start)
+            except OSError:
+                return False
+            if vma.shared:
+                self._back(pa, end - start, vma.prot, vma.flags, -1, 0, True)
+            first, last = edit.cut(start, end)
+            backed = []
+            for piece in edit.vmas[first:last]:
+                new = piece.replace(pa=pa + piece.start - start)
+                edit.replace(piece, new)
+                backed.append(new)
+            self._publish(edit)
+            for new in backed:
+                self._map(new)
+            return True
 
     # ---- mmap, munmap -----------------------------------------------------------------
 
@@ -279,6 +380,10 @@ class AddressSpace(GuestMemory):
             raise OSError(errno.ENOMEM, "mmap")
         length = page_up(length)
         anonymous = bool(flags & MAP_ANONYMOUS)
+        accounted = (prot & PROT_WRITE if kind == MAP_PRIVATE else anonymous) \
+            and not flags & MAP_NORESERVE
+        if accounted and overcommit_refuses(length):
+            raise OSError(errno.ENOMEM, "mmap: refused by the commit policy")
         inode = device = 0
         if anonymous and kind != MAP_PRIVATE:
             name, device = SHARED_ANONYMOUS_NAME, SHMEM_DEVICE
@@ -296,7 +401,7 @@ class AddressSpace(GuestMemory):
             if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
                 replaced = edit.remove(start, start + length)
             pa = None
-            if prot or not anonymous or kind != MAP_PRIVATE:
+            if not anonymous or prot and (length < DEMAND_BACKED_MIN or kind != MAP_PRIVATE):
                 pa = self._allocate_pa(length)
                 try:
                     self._back(pa, length, prot, flags, fd, offset, anonymous)
@@ -375,6 +480,11 @@ class AddressSpace(GuestMemory):
                 if vma.foreign and prot & PROT_WRITE and vma.name != "[vdso]":
                     # Checked before any split, as Linux does: [vvar] has no VM_MAYWRITE.
                     raise OSError(errno.EACCES, "[vvar] cannot be made writable")
+            gaining = sum(v.size for v in edit.covering(addr, end)
+                          if prot & PROT_WRITE and not v.prot & PROT_WRITE and not v.shared
+                          and not v.flags & MAP_NORESERVE)
+            if overcommit_refuses(gaining):
+                raise OSError(errno.ENOMEM, "mprotect: refused by the commit policy")
             i, j = edit.cut(addr, end)
             changed: list[tuple[Vma, Vma]] = []
             try:
@@ -403,8 +513,11 @@ class AddressSpace(GuestMemory):
             # EACCES if the file was opened read-only, as on Linux.
             hostmem.mprotect(self.phys.host_address(vma.pa), vma.size,
                              hostmem.PROT_READ | hostmem.PROT_WRITE)
-        if prot and vma.pa is None:
-            return vma.replace(prot=prot, pa=self._allocate_pa(vma.size))
+        if prot and vma.pa is None and (vma.size < DEMAND_BACKED_MIN or vma.shared):
+            pa = self._allocate_pa(vma.size)
+            if vma.shared:
+                self._back(pa, vma.size, prot, vma.flags, -1, 0, True)
+            return vma.replace(prot=prot, pa=pa)
         return vma.replace(prot=prot)
 
     def _private_copy(self, vma: Vma) -> Vma:
@@ -446,6 +559,9 @@ class AddressSpace(GuestMemory):
         if below is not None and (below.end != end or below.name != name):
             below = None  # (the heap starts as a mapping of its own above the program)
         size = new_end - end
+        if (below is None or below.prot & PROT_WRITE and not below.flags & MAP_NORESERVE) \
+                and overcommit_refuses(size):
+            raise OSError(errno.ENOMEM, "refused by the commit policy")
         if below is not None and below.pa is not None \
                 and not below.shared and not below.file_backed and not below.foreign \
                 and self.phys.try_extend(below.pa, below.size, below.size + size):
@@ -458,7 +574,8 @@ class AddressSpace(GuestMemory):
             prot, flags = below.prot, below.flags
         else:
             prot, flags = PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS
-        pa = self._allocate_pa(size) if prot else None
+        eager = size < DEMAND_BACKED_MIN or below is not None and below.shared
+        pa = self._allocate_pa(size) if prot and eager else None
         if pa is not None and below is not None and below.shared and not below.file_backed:
             host = self.phys.host_address(pa)
             hostmem.mmap_fixed(host, size, hostmem.PROT_READ | hostmem.PROT_WRITE,

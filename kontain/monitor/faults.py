@@ -47,8 +47,12 @@ def signal_for(vector: int, error_code: int, rip: int, cr2: int, memory: GuestMe
 
 def _page_fault(error_code: int, cr2: int, memory: GuestMemory,
                 repeats: int) -> tuple[int, int, int] | None:
-    if repeats <= SPURIOUS_RETRIES and memory.access_allowed(
-            cr2, bool(error_code & PF_WRITE), bool(error_code & PF_FETCH)):
+    write, fetch = bool(error_code & PF_WRITE), bool(error_code & PF_FETCH)
+    vma = memory.find(cr2)
+    if vma is not None and vma.pa is None and not error_code & PF_PROTECTION \
+            and memory.populate(cr2, 1, write):
+        return None  # the first touch of a demand-backed mapping: backed now, retry
+    if repeats <= SPURIOUS_RETRIES and memory.access_allowed(cr2, write, fetch):
         # The mappings allow it: a stale translation (km widened a page since it was
         # cached). Make the access again, as Linux does for spurious faults.
         return None

@@ -71,3 +71,14 @@ def test_access_to_protected_page_kills_with_sigsegv_like_native(payloads, flavo
     assert runs.native.returncode == -11
     assert runs.native.out.endswith("...\n")  # the line before the faulting access
     assert_same(runs.native, runs.km)
+
+
+def test_reservations_cost_no_memory(payloads, run_both, assert_same):
+    """PROT_NONE and MAP_NORESERVE reservations as large as Linux allows (64 GiB, then
+    a 5 GiB shared one, a 1 TiB read-write one touched here and there, by the payload,
+    by read(2), by a futex), and parts of a reservation committed later."""
+    program = payloads.build("reserve", "musl")
+    runs = run_both([program], timeout=120)
+    assert "1 TiB MAP_NORESERVE: ok\n  touched" in runs.native.out, runs.native.out
+    assert "mprotect 1 GiB of it: 0, 9\n" in runs.native.out
+    assert_same(runs.native, runs.km)

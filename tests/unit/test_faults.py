@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from kontain.linux.abi import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE
+from kontain.mm.space import DEMAND_BACKED_MIN, DEMAND_CHUNK
 from kontain.monitor import signals as sig
-from kontain.monitor.faults import PF_PROTECTION, PF_WRITE, signal_for
+from kontain.monitor.faults import PF_PROTECTION, PF_USER, PF_WRITE, signal_for
 
 ANON = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
 CODE = 0x40_0000
@@ -42,3 +43,26 @@ def test_int_n_is_what_linux_makes_of_it(mm):
     assert signal_for(6, 0, CODE, 0, mm)[0] == sig.SIGSEGV  # #GP through a ring-0 gate
     assert signal_for(6, 0, CODE + 2, 0, mm)[0] == sig.SIGTRAP
     assert signal_for(6, 0, CODE + 4, 0, mm) == (sig.SIGILL, sig.ILL_ILLOPN, CODE + 4)
+
+
+def test_the_first_touch_of_a_demand_backed_mapping_backs_it(mm):
+    base = 0x10_0000_0000
+    mm.mmap(base, DEMAND_BACKED_MIN, PROT_READ | PROT_WRITE, ANON)
+    assert mm.find(base).pa is None
+    address = base + 5 * DEMAND_CHUNK + 123
+    assert signal_for(14, PF_WRITE | PF_USER, CODE, address, mm) is None
+    backed = mm.find(address)
+    assert backed.pa is not None
+    assert (backed.start, backed.end) == (base + 5 * DEMAND_CHUNK, base + 6 * DEMAND_CHUNK)
+    assert mm.find(base).pa is None  # the rest stays unbacked
+    mm.write(address, b"x")  # and is ordinary memory now
+    assert mm.read(address, 1) == b"x"
+
+
+def test_a_read_only_demand_backed_mapping_refuses_a_write(mm):
+    base = 0x10_0000_0000
+    mm.mmap(base, DEMAND_BACKED_MIN, PROT_READ, ANON)
+    assert signal_for(14, PF_WRITE | PF_USER, CODE, base, mm)[:2] == (sig.SIGSEGV,
+                                                                     sig.SEGV_ACCERR)
+    assert signal_for(14, PF_USER, CODE, base, mm) is None
+    assert mm.read(base, 4) == b"\0\0\0\0"
