@@ -182,6 +182,13 @@ def inherited_signal_state() -> tuple[frozenset[int], int]:
     return ignored, mask
 
 
+def inherited_personality() -> int:
+    """km's own personality (setarch sets it before exec'ing km): the payload's."""
+    import ctypes
+    value = ctypes.CDLL(None).personality(0xFFFFFFFF)
+    return value if value > 0 else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -212,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                       argv0=None if cl.argv0 is None else os.fsencode(cl.argv0),
                       env=None if cl.putenv is None else [os.fsencode(e) for e in cl.putenv],
                       root=cl.root, mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose,
-                      strict=cl.strict, ignored_signals=ignored, signal_mask=mask)
+                      strict=cl.strict, ignored_signals=ignored, signal_mask=mask,
+                      personality=inherited_personality())
 
     def finish(outcome: Outcome) -> None:
         """The payload is over (called from whichever thread ended it): leave km."""

@@ -44,10 +44,20 @@ def load_image(mm: AddressSpace, image: ElfImage, fd: int, base_hint: int) -> Lo
     low, high = image.span()
     bias = 0
     if image.type == ET_DYN:
-        # Reserve the whole span first so the segments keep their relative layout.
+        # Reserve the whole span first so the segments keep their relative layout, at
+        # the largest alignment a segment asks for (as binfmt_elf's maximum_alignment):
+        # reserve that much more, keep the aligned part.
         span = page_up(high) - low
-        start = mm.mmap(base_hint, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
-                        name=image.path)
+        align = max([PAGE] + [seg.align for seg in image.loads
+                              if seg.align & (seg.align - 1) == 0])
+        extra = align - PAGE
+        reserved = mm.mmap(base_hint & ~(align - 1), span + extra, PROT_NONE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, name=image.path)
+        start = -(-(reserved - (low & (align - 1))) // align) * align + (low & (align - 1))
+        if start > reserved:
+            mm.munmap(reserved, start - reserved)
+        if reserved + span + extra > start + span:
+            mm.munmap(start + span, reserved + span + extra - start - span)
         bias = start - low
     name = image.path
     for seg in image.loads:

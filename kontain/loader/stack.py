@@ -20,11 +20,13 @@ PLATFORM = b"x86_64"
 
 
 def build_initial_stack(top: int, argv: list[bytes], envp: list[bytes], execfn: bytes,
-                        auxv: list[tuple[int, int]], random16: bytes) -> tuple[int, bytes]:
+                        auxv: list[tuple[int, int]], random16: bytes,
+                        pad: int = 0) -> tuple[int, bytes]:
     """The stack contents for a fresh process whose stack ends at top.
 
     auxv holds every entry except AT_RANDOM, AT_PLATFORM and AT_EXECFN, which point into
-    the stack and are added here. Returns (rsp, bytes to write at rsp).
+    the stack and are added here. pad: bytes left free below the strings (Linux's
+    arch_align_stack randomisation). Returns (rsp, bytes to write at rsp).
     """
     strings = bytearray()
     offsets: list[int] = []
@@ -35,7 +37,7 @@ def build_initial_stack(top: int, argv: list[bytes], envp: list[bytes], execfn: 
     pointers = [strings_base + off for off in offsets]
     argv_ptrs, envp_ptrs, execfn_ptr = (pointers[:len(argv)],
                                         pointers[len(argv):len(argv) + len(envp)], pointers[-1])
-    platform_ptr = (strings_base - len(PLATFORM) - 1) & ~0xF
+    platform_ptr = (strings_base - pad - len(PLATFORM) - 1) & ~0xF
     random_ptr = platform_ptr - 16
     auxv = list(auxv) + [(AT_RANDOM, random_ptr), (AT_PLATFORM, platform_ptr),
                          (AT_EXECFN, execfn_ptr), (AT_NULL, 0)]

@@ -236,6 +236,8 @@ class AddressSpace(GuestMemory):
         self.pt = page_tables
         self.brk_start = 0
         self.brk_end = 0
+        #: Top of the top-down mmap area (the program's layout: kontain.monitor.aslr).
+        self.mmap_top = MMAP_TOP
         #: Held by every change to the mappings (readers of guest memory do not take it).
         self.lock = _thread.RLock()
         #: Bumped around every invalidation: a vCPU whose KVM_RUN failed with EFAULT
@@ -360,8 +362,8 @@ class AddressSpace(GuestMemory):
             self._map(vma)
             self._publish(edit)
 
-    def find_free(self, length: int, top: int = MMAP_TOP) -> int:
-        return self._edit().find_free(length, top)
+    def find_free(self, length: int, top: int | None = None) -> int:
+        return self._edit().find_free(length, self.mmap_top if top is None else top)
 
     def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1,
              offset: int = 0, name: str = "") -> int:
@@ -430,7 +432,7 @@ class AddressSpace(GuestMemory):
         if addr and MMAP_MIN_ADDR <= addr and addr + length <= USER_END \
                 and not edit.overlaps(addr, addr + length):
             return addr
-        return edit.find_free(length)
+        return edit.find_free(length, self.mmap_top)
 
     def _back(self, pa: int, length: int, prot: int, flags: int, fd: int, offset: int,
               anonymous: bool) -> None:
@@ -632,7 +634,7 @@ class AddressSpace(GuestMemory):
             if not flags & MREMAP_MAYMOVE:
                 raise OSError(errno.ENOMEM, "mremap")
             edit.cut(old, old + old_size)
-            free = edit.find_free(new_size)
+            free = edit.find_free(new_size, self.mmap_top)
             return self._move(edit, old, old_size, new_size, free)
 
     def _move(self, edit: _Edit, old: int, old_size: int, new_size: int, new_addr: int) -> int:

@@ -42,7 +42,7 @@ class LaunchSpec:
                  argv0: bytes | None = None, env: list[bytes] | None = None,
                  root: str = "/", cwd: str | None = None, mem_size: int = 64 * GiB,
                  ignored_signals: frozenset[int] = frozenset(), signal_mask: int = 0,
-                 rlimits: dict[int, tuple[int, int]] | None = None,
+                 rlimits: dict[int, tuple[int, int]] | None = None, personality: int = 0,
                  stats: bool = False, verbose: str | None = None, strict: bool = False,
                  diagnostics_fd: int = 2) -> None:
         #: The program, as named: looked up in PATH (inside the root) when it has no slash.
@@ -58,6 +58,9 @@ class LaunchSpec:
         self.ignored_signals, self.signal_mask = ignored_signals, signal_mask
         #: Limits to set for the payload (resource -> (soft, hard)); others inherited.
         self.rlimits = dict(rlimits or {})
+        #: The execution domain and its flags (personality(2)), e.g. ADDR_NO_RANDOMIZE
+        #: from `setarch -R`: kept across execve, as Linux keeps it.
+        self.personality = personality
         self.stats, self.verbose, self.strict = stats, verbose, strict
         #: Where km writes its own messages (kept above the guest's descriptors).
         self.diagnostics_fd = diagnostics_fd
@@ -145,6 +148,7 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
     if proc.root.confined:  # the payload knows its file by its path inside the root
         execfn = proc.root.guest_path_of_host(os.fsencode(os.path.realpath(path))) or execfn
     try:
+        proc.personality = spec.personality
         thread = proc.load(prepare(proc, execfn, spec.argv, env))
     except ExecError as e:
         raise LaunchError(f"{path}: {e}", EXIT_NOT_FOUND if e.errno == 2

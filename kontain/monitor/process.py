@@ -12,11 +12,12 @@ import time
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.loader import stack
-from kontain.loader.elf import ExecError, read_elf
+from kontain.loader.elf import ET_DYN, ExecError, read_elf
 from kontain.loader.load import load_image
-from kontain.machine.layout import INTERP_BASE, PIE_BASE, STACK_SIZE, STACK_TOP, USER_END
+from kontain.machine.layout import PAGE_SIZE, PIE_BASE, STACK_SIZE, USER_END
 from kontain.machine.vm import Machine
 from kontain.mm.space import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, AddressSpace
+from kontain.monitor import aslr
 from kontain.monitor import signals as sig
 from kontain.monitor.dispatch import SyscallTable
 from kontain.monitor.exits import KillProcess
@@ -121,7 +122,13 @@ class Process:
             #: The payload's path as the guest names it (differs from exe under --root).
             self.guest_exe = request.name
             image = read_elf(self.guest_exe, fd)
-            loaded = load_image(self.mm, image, fd, PIE_BASE)
+            layout = aslr.choose(self.personality)
+            self.mm.mmap_top = layout.mmap_top
+            # A PIE goes at its randomised base; an ET_DYN run without an interpreter (a
+            # static PIE, ld.so run directly) goes in the mmap area, as a library would,
+            # and its heap starts at the PIE base instead (binfmt_elf does both).
+            static_pie = image.type == ET_DYN and not image.interpreter
+            loaded = load_image(self.mm, image, fd, 0 if static_pie else layout.pie_base)
         finally:
             request.close()
         entry, interp_base = loaded.entry, 0
@@ -133,20 +140,23 @@ class Process:
                 raise ExecError(e.errno or errno.ENOENT,
                                 f"{image.interpreter}: {e.strerror}") from None
             try:
-                interp = load_image(self.mm, read_elf(image.interpreter, ifd), ifd, INTERP_BASE)
+                # In the mmap area, top down, as Linux maps an interpreter.
+                interp = load_image(self.mm, read_elf(image.interpreter, ifd), ifd, 0)
             finally:
                 os.close(ifd)
             entry, interp_base = interp.entry, interp.bias
         if not 0 <= entry < USER_END:  # binfmt_elf's BAD_ADDR(elf_entry)
             raise ExecError(errno.EINVAL, f"entry point {entry:#x} outside user space")
-        self.mm.set_brk_start(loaded.end)
+        heap = PIE_BASE + PAGE_SIZE if static_pie else loaded.end  # page_up(ELF_ET_DYN_BASE)
+        self.mm.set_brk_start(heap + layout.brk_offset)
         self.trace.log("load", f"{self.guest_exe}: entry {entry:#x} bias {loaded.bias:#x} "
                                f"brk {loaded.end:#x}")
-        self.mm.mmap(STACK_TOP - STACK_SIZE, STACK_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+        stack_top = layout.stack_top
+        self.mm.mmap(stack_top - STACK_SIZE, STACK_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
                      name="[stack]")
         host = stack.host_auxv()
         from kontain.monitor import vdso
-        vdso_address = vdso.install(self)
+        vdso_address = vdso.install(self, layout.vdso_base)
         auxv = [(stack.AT_SYSINFO_EHDR, vdso_address)] if vdso_address else []
         auxv += [
             (stack.AT_MINSIGSTKSZ, host.get(stack.AT_MINSIGSTKSZ, 2048)),
@@ -159,9 +169,9 @@ class Process:
             (stack.AT_GID, os.getgid()), (stack.AT_EGID, os.getegid()),
             (stack.AT_SECURE, 0), (stack.AT_HWCAP2, host.get(stack.AT_HWCAP2, 0)),
         ]
-        rsp, contents = stack.build_initial_stack(STACK_TOP, argv, envp, execfn, auxv,
-                                                  os.urandom(16))
-        if STACK_TOP - rsp > STACK_SIZE // 4:
+        rsp, contents = stack.build_initial_stack(stack_top, argv, envp, execfn, auxv,
+                                                  os.urandom(16), layout.stack_pad)
+        if stack_top - rsp > STACK_SIZE // 4:
             raise ExecError(errno.E2BIG, "argument list too long")
         self.mm.write(rsp, contents)
         self.argv = argv

@@ -5,7 +5,7 @@ km is the process the host's procfs describes, so every entry of km's own pid di
 name: a symlink, a bind mount, a procfs mounted inside the payload's root) is one of:
 
 - synthesized from what km knows of the payload (maps, smaps, status, stat, statm,
-  cmdline, environ, auxv, limits), into a memfd when opened;
+  cmdline, environ, auxv, limits, personality), into a memfd when opened;
 - the host's own file, where it describes the payload as well as km (comm, cgroup,
   mountinfo, oom_score_adj, fdinfo of a guest descriptor, ...);
 - a magic link resolved as the payload means it (exe: the payload's file; cwd; root;
@@ -55,13 +55,13 @@ _DIRENT_HEAD = struct.Struct("<QqHB")  # d_ino, d_off, d_reclen, d_type
 
 #: Own entries km synthesizes (relative to a pid or task directory).
 SYNTHESIZED = frozenset({b"maps", b"smaps", b"smaps_rollup", b"status", b"stat", b"statm",
-                         b"cmdline", b"environ", b"auxv", b"limits"})
+                         b"cmdline", b"environ", b"auxv", b"limits", b"personality"})
 #: Own entries that describe the payload as well as km: the host's own.
 PASSED = frozenset({b"", b"comm", b"cgroup", b"cpuset", b"io", b"loginuid", b"sessionid",
                     b"mounts", b"mountinfo", b"mountstats", b"oom_adj", b"oom_score",
                     b"oom_score_adj", b"sched", b"schedstat", b"wchan", b"uid_map",
                     b"gid_map", b"setgroups", b"projid_map", b"timerslack_ns",
-                    b"personality", b"coredump_filter", b"timens_offsets", b"arch_status",
+                    b"coredump_filter", b"timens_offsets", b"arch_status",
                     b"autogroup", b"children", b"fd", b"fdinfo", b"task", b"attr", b"net",
                     b"ns", b"latency", b"ksm_stat", b"ksm_merging_pages"})
 #: Directories whose subtrees are the host's (network and namespace files, LSM attributes).
@@ -320,7 +320,8 @@ class ProcFs:
         return {b"maps": self.maps, b"smaps": self.smaps, b"smaps_rollup": self.smaps_rollup,
                 b"stat": self.stat, b"statm": self.statm,
                 b"cmdline": self.cmdline, b"environ": self.environ,
-                b"auxv": lambda: self.auxv, b"limits": self.limits}[leaf]()
+                b"auxv": lambda: self.auxv, b"limits": self.limits,
+                b"personality": lambda: b"%08x\n" % self._proc.personality}[leaf]()
 
     def cmdline(self) -> bytes:
         return b"".join(arg + b"\0" for arg in self._proc.argv)

@@ -44,9 +44,10 @@ def host_vdso() -> tuple[list[tuple[int, int, bytes]], int] | None:
     return regions, vdso[0][0]
 
 
-def install(proc: Process) -> int:
-    """Map the host vDSO into the guest; returns the guest address of its ELF image
-    (AT_SYSINFO_EHDR), or 0 when the host's cannot be shared."""
+def install(proc: Process, base: int = VDSO_VA) -> int:
+    """Map the host vDSO into the guest at base (page-aligned, in the gap above the mmap
+    area); returns the guest address of its ELF image (AT_SYSINFO_EHDR), or 0 when the
+    host's cannot be shared."""
     found = host_vdso()
     if found is None:
         return 0
@@ -55,11 +56,11 @@ def install(proc: Process) -> int:
     proc.machine.phys.map_foreign(VDSO_PA, start, end - start)
     for low, high, name in regions:
         prot = PROT_READ | (PROT_EXEC if name == b"[vdso]" else 0)
-        proc.mm.map_foreign(VDSO_VA + low - start, high - low, VDSO_PA + low - start, low,
+        proc.mm.map_foreign(base + low - start, high - low, VDSO_PA + low - start, low,
                             prot, name.decode(), _unbacked_pages(low, high))
-    proc.trace.log("load", f"vDSO shared at {VDSO_VA + vdso_start - start:#x} "
+    proc.trace.log("load", f"vDSO shared at {base + vdso_start - start:#x} "
                            f"({(end - start) // PAGE_SIZE} pages)")
-    return VDSO_VA + vdso_start - start
+    return base + vdso_start - start
 
 
 def _unbacked_pages(low: int, high: int) -> list[int]:

@@ -38,3 +38,37 @@ def test_fixed_mappings_below_mmap_min_addr(payloads, run_both, assert_same):
     runs = run_both([program, minimum])
     assert "MAP_FIXED at min+4096: mapped\n" in runs.native.out, runs.native.out
     assert_same(runs.native, runs.km)
+
+
+def _layouts(run, argv: list, times: int = 3) -> dict[str, set[str]]:
+    seen: dict[str, set[str]] = {}
+    for _ in range(times):
+        result = run(argv)
+        assert result.returncode == 0, result.describe()
+        for line in result.out.splitlines():
+            region, value = line.split()
+            seen.setdefault(region, set()).add(value)
+    return seen
+
+
+@pytest.mark.parametrize("flavour_name", ["musl", "glibc-pie"])
+def test_address_space_layout_randomisation(payloads, km, run_native, run_km, flavour_name):
+    """Which regions move from run to run (stack, mmap area, heap, vDSO, a PIE's code)
+    is the same under km as natively; `setarch -R` and personality(ADDR_NO_RANDOMIZE)
+    before an exec keep every one in place, natively and under km."""
+    program = payloads.build("aslr", FLAVOURS[flavour_name])
+    randomised = {region: len(values) > 1 for region, values in _layouts(run_km, [program]).items()}
+    assert randomised == {"stack": True, "mmap": True, "brk": True, "vdso": True,
+                          "code": flavour_name == "glibc-pie", "personality": False}
+    for argv in ([program], ["setarch", "-R", program], [program, "norandom"]):
+        native = _layouts(run_native, argv)
+        if argv[0] == "setarch":
+            under_km = _layouts(run_native, ["setarch", "-R", *km, program])
+        else:
+            under_km = _layouts(run_km, argv)
+        moved = {region: len(values) > 1 for region, values in native.items()}
+        assert moved == {region: len(values) > 1 for region, values in under_km.items()}, \
+            (argv, native, under_km)
+        assert native["personality"] == under_km["personality"]
+    assert moved == {"stack": False, "mmap": False, "brk": False, "code": False,
+                     "vdso": False, "personality": False}
