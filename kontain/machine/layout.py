@@ -43,10 +43,9 @@ MMAP_TOP = STACK_TOP - STACK_SIZE - (128 << 20)
 #: between the mmap area and the stack. Its guest physical address is above the RAM.
 VDSO_VA = MMAP_TOP + (1 << 20)
 VDSO_PA = 1 << 45
-#: Where a static PIE (ET_DYN executable) is loaded; Linux uses 2/3 of TASK_SIZE.
+#: Where a PIE is loaded without randomisation (kontain.monitor.aslr adds the random
+#: part); Linux's ELF_ET_DYN_BASE, 2/3 of TASK_SIZE.
 PIE_BASE = 0x5555_5555_4000
-#: Where the ELF interpreter is loaded when the program has one.
-INTERP_BASE = 0x7FFF_F7A0_0000
 
 
 def vcpu_page(vcpu_id: int) -> int:
