@@ -171,24 +171,61 @@ class GuestMemory:
         if i >= 0:
             vma = vmas[i]
             if va + size <= vma.end and vma.pa is not None and vma.prot and size >= 0 \
-                    and vma.foreign_pa is None:
+                    and not vma.kernel_copy:
                 pa = vma.pa + va - vma.start
                 return self.view[pa:pa + size].tobytes()
-        return b"".join(self._bytes_at(pa, n) for pa, n in self.segments(va, size))
+        return b"".join(self._bytes_at(pa, n, kernel) for pa, n, kernel
+                        in self._pieces(va, size, False))
 
-    def _bytes_at(self, pa: int, size: int) -> bytes:
-        """Bytes at a translated address: guest RAM, or host memory mapped in (vDSO).
+    def _pieces(self, va: int, size: int, write: bool) -> list[tuple[int, int, bool]]:
+        """[(physical address, length, whether only the kernel may copy it)] covering
+        [va, va+size), one per VMA (the slow path of read and write)."""
+        end = va + size
+        if size < 0 or va < 0 or end > USER_END:
+            raise GuestFault(va)
+        out = []
+        while va < end:
+            vma = self.find(va)
+            if vma is not None and vma.pa is None and self.populate(va, end - va, write):
+                continue
+            if vma is None or vma.pa is None \
+                    or not (vma.prot & PROT_WRITE if write else vma.prot):
+                raise GuestFault(va)
+            n = min(end, vma.end) - va
+            out.append((vma.pa + va - vma.start, n, vma.kernel_copy))
+            va += n
+        return out
 
-        The latter is copied by the kernel (a write to a memfd), never by km itself:
-        some of those pages fault, and a fault in km would end it."""
-        if 0 <= pa and pa + size <= len(self.view):
+    def _bytes_at(self, pa: int, size: int, kernel: bool = False) -> bytes:
+        """Bytes at a translated address: guest RAM, or memory km must not touch itself
+        (host memory mapped in, the vDSO's; shared file pages): those are copied by the
+        kernel (a write to a memfd), which fails with EFAULT where km would fault."""
+        if not kernel and 0 <= pa and pa + size <= len(self.view):
             return self.view[pa:pa + size].tobytes()
-        if self._scratch < 0:
-            self._scratch = os.memfd_create("kontain-copy", os.MFD_CLOEXEC)
-        copied = host.syscall(NR["pwrite64"], self._scratch, self.host_base + pa, size, 0)
+        scratch = self._scratch_fd()
+        copied = host.syscall(NR["pwrite64"], scratch, self.host_base + pa, size, 0)
         if copied != size:
             raise GuestFault(pa)
-        return os.pread(self._scratch, size, 0)
+        return os.pread(scratch, size, 0)
+
+    def _copy_in(self, pa: int, data: bytes | bytearray | memoryview) -> None:
+        """Write bytes km must not touch itself, through the kernel (see _bytes_at)."""
+        scratch = self._scratch_fd()
+        os.pwrite(scratch, data, 0)
+        if host.syscall(NR["pread64"], scratch, self.host_base + pa, len(data), 0) \
+                != len(data):
+            raise GuestFault(pa)
+
+    def _scratch_fd(self) -> int:
+        if self._scratch < 0:
+            self._scratch = os.memfd_create("kontain-copy", os.MFD_CLOEXEC)
+        return self._scratch
+
+    def host_page_backed(self, host_address: int) -> bool:
+        """Whether the host has memory behind the page at host_address (a page of a
+        file mapping past the end of its file has none), asked of the kernel."""
+        return host.syscall(NR["pwrite64"], self._scratch_fd(), host_address & ~_PAGE_MASK,
+                            1, 0) == 1
 
     def write(self, va: int, data: bytes | bytearray | memoryview) -> None:
         size = len(data)
@@ -196,14 +233,18 @@ class GuestMemory:
         i = bisect.bisect_right(starts, va) - 1
         if i >= 0:
             vma = vmas[i]
-            if va + size <= vma.end and vma.pa is not None and vma.prot & PROT_WRITE:
+            if va + size <= vma.end and vma.pa is not None and vma.prot & PROT_WRITE \
+                    and not vma.kernel_copy:
                 pa = vma.pa + va - vma.start
                 self.view[pa:pa + size] = data
                 return
         done = 0
-        for buf in self.buffers(va, size, True):
-            buf[:] = data[done:done + len(buf)]
-            done += len(buf)
+        for pa, n, kernel in self._pieces(va, size, True):
+            if kernel:
+                self._copy_in(pa, data[done:done + n])
+            else:
+                self.view[pa:pa + n] = data[done:done + n]
+            done += n
 
     def unpack(self, layout: struct.Struct, va: int) -> tuple:
         return layout.unpack(self.read(va, layout.size))
@@ -227,7 +268,7 @@ class GuestMemory:
             if vma is None or vma.pa is None or not vma.prot:
                 raise GuestFault(va)
             n = min(vma.end - va, PAGE_SIZE - (va & _PAGE_MASK), limit - len(out))
-            chunk = self._bytes_at(vma.pa + va - vma.start, n)
+            chunk = self._bytes_at(vma.pa + va - vma.start, n, vma.kernel_copy)
             nul = chunk.find(b"\0")
             if nul >= 0:
                 return out + chunk[:nul]

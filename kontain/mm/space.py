@@ -22,6 +22,13 @@ The memory model (docs/ARCHITECTURE.md, "Address space"):
   Linux: Go arenas, Java heaps, sanitizer shadows of terabytes. (Shared anonymous
   memory is backed when it becomes accessible: a forked child must find the same pages.)
 
+- The pages of a file mapping past the end of its file have no memory behind them
+  (the host would fault). They are held (Vma.held_pa): not in the page tables, never
+  touched by km, so the payload's access is a page fault km turns into SIGBUS with the
+  address, as Linux does, and km's own access is EFAULT. When the file grows they are
+  given back (populate); when it shrinks under a mapping (truncate), the vCPU's failed
+  entry makes km look for the pages that went (recheck_files) and hold them.
+
 Linux semantics worth knowing here: an operation on a range must find every page of it
 mapped (ENOMEM); the vDSO and its data pages are "special mappings" that cannot be split
 (EINVAL) and [vvar] can never become writable (EACCES).
@@ -84,6 +91,14 @@ _host_mmap_min_addr: list[int] = []
 _commit_policy: list[tuple[int, int]] = []
 #: Below this size no commit policy of Linux's refuses a mapping on any real machine.
 COMMIT_CHECK_MIN = 1 << 30
+
+
+def _hold_from(vma: Vma, at: int) -> list[Vma]:
+    """vma as [start, at) mapped and [at, end) held (past the end of its file)."""
+    if at <= vma.start:
+        return [vma.replace(pa=None, held_pa=vma.pa)]
+    tail = vma.tail(at)
+    return [vma.head(at), tail.replace(pa=None, held_pa=tail.pa)]
 
 
 def overcommit_refuses(size: int) -> bool:
@@ -256,11 +271,11 @@ class AddressSpace(GuestMemory):
         """Drop the translations of VMAs that are gone and give their memory back
         (after the list without them is published: no reader can reach them)."""
         for vma in vmas:
-            if vma.pa is None and not vma.foreign:
+            if vma.pa is None and vma.held_pa is None:
                 continue
             self.pt.unmap(vma.start, vma.size)
             if not vma.foreign:
-                self.phys.free(vma.pa, vma.size)
+                self.phys.free(vma.pa if vma.pa is not None else vma.held_pa, vma.size)
 
     def _invalidate(self, vma: Vma) -> None:
         """KVM must forget what it cached of this VMA's old translations (its pages
@@ -317,6 +332,10 @@ class AddressSpace(GuestMemory):
                 return False
             if vma.pa is not None:
                 return True  # another thread backed it meanwhile
+            if vma.held_pa is not None:
+                return self._release_held(edit, vma, va)
+            if vma.file_backed:
+                return False
             start = max(vma.start, va & ~(DEMAND_CHUNK - 1))
             end = min(vma.end, -(-(va + max(size, 1)) // DEMAND_CHUNK) * DEMAND_CHUNK)
             # Stop at the first part already backed (a populate of a long range).
@@ -342,6 +361,63 @@ class AddressSpace(GuestMemory):
             self._publish(edit)
             for new in backed:
                 self._map(new)
+            return True
+
+    # ---- file pages past the end of the file ----------------------------------------
+
+    def _file_end(self, vma: Vma, pa: int) -> int:
+        """The first address of vma (physical range at pa) the host has no memory
+        behind, or vma.end: found by asking the kernel, page by page in a binary
+        search (the pages of a file that are backed are a prefix)."""
+        base = self.phys.host_address(pa)
+        low, high = 0, vma.size // PAGE_SIZE - 1  # the answer is a page in [low, high]
+        if self.host_page_backed(base + high * PAGE_SIZE):
+            return vma.end
+        while low < high:  # page high is not backed
+            middle = (low + high) // 2
+            if self.host_page_backed(base + middle * PAGE_SIZE):
+                low = middle + 1
+            else:
+                high = middle
+        return vma.start + low * PAGE_SIZE
+
+    def _release_held(self, edit: _Edit, vma: Vma, va: int) -> bool:
+        """The file under a held part may have grown: give back what it covers now.
+        True if va is mapped again (the lock held)."""
+        end = self._file_end(vma, vma.held_pa)
+        if end <= va:
+            return False
+        i, j = edit.cut(vma.start, end)
+        released = [piece.replace(pa=piece.held_pa, held_pa=None) for piece in edit.vmas[i:j]]
+        for old, new in zip(edit.vmas[i:j], released, strict=True):
+            edit.replace(old, new)
+        self._publish(edit)
+        for new in released:
+            self._map(new)
+        return True
+
+    def recheck_files(self) -> bool:
+        """Hold the pages of file mappings whose file no longer covers them (it was
+        truncated); True if there were any. For a vCPU that KVM could not enter
+        because a page had no host memory, without saying which."""
+        with self.lock:
+            edit = self._edit()
+            found = []
+            for vma in edit.vmas:
+                if vma.file_backed and vma.pa is not None and not vma.foreign:
+                    end = self._file_end(vma, vma.pa)
+                    if end < vma.end:
+                        found.append((vma, end))
+            if not found:
+                return False
+            for vma, end in found:
+                i, _ = edit.cut(end, vma.end)
+                held = edit.vmas[i]
+                edit.replace(held, held.replace(pa=None, held_pa=held.pa))
+            self._publish(edit)
+            for vma, end in found:
+                self.pt.unmap(end, vma.end - end)
+                self._invalidate(vma)
             return True
 
     # ---- mmap, munmap -----------------------------------------------------------------
@@ -412,10 +488,17 @@ class AddressSpace(GuestMemory):
                     raise
             vma = Vma(start, start + length, prot, flags & ~MAP_FIXED, pa, name,
                       0 if anonymous else offset, inode, device)
-            edit.insert(vma)
+            pieces = [vma]
+            if not anonymous:
+                in_file = max(0, min(length, page_up(st.st_size) - offset))
+                if in_file < length:
+                    pieces = _hold_from(vma, start + in_file)
+            for piece in pieces:
+                edit.insert(piece)
             self._publish(edit)
             self._release(replaced)
-            self._map(vma)
+            for piece in pieces:
+                self._map(piece)
             return start
 
     def _place(self, edit: _Edit, addr: int, length: int, flags: int) -> int:
@@ -448,13 +531,10 @@ class AddressSpace(GuestMemory):
             host_prot = hostmem.PROT_READ | (hostmem.PROT_WRITE if prot & PROT_WRITE else 0)
             hostmem.mmap_fixed(host, length, host_prot, hostmem.MAP_SHARED, fd, offset)
             return
-        # Private file mapping: map the pages that exist in the file; the rest of the
-        # range stays zero (Linux would raise SIGBUS there; km must never fault on it).
-        size = os.fstat(fd).st_size
-        in_file = min(length, max(0, page_up(size - offset))) if size > offset else 0
-        if in_file:
-            hostmem.mmap_fixed(host, in_file, hostmem.PROT_READ | hostmem.PROT_WRITE,
-                               hostmem.MAP_PRIVATE, fd, offset)
+        # Private file mapping: the pages past the end of the file fault on the host
+        # as they would natively; the address space holds them (never touched by km).
+        hostmem.mmap_fixed(host, length, hostmem.PROT_READ | hostmem.PROT_WRITE,
+                           hostmem.MAP_PRIVATE, fd, offset)
 
     def munmap(self, addr: int, length: int) -> None:
         if addr & _PAGE_MASK or length <= 0 or length > USER_END or addr + length > USER_END:
@@ -513,9 +593,11 @@ class AddressSpace(GuestMemory):
             return vma.replace(prot=prot)
         if vma.shared and vma.file_backed and prot & PROT_WRITE and not vma.prot & PROT_WRITE:
             # EACCES if the file was opened read-only, as on Linux.
-            hostmem.mprotect(self.phys.host_address(vma.pa), vma.size,
+            base = vma.pa if vma.pa is not None else vma.held_pa
+            hostmem.mprotect(self.phys.host_address(base), vma.size,
                              hostmem.PROT_READ | hostmem.PROT_WRITE)
-        if prot and vma.pa is None and (vma.size < DEMAND_BACKED_MIN or vma.shared):
+        if prot and vma.pa is None and not vma.file_backed \
+                and (vma.size < DEMAND_BACKED_MIN or vma.shared):
             pa = self._allocate_pa(vma.size)
             if vma.shared:
                 self._back(pa, vma.size, prot, vma.flags, -1, 0, True)
@@ -525,7 +607,7 @@ class AddressSpace(GuestMemory):
     def _private_copy(self, vma: Vma) -> Vma:
         """A writable vDSO is the process's own copy of it (copy-on-write, as Linux)."""
         pa = self._allocate_pa(vma.size)
-        self.view[pa:pa + vma.size] = self._bytes_at(vma.pa, vma.size)
+        self.view[pa:pa + vma.size] = self._bytes_at(vma.pa, vma.size, kernel=True)
         return vma.replace(pa=pa, foreign_pa=None)
 
     # ---- brk ------------------------------------------------------------------------

@@ -34,15 +34,18 @@ def pte_flags(prot: int) -> int:
     return flags
 
 
+_FIELDS = ("start", "end", "prot", "flags", "pa", "name", "offset", "inode", "device",
+           "foreign_pa", "held_pa")
+
+
 class Vma:
     """One mapping. Never changed once made: changes make new Vma objects (replace())."""
 
-    __slots__ = ("start", "end", "prot", "flags", "pa", "name", "offset", "inode", "device",
-                 "foreign_pa")
+    __slots__ = _FIELDS + ("kernel_copy",)
 
     def __init__(self, start: int, end: int, prot: int, flags: int, pa: int | None,
                  name: str = "", offset: int = 0, inode: int = 0, device: int = 0,
-                 foreign_pa: int | None = None) -> None:
+                 foreign_pa: int | None = None, held_pa: int | None = None) -> None:
         self.start = start
         self.end = end
         self.prot = prot
@@ -56,9 +59,17 @@ class Vma:
         #: For host memory that is not guest RAM (the vDSO): its guest physical address.
         #: pa then holds its host address relative to guest RAM, for the host's use.
         self.foreign_pa = foreign_pa
+        #: A file mapping's part past the end of its file: its physical range, kept
+        #: (pa is None: not mapped, not to be touched) until the file covers it again.
+        #: Touching it is SIGBUS, as on Linux.
+        self.held_pa = held_pa
+        #: km must not read or write these bytes itself, only through the kernel (which
+        #: fails with EFAULT where a direct access would fault in km): host memory that
+        #: is not RAM, and shared file pages, which any process may truncate away.
+        self.kernel_copy = foreign_pa is not None or bool(inode) and flags & MAP_TYPE == MAP_SHARED
 
     def replace(self, **changes: object) -> Vma:
-        fields = {name: getattr(self, name) for name in Vma.__slots__}
+        fields = {name: getattr(self, name) for name in _FIELDS}
         fields.update(changes)
         return Vma(**fields)  # type: ignore[arg-type]
 
@@ -94,7 +105,8 @@ class Vma:
         return self.replace(start=at, pa=None if self.pa is None else self.pa + delta,
                             offset=self.offset + delta if self.file_backed else 0,
                             foreign_pa=None if self.foreign_pa is None
-                            else self.foreign_pa + delta)
+                            else self.foreign_pa + delta,
+                            held_pa=None if self.held_pa is None else self.held_pa + delta)
 
     def continues(self, other: Vma) -> bool:
         """Whether other starts where self ends and Linux would show the two as one

@@ -7,6 +7,7 @@ mappings. Pure: tests/unit/test_faults.py tries every rule without a VM.
 
 from __future__ import annotations
 
+from kontain.linux.abi import PROT_EXEC, PROT_READ, PROT_WRITE
 from kontain.mm.access import GuestFault, GuestMemory
 from kontain.monitor import signals as sig
 
@@ -58,6 +59,9 @@ def _page_fault(error_code: int, cr2: int, memory: GuestMemory,
         return None
     if cr2 & ~0xFFF in memory.unbacked:  # host memory with nothing behind it
         return sig.SIGBUS, sig.BUS_ADRERR, cr2
+    if vma is not None and vma.held_pa is not None \
+            and vma.prot & (PROT_WRITE if write else PROT_EXEC if fetch else PROT_READ):
+        return sig.SIGBUS, sig.BUS_ADRERR, cr2  # a file mapping past the end of its file
     code = sig.SEGV_ACCERR if memory.find(cr2) is not None else sig.SEGV_MAPERR
     return sig.SIGSEGV, code, cr2
 

@@ -372,6 +372,11 @@ class GuestThread:
             with self.mm.lock:
                 pass
             return
+        # The page has no host memory: a file mapping whose file was truncated under
+        # it. Hold the pages that went and enter again: the access is then a page fault,
+        # and the payload gets SIGBUS with the address (faults.py).
+        if self.mm.recheck_files():
+            return
         # Linux sends SIGBUS (BUS_ADRERR) for the address touched; KVM names the guest
         # physical address in a KVM_EXIT_MEMORY_FAULT exit.
         run = self.run_struct

@@ -314,6 +314,15 @@ static int mode_bus(void)
     say("after extending the file the write works: %d\n", m[2 * page + 1]);
     ftruncate(fileno(f), page / 2);
     expect_fault("read past a truncated end", do_read, m + page + 5, m + page + 5);
+    /* The kernel's own access past the end is EFAULT, not a signal. */
+    long r = syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, m + page, 8);
+    say("rt_sigprocmask storing past the end: %ld %s\n", r, r < 0 ? ename(errno) : "");
+    r = write(fileno(f), m + 2 * page, 16);
+    say("write(2) from past the end: %ld %s\n", r, r < 0 ? ename(errno) : "");
+    /* A private mapping is the same: past the end of the file is SIGBUS. */
+    char *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE, fileno(f), 0);
+    p[1] = 2;
+    expect_fault("private mapping, read past the end", do_read, p + page + 3, p + page + 3);
     return 0;
 }
 

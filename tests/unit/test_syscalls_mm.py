@@ -229,8 +229,6 @@ def test_file_mapping_errors_like_linux(thread, files, tmp_path):
                 thread.proc.fds.km_base, 0) > 0
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: a private mapping of an empty file opened "
-                   "write-only is allowed; Linux checks the descriptor's mode (EACCES)")
 def test_mapping_an_empty_write_only_file_is_eacces(thread, files):
     fd = files(b"", os.O_WRONLY)
     assert native_mmap(0, PAGE, PROT_READ, MAP_PRIVATE, fd, 0) == -errno.EACCES
