@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 
 MFD_CLOEXEC = 1
 PR_SET_NAME = 15
+PR_SET_MM, PR_SET_MM_MAP = 35, 14
+#: struct prctl_mm_map: code, data, brk, stack, arg and env bounds, auxv, its size, exe_fd.
+_PRCTL_MM_MAP = struct.Struct("<11QQII")
 PROC_SUPER_MAGIC = 0x9FA0
 _STATFS = struct.Struct("<q")  # f_type, the first field of struct statfs
 _DIRENT_HEAD = struct.Struct("<QqHB")  # d_ino, d_off, d_reclen, d_type
@@ -99,6 +102,9 @@ class ProcFs:
         #: Guest address ranges of the argument and environment strings.
         self.argv_range = (0, 0)
         self.environ_range = (0, 0)
+        #: Whether the host reads km's command line and environment from the guest's
+        #: strings (rename_km): then its own cmdline and environ files are the payload's.
+        self.host_reads_guest_strings = False
         #: Guest fds open on one of our directories km filters: fd -> the entry.
         self.filtered: dict[int, bytes] = {}
 
@@ -324,10 +330,27 @@ class ProcFs:
                 b"personality": lambda: b"%08x\n" % self._proc.personality}[leaf]()
 
     def cmdline(self) -> bytes:
-        return b"".join(arg + b"\0" for arg in self._proc.argv)
+        """The argument strings in the payload's memory, as Linux reads them: a program
+        that rewrote them (setproctitle: the last NUL overwritten) shows its title, the
+        first string of the area it wrote over, arguments and environment."""
+        if self.host_reads_guest_strings:
+            return _read_host(b"/proc/self/cmdline")
+        start, end = self.argv_range
+        _env_start, env_end = self.environ_range
+        mm = self._proc.mm
+        try:
+            if end > start and mm.read(end - 1, 1) != b"\0":
+                title = mm.read(start, min(4096, max(env_end, end) - start))
+                nul = title.find(b"\0")
+                return title if nul < 0 else title[:nul + 1]
+            return mm.read(start, end - start) if end > start else b""
+        except Exception:  # noqa: BLE001 - unmapped by the payload: nothing to show
+            return b""
 
     def environ(self) -> bytes:
         """The environment strings in the payload's memory, as Linux reads them."""
+        if self.host_reads_guest_strings:
+            return _read_host(b"/proc/self/environ")
         start, end = self.environ_range
         try:
             return self._proc.mm.read(start, end - start) if end > start else b""
@@ -480,9 +503,12 @@ class ProcFs:
     def rename_km(self, argv: list[bytes]) -> None:
         """Make `ps` show the payload: comm, and the command line the host reports.
 
-        The command line is rewritten in place, in the memory the kernel reads it from
-        (arg_start..arg_end of /proc/self/stat), as setproctitle does: PR_SET_MM would
-        need CAP_SYS_RESOURCE. It is cut to the room km's own command line leaves.
+        The host reads a process's command line from its memory between arg_start and
+        arg_end. km points those (PR_SET_MM_MAP, which needs no privilege) at the
+        payload's own argument and environment strings, in guest memory: what the
+        host shows is then live, a title the payload writes over its arguments (nginx's
+        "nginx: worker process") included. Where that is refused, km's own command line
+        is overwritten with the payload's, once, cut to the room it has.
         """
         name = os.path.basename(argv[0] if argv else b"km")[:15] or b"km"
         host.syscall(NR["prctl"], PR_SET_NAME, host.address_of(name))
@@ -491,11 +517,37 @@ class ProcFs:
             arg_start, arg_end = int(fields[45]), int(fields[46])
         except (OSError, IndexError, ValueError):
             return
+        self.host_reads_guest_strings = self._point_cmdline_at_guest(fields)
+        if self.host_reads_guest_strings:
+            return
         room = arg_end - arg_start
         if room <= 1:
             return
         text = b"".join(arg + b"\0" for arg in argv)[:room - 1]
         ctypes.memmove(arg_start, text.ljust(room, b"\0"), room)
+
+    def _point_cmdline_at_guest(self, stat_fields: list[bytes]) -> bool:
+        """PR_SET_MM_MAP with km's own values (/proc/self/stat, the current break), but
+        the argument and environment areas the guest's strings in km's memory."""
+        mm = self._proc.mm
+        (arg_start, arg_end), (env_start, env_end) = self.argv_range, self.environ_range
+        host_arg, host_env = mm.host_address(arg_start), mm.host_address(env_start)
+        if host_arg is None or host_env is None or arg_end <= arg_start \
+                or mm.host_address(env_end - 1) != host_env + env_end - 1 - env_start \
+                or mm.host_address(arg_end - 1) != host_arg + arg_end - 1 - arg_start:
+            return False  # the strings are not one contiguous run of km's memory
+        try:
+            start_code, end_code, start_stack = (int(stat_fields[i]) for i in (23, 24, 25))
+            start_data, end_data, start_brk = (int(stat_fields[i]) for i in (42, 43, 44))
+        except (IndexError, ValueError):
+            return False
+        brk = host.syscall(NR["brk"], 0)
+        layout = _PRCTL_MM_MAP.pack(
+            start_code, end_code, start_data, end_data, start_brk, brk, start_stack,
+            host_arg, host_arg + arg_end - arg_start, host_env, host_env + env_end - env_start,
+            0, 0, 0xFFFFFFFF)
+        return host.syscall(NR["prctl"], PR_SET_MM, PR_SET_MM_MAP, host.address_of(layout),
+                            len(layout), 0) == 0
 
 
 _LIMITS = (("Max cpu time", "seconds"), ("Max file size", "bytes"), ("Max data size", "bytes"),

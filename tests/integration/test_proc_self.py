@@ -5,6 +5,7 @@ it knows about itself and prints yes/no, natively and under km.
 """
 
 import os
+import subprocess
 
 import pytest
 
@@ -145,3 +146,26 @@ def test_proc_self_status_stat_comm(libc, payloads, run_both, assert_same):
     assert "/proc/self/stat: state R" in out
     assert "after prctl(PR_SET_NAME), /proc/self/comm: renamed-payload\n" in out
     assert "after prctl(PR_SET_NAME), Name: renamed-payload\n" in out
+
+
+def test_a_title_written_over_argv_is_what_ps_shows(payloads, km, base_env, tmp_path):
+    """setproctitle-style titles: /proc/self/cmdline as the payload reads it at each
+    step, and /proc/PID/cmdline read from outside (ps) once it is set, as natively."""
+    program = payloads.build("proctitle", "glibc")
+    seen = []
+    for prefix in ([], km):
+        child = subprocess.Popen([*prefix, str(program), "first", "second"], cwd=tmp_path,
+                                 env=base_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        lines = []
+        for line in child.stdout:
+            if line == b"ready\n":
+                break
+            lines.append(line)
+        with open(f"/proc/{child.pid}/cmdline", "rb") as f:
+            outside = f.read()
+        child.stdin.close()
+        child.wait(timeout=30)
+        seen.append((b"".join(lines), outside))
+    assert seen[0][1].startswith(b"nginx: worker process\0"), seen[0]
+    assert b"final: nginx: worker process|" in seen[0][0]
+    assert seen[1] == seen[0]
