@@ -17,14 +17,19 @@ from kontain.linux.abi import (
     O_CREAT,
     O_TMPFILE,
     RESOLVE_ALL,
+    RESOLVE_BENEATH,
+    RESOLVE_IN_ROOT,
+    S_IFDIR,
     S_IFIFO,
     S_IFMT,
     S_IFREG,
     S_IFSOCK,
+    VALID_OPEN_FLAGS,
 )
 from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
-from kontain.syscalls import args
+from kontain.syscalls import args, ifconf
+from kontain.syscalls.net import bad_pointer, host_pointer
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
@@ -35,12 +40,54 @@ STATX_SIZE = 256
 STATFS_SIZE = 120
 
 
+def _dirfd(t: GuestThread, dirfd: int, name: bytes) -> int:
+    """The directory a *at() call's path starts from, checked as Linux checks it (after
+    the path is read): not at all when the path is absolute (or empty, which the caller
+    refuses with ENOENT), EBADF when it is not one of the guest's open descriptors,
+    ENOTDIR when it is not a directory."""
+    if name[:1] in (b"/", b""):
+        return AT_FDCWD
+    number = args.s32(dirfd)
+    if number == AT_FDCWD:
+        return number
+    number = args.fd(t, dirfd)  # km's own descriptors are not open for the guest
+    if t.proc.root.confined:
+        # The host never sees this descriptor (kontain.monitor.root names what it
+        # resolved), so km says what the host would have. Unconfined, the host does.
+        try:
+            mode = os.fstat(number).st_mode
+        except OSError:
+            raise SyscallError(errno.EBADF) from None
+        if mode & S_IFMT != S_IFDIR:
+            raise SyscallError(errno.ENOTDIR)
+    return number
+
+
 def _at(t: GuestThread, dirfd: int, va: int, follow: bool = True,
         slot: int = 0) -> tuple[int, bytes]:
     """(host dirfd, host path) of a *at() call's (dirfd, path) (kontain.monitor.root).
     follow: whether the call follows a symlink in the last component. The path is kept
     alive by the caller until the host call returns."""
-    return t.proc.root.lookup(args.dirfd(t, dirfd), args.path(t, va), follow, slot)
+    name = args.path(t, va)
+    return t.proc.root.lookup(_dirfd(t, dirfd, name), name, follow, slot)
+
+
+def _new_name(t: GuestThread, dirfd: int, va: int, slot: int = 0) -> tuple[int, bytes]:
+    """(host dirfd, host path) of a name a call creates other than a directory
+    (symlink, link, mknod): its last component is not followed.
+
+    A name ending in "/" asks for a directory, so Linux refuses it: EEXIST if it
+    exists, ENOENT if not. Confined, kontain.monitor.root names the last component
+    without its slash; km answers for the host (which would create it)."""
+    name = args.path(t, va)
+    dfd, path = t.proc.root.lookup(_dirfd(t, dirfd, name), name, False, slot)
+    if name[-1:] == b"/" and t.proc.root.confined and name.strip(b"/"):
+        try:
+            os.lstat(path)  # (the last component is not followed)
+        except FileNotFoundError:
+            raise SyscallError(errno.ENOENT) from None
+        raise SyscallError(errno.EEXIST)
+    return dfd, path
 
 
 def _cwd_path(t: GuestThread, va: int, follow: bool = True, slot: int = 0) -> tuple[int, bytes]:
@@ -74,25 +121,34 @@ def sys_creat(t: GuestThread, path: int, mode: int, *_: int) -> int:
 
 
 def sys_openat(t: GuestThread, dirfd: int, path: int, flags: int, mode: int, *_: int) -> int:
-    dfd = args.dirfd(t, dirfd)
-    return _open(t, dfd, args.path(t, path), flags & 0xFFFFFFFF, mode & 0xFFFFFFFF)
+    name = args.path(t, path)
+    return _open(t, _dirfd(t, dirfd, name), name, flags & 0xFFFFFFFF, mode & 0xFFFFFFFF)
 
 
 OPEN_HOW = struct.Struct("<QQQ")  # struct open_how: flags, mode, resolve
 
 
 def sys_openat2(t: GuestThread, dirfd: int, path: int, how: int, size: int, *_: int) -> int:
-    dfd = args.dirfd(t, dirfd)
-    if size < OPEN_HOW.size or size > 4096:
+    # Linux's order: the size, the structure, its fields, the path, then the dirfd.
+    if size < OPEN_HOW.size:
         raise SyscallError(errno.EINVAL)
+    if size > 4096:
+        raise SyscallError(errno.E2BIG)
     raw = t.mm.read(how, size)
     if any(raw[OPEN_HOW.size:]):
         raise SyscallError(errno.E2BIG)  # fields this kernel interface does not know, set
     flags, mode, resolve = OPEN_HOW.unpack_from(raw)
-    name = args.path(t, path)
-    if flags & ~0o37777777 or resolve & ~RESOLVE_ALL or mode & ~0o7777 \
+    if flags & ~VALID_OPEN_FLAGS or resolve & ~RESOLVE_ALL or mode & ~0o7777 \
             or mode and not flags & (O_CREAT | O_TMPFILE):
         raise SyscallError(errno.EINVAL)
+    name = args.path(t, path)
+    if resolve & RESOLVE_IN_ROOT and name[:1] == b"/":
+        # An absolute path starts from dirfd then: it is not ignored.
+        dfd = args.dirfd(t, dirfd)
+    elif resolve & RESOLVE_BENEATH and name[:1] == b"/":
+        raise SyscallError(errno.EXDEV)  # nothing absolute is beneath dirfd
+    else:
+        dfd = _dirfd(t, dirfd, name)
     return _open(t, dfd, name, flags, mode, resolve or 0)
 
 
@@ -208,14 +264,17 @@ def sys_ioctl(t: GuestThread, fd: int, request: int, arg: int, *_: int) -> int:
     request &= 0xFFFFFFFF
     shape = _IOCTLS.get(request)
     if shape is None:
+        if request in ifconf.REQUESTS:  # km's seccomp filter forwards none of them
+            return ifconf.ioctl(t, fd, request, arg)
+        # Refused, but Linux looks the descriptor up before the request.
+        host.call(NR["fcntl"], fd, F_GETFD)
         raise SyscallError(errno.ENOTTY)
     size, direction = shape
     if direction == "value":
         return host.call(NR["ioctl"], fd, request, arg)
-    pointer = (args.out_ptr(t, arg, size) if direction in ("out", "inout")
-               else args.in_ptr(t, arg, size))
-    if not pointer:
-        raise SyscallError(errno.EFAULT)
+    # A bad pointer (NULL included: no request here gives it a meaning) goes to the host
+    # as a km address just as bad: EBADF, ENOTTY (not a terminal) come first, as Linux's.
+    pointer = host_pointer(t, arg, size, direction != "in") or bad_pointer(0, size)
     return host.call(NR["ioctl"], fd, request, pointer)
 
 
@@ -247,13 +306,10 @@ def _at_path(t: GuestThread, dirfd: int, path: int, flags: int,
     """(dirfd, path) of a *at() call taking AT_SYMLINK_NOFOLLOW; an empty path is
     allowed with AT_EMPTY_PATH (the call is then on dirfd itself)."""
     follow = not flags & AT_SYMLINK_NOFOLLOW
-    if flags & AT_EMPTY_PATH:
-        name = args.path(t, path)
-        if not name:
-            fd = args.s32(dirfd)
-            return (fd if fd == AT_FDCWD else args.fd(t, dirfd)), b""
-        return t.proc.root.lookup(args.dirfd(t, dirfd), name, follow, slot)
-    return _at(t, dirfd, path, follow, slot)
+    name = args.path(t, path)
+    if not name and flags & AT_EMPTY_PATH:
+        return args.dirfd(t, dirfd), b""
+    return t.proc.root.lookup(_dirfd(t, dirfd, name), name, follow, slot)
 
 
 def sys_newfstatat(t: GuestThread, dirfd: int, path: int, statbuf: int, flags: int,
@@ -315,10 +371,11 @@ def sys_readlink(t: GuestThread, path: int, buf: int, size: int, *_: int) -> int
 
 def sys_readlinkat(t: GuestThread, dirfd: int, path: int, buf: int, size: int, *_: int) -> int:
     size = args.s32(size)
-    dfd = args.dirfd(t, dirfd)
-    name = args.path(t, path)
-    if size <= 0:
+    if size <= 0:  # (before anything else, as Linux)
         raise SyscallError(errno.EINVAL)
+    name = args.path(t, path)
+    # An empty path is the descriptor itself (an O_PATH symlink): the host's business.
+    dfd = _dirfd(t, dirfd, name) if name else args.dirfd(t, dirfd)
     special = t.proc.root.readlink(dfd, name) if name else None
     if special is not None:  # one of the payload's own /proc links
         data = special[:size]
@@ -374,7 +431,7 @@ def sys_linkat(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: int,
     # linkat follows the old path only with AT_SYMLINK_FOLLOW.
     odfd, a = _at_path(t, olddirfd, old, AT_SYMLINK_NOFOLLOW if not flags & AT_SYMLINK_FOLLOW
                        else flags & AT_EMPTY_PATH, slot=0)
-    ndfd, b = _at(t, newdirfd, new, follow=False, slot=1)
+    ndfd, b = _new_name(t, newdirfd, new, slot=1)
     return host.call(NR["linkat"], odfd, _p(a), ndfd, _p(b), flags)
 
 
@@ -384,8 +441,12 @@ def sys_link(t: GuestThread, old: int, new: int, *_: int) -> int:
 
 
 def sys_symlinkat(t: GuestThread, target: int, newdirfd: int, linkpath: int, *_: int) -> int:
-    contents = args.path(t, target)  # a symlink's contents are not resolved
-    ndfd, b = _at(t, newdirfd, linkpath, follow=False)
+    # The target is text, stored as it is: never resolved (links are resolved inside
+    # the payload's root when they are followed). Only linkpath is a path here.
+    contents = args.path(t, target)
+    if not contents:
+        raise SyscallError(errno.ENOENT)  # (before linkpath is looked at, as Linux)
+    ndfd, b = _new_name(t, newdirfd, linkpath)
     return host.call(NR["symlinkat"], _p(contents), ndfd, _p(b))
 
 
@@ -418,12 +479,11 @@ def sys_lchown(t: GuestThread, path: int, owner: int, group: int, *_: int) -> in
 
 def sys_utimensat(t: GuestThread, dirfd: int, path: int, times: int, flags: int,
                   *_: int) -> int:
-    dfd = args.s32(dirfd)
-    if dfd != AT_FDCWD:
-        dfd = args.fd(t, dirfd)
     p = None
     if path:
         dfd, p = _at_path(t, dirfd, path, flags)
+    else:  # (Linux's own extension: NULL is dirfd itself)
+        dfd = args.dirfd(t, dirfd)
     return host.call(NR["utimensat"], dfd, _p(p) if p is not None else 0,
                      args.in_ptr(t, times, 32), flags)
 
@@ -438,10 +498,11 @@ def sys_utime(t: GuestThread, path: int, times: int, *_: int) -> int:
 
 
 def sys_futimesat(t: GuestThread, dirfd: int, path: int, times: int, *_: int) -> int:
-    dfd = args.dirfd(t, dirfd)
     p = None
     if path:
         dfd, p = _at(t, dirfd, path)
+    else:  # NULL is dirfd itself
+        dfd = args.dirfd(t, dirfd)
     return host.call(NR["futimesat"], dfd, _p(p) if p is not None else 0,
                      args.in_ptr(t, times, 32))
 
@@ -530,7 +591,7 @@ def sys_mknodat(t: GuestThread, dirfd: int, path: int, mode: int, dev: int, *_: 
     # device behind the payload's root. Fifos, sockets and regular files are fine.
     if mode & S_IFMT not in (0, S_IFREG, S_IFIFO, S_IFSOCK):
         raise SyscallError(errno.EPERM)
-    dfd, p = _at(t, dirfd, path, follow=False)
+    dfd, p = _new_name(t, dirfd, path)
     return host.call(NR["mknodat"], dfd, _p(p), mode, dev)
 
 

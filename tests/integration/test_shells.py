@@ -361,6 +361,23 @@ codes=0; for j in 1 2 3; do wait -n; codes=$((codes + $?)); done
 echo "sum of background exit codes: $codes"
 coproc_out=$( { echo ping; } | { read -r m; echo "$m-pong"; } ); echo "$coproc_out"
 
+# A real coprocess, both directions.
+coproc CALC { while read -r a b; do echo $((a * b)); done; }
+echo "6 7" >&"${CALC[1]}"; read -r product <&"${CALC[0]}"; echo "coproc: $product"
+eval "exec ${CALC[1]}>&-"; wait "$CALC_PID"; echo "coproc exited: $?"
+
+# Limits: shown, lowered in a subshell, the lower one enforced there.
+echo "ulimit -n: $(ulimit -n) hard $(ulimit -Hn)"
+( ulimit -n 64; echo "lowered: $(ulimit -n)"; exec 70>/dev/null ) 2>/dev/null \
+    || echo "descriptor 70 refused under ulimit -n 64"
+( ulimit -v 1048576; echo "ulimit -v: $(ulimit -v)" )
+( ulimit -c 0; echo "ulimit -c: $(ulimit -c)" )
+
+# Traps: ERR, EXIT in a subshell, a signal ignored then restored.
+( trap 'echo "ERR trapped at line $LINENO"' ERR; false; true )
+( trap 'echo "EXIT trap ran"' EXIT; echo "subshell body" )
+trap '' TERM; kill -TERM $$; echo "TERM ignored"; trap - TERM
+
 # Functions with local, nameref and return codes.
 counter() { local -n ref=$1; ref=$((ref + 1)); }
 c=41; counter c; echo "nameref: $c"
@@ -370,19 +387,25 @@ exit 17
 """
 
 
-def test_bash_static_runs_a_nontrivial_script(run_both, assert_same, tmp_path):
-    if not os.access(BASH, os.X_OK):
-        pytest.fail(f"{BASH} is missing: install bash-static", pytrace=False)
+@pytest.mark.parametrize("bash", [BASH, "/bin/bash"], ids=["bash-static", "bash"])
+def test_bash_runs_a_nontrivial_script(run_both, assert_same, tmp_path, bash):
+    """The same script in bash-static and Debian's dynamically linked bash: arrays,
+    arithmetic, here-docs, pipelines, process substitution, traps, coproc, ulimit."""
+    if not os.access(bash, os.X_OK):
+        pytest.fail(f"{bash} is missing: install bash-static", pytrace=False)
     script = tmp_path / "script.bash"
     script.write_text(BASH_SCRIPT)
-    runs = run_both([BASH, script], timeout=120)
+    runs = run_both([bash, script], timeout=120)
     out = runs.native.out
     assert runs.native.returncode == 17, runs.native.describe() + "\n" + out + runs.native.err
     for expected in ["fib 9 = 34\n", "5 fruits; the third is 'passion fruit'; last: date\n",
                      "red ones: 2\n", "date: year 2024 month 01\n", "no match: 'not a date'\n",
                      "x=42 y=2 z=1764 hex=255 shift=1024 ternary=1\n", "from <(): 3\n",
                      "1,4\n2,5\n3,6\n", "trapped USR1\n", "sum of background exit codes: 6\n",
-                     "ping-pong\n", "nameref: 42\n", "return: 2\n"]:
+                     "ping-pong\n", "nameref: 42\n", "return: 2\n", "coproc: 42\n",
+                     "coproc exited: 0\n", "descriptor 70 refused under ulimit -n 64\n",
+                     "ulimit -v: 1048576\n", "ERR trapped at line", "EXIT trap ran\n",
+                     "TERM ignored\n"]:
         assert expected in out
     assert_same(runs.native, runs.km)
 

@@ -183,9 +183,14 @@ def unconfined():
     proc = SimpleNamespace(pid=os.getpid(), fds=fds, root=resolver, guest_exe="/bin/payload",
                            group=SimpleNamespace(threads={os.getpid(): SimpleNamespace(
                                host_ident=threading.get_ident())}), argv=[b"payload"],
-                           mm=SimpleNamespace(vmas=lambda: [], brk_start=0))
+                           mm=SimpleNamespace(vmas=lambda: [], brk_start=0,
+                                              read=lambda va, n: ARGV[va - 0x1000:][:n]))
     resolver.procfs = ProcFs(proc)
+    resolver.procfs.argv_range = (0x1000, 0x1000 + len(ARGV))  # the guest's strings
     return resolver
+
+
+ARGV = b"payload\0"
 
 
 @pytest.mark.parametrize("path", [b"/proc/self/mem", b"/proc/%d/mem" % os.getpid(),

@@ -292,8 +292,6 @@ def test_dirfd_is_honoured_and_checked(thread, guest, tmp_path, fds):
         assert call(thread, "openat", km_fd, guest.string("f"), 0) == -errno.EBADF
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: a dirfd is checked even when the path is "
-                   "absolute; Linux ignores it then")
 def test_dirfd_is_ignored_for_absolute_paths(thread, guest, tmp_path, fds):
     (tmp_path / "f").write_bytes(b"x")
     km, linux = both(thread, guest, "openat", -5 & 0xFFFFFFFF, tmp_path / "f", 0)
@@ -319,15 +317,11 @@ def test_openat2_checks_open_how(thread, guest, tmp_path, fds, how, size):
     assert (km >= 0, min(km, 0)) == (linux >= 0, min(linux, 0))
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: openat2 refuses an open_how larger than "
-                   "a page with EINVAL; Linux says E2BIG")
 def test_openat2_of_a_huge_open_how_is_e2big(thread, guest, tmp_path):
     assert same(thread, guest, "openat2", AT_FDCWD, tmp_path, _open_how(0, size=PAGE + 8),
                 PAGE + 8) == -errno.E2BIG
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: openat2 accepts flag bits outside "
-                   "VALID_OPEN_FLAGS (0o4) that Linux refuses with EINVAL")
 def test_openat2_refuses_invalid_flag_bits(thread, guest, tmp_path, fds):
     (tmp_path / "f").write_bytes(b"x")
     km, linux = both(thread, guest, "openat2", AT_FDCWD, tmp_path / "f", _open_how(0o4), 24)
@@ -534,16 +528,12 @@ def test_fcntl_getowner_uids(thread, guest, fds):
     assert guest.read(km_out, 8) == ctypes.string_at(linux_out, 8)
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: an ioctl km does not forward is ENOTTY "
-                   "even on a closed descriptor (Linux: EBADF)")
 def test_ioctl_on_a_closed_descriptor_is_ebadf(thread):
     closed = closed_fd()
     assert native("ioctl", closed, 0x1234, 0) == -errno.EBADF
     assert call(thread, "ioctl", closed, 0x1234, 0) == -errno.EBADF
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: a terminal ioctl's pointer is checked "
-                   "before the host says the file is no terminal (Linux: ENOTTY)")
 def test_terminal_ioctls_on_a_file_are_enotty_whatever_the_pointer(thread, tmp_path, fds):
     f = os.open(tmp_path, os.O_RDONLY)
     fds.append(f)
@@ -767,8 +757,6 @@ def test_readlink_into_a_partly_mapped_buffer_is_efault(thread, twin, tree):
     assert call(thread, "readlink", t.guest, t.guest + PAGE - 10, 64) == -errno.EFAULT
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: readlinkat checks dirfd and path before "
-                   "the size; Linux says EINVAL for a size <= 0 first")
 def test_readlinkat_checks_the_size_first(thread, guest):
     assert same(thread, guest, "readlinkat", closed_fd(), BAD, BAD, 0) == -errno.EINVAL
 

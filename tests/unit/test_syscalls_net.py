@@ -283,9 +283,7 @@ def listener(fds):
     return fds[0], connect
 
 
-@pytest.mark.parametrize("length", [128, 10, 2, pytest.param(0, marks=pytest.mark.xfail(
-    strict=True, reason="km bug: an address length of 0 makes km pass no address, so the "
-    "length Linux writes back is missing"))])
+@pytest.mark.parametrize("length", [128, 10, 2, 0])
 def test_accept4_writes_the_peer_address_linux_writes(thread, guest, fds, listener, length):
     server, connect = listener
     connect("peer-a")
@@ -341,8 +339,6 @@ def test_socket_names_like_linux(thread, guest, fds, listener, name, length):
     assert call(thread, name, thread.proc.fds.km_base, km_addr, km_len) == -errno.EBADF
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: getsockname/getpeername with an address "
-                   "length of 0 is EFAULT; Linux copies nothing and reports the length")
 @pytest.mark.parametrize("address", ["buffer", "null"])
 def test_socket_name_with_zero_length_reports_the_length(thread, guest, fds, listener,
                                                          address):
@@ -472,8 +468,6 @@ def test_socket_option_errors(thread, guest, pairs):
                     guest.alloc(4), guest.put(struct.pack("<i", 4))) == -errno.EBADF
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: setsockopt refuses an optlen above 64 KiB "
-                   "(EINVAL) and needs all of it mapped; Linux reads what the option takes")
 def test_setsockopt_reads_only_what_the_option_takes(thread, guest, pairs):
     km_sock, _ = pairs()
     linux_sock, _ = pairs()
@@ -654,8 +648,6 @@ def test_msghdr_errors(thread, guest, pairs, case):
     assert call(thread, "sendmsg", a, km_address, 0) == native("sendmsg", a, linux_address, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: sendmsg refuses a msg_namelen above 128 "
-                   "(EINVAL); Linux clamps it to sizeof(struct sockaddr_storage)")
 def test_sendmsg_clamps_a_long_name(thread, guest, fds):
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
@@ -670,8 +662,6 @@ def test_sendmsg_clamps_a_long_name(thread, guest, fds):
     assert call(thread, "sendmsg", fds[-1], km.address, 0) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: recvmsg with msg_name set and msg_namelen "
-                   "0 reports 0; Linux reports the sender's address length")
 def test_recvmsg_reports_the_name_length_even_when_it_copies_none(thread, guest, fds):
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
     receiver.bind(abstract("rx0")[2:].decode("latin-1"))
