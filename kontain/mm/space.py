@@ -396,15 +396,17 @@ class AddressSpace(GuestMemory):
             self._map(new)
         return True
 
-    def recheck_files(self) -> bool:
-        """Hold the pages of file mappings whose file no longer covers them (it was
-        truncated); True if there were any. For a vCPU that KVM could not enter
-        because a page had no host memory, without saying which."""
+    def recheck_files(self, device: int | None = None, inode: int | None = None) -> bool:
+        """Hold the pages of file mappings (of one file, if named) whose file no longer
+        covers them (it was truncated); True if there were any. For a vCPU that KVM
+        could not enter because a page had no host memory, without saying which, and
+        after the payload shrank a file itself."""
         with self.lock:
             edit = self._edit()
             found = []
             for vma in edit.vmas:
-                if vma.file_backed and vma.pa is not None and not vma.foreign:
+                if vma.file_backed and vma.pa is not None and not vma.foreign \
+                        and (inode is None or vma.inode == inode and vma.device == device):
                     end = self._file_end(vma, vma.pa)
                     if end < vma.end:
                         found.append((vma, end))

@@ -109,7 +109,25 @@ def _new_fd(t: GuestThread, result: int) -> int:
 def _open(t: GuestThread, dirfd: int, name: bytes, flags: int, mode: int,
           resolve: int = 0) -> int:
     """open/openat/openat2 of a guest path name (resolved by kontain.monitor.root)."""
-    return _new_fd(t, t.proc.root.open(dirfd, name, flags, mode, resolve))
+    fd = _new_fd(t, t.proc.root.open(dirfd, name, flags, mode, resolve))
+    if flags & os.O_TRUNC:
+        _file_shrunk(t, fd)
+    return fd
+
+
+def _file_shrunk(t: GuestThread, fd: int | None = None) -> None:
+    """The payload made a file shorter: pages of its mappings of that file past the new
+    end must fault (SIGBUS), not reach host memory that is gone (kontain.mm.space).
+    Without a descriptor (truncate by name) every file mapping is checked: stat-ing the
+    name again could reach another file if the payload swapped a symlink meanwhile."""
+    if fd is None:
+        t.mm.recheck_files()
+        return
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return
+    t.mm.recheck_files(st.st_dev, st.st_ino)
 
 
 def sys_open(t: GuestThread, path: int, flags: int, mode: int, *_: int) -> int:
@@ -519,7 +537,30 @@ def _fd_call(name: str):
 
 def sys_truncate(t: GuestThread, path: int, length: int, *_: int) -> int:
     _dfd, p = _cwd_path(t, path)
-    return host.call(NR["truncate"], _p(p), length)
+    result = host.call(NR["truncate"], _p(p), length)
+    if result == 0:
+        _file_shrunk(t)
+    return result
+
+
+def sys_ftruncate(t: GuestThread, fd: int, length: int, *_: int) -> int:
+    fd = args.fd(t, fd)
+    result = host.call(NR["ftruncate"], fd, length)
+    if result == 0:
+        _file_shrunk(t, fd)
+    return result
+
+
+FALLOC_FL_COLLAPSE_RANGE = 0x08
+
+
+def sys_fallocate(t: GuestThread, fd: int, mode: int, offset: int, length: int,
+                  *_: int) -> int:
+    fd = args.fd(t, fd)
+    result = host.call(NR["fallocate"], fd, mode, offset, length)
+    if result == 0 and mode & FALLOC_FL_COLLAPSE_RANGE:
+        _file_shrunk(t, fd)
+    return result
 
 
 # ---- working directory, umask -------------------------------------------------------------
@@ -656,11 +697,11 @@ HANDLERS = {
     "chmod": sys_chmod, "fchmod": _fd_call("fchmod"), "fchmodat": sys_fchmodat,
     "chown": sys_chown, "lchown": sys_lchown, "fchown": _fd_call("fchown"),
     "fchownat": sys_fchownat,
-    "truncate": sys_truncate, "ftruncate": _fd_call("ftruncate"),
+    "truncate": sys_truncate, "ftruncate": sys_ftruncate,
     "fsync": _fd_call("fsync"), "fdatasync": _fd_call("fdatasync"),
     "syncfs": _fd_call("syncfs"), "sync": sys_sync,
     "sync_file_range": _fd_call("sync_file_range"),
-    "fallocate": _fd_call("fallocate"), "fadvise64": _fd_call("fadvise64"),
+    "fallocate": sys_fallocate, "fadvise64": _fd_call("fadvise64"),
     "readahead": _fd_call("readahead"),
     "getcwd": sys_getcwd, "chdir": sys_chdir, "fchdir": sys_fchdir, "umask": sys_umask,
     "pipe": sys_pipe, "pipe2": sys_pipe2,

@@ -323,6 +323,19 @@ static int mode_bus(void)
     char *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE, fileno(f), 0);
     p[1] = 2;
     expect_fault("private mapping, read past the end", do_read, p + page + 3, p + page + 3);
+    /* Truncated under a private mapping by the process itself, then used by the kernel
+     * and by the process. */
+    ftruncate(fileno(f), 3 * page);
+    char *q = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE, fileno(f), 0);
+    q[2 * page] = 1;  /* a private copy of this page now, yet a truncate discards it too */
+    do_read(q + page);
+    ftruncate(fileno(f), 10);
+    r = syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, q + page, 8);
+    say("private, truncated: rt_sigprocmask storing there: %ld %s\n", r,
+        r < 0 ? ename(errno) : "");
+    expect_fault("private, truncated: read there", do_read, q + page + 1, q + page + 1);
+    expect_fault("private, truncated: read of the copied page", do_read, q + 2 * page,
+                 q + 2 * page);
     return 0;
 }
 
