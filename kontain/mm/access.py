@@ -27,8 +27,16 @@ from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine.layout import PAGE_SIZE, USER_END
 from kontain.mm.vma import PROT_WRITE, Vma
 
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _PAGE_MASK = PAGE_SIZE - 1
 _U64 = struct.Struct("<Q")
+
+
+def _same_fd(fd: int) -> int:
+    return fd
 
 
 class GuestFault(SyscallError):
@@ -58,6 +66,9 @@ class GuestMemory:
         #: memory behind: touching one is SIGBUS, as natively; they are never mapped.
         self.unbacked: frozenset[int] = frozenset()
         self._scratch = -1  # a memfd km copies host memory that may fault through
+        #: Moves a descriptor km makes for itself out of the guest's range (the
+        #: process's FdSpace.move_high; the identity where there is no guest).
+        self.relocate_fd: Callable[[int], int] = _same_fd
 
     # ---- lookup -----------------------------------------------------------------------
 
@@ -218,8 +229,14 @@ class GuestMemory:
 
     def _scratch_fd(self) -> int:
         if self._scratch < 0:
-            self._scratch = os.memfd_create("kontain-copy", os.MFD_CLOEXEC)
+            self._scratch = self.relocate_fd(os.memfd_create("kontain-copy", os.MFD_CLOEXEC))
         return self._scratch
+
+    def close(self) -> None:
+        """Let go of km's own descriptors (the memory goes with the VM)."""
+        if self._scratch >= 0:
+            os.close(self._scratch)
+            self._scratch = -1
 
     def host_page_backed(self, host_address: int) -> bool:
         """Whether the host has memory behind the page at host_address (a page of a

@@ -112,6 +112,7 @@ def _become_child(proc: Process, snapshot: ForkSnapshot, flags: int, child_tid: 
     proc.group = ThreadGroup(proc)  # (the parent's kicker thread did not survive the fork)
     proc.timer_threads = {}
     proc.signals.shared = sig.PendingQueue()
+    proc.signalfds.after_fork()
     thread = GuestThread(proc, proc.group.new_vcpu(), proc.pid)
     vcpu = thread.vcpu
     cpustate.apply(vcpu, snapshot.cpu, sregs=False)

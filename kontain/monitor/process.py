@@ -80,6 +80,7 @@ class Process:
         #: The VM (tests give a machine without KVM: tests/unit/harness.py).
         self.machine = machine or Machine(options.mem_size, self.fds.move_high, kvm)
         self.mm = AddressSpace(self.machine.phys, self.machine.page_tables)
+        self.mm.relocate_fd = self.fds.move_high
         self.signals = SignalState()
         self.pid = os.getpid()
         #: The payload's executable: its host path, and its path as the guest names it.
@@ -219,14 +220,11 @@ class Process:
         """Generate a signal for the whole process, or for one thread of it."""
         state = self.signals
         with state.lock:
-            if state.action(signo).handler == sig.SIG_IGN:
-                return
-            if state.ignored(signo):  # default action "ignore": dropped unless blocked
+            if state.ignored(signo):  # ignored (SIG_IGN or by default): dropped unless
+                # blocked, since the disposition may change before it is unblocked
                 targets = [thread] if thread is not None else self.group.all()
                 if not any(t.signal_mask & sig.bit(signo) for t in targets):
                     return
-            if self.signalfds.capture(signo, info):
-                return
             if signo == sig.SIGCONT:
                 for queue in [state.shared] + [t.pending for t in self.group.all()]:
                     for stop in sig.DEFAULT_STOP:
@@ -237,6 +235,7 @@ class Process:
             else:
                 state.shared.add(signo, info)
                 receiver = self.group.pick_receiver(sig.bit(signo), sender)
+            self.signalfds.refresh()
         if receiver is not None and receiver is not sender:
             receiver.kick()
         elif receiver is None:
@@ -262,7 +261,9 @@ class Process:
                 vcpu.close()
             self.machine.close()
             self.machine = Machine(self.options.mem_size, self.fds.move_high, self.machine.kvm)
+            self.mm.close()
             self.mm = AddressSpace(self.machine.phys, self.machine.page_tables)
+            self.mm.relocate_fd = self.fds.move_high
             self._exec_signals()
             self._close_on_exec()
             new = self.load(request)

@@ -289,6 +289,10 @@ class ProcFs:
         try:
             target = self.magic_target(entry, final=True)
         except HostObject as e:
+            fd = e.path[len(b"/proc/self/fd/"):]
+            if e.path.startswith(b"/proc/self/fd/") and fd.isdigit() \
+                    and self._proc.signalfds.lookup(int(fd)):
+                return b"anon_inode:[signalfd]"  # (a pipe, to the host)
             return os.readlink(e.path)
         return target
 

@@ -60,7 +60,9 @@ ALLOWED = (
     "fchmodat", "fchown", "fchownat", "truncate", "ftruncate", "fsync", "fdatasync", "syncfs",
     "sync", "sync_file_range", "fallocate", "fadvise64", "readahead", "utime", "utimes",
     "utimensat", "futimesat", "mknodat", "chdir", "fchdir", "getcwd", "umask", "pipe2",
-    "sendfile", "copy_file_range", "splice", "tee", "memfd_create", "eventfd2",
+    "sendfile", "copy_file_range", "splice", "tee", "vmsplice", "memfd_create", "eventfd2",
+    # Linux AIO on the payload's behalf (kontain.syscalls.aio)
+    "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
     "getxattr", "lgetxattr", "fgetxattr", "setxattr", "lsetxattr", "fsetxattr", "listxattr",
     "llistxattr", "flistxattr", "removexattr", "lremovexattr", "fremovexattr",
     # waiting
@@ -85,7 +87,8 @@ ALLOWED = (
     "sched_setparam", "sched_get_priority_max", "sched_get_priority_min",
     "sched_rr_get_interval", "getpriority", "setpriority", "getcpu", "rt_sigaction",
     "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait", "rt_sigsuspend",
-    "rt_sigqueueinfo", "rt_tgsigqueueinfo", "sigaltstack", "signalfd4", "alarm", "getitimer",
+    "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open", "pidfd_send_signal", "sigaltstack",
+    "signalfd4", "alarm", "getitimer",
     "setitimer", "timer_create", "timer_settime", "timer_gettime", "timer_getoverrun",
     "timer_delete", "timerfd_create", "timerfd_settime", "timerfd_gettime", "clock_gettime",
     "clock_getres", "clock_settime", "clock_nanosleep", "nanosleep", "gettimeofday", "time",

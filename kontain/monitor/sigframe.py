@@ -23,7 +23,7 @@ GREG_ORDER = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi"
               "rbx", "rdx", "rax", "rcx", "rsp", "rip", "rflags")
 UCONTEXT_HEAD = struct.Struct("<QQQi4xQ")  # uc_flags, uc_link, ss_sp, ss_flags, ss_size
 UC_FP_XSTATE, UC_SIGCONTEXT_SS, UC_STRICT_RESTORE_SS = 1, 2, 4
-SS_ONSTACK, SS_DISABLE = 1, 2
+SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
 FP_XSTATE_MAGIC1, FP_XSTATE_MAGIC2 = 0x46505853, 0x46505845
 SW_BYTES_OFFSET = 464  # struct _fpx_sw_bytes sits in the fxsave area's software-reserved bytes
 SW_BYTES = struct.Struct("<IIQI")  # magic1, extended_size, xfeatures, xstate_size
@@ -89,6 +89,7 @@ def build(registers: dict[str, int], mask: int, info: bytes, restorer: int,
     sigcontext = SIGCONTEXT.pack(*(registers[name] for name in GREG_ORDER), USER_CS, 0, 0,
                                  USER_SS, error_code, trapno, mask, cr2, fp_address)
     ss_flags = (SS_ONSTACK if on_altstack else 0) if alt_size else SS_DISABLE
+    ss_flags |= alt_flags & SS_AUTODISARM  # (what sigreturn arms again)
     head = UCONTEXT_HEAD.pack(UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS, 0,
                               alt_sp, ss_flags, alt_size)
     image = struct.pack("<Q", restorer) + head + sigcontext + struct.pack("<Q", mask) + info
@@ -114,9 +115,10 @@ SAVED_SIZE = UCONTEXT_HEAD.size + SIGCONTEXT.size + 8
 def parse(ucontext: bytes) -> Saved:
     """The context saved in a frame, from its struct ucontext (SAVED_SIZE bytes)."""
     _flags, _link, ss_sp, ss_flags, ss_size = UCONTEXT_HEAD.unpack_from(ucontext)
+    ss_flags &= 0xFFFFFFFF
     values = SIGCONTEXT.unpack_from(ucontext, UCONTEXT_HEAD.size)
     mask, = struct.unpack_from("<Q", ucontext, UCONTEXT_HEAD.size + SIGCONTEXT.size)
     registers = dict(zip(GREG_ORDER, values[:18], strict=True))
-    altstack = (ss_sp, 0, ss_size) if not ss_flags & SS_DISABLE and ss_size >= MIN_ALTSTACK \
-        else None
+    usable = not ss_flags & SS_DISABLE and ss_size >= MIN_ALTSTACK
+    altstack = (ss_sp, ss_flags & SS_AUTODISARM, ss_size) if usable else None
     return Saved(registers, values[-1], mask, altstack)

@@ -496,6 +496,7 @@ class GuestThread:
                 taken = self.pending.take(allowed) or state.shared.take(allowed)
                 if taken is None:
                     return delivered
+                proc.signalfds.refresh()
                 signo, info = taken
                 action = state.action(signo)
                 handler, flags = action.handler, action.flags
@@ -550,6 +551,10 @@ class GuestThread:
             # No room for the frame (a stack overflow without an alternate stack):
             # Linux kills the thread group with SIGSEGV.
             raise KillProcess(sig.SIGSEGV, "cannot write the signal frame") from None
+        if self.altstack[1] & sigframe.SS_AUTODISARM:
+            # The handler runs with no alternate stack (so it can switch contexts away
+            # from it); the frame keeps it for sigreturn to arm again.
+            self.altstack = (0, sigframe.SS_DISABLE, 0)
         with self.proc.signals.lock:
             block = action.mask | (0 if flags & sig.SA_NODEFER else sig.bit(signo))
             self.signal_mask = (self.signal_mask | block) & ~sig.UNBLOCKABLE

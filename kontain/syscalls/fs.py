@@ -188,8 +188,16 @@ def sys_close_range(t: GuestThread, first: int, last: int, flags: int, *_: int) 
     return host.call(NR["close_range"], first, last, flags)
 
 
+def _duplicated(t: GuestThread, old: int, new: int) -> int:
+    """new names what old does: km's own records of descriptors follow (signalfds)."""
+    t.proc.procfs.closed(new)
+    t.proc.signalfds.duplicated(old, new)
+    return new
+
+
 def sys_dup(t: GuestThread, fd: int, *_: int) -> int:
-    return _new_fd(t, host.call(NR["dup"], args.fd(t, fd)))
+    fd = args.fd(t, fd)
+    return _duplicated(t, fd, _new_fd(t, host.call(NR["dup"], fd)))
 
 
 def _dup_target(t: GuestThread, newfd: int) -> int:
@@ -201,12 +209,13 @@ def _dup_target(t: GuestThread, newfd: int) -> int:
 
 def sys_dup2(t: GuestThread, oldfd: int, newfd: int, *_: int) -> int:
     old = args.fd(t, oldfd)
-    return host.call(NR["dup2"], old, _dup_target(t, newfd))
+    new = host.call(NR["dup2"], old, _dup_target(t, newfd))
+    return new if new == old else _duplicated(t, old, new)
 
 
 def sys_dup3(t: GuestThread, oldfd: int, newfd: int, flags: int, *_: int) -> int:
     old = args.fd(t, oldfd)
-    return host.call(NR["dup3"], old, _dup_target(t, newfd), flags)
+    return _duplicated(t, old, host.call(NR["dup3"], old, _dup_target(t, newfd), flags))
 
 
 # ---- fcntl, ioctl, flock ------------------------------------------------------------------
@@ -237,9 +246,12 @@ def sys_fcntl(t: GuestThread, fd: int, cmd: int, arg: int, *_: int) -> int:
         lowest = args.s32(arg)
         if not 0 <= lowest < t.proc.fds.usable:
             raise SyscallError(errno.EINVAL)
-        return _new_fd(t, host.call(NR["fcntl"], fd, cmd, lowest))
+        return _duplicated(t, fd, _new_fd(t, host.call(NR["fcntl"], fd, cmd, lowest)))
     if cmd in _FCNTL_PLAIN:
-        return host.call(NR["fcntl"], fd, cmd, arg)
+        result = host.call(NR["fcntl"], fd, cmd, arg)
+        if cmd == F_GETFL and fd in t.proc.signalfds.fds and t.proc.signalfds.lookup(fd):
+            result = result & ~os.O_ACCMODE | os.O_RDWR  # a signalfd is opened O_RDWR
+        return result
     shape = _FCNTL_STRUCT.get(cmd)
     if shape is not None:
         size, out = shape
@@ -315,8 +327,21 @@ def sys_lstat(t: GuestThread, path: int, statbuf: int, *_: int) -> int:
                      AT_SYMLINK_NOFOLLOW)
 
 
+STAT_MODE_OFFSET = 24  # struct stat's st_mode on x86-64
+STATX_MODE_OFFSET = 28  # struct statx's stx_mode
+
+
 def sys_fstat(t: GuestThread, fd: int, statbuf: int, *_: int) -> int:
-    return host.call(NR["fstat"], args.fd(t, fd), args.out_ptr(t, statbuf, STAT_SIZE))
+    fd = args.fd(t, fd)
+    result = host.call(NR["fstat"], fd, args.out_ptr(t, statbuf, STAT_SIZE))
+    _signalfd_mode(t, fd, statbuf + STAT_MODE_OFFSET, 4)
+    return result
+
+
+def _signalfd_mode(t: GuestThread, fd: int, mode_va: int, size: int) -> None:
+    """A signalfd is an anonymous inode, mode 0600 and no type (the host's is a pipe)."""
+    if fd in t.proc.signalfds.fds and t.proc.signalfds.lookup(fd):
+        t.mm.write(mode_va, (0o600).to_bytes(size, "little"))
 
 
 def _at_path(t: GuestThread, dirfd: int, path: int, flags: int,
@@ -333,15 +358,21 @@ def _at_path(t: GuestThread, dirfd: int, path: int, flags: int,
 def sys_newfstatat(t: GuestThread, dirfd: int, path: int, statbuf: int, flags: int,
                    *_: int) -> int:
     dfd, name = _at_path(t, dirfd, path, flags)
-    return host.call(NR["newfstatat"], dfd, _p(name), args.out_ptr(t, statbuf, STAT_SIZE),
-                     flags)
+    result = host.call(NR["newfstatat"], dfd, _p(name), args.out_ptr(t, statbuf, STAT_SIZE),
+                       flags)
+    if not name:
+        _signalfd_mode(t, dfd, statbuf + STAT_MODE_OFFSET, 4)
+    return result
 
 
 def sys_statx(t: GuestThread, dirfd: int, path: int, flags: int, mask: int, statxbuf: int,
               *_: int) -> int:
     dfd, name = _at_path(t, dirfd, path, flags)
-    return host.call(NR["statx"], dfd, _p(name), flags, mask,
-                     args.out_ptr(t, statxbuf, STATX_SIZE))
+    result = host.call(NR["statx"], dfd, _p(name), flags, mask,
+                       args.out_ptr(t, statxbuf, STATX_SIZE))
+    if not name:
+        _signalfd_mode(t, dfd, statxbuf + STATX_MODE_OFFSET, 2)
+    return result
 
 
 def sys_getdents64(t: GuestThread, fd: int, dirp: int, count: int, *_: int) -> int:

@@ -1,19 +1,49 @@
 """Data transfer on descriptors: read/write and their vectored, positioned relatives,
-lseek, sendfile, copy_file_range, splice and tee."""
+lseek, sendfile, copy_file_range, splice, tee and vmsplice.
+
+Calls that take a guest offset pointer (splice, sendfile, copy_file_range) read it
+into km and write it back afterwards, as the kernel does (copy_from_user before,
+copy_to_user after): a read-only offset moves the data and then fails with EFAULT, and
+a pointer is looked at only when Linux looks at it (a pipe end with an offset is ESPIPE
+whatever the pointer).
+
+Guest memory the host keeps using after the call returns (vmsplice puts the pages
+themselves in the pipe; AIO, kontain.syscalls.aio, moves data later) is handed to the
+host in place, never through a copy in km (`host_vector`): a buffer spanning mappings
+becomes several host segments, and memory that is not accessible becomes km's guard,
+PROT_NONE address space where the host faults exactly where Linux faults on the
+guest's. What Linux refuses on the numbers alone (EINVAL, EFAULT from access_ok) is
+decided by the host on the same numbers, through a readv that moves nothing.
+"""
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import errno
+import os
 import struct
 
 from kontain.linux import hostcall as host
+from kontain.linux.abi import (
+    MAP_ANONYMOUS,
+    MAP_NORESERVE,
+    MAP_PRIVATE,
+    O_ACCMODE,
+    O_CLOEXEC,
+    O_PATH,
+    O_RDONLY,
+    PROT_NONE,
+)
 from kontain.linux.numbers import NUMBERS as NR
+from kontain.machine.layout import PAGE_SIZE, USER_END
 from kontain.mm.space import GuestFault
 from kontain.syscalls import args
+from kontain.syscalls.signal import signalfd_read
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
+    from kontain.monitor.signalfd import SignalFile
     from kontain.monitor.thread import GuestThread
 
 IOV_MAX = 1024
@@ -85,10 +115,21 @@ def _transfer(t: GuestThread, plain: int, vectored: int, fd: int, buf: int, coun
 
 
 def sys_read(t: GuestThread, fd: int, buf: int, count: int, *_: int) -> int:
+    if fd in t.proc.signalfds.fds:
+        file = t.proc.signalfds.lookup(fd)
+        if file is not None:
+            return signalfd_read(t, file, fd, count, lambda data: t.mm.write(buf, data))
     return host.check(_transfer(t, NR["read"], NR["readv"], fd, buf, count, True))
 
 
+def _not_writable(t: GuestThread, fd: int) -> None:
+    """A signalfd has no write: EINVAL (the host's pipe read end would say EBADF)."""
+    if fd in t.proc.signalfds.fds and t.proc.signalfds.lookup(fd) is not None:
+        raise OSError(errno.EINVAL, "write to a signalfd")
+
+
 def sys_write(t: GuestThread, fd: int, buf: int, count: int, *_: int) -> int:
+    _not_writable(t, fd)
     result = _transfer(t, NR["write"], NR["writev"], fd, buf, count, False)
     if result == -errno.EPIPE:
         t.proc.broken_pipe(t)
@@ -113,6 +154,12 @@ def _vectored(name: str, write_to_guest: bool):
     def handler(t: GuestThread, fd: int, iov: int, iovcnt: int, a3: int, a4: int,
                 a5: int) -> int:
         fd = args.fd(t, fd)
+        if fd in t.proc.signalfds.fds and name in ("readv", "writev"):
+            file = t.proc.signalfds.lookup(fd)
+            if file is not None:
+                if sends:
+                    raise OSError(errno.EINVAL, "writev to a signalfd")
+                return _signalfd_readv(t, file, fd, iov, iovcnt)
         vector, used = transfer_vector(t, iov, iovcnt, write_to_guest)
         result = host.syscall(number, fd, ctypes.addressof(vector), used, a3, a4, a5)
         if sends and result == -errno.EPIPE:
@@ -122,33 +169,251 @@ def _vectored(name: str, write_to_guest: bool):
     return handler
 
 
+def _signalfd_readv(t: GuestThread, file: SignalFile, fd: int, iov: int, iovcnt: int) -> int:
+    """readv of a signalfd: the records spread over the buffers in order."""
+    count = args.s32(iovcnt)
+    if not 0 <= count <= IOV_MAX:
+        raise OSError(errno.EINVAL, "iovcnt")
+    vector = list(_IOVEC.iter_unpack(t.mm.read(iov, count * 16))) if count else []
+    if any(length >> 63 for _base, length in vector):
+        raise OSError(errno.EINVAL, "iov_len")
+
+    def scatter(data: bytes) -> None:
+        for base, length in vector:
+            if not data:
+                break
+            t.mm.write(base, data[:length])
+            data = data[length:]
+    return signalfd_read(t, file, fd, sum(length for _base, length in vector), scatter)
+
+
 def sys_lseek(t: GuestThread, fd: int, offset: int, whence: int, *_: int) -> int:
+    if fd in t.proc.signalfds.fds and t.proc.signalfds.lookup(fd) is not None:
+        return 0  # a signalfd has no position (Linux's noop_llseek), a pipe refuses
     return host.call(NR["lseek"], args.fd(t, fd), offset, whence)
+
+
+# ---- offsets read before the call and written back after it --------------------------
+
+def _offset_in(t: GuestThread, va: int) -> tuple[int, ctypes.Array | None]:
+    """(what the host gets, km's copy) for a guest loff_t pointer: NULL stays NULL; an
+    unreadable one becomes km's guard, so the host fails with EFAULT where Linux reads
+    it (after the checks Linux makes first)."""
+    if not va:
+        return 0, None
+    try:
+        box = ctypes.create_string_buffer(t.mm.read(va, 8), 8)
+    except GuestFault:
+        return fault_address(), None
+    return ctypes.addressof(box), box
+
+
+def _offset_out(t: GuestThread, va: int, box: ctypes.Array | None) -> bool:
+    """Write an offset back (Linux's copy_to_user): False if the guest's is not writable."""
+    if box is None:
+        return True
+    try:
+        t.mm.write(va, box.raw)
+    except GuestFault:
+        return False
+    return True
 
 
 def sys_sendfile(t: GuestThread, out_fd: int, in_fd: int, offset: int, count: int,
                  *_: int) -> int:
-    result = host.syscall(NR["sendfile"], args.fd(t, out_fd), args.fd(t, in_fd),
-                          args.out_ptr(t, offset, 8), count)
+    # Linux reads *offset before looking at the descriptors and writes it back whatever
+    # the transfer did (EFAULT then, even after an error).
+    if offset:
+        pointer, box = _offset_in(t, offset)
+        if box is None:
+            raise GuestFault(offset)
+    else:
+        pointer, box = 0, None
+    try:
+        result = host.syscall(NR["sendfile"], args.fd(t, out_fd), args.fd(t, in_fd), pointer,
+                              count)
+    except OSError as e:
+        result = -(e.errno or errno.EBADF)
     if result == -errno.EPIPE:
         t.proc.broken_pipe(t)
+    if not _offset_out(t, offset, box):
+        raise GuestFault(offset)
     return host.check(result)
 
 
 def sys_copy_file_range(t: GuestThread, fd_in: int, off_in: int, fd_out: int, off_out: int,
                         length: int, flags: int) -> int:
-    return host.call(NR["copy_file_range"], args.fd(t, fd_in), args.out_ptr(t, off_in, 8),
-                     args.fd(t, fd_out), args.out_ptr(t, off_out, 8), length, flags)
+    fd_in, fd_out = args.fd(t, fd_in), args.fd(t, fd_out)
+    in_pointer, in_box = _offset_in(t, off_in)
+    out_pointer, out_box = _offset_in(t, off_out)
+    result = host.call(NR["copy_file_range"], fd_in, in_pointer, fd_out, out_pointer, length,
+                       flags)
+    # Written back only when something was copied, both tried, as Linux.
+    if result > 0 and not (_offset_out(t, off_in, in_box) & _offset_out(t, off_out, out_box)):
+        raise GuestFault(off_in or off_out)
+    return result
+
+
+# ---- splice, tee, vmsplice ---------------------------------------------------------------
+
+SPLICE_F_ALL = 0xF  # MOVE | NONBLOCK | MORE | GIFT
 
 
 def sys_splice(t: GuestThread, fd_in: int, off_in: int, fd_out: int, off_out: int,
                length: int, flags: int) -> int:
-    return host.call(NR["splice"], args.fd(t, fd_in), args.out_ptr(t, off_in, 8),
-                     args.fd(t, fd_out), args.out_ptr(t, off_out, 8), length, flags)
+    # Linux's order: a zero length succeeds before anything is looked at, then flags,
+    # then the descriptors; the offsets only when both ends are known.
+    if not length:
+        return 0
+    if flags & 0xFFFFFFFF & ~SPLICE_F_ALL:
+        raise OSError(errno.EINVAL, "splice flags")
+    fd_in, fd_out = args.fd(t, fd_in), args.fd(t, fd_out)
+    in_pointer, in_box = _offset_in(t, off_in)
+    out_pointer, out_box = _offset_in(t, off_out)
+    result = host.syscall(NR["splice"], fd_in, in_pointer, fd_out, out_pointer, length,
+                          flags & 0xFFFFFFFF)
+    if result == -errno.EPIPE:
+        t.proc.broken_pipe(t)
+    host.check(result)
+    if not _offset_out(t, off_out, out_box):
+        raise GuestFault(off_out)
+    if not _offset_out(t, off_in, in_box):
+        raise GuestFault(off_in)
+    return result
 
 
 def sys_tee(t: GuestThread, fd_in: int, fd_out: int, length: int, flags: int, *_: int) -> int:
-    return host.call(NR["tee"], args.fd(t, fd_in), args.fd(t, fd_out), length, flags)
+    # tee checks its flags before the length (splice the other way round).
+    if flags & 0xFFFFFFFF & ~SPLICE_F_ALL:
+        raise OSError(errno.EINVAL, "tee flags")
+    if not length:
+        return 0
+    result = host.syscall(NR["tee"], args.fd(t, fd_in), args.fd(t, fd_out), length,
+                          flags & 0xFFFFFFFF)
+    if result == -errno.EPIPE:
+        t.proc.broken_pipe(t)
+    return host.check(result)
+
+
+def sys_vmsplice(t: GuestThread, fd: int, iov: int, nr_segs: int, flags: int, *_: int) -> int:
+    """vmsplice: the pipe gets references to the guest's pages themselves (never to a
+    copy in km, which the pipe would go on showing once km reused it). Gifted pages
+    (SPLICE_F_GIFT) are safe to hand over: the kernel steals a page only when nothing
+    else maps it, that is after km itself has let it go (munmap replaces km's host
+    pages), so km's view of guest memory never changes under it."""
+    flags &= 0xFFFFFFFF
+    if flags & ~SPLICE_F_ALL:
+        raise OSError(errno.EINVAL, "vmsplice flags")
+    fd = args.fd(t, fd)
+    mode = host.syscall(NR["fcntl"], fd, 3)  # F_GETFL
+    if mode < 0:
+        raise OSError(-mode, "vmsplice fd")
+    # The write end (or O_RDWR) reads guest memory; the read end writes it. O_PATH:
+    # the host says EBADF before it looks at the vector.
+    to_guest = mode & O_ACCMODE == O_RDONLY and not mode & O_PATH
+    # The kernel takes nr_segs as an unsigned int.
+    pointer, count, keep = host_vector(t, iov, nr_segs & 0xFFFFFFFF, to_guest)
+    result = host.syscall(NR["vmsplice"], fd, pointer, count, flags)
+    del keep  # km's copy of the vector lives until here (the pipe holds guest pages)
+    if result == -errno.EPIPE:
+        t.proc.broken_pipe(t)
+    return host.check(result)
+
+
+# ---- guest memory the host keeps: the guard and the vector ---------------------------------
+
+#: km's guard: PROT_NONE address space, as big as one transfer can be, so that every
+#: byte of a segment standing for inaccessible guest memory faults.
+GUARD_SIZE = args.MAX_RW_COUNT + PAGE_SIZE
+#: Buffers ending above this are checked by the host (access_ok's limit is at the top).
+_TOP = USER_END - PAGE_SIZE
+_guard = 0
+_probe = -1
+_init_lock = _thread.allocate_lock()
+
+
+def fault_address() -> int:
+    """A km address where every access faults for GUARD_SIZE bytes: given to the host in
+    place of guest memory that is not accessible, so the host call fails with EFAULT (or
+    stops short) exactly where the same call would natively."""
+    global _guard
+    if not _guard:
+        with _init_lock:
+            if not _guard:
+                flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
+                address = host.syscall(NR["mmap"], 0, GUARD_SIZE, PROT_NONE, flags, -1, 0)
+                if address < 0:  # no room for it: one page (the kernel stops at a fault)
+                    address = host.call(NR["mmap"], 0, PAGE_SIZE, PROT_NONE, flags, -1, 0)
+                _guard = address
+    return _guard
+
+
+def _refused(t: GuestThread, raw: bytes, count: int) -> int:
+    """What the kernel's import_iovec says of these (guest) numbers: 0 if it takes them,
+    else -EINVAL or -EFAULT. Asked of the host with a readv of a pipe nobody writes
+    to: it checks the vector exactly as vmsplice and AIO do, then reads nothing."""
+    global _probe
+    if _probe < 0:
+        with _init_lock:
+            if _probe < 0:
+                read_end, write_end = os.pipe2(O_CLOEXEC)
+                os.close(write_end)
+                _probe = t.proc.fds.move_high(read_end)
+    result = host.syscall(NR["readv"], _probe, host.address_of(raw), count)
+    return min(result, 0)
+
+
+def host_vector(t: GuestThread, iov_va: int, count: int,
+                write: bool) -> tuple[int, int, object]:
+    """The host's (address, count) for a guest iovec array of count entries, for a call
+    that checks it as import_iovec does and may use the memory after it returns; the
+    third item keeps km's arrays alive (hold it until the host is done with them).
+
+    write: the host writes guest memory. Buffers are guest memory in place. A vector the
+    kernel would refuse (too long, unreadable, a negative length, beyond access_ok) is
+    passed on so that the host refuses it at the same point of the call."""
+    if count > IOV_MAX:
+        return fault_address(), count, None  # EINVAL before the array is read
+    if not count:
+        return 0, 0, None
+    try:
+        raw = t.mm.read(iov_va, count * 16)
+    except GuestFault:
+        return fault_address(), count, None  # EFAULT copying the array in
+    return translate_vector(t, raw, count, write)
+
+
+def translate_vector(t: GuestThread, raw: bytes, count: int,
+                     write: bool) -> tuple[int, int, object]:
+    """host_vector for an array already read from the guest (raw: count iovecs)."""
+    mm = t.mm
+    base = mm.host_base
+    flat: list[int] = []
+    total = 0
+    checked = False
+    for va, length in _IOVEC.iter_unpack(raw):
+        wanted = min(length, args.MAX_RW_COUNT - total)  # Linux truncates the vector here
+        segments = mm.accessible_prefix(va, wanted, write) if wanted > 0 else []
+        got = sum(n for _pa, n in segments)
+        if not checked and (got < wanted or va + length > _TOP or length >> 63):
+            # Not all guest memory: let the host's import_iovec judge the numbers first.
+            refused = _refused(t, raw, count)
+            if refused:
+                return host.address_of(raw), count, raw  # refused again, the same way
+            checked = True
+        for pa, n in segments:
+            flat += (base + pa, n)
+        if got < wanted:  # the transfer faults here, as on the guest's memory
+            flat += (fault_address(), wanted - got)
+            break
+        total += wanted
+        if len(flat) >= 2 * IOV_MAX:
+            break
+    flat = flat[:2 * IOV_MAX]
+    if not flat:
+        return 0, 0, None
+    vector = (ctypes.c_uint64 * len(flat))(*flat)
+    return ctypes.addressof(vector), len(flat) // 2, vector
 
 
 HANDLERS = {
@@ -167,4 +432,5 @@ HANDLERS = {
     "copy_file_range": sys_copy_file_range,
     "splice": sys_splice,
     "tee": sys_tee,
+    "vmsplice": sys_vmsplice,
 }

@@ -6,7 +6,20 @@ handler; kontain.monitor.dispatch builds each process's table from them.
 
 from __future__ import annotations
 
-from kontain.syscalls import fs, identity, io, lifecycle, misc, mm, net, poll, signal, thread
+from kontain.syscalls import (
+    aio,
+    fs,
+    identity,
+    io,
+    lifecycle,
+    misc,
+    mm,
+    net,
+    pidfd,
+    poll,
+    signal,
+    thread,
+)
 from kontain.syscalls import time as time_
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
@@ -16,6 +29,7 @@ if TYPE_CHECKING:
 
 def all_handlers() -> dict[str, Callable[..., int]]:
     handlers: dict[str, Callable[..., int]] = {}
-    for family in (fs, identity, io, lifecycle, misc, mm, net, poll, signal, thread, time_):
+    for family in (fs, identity, io, lifecycle, misc, mm, net, poll, signal, thread, time_,
+                   aio, pidfd):
         handlers.update(family.HANDLERS)
     return handlers

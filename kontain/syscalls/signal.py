@@ -19,25 +19,31 @@ import struct
 import time
 
 from kontain.linux import hostcall as host
-from kontain.linux.abi import ERESTARTNOHAND
+from kontain.linux.abi import ERESTARTNOHAND, ERESTARTSYS
 from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor import signals as sig
 from kontain.monitor.dispatch import CONTEXT_SET
 from kontain.monitor.hostsignals import FORWARDED, TIMER_PROXY
+from kontain.monitor.signalfd import SIGNALFD_SIGINFO_SIZE, SignalFile, read_records
 from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kontain.monitor.thread import GuestThread
 
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
-_STACK = struct.Struct("<QiiQ")  # stack_t: ss_sp, ss_flags, (pad), ss_size
+_STACK = struct.Struct("<QIiQ")  # stack_t: ss_sp, ss_flags, (pad), ss_size
 SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
 MINSIGSTKSZ = 2048
 _SIGEVENT = struct.Struct("<Qii")  # sigev_value, sigev_signo, sigev_notify; then the union
 SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD, SIGEV_THREAD_ID = 0, 1, 2, 4
 ALL_SIGNALS = (1 << sig.NSIG) - 1
+#: sa_flags Linux keeps (UAPI_SA_FLAGS): NOCLDSTOP, NOCLDWAIT, SIGINFO, EXPOSE_TAGBITS,
+#: RESTORER, ONSTACK, RESTART, NODEFER, RESETHAND.
+KNOWN_ACTION_FLAGS = 0x1 | 0x2 | 0x4 | 0x800 | 0x04000000 | 0xF8000000
 
 
 def _host_signals_now(t: GuestThread) -> None:
@@ -72,12 +78,14 @@ def sys_rt_sigaction(t: GuestThread, signo: int, act: int, oldact: int, sigsetsi
             t.mm.write(oldact, current.pack())
         if new is not None:
             handler, flags, restorer, mask = new
+            flags &= KNOWN_ACTION_FLAGS  # Linux drops the rest: libcs probe with them
             state.actions[signo] = sig.Disposition(handler, flags, restorer,
                                                    mask & ~sig.UNBLOCKABLE)
             if state.ignored(signo):  # setting SIG_IGN discards what is pending
                 state.shared.discard(signo)
                 for thread in t.proc.group.all():
                     thread.pending.discard(signo)
+                t.proc.signalfds.refresh()
             t.proc.host_signals.disposition_changed(signo)
     return 0
 
@@ -154,6 +162,8 @@ def sys_rt_sigtimedwait(t: GuestThread, set_: int, info: int, timeout: int, sigs
     while True:
         with state.lock:
             taken = t.pending.take(wanted) or state.shared.take(wanted)
+            if taken is not None:
+                t.proc.signalfds.refresh()
         if taken is not None:
             signo, siginfo = taken
             if info:
@@ -173,10 +183,11 @@ def sys_sigaltstack(t: GuestThread, ss: int, old_ss: int, *_: int) -> int:
     rsp = t.regs.rsp
     on_stack = bool(size) and sp <= rsp < sp + size
     if old_ss:
-        shown = SS_ONSTACK if on_stack else (flags if size else SS_DISABLE)
-        t.mm.write(old_ss, _STACK.pack(sp, shown, 0, size))
+        shown = SS_ONSTACK if on_stack else (0 if size else SS_DISABLE)
+        t.mm.write(old_ss, _STACK.pack(sp, shown | flags & SS_AUTODISARM, 0, size))
     if new is not None:
         new_sp, new_flags, _pad, new_size = new
+        new_flags &= 0xFFFFFFFF
         if on_stack:
             raise SyscallError(errno.EPERM)
         mode = new_flags & ~SS_AUTODISARM
@@ -187,7 +198,7 @@ def sys_sigaltstack(t: GuestThread, ss: int, old_ss: int, *_: int) -> int:
         else:
             if new_size < MINSIGSTKSZ:
                 raise SyscallError(errno.ENOMEM)
-            t.altstack = (new_sp, 0, new_size)
+            t.altstack = (new_sp, new_flags & SS_AUTODISARM, new_size)
     return 0
 
 
@@ -264,6 +275,8 @@ def sys_rt_sigqueueinfo(t: GuestThread, pid: int, signo: int, uinfo: int, *_: in
 def sys_rt_tgsigqueueinfo(t: GuestThread, tgid: int, tid: int, signo: int, uinfo: int,
                           *_: int) -> int:
     tgid, tid, signo = args.s32(tgid), args.s32(tid), _signo(signo, allow_zero=True)
+    if tgid <= 0 or tid <= 0:
+        raise SyscallError(errno.EINVAL)
     if tgid != t.proc.pid:
         return host.call(NR["rt_tgsigqueueinfo"], tgid, tid, signo,
                          args.in_ptr(t, uinfo, sig.SIGINFO_SIZE))
@@ -377,9 +390,36 @@ def sys_signalfd4(t: GuestThread, fd: int, mask: int, sizemask: int, flags: int,
     number = args.s32(fd)
     if number == -1:
         return t.proc.signalfds.create(watched, flags)
-    if not t.proc.signalfds.update(args.fd(t, fd), watched):
-        raise SyscallError(errno.EINVAL)
+    fd = args.fd(t, fd)
+    if not t.proc.signalfds.update(fd, watched):
+        host.call(NR["fcntl"], fd, 1)  # F_GETFD: EBADF for a number not open
+        raise SyscallError(errno.EINVAL)  # open, but not a signalfd
     return number
+
+
+def signalfd_read(t: GuestThread, file: SignalFile, fd: int, size: int,
+                  put: Callable[[bytes], object]) -> int:
+    """read(2) of a signalfd with room for `size` bytes: as many whole signalfd_siginfo
+    records as fit and are pending, the reading thread's first; blocking (unless the
+    descriptor is O_NONBLOCK) only while none is. put() stores the records in the guest."""
+    wanted = size // SIGNALFD_SIGINFO_SIZE
+    if not wanted:
+        raise SyscallError(errno.EINVAL)
+    _host_signals_now(t)
+    state = t.proc.signals
+    while True:
+        with state.lock:
+            records = read_records(t.proc, file, t.pending, wanted)
+        if records:
+            break
+        if not os.get_blocking(fd):
+            raise SyscallError(errno.EAGAIN)
+        if _deliverable(t):
+            raise SyscallError(ERESTARTSYS)  # a handler runs, then the read again
+        t.proc.group.wait(t, None)
+    data = b"".join(records)
+    put(data)  # (a fault here loses the records, as Linux's copy_to_user does)
+    return len(data)
 
 
 def sys_signalfd(t: GuestThread, fd: int, mask: int, sizemask: int, *_: int) -> int:

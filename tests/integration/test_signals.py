@@ -249,6 +249,30 @@ def test_signal_timing(payloads, tflavour, run_both, assert_same, mode, status, 
     check(run_both([exe, mode], timeout=60), status, expect, assert_same)
 
 
+SIGNALFD_CASES = [
+    case("pending", 0, "pending after kill: 1, readable: 1\n", "read 127: -1 EINVAL\n",
+         "still pending after refused reads: 1\n", "pending after read: 0, readable: 0\n"),
+    case("order", 0, "read 300: 256 bytes\n", "readable at the end: 0\n"),
+    case("descriptor", 0, "write: -1 EINVAL\n", "signalfd on a closed descriptor: -1 EBADF\n",
+         "original sees USR2: 1\n", "a reused number reads: 3\n"),
+    case("blocking", 0, "blocking read: 128, signo 10\n"),
+    case("restart", 0, "no SA_RESTART: read -1 EINTR, handler ran: 1\n",
+         "SA_RESTART: read 128 , handler ran: 1\n"),
+    case("delivered", 0, "handled: 1, readable: 0\n", "ignored and blocked: pending 1\n"),
+    case("fork", 0, "child: readable 0, pending USR1 0\n", "parent: readable 1\n"),
+    case("epoll", 0, "epoll after: 1, data 7\n", "epoll after the read: 0\n"),
+    case("sigwait", 0, "sigwait took 10; readable 1\n", "sigwait took 12; readable 0\n"),
+]
+
+
+@pytest.mark.parametrize("mode,status,expect", SIGNALFD_CASES)
+def test_signalfd(payloads, tflavour, run_both, assert_same, mode, status, expect):
+    """A signalfd leaves its signals pending until a read takes them, in delivery order;
+    readiness (poll, epoll) follows what is pending, also in a forked child."""
+    exe = payloads.build("sig_signalfd", tflavour)
+    check(run_both([exe, mode], timeout=60), status, expect, assert_same)
+
+
 def _inheriting(ignored: list[int], blocked: list[int]):
     def prepare() -> None:
         for signo in ignored:

@@ -206,9 +206,6 @@ def test_sigaction_keeps_what_linux_keeps(thread, guest, usr2, flags, mask):
     assert guest.read(km_old, 32) == ctypes.string_at(linux_old, 32)
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: rt_sigaction keeps flag bits Linux does "
-                   "not know (SA_UNSUPPORTED); Linux clears them, which is how libcs "
-                   "detect which flags a kernel supports")
 def test_sigaction_clears_unknown_flags(thread, guest, usr2):
     act = SIGACTION.pack(SIG_DFL, SA_RESTORER | SA_UNSUPPORTED, 0x40_2000, 0)
     linux_old = host(32)
@@ -390,9 +387,6 @@ def test_sigaltstack_cannot_change_while_on_it(thread, guest):
     assert call(thread, "sigaltstack", 0, BAD) == native("sigaltstack", 0, BAD) == -errno.EFAULT
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: sigaltstack refuses SS_AUTODISARM with "
-                   "EINVAL (ss_flags is read signed and masked as unsigned), and would not "
-                   "keep it anyway; Linux accepts it, reports it and disarms on delivery")
 def test_sigaltstack_keeps_ss_autodisarm(thread, guest, altstack):
     stack_memory = host(3 * PAGE)
     new = STACK.pack(stack_memory, SS_AUTODISARM, 0, 3 * PAGE)
@@ -467,8 +461,6 @@ def test_sigqueueinfo_errors(thread, guest):
         native("rt_sigqueueinfo", pid, SIGUSR2, BAD) == -errno.EFAULT
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: rt_tgsigqueueinfo to its own process with a "
-                   "tid <= 0 is ESRCH; Linux says EINVAL")
 def test_tgsigqueueinfo_refuses_a_bad_tid(thread, guest):
     info = _siginfo(SIGUSR2, SI_QUEUE, 0)
     assert native("rt_tgsigqueueinfo", os.getpid(), -1 & 0xFFFFFFFF, SIGUSR2, host(info)) \
@@ -603,8 +595,6 @@ def test_signalfd_records_like_linux(thread, guest, usr2, fds):
     assert km_bytes[48:] == linux_bytes[48:]  # ssi_ptr and the rest
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: signalfd's ssi_int drops bit 31 of "
-                   "si_int (value & 0x7FFFFFFF) where Linux copies the int whole")
 def test_signalfd_ssi_int_is_the_whole_int(thread, guest, fds):
     mask = struct.pack("<Q", bit(SIGUSR2))
     km_fd = call(thread, "signalfd4", -1 & 0xFFFFFFFF, guest.put(mask), 8, os.O_NONBLOCK)
@@ -637,8 +627,6 @@ def test_signalfd_arguments(thread, guest, fds):
         == -errno.EBADF
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: signalfd on a closed descriptor is EINVAL; "
-                   "Linux says EBADF")
 def test_signalfd_of_a_closed_descriptor_is_ebadf(thread, guest):
     closed = os.dup(0)
     os.close(closed)
