@@ -9,13 +9,9 @@ import subprocess
 
 import pytest
 
+from .oracle import compare
+
 LIBCS = ["musl", "glibc"]
-
-
-def compare(runs, assert_same):
-    assert runs.native.returncode == 0, runs.native.describe() + "\n" + runs.native.out
-    assert_same(runs.native, runs.km)
-    return runs.native.out
 
 
 def all_yes(out: str) -> None:

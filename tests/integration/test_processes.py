@@ -14,6 +14,8 @@ import uuid
 import pytest
 from conftest import FLAVOURS
 
+from .oracle import compare
+
 # The static flavours the process payloads are built in (static-pie adds nothing here
 # that the loader tests do not already cover, and every km fork costs real time).
 LIBCS = ["musl", "glibc"]
@@ -33,14 +35,6 @@ def proc_fork(payloads, libc):
 def proc_child(payloads, libc):
     """The program the parent execs: built with the same libc as the parent."""
     return payloads.build("proc_child", libc)
-
-
-def compare(runs, assert_same, *, status=0):
-    """The native run must have behaved as the test expects, then km like it."""
-    assert runs.native.returncode == status, runs.native.describe() + "\n" + runs.native.out
-    assert "FATAL" not in runs.native.out, runs.native.out
-    assert_same(runs.native, runs.km)
-    return runs.native.out
 
 
 # ---- fork -------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import FLAVOURS
 
+from .oracle import compare
+
 BUSYBOX = "/bin/busybox"
 LIBCS = ["musl", "glibc"]
 
@@ -30,14 +32,6 @@ def sysdetails(request):
     def build(libc: str = "musl") -> Path:
         return builder.build("sysdetails_fs", FLAVOURS[libc])
     return build
-
-
-def compare(runs, assert_same) -> str:
-    """The native run must have worked, then km must have done the same."""
-    assert runs.native.returncode == 0, runs.native.describe() + "\n" + runs.native.err
-    assert "FATAL" not in runs.native.out, runs.native.out
-    assert_same(runs.native, runs.km)
-    return runs.native.out
 
 
 def in_root(run_native, run_km, tmp_path: Path, payload: Path, mode: str):

@@ -19,6 +19,8 @@ What km must add to the host's own answers, and what these tests pin down:
 
 import pytest
 
+from .oracle import compare
+
 LIBCS = ["musl", "glibc"]
 
 
@@ -36,14 +38,6 @@ def musl_payload(payloads):
 def payload(payloads, libc):
     """Built with both libcs, for the calls that go through libc wrappers or threads."""
     return payloads.build("sysdetails_io", libc)
-
-
-def compare(runs, assert_same, *, status=0):
-    """The native run must have behaved as the test expects, then km like it."""
-    assert runs.native.returncode == status, runs.native.describe() + "\n" + runs.native.out
-    assert "FATAL" not in runs.native.out, runs.native.out
-    assert_same(runs.native, runs.km)
-    return runs.native.out
 
 
 # ---- vmsplice, splice, tee --------------------------------------------------------------
