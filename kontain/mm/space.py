@@ -45,6 +45,7 @@ from kontain.linux.abi import (
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
+    MAP_GROWSDOWN,
     MAP_HUGETLB,
     MAP_NORESERVE,
     MAP_PRIVATE,
@@ -60,6 +61,7 @@ from kontain.linux.abi import (
     PROT_MASK,
     PROT_NONE,
     PROT_READ,
+    PROT_SEM,
     PROT_WRITE,
 )
 from kontain.machine import hostmem
@@ -446,10 +448,11 @@ class AddressSpace(GuestMemory):
     def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1,
              offset: int = 0, name: str = "") -> int:
         """Linux mmap(2) on the guest address space. Raises OSError(errno)."""
-        if length <= 0 or prot & ~PROT_MASK & ~PROT_GROWSDOWN or offset & _PAGE_MASK:
+        if length <= 0 or offset & _PAGE_MASK:  # (unknown prot bits are ignored)
             raise OSError(errno.EINVAL, "mmap")
         kind = flags & MAP_TYPE
-        if kind not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE):
+        if kind not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE) \
+                or kind == MAP_SHARED_VALIDATE and flags & MAP_ANONYMOUS:
             raise OSError(errno.EINVAL, "mmap")
         if kind == MAP_SHARED_VALIDATE:
             flags = flags & ~MAP_TYPE | MAP_SHARED
@@ -550,7 +553,9 @@ class AddressSpace(GuestMemory):
     # ---- mprotect ---------------------------------------------------------------------
 
     def mprotect(self, addr: int, length: int, prot: int) -> None:
-        if addr & _PAGE_MASK or prot & ~PROT_MASK & ~(PROT_GROWSDOWN | PROT_GROWSUP):
+        grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP)
+        if addr & _PAGE_MASK or prot & ~PROT_MASK & ~(PROT_SEM | PROT_GROWSDOWN | PROT_GROWSUP) \
+                or grows == PROT_GROWSDOWN | PROT_GROWSUP:
             raise OSError(errno.EINVAL, "mprotect")
         prot &= PROT_MASK
         end = addr + page_up(length)
@@ -560,6 +565,15 @@ class AddressSpace(GuestMemory):
             return
         with self.lock:
             edit = self._edit()
+            if grows:
+                # The whole stack below: only a MAP_GROWSDOWN mapping grows (none grows up
+                # on x86).
+                first = edit.find(addr)
+                if first is None:
+                    raise OSError(errno.ENOMEM, "mprotect")
+                if grows == PROT_GROWSUP or not first.flags & MAP_GROWSDOWN:
+                    raise OSError(errno.EINVAL, "mprotect: the mapping does not grow")
+                addr = first.start
             for vma in edit.covering(addr, end):
                 if vma.foreign and prot & PROT_WRITE and vma.name != "[vdso]":
                     # Checked before any split, as Linux does: [vvar] has no VM_MAYWRITE.
@@ -678,9 +692,11 @@ class AddressSpace(GuestMemory):
         if old & _PAGE_MASK or flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) \
                 or flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE or new_size <= 0:
             raise OSError(errno.EINVAL, "mremap")
-        if flags & MREMAP_DONTUNMAP:
-            raise OSError(errno.EINVAL, "mremap: MREMAP_DONTUNMAP is not supported")
-        if old_size > USER_END or new_size > USER_END:
+        if flags & MREMAP_DONTUNMAP and (not flags & MREMAP_MAYMOVE or old_size != new_size):
+            raise OSError(errno.EINVAL, "mremap: MREMAP_DONTUNMAP moves, and only as it is")
+        if new_size > USER_END:
+            raise OSError(errno.EINVAL, "mremap: larger than the address space")
+        if old_size > USER_END:
             raise OSError(errno.ENOMEM, "mremap")
         old_size, new_size = page_up(old_size), page_up(new_size)
         with self.lock:
@@ -692,7 +708,17 @@ class AddressSpace(GuestMemory):
                 # Linux duplicates a shared mapping here; km does not (yet), and a private
                 # one is EINVAL on Linux too.
                 raise OSError(errno.EINVAL, "mremap of old size 0")
-            pieces = edit.covering(old, old + old_size)
+            if not flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) and new_size <= old_size:
+                # Shrinking in place only unmaps the tail, holes or not (as Linux).
+                if new_size < old_size:
+                    removed = edit.remove(old + new_size, old + old_size)
+                    self._publish(edit)
+                    self._release(removed)
+                return old
+            try:
+                pieces = edit.covering(old, old + old_size)
+            except OSError:
+                raise OSError(errno.EFAULT, "mremap of a range with a hole") from None
             if not all(a.continues(b) for a, b in zip(pieces, pieces[1:], strict=False)):
                 raise OSError(errno.EFAULT, "mremap across mappings")
             if flags & MREMAP_FIXED:
@@ -701,13 +727,13 @@ class AddressSpace(GuestMemory):
                     raise OSError(errno.EINVAL, "mremap")
                 if new_addr < host_mmap_min_addr():
                     raise OSError(errno.EPERM, "mremap below vm.mmap_min_addr")
+                if flags & MREMAP_DONTUNMAP:
+                    return self._move_leaving_empty(edit, pieces, old, old_size, new_addr)
                 return self._move(edit, old, old_size, new_size, new_addr)
-            if new_size <= old_size:
-                if new_size < old_size:
-                    removed = edit.remove(old + new_size, old + old_size)
-                    self._publish(edit)
-                    self._release(removed)
-                return old
+            if flags & MREMAP_DONTUNMAP:
+                edit.cut(old, old + old_size)
+                free = edit.find_free(old_size, self.mmap_top)
+                return self._move_leaving_empty(edit, pieces, old, old_size, free)
             last = pieces[-1]
             growable = not last.file_backed and not last.foreign
             if growable and old + new_size <= USER_END and not edit.overlaps(
@@ -747,6 +773,30 @@ class AddressSpace(GuestMemory):
                 raise OSError(errno.ENOMEM, "mremap: cannot grow a file mapping")
             self._grow(self._edit(), new_addr + size, new_addr + new_size, moved[-1].name)
         return new_addr
+
+    def _move_leaving_empty(self, edit: _Edit, pieces: list[Vma], old: int, size: int,
+                            new_addr: int) -> int:
+        """MREMAP_DONTUNMAP: the pages move to new_addr, and [old, old+size) stays mapped
+        as it was, empty (zero pages on the next touch, as Linux gives a private
+        anonymous mapping). Shared and file mappings would have to show the same
+        memory at both addresses, which physically contiguous mappings cannot: EINVAL
+        (as Linux before 5.13 said for them)."""
+        if any(vma.file_backed or vma.shared or vma.foreign for vma in pieces):
+            raise OSError(errno.EINVAL, "mremap: MREMAP_DONTUNMAP of a shared or file mapping")
+        moved_to = self._move(edit, old, size, size, new_addr)
+        edit = self._edit()
+        fresh = []
+        for vma in pieces:
+            start, end = max(vma.start, old), min(vma.end, old + size)
+            eager = vma.prot and end - start < DEMAND_BACKED_MIN
+            pa = self._allocate_pa(end - start) if eager else None
+            fresh.append(Vma(start, end, vma.prot, vma.flags, pa, vma.name))
+        for vma in fresh:
+            edit.insert(vma)
+        self._publish(edit)
+        for vma in fresh:
+            self._map(vma)
+        return moved_to
 
     # ---- madvise, msync ---------------------------------------------------------------
 

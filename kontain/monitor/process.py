@@ -10,13 +10,14 @@ import struct
 import time
 
 from kontain.linux import hostcall as host
+from kontain.linux.abi import MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_PRIVATE
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.loader import stack
 from kontain.loader.elf import ET_DYN, ExecError, read_elf
 from kontain.loader.load import load_image
 from kontain.machine.layout import PAGE_SIZE, PIE_BASE, STACK_SIZE, USER_END
 from kontain.machine.vm import Machine
-from kontain.mm.space import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, AddressSpace
+from kontain.mm.space import AddressSpace
 from kontain.monitor import aslr
 from kontain.monitor import signals as sig
 from kontain.monitor.dispatch import SyscallTable
@@ -153,8 +154,10 @@ class Process:
         self.trace.log("load", f"{self.guest_exe}: entry {entry:#x} bias {loaded.bias:#x} "
                                f"brk {loaded.end:#x}")
         stack_top = layout.stack_top
-        self.mm.mmap(stack_top - STACK_SIZE, STACK_SIZE, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                     name="[stack]")
+        # (MAP_GROWSDOWN: as Linux's stack, it takes mprotect(PROT_GROWSDOWN), which
+        # glibc uses to make the stack executable for a library that asks for it.)
+        self.mm.mmap(stack_top - STACK_SIZE, STACK_SIZE, 3,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_GROWSDOWN, name="[stack]")
         host = stack.host_auxv()
         from kontain.monitor import vdso
         vdso_address = vdso.install(self, layout.vdso_base)

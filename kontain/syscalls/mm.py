@@ -103,9 +103,21 @@ def _locked_range(name: str):
     number = NR[name]
 
     def handler(t: GuestThread, addr: int, length: int, a2: int, *_: int) -> int:
-        start = addr & ~0xFFF
-        for pa, size in t.mm.segments(start, m.page_up(addr + length) - start):
-            host.call(number, t.mm.host_base + pa, size, a2)
+        """Mapping by mapping, as Linux walks the range: a hole is ENOMEM (what came
+        before it stays done); inaccessible mappings have nothing to lock."""
+        va = addr & ~0xFFF
+        end = m.page_up(addr + length)
+        if end > USER_END or end < va:
+            raise SyscallError(errno.ENOMEM)
+        while va < end:
+            vma = t.mm.find(va)
+            if vma is None:
+                raise SyscallError(errno.ENOMEM)
+            stop = min(end, vma.end)
+            if vma.prot and not vma.foreign:
+                for pa, size in t.mm.segments(va, stop - va):
+                    host.call(number, t.mm.host_base + pa, size, a2)
+            va = stop
         return 0
     handler.__name__ = f"sys_{name}"
     return handler

@@ -23,6 +23,7 @@ from kontain.linux.abi import (
     MAP_PRIVATE,
     MAP_SHARED,
     MAP_SHARED_VALIDATE,
+    MREMAP_DONTUNMAP,
     MREMAP_FIXED,
     MREMAP_MAYMOVE,
     PROT_EXEC,
@@ -173,12 +174,9 @@ def test_anonymous_mmap_and_munmap(thread):
     (AREA + 1, PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, 0),  # unaligned fixed
     (0, 1 << 62, RW, MAP_PRIVATE | MAP_ANONYMOUS, 0),                  # too long
     (0, MASK64, RW, MAP_PRIVATE | MAP_ANONYMOUS, 0),
-    pytest.param(0, PAGE, RW, MAP_SHARED_VALIDATE | MAP_ANONYMOUS, 0, marks=pytest.mark.xfail(
-        strict=True, reason="km bug: anonymous MAP_SHARED_VALIDATE is mapped; Linux: EINVAL")),
+    (0, PAGE, RW, MAP_SHARED_VALIDATE | MAP_ANONYMOUS, 0),             # EINVAL
     (0, PAGE, RW, MAP_SHARED | MAP_ANONYMOUS, 0),
-    pytest.param(0, PAGE, PROT_READ | 0x100, MAP_PRIVATE | MAP_ANONYMOUS, 0,
-                 marks=pytest.mark.xfail(strict=True, reason="km bug: mmap refuses unknown "
-                                         "prot bits (EINVAL); Linux ignores them")),
+    (0, PAGE, PROT_READ | 0x100, MAP_PRIVATE | MAP_ANONYMOUS, 0),      # unknown prot bits
     (0, PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS | 0x4000_0000, 0),      # an unknown flag
     (0, PAGE, PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -PAGE & MASK64),
 ])
@@ -248,11 +246,8 @@ def test_munmap_like_linux(thread, guest_area, host_area, offset, length):
 @pytest.mark.parametrize("offset, length, prot", [
     (0, PAGE, PROT_READ), (0, 3 * PAGE, PROT_READ), (PAGE, PAGE, PROT_READ),
     (1, PAGE, PROT_READ), (0, 0, PROT_READ), (0, PAGE, 0x10),
-    pytest.param(0, PAGE, 0x8, marks=pytest.mark.xfail(
-        strict=True, reason="km bug: mprotect refuses PROT_SEM (EINVAL); Linux accepts it")),
-    pytest.param(0, PAGE, 0x0100_0000, marks=pytest.mark.xfail(
-        strict=True, reason="km bug: mprotect(PROT_GROWSDOWN) of a mapping that does not "
-        "grow down succeeds; Linux: EINVAL")),
+    (0, PAGE, 0x8), (0, PAGE, 0x0100_0000), (0, PAGE, 0x0200_0000),  # SEM, GROWSDOWN/UP
+    (0, PAGE, 0x0300_0000),
     (2 * PAGE, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC), (0, MASK64 - PAGE, PROT_READ)])
 def test_mprotect_like_linux(thread, guest_area, host_area, offset, length, prot):
     assert call(thread, "mprotect", guest_area + offset, length, prot) == \
@@ -267,22 +262,17 @@ def test_mprotect_changes_what_the_guest_may_do(thread, guest_area):
 
 # ---- mremap ------------------------------------------------------------------------------
 
-MREMAP_HOLE_BUG = pytest.mark.xfail(
-    strict=True, reason="km bug: mremap of a range with a hole is ENOMEM; Linux returns the "
-    "address for an unchanged size and says EFAULT when it must move or grow it")
-
-
 @pytest.mark.parametrize("offset, old, new, flags", [
     (0, PAGE, 2 * PAGE, 0),                          # grows in place, into the hole
     (0, PAGE, PAGE, 0), (0, PAGE, PAGE // 2, 0), (1, PAGE, PAGE, 0), (0, PAGE, 0, 0),
     (PAGE, PAGE, PAGE, 0),                           # the hole: EFAULT
-    pytest.param(0, 3 * PAGE, 3 * PAGE, 0, marks=MREMAP_HOLE_BUG),
-    pytest.param(0, 3 * PAGE, 4 * PAGE, MREMAP_MAYMOVE, marks=MREMAP_HOLE_BUG),
+    (0, 3 * PAGE, 3 * PAGE, 0), (0, 3 * PAGE, 2 * PAGE, 0),  # over the hole: kept, cut
+    (0, 3 * PAGE, 4 * PAGE, MREMAP_MAYMOVE),                   # over the hole, grown: EFAULT
+    (0, PAGE, 2 * PAGE, MREMAP_MAYMOVE | MREMAP_DONTUNMAP),    # DONTUNMAP: the same size
+    (0, PAGE, PAGE, MREMAP_DONTUNMAP),                         # DONTUNMAP without MAYMOVE
     (0, PAGE, PAGE, MREMAP_FIXED),                   # FIXED without MAYMOVE
     (0, PAGE, PAGE, 8),                              # an unknown flag
-    pytest.param(0, PAGE, 1 << 62, MREMAP_MAYMOVE, marks=pytest.mark.xfail(
-        strict=True, reason="km bug: mremap to a size beyond the address space is ENOMEM; "
-        "Linux: EINVAL"))])
+    (0, PAGE, 1 << 62, MREMAP_MAYMOVE)])
 def test_mremap_like_linux(thread, guest_area, host_area, offset, old, new, flags):
     km = call(thread, "mremap", guest_area + offset, old, new, flags, 0)
     linux = native("mremap", host_area + offset, old, new, flags, 0)
@@ -298,6 +288,23 @@ def test_mremap_moves_keep_the_contents(thread, guest_area):
     assert thread.mm.find(guest_area + 2 * PAGE) is None
     assert call(thread, "mremap", target, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED,
                 target + 1) == -errno.EINVAL
+
+
+def test_mremap_dontunmap_moves_the_pages_and_leaves_the_range_empty(thread, guest_area,
+                                                                     host_area):
+    flags = MREMAP_MAYMOVE | MREMAP_DONTUNMAP
+    ctypes.memmove(host_area, b"moving", 6)
+    moved = native("mremap", host_area, PAGE, PAGE, flags, 0)
+    assert moved > 0 and ctypes.string_at(moved, 6) == b"moving"
+    assert ctypes.string_at(host_area, 6) == bytes(6)  # still mapped, empty
+    thread.mm.write(guest_area, b"moving")
+    moved = call(thread, "mremap", guest_area, PAGE, PAGE, flags, 0)
+    assert moved > 0 and thread.mm.read(moved, 6) == b"moving"
+    assert thread.mm.read(guest_area, 6) == bytes(6)
+    assert thread.mm.find(guest_area).prot == thread.mm.find(moved).prot
+    target = AREA + 32 * PAGE
+    assert call(thread, "mremap", moved, PAGE, PAGE, flags | MREMAP_FIXED, target) == target
+    assert thread.mm.read(target, 6) == b"moving" and thread.mm.read(moved, 6) == bytes(6)
 
 
 # ---- madvise, msync, mincore, mlock ------------------------------------------------------
@@ -353,8 +360,6 @@ def test_mlock2_flags(thread, guest_area, host_area):
     native("munlock", host_area, PAGE)
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: mlock/munlock of a range with a hole is "
-                   "EFAULT; Linux says ENOMEM")
 @pytest.mark.parametrize("name", ["mlock", "munlock", "mlock2"])
 def test_mlock_of_a_hole_is_enomem(thread, guest_area, host_area, name):
     assert native(name, host_area, 3 * PAGE, 0) == -errno.ENOMEM
