@@ -112,8 +112,9 @@ def _check(result: int, what: str) -> int:
 class Jail:
     """Builds km's walls (see the module docstring); what it built goes to -V=jail."""
 
-    def __init__(self, trace: Tracer) -> None:
+    def __init__(self, trace: Tracer, drop_capabilities: bool = True) -> None:
         self._trace = trace
+        self._drop_caps = drop_capabilities
         self.walls: list[str] = []
 
     def enter(self, root: str) -> str:
@@ -127,7 +128,7 @@ class Jail:
                                     root)
         _check(host.syscall(NR["prctl"], PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
         self.walls.append("no_new_privs")
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and self._drop_caps:
             self._try("capabilities", self._drop_capabilities)
         self._try("landlock", lambda: self._landlock(jailed_root if confined else None))
         self._try("seccomp", seccomp.install)

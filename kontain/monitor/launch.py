@@ -44,7 +44,8 @@ class LaunchSpec:
                  ignored_signals: frozenset[int] = frozenset(), signal_mask: int = 0,
                  rlimits: dict[int, tuple[int, int]] | None = None, personality: int = 0,
                  stats: bool = False, verbose: str | None = None, strict: bool = False,
-                 diagnostics_fd: int = 2) -> None:
+                 diagnostics_fd: int = 2, kvm: Kvm | None = None,
+                 keep_capabilities: bool = False) -> None:
         #: The program, as named: looked up in PATH (inside the root) when it has no slash.
         self.payload = payload
         self.args = list(args or [])
@@ -64,6 +65,11 @@ class LaunchSpec:
         self.stats, self.verbose, self.strict = stats, verbose, strict
         #: Where km writes its own messages (kept above the guest's descriptors).
         self.diagnostics_fd = diagnostics_fd
+        #: /dev/kvm already open (krun opens it before the container's root hides it).
+        self.kvm = kvm
+        #: The capabilities km holds were set by whoever started it (krun, from the
+        #: container's config): the jail keeps them instead of a container's default.
+        self.keep_capabilities = keep_capabilities
 
     @property
     def argv(self) -> list[bytes]:
@@ -125,13 +131,13 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
         diagnostics = fds.move_high(os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC))
     env = spec.env if spec.env is not None else inherited_environment()
     try:
-        kvm = Kvm()  # before the jail: km keeps /dev/kvm open, and needs nothing else
+        kvm = spec.kvm or Kvm()  # before the jail: km keeps /dev/kvm, and needs nothing else
         kvm.fd = fds.move_high(kvm.fd)
     except OSError as e:
         raise LaunchError(f"cannot open /dev/kvm: {e.strerror or e} (KVM is needed to run "
                           "payloads)", EXIT_KM_ERROR) from None
     trace = Tracer(spec.verbose, diagnostics)
-    root = Jail(trace).enter(spec.root)
+    root = Jail(trace, drop_capabilities=not spec.keep_capabilities).enter(spec.root)
     if spec.cwd is not None:
         try:
             os.chdir(spec.cwd if root == "/" else host_path_in_root(root, spec.cwd, None))

@@ -223,6 +223,11 @@ class Process:
         """Generate a signal for the whole process, or for one thread of it."""
         state = self.signals
         with state.lock:
+            if self.pid == 1 and state.action(signo).handler == sig.SIG_DFL:
+                # A pid namespace's init (a container's first process) never takes a
+                # default action it did not ask for; SIGKILL and SIGSTOP from outside
+                # never reach km to be posted. Faults are not posted here.
+                return
             if state.ignored(signo):  # ignored (SIG_IGN or by default): dropped unless
                 # blocked, since the disposition may change before it is unblocked
                 targets = [thread] if thread is not None else self.group.all()

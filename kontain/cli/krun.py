@@ -1,0 +1,473 @@
+"""krun: an OCI runtime with runc's command line, every container process a km VM.
+
+    krun [--root DIR] [--log FILE] [--log-format text|json] [--debug] [--systemd-cgroup]
+         COMMAND [OPTIONS] ID
+
+create, start, run, state, kill, delete, list, ps, pause, resume, spec, features: as runc
+(see `krun --help`). Errors are one line on stderr (runc's text form, which shims parse)
+and, with --log, one record in the log file (JSON with --log-format json); the exit
+status is non-zero. `run` exits with the container's status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+from kontain import __version__
+from kontain.oci import cgroups
+from kontain.oci import spec as oci_spec
+from kontain.oci.state import DEFAULT_ROOT, Container, StateError, all_containers, start_time
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class Failure(Exception):
+    """A command failed: its message is krun's one line of error."""
+
+
+class Log:
+    """--log and --log-format: where krun's records go, besides stderr for errors."""
+
+    def __init__(self, path: str | None, form: str, debug: bool) -> None:
+        self.path, self.form, self.debug_on = path, form, debug
+
+    def record(self, level: str, message: str) -> None:
+        if not self.path:
+            return
+        now = datetime.datetime.now(datetime.UTC).isoformat()
+        if self.form == "json":
+            line = json.dumps({"level": level, "msg": message, "time": now})
+        else:
+            line = f"time={json.dumps(now)} level={level} msg={json.dumps(message)}"
+        try:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+        except OSError:
+            pass
+
+    def error(self, message: str) -> None:
+        self.record("error", message)
+        now = datetime.datetime.now(datetime.UTC).isoformat()
+        sys.stderr.write(f"time={json.dumps(now)} level=error msg={json.dumps(message)}\n")
+
+    def debug(self, message: str) -> None:
+        if self.debug_on:
+            self.record("debug", message)
+
+
+# ---- the commands -------------------------------------------------------------------------
+
+def cmd_create(args: argparse.Namespace, log: Log, detach_waiter: bool = False) -> int:
+    """Make the container and leave its first process waiting for start; its host pid."""
+    from kontain.oci import init  # (imports all of km: only the commands that run it)
+
+    bundle = os.path.abspath(args.bundle or ".")
+    try:
+        config = oci_spec.load(bundle)
+    except oci_spec.ConfigError as e:
+        raise Failure(str(e)) from None
+    if config.get("process") is None:
+        raise Failure("config.json has no process to run")
+    container = Container.make(args.root, args.id)
+    try:
+        return _create(args, log, config, bundle, container, init)
+    except BaseException:
+        container.remove()
+        raise
+
+
+def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
+            container: Container, init) -> int:
+    try:
+        kvm = init.preload()
+    except OSError as e:
+        raise Failure(f"cannot open /dev/kvm: {e.strerror or e}") from None
+    cgroup = cgroups.Cgroup(cgroups.relative_path(config, args.id, args.systemd_cgroup))
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    fifo_fd = os.open(container.fifo, os.O_PATH | os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        os.close(report_r)
+        os.close(go_w)
+        init.container_init(config, bundle, init.Reporter(report_w), fifo_fd,
+                            args.console_socket, args.preserve_fds, kvm, go_r, cgroup)
+    os.close(report_w)
+    os.close(go_r)
+    os.close(fifo_fd)
+    os.close(kvm.fd)
+    pid = None
+    try:
+        try:
+            cgroup.create()
+            cgroup.apply((config.get("linux") or {}).get("resources") or {})
+            cgroup.join(child)
+        except OSError as e:
+            raise Failure(f"cgroup {cgroup.relative}: {e}") from None
+        finally:
+            os.write(go_w, b"1")
+            os.close(go_w)
+        pid = _await_ready(report_r, child)
+    except BaseException:
+        for victim in {child, pid} - {None}:
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except OSError:
+                pass
+        _reap(child)
+        cgroup.remove()
+        raise
+    finally:
+        os.close(report_r)
+    if pid != child:
+        _reap(child)  # (the process that made the pid namespace, done)
+    state = {
+        "ociVersion": config["ociVersion"], "id": args.id, "pid": pid, "bundle": bundle,
+        "rootfs": config["root"]["path"], "annotations": config.get("annotations") or {},
+        "created": datetime.datetime.now(datetime.UTC).isoformat(),
+        "owner": "", "krun": {"start_time": start_time(pid), "cgroup": cgroup.relative},
+    }
+    container.save(state)
+    if args.pid_file:
+        temporary = args.pid_file + ".krun"
+        with open(temporary, "w") as f:
+            f.write(str(pid))
+        os.replace(temporary, args.pid_file)
+    log.debug(f"created {args.id}: pid {pid}")
+    return pid
+
+
+def _await_ready(report: int, child: int) -> int:
+    """Read the first process's messages until it is ready; its pid."""
+    pid = None
+    buffer = b""
+    while True:
+        chunk = os.read(report, 4096)
+        if not chunk:
+            raise Failure("the container's first process ended during create")
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            message = json.loads(line)
+            if "error" in message:
+                raise Failure(f"container init: {message['error']}")
+            if "pid" in message:
+                pid = message["pid"]
+            if message.get("ready"):
+                return pid if pid is not None else child
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def cmd_start(args: argparse.Namespace, log: Log) -> int:
+    container = Container.find(args.root, args.id)
+    state = container.load()
+    status = container.status(state)
+    if status != "created":
+        raise Failure(f"cannot start a container that is {status}: {args.id}")
+    fd = os.open(container.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not poller.poll(100):
+            if container.status(state) == "stopped":
+                raise Failure(f"the container's process ended before start: {args.id}")
+        os.read(fd, 1)
+    finally:
+        os.close(fd)
+    os.unlink(container.fifo)
+    log.debug(f"started {args.id}")
+    return 0
+
+
+def cmd_state(args: argparse.Namespace, log: Log) -> int:
+    container = Container.find(args.root, args.id)
+    print(json.dumps(container.public_state(), indent=2))
+    return 0
+
+
+def parse_signal(text: str) -> int:
+    text = text.upper()
+    if text.isdigit():
+        return int(text)
+    name = text if text.startswith("SIG") else "SIG" + text
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise Failure(f"unknown signal {text!r}") from None
+
+
+def cmd_kill(args: argparse.Namespace, log: Log) -> int:
+    container = Container.find(args.root, args.id)
+    state = container.load()
+    signo = parse_signal(args.signal)
+    if container.status(state) == "stopped":
+        raise Failure(f"container not running: {args.id}")
+    targets = cgroups.Cgroup(state["krun"]["cgroup"]).pids() if args.all else []
+    for pid in targets or [state["pid"]]:
+        try:
+            os.kill(pid, signo)
+        except ProcessLookupError:
+            continue
+    return 0
+
+
+def _destroy(container: Container, state: dict) -> None:
+    """Kill what is left of the container, wait for it, and forget it."""
+    relative = state.get("krun", {}).get("cgroup")
+    cgroup = cgroups.Cgroup(relative) if relative else None
+    pid = state.get("pid") or 0
+    if container.status(state) != "stopped":
+        for victim in set(cgroup.pids() if cgroup else []) | {pid}:
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 10
+        while container.status(state) != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.005)  # (not our child: nothing to wait on but its /proc entry)
+    if cgroup:
+        try:
+            cgroup.remove()
+        except OSError:
+            pass
+    container.remove()
+
+
+def cmd_delete(args: argparse.Namespace, log: Log) -> int:
+    try:
+        container = Container.find(args.root, args.id)
+    except StateError:
+        if args.force:
+            return 0
+        raise
+    state = container.load()
+    status = container.status(state)
+    if status in ("running", "paused") and not args.force:
+        raise Failure(f"cannot delete container {args.id} that is not stopped: {status}")
+    _destroy(container, state)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, log: Log) -> int:
+    # The first process must be our child to wait for it, even when a pid namespace
+    # puts a process between us: orphans come back to a subreaper.
+    import ctypes
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    pid = cmd_create(args, log)
+    try:
+        cmd_start(args, log)
+    except BaseException:
+        _destroy(Container.find(args.root, args.id), Container.find(args.root, args.id).load())
+        raise
+    if args.detach:
+        return 0
+
+    def forward(signo: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signo)
+        except OSError:
+            pass
+    for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                  signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
+        signal.signal(signo, forward)
+    status = 0
+    while True:
+        try:
+            waited, raw = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if waited == pid:
+            status = os.waitstatus_to_exitcode(raw)
+            status = 128 - status if status < 0 else status
+            break
+    container = Container.find(args.root, args.id)
+    if not args.keep:
+        _destroy(container, container.load())
+    return status
+
+
+def cmd_list(args: argparse.Namespace, log: Log) -> int:
+    rows = []
+    for container in all_containers(args.root):
+        try:
+            rows.append(container.public_state())
+        except StateError:
+            continue
+    if args.quiet:
+        for row in rows:
+            print(row["id"])
+    elif args.format == "json":
+        print(json.dumps([{"ociVersion": r.get("ociVersion"), "id": r["id"], "pid": r["pid"],
+                           "status": r["status"], "bundle": r.get("bundle"),
+                           "rootfs": r.get("rootfs"), "created": r.get("created"),
+                           "annotations": r.get("annotations"), "owner": r.get("owner", "")}
+                          for r in rows]))
+    else:
+        print(f"{'ID':<12}{'PID':<10}{'STATUS':<10}{'BUNDLE':<40}{'CREATED':<32}OWNER")
+        for r in rows:
+            print(f"{r['id']:<12}{r['pid']:<10}{r['status']:<10}{r.get('bundle', ''):<40}"
+                  f"{r.get('created', ''):<32}{r.get('owner') or 'root'}")
+    return 0
+
+
+def cmd_ps(args: argparse.Namespace, log: Log) -> int:
+    container = Container.find(args.root, args.id)
+    state = container.load()
+    pids = cgroups.Cgroup(state["krun"]["cgroup"]).pids()
+    if args.format == "json":
+        print(json.dumps(pids))
+        return 0
+    print("PID CMD")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        print(pid, command)
+    return 0
+
+
+def _freeze(args: argparse.Namespace, frozen: bool) -> int:
+    container = Container.find(args.root, args.id)
+    state = container.load()
+    status = container.status(state)
+    if status not in (("running",) if frozen else ("paused",)):
+        raise Failure(f"container {args.id} is {status}, not "
+                      f"{'running' if frozen else 'paused'}")
+    try:
+        cgroups.Cgroup(state["krun"]["cgroup"]).freeze(frozen)
+    except OSError as e:
+        raise Failure(f"freezer: {e}") from None
+    state["krun"]["paused"] = frozen
+    container.save(state)
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace, log: Log) -> int:
+    path = os.path.join(args.bundle or ".", "config.json")
+    if os.path.exists(path):
+        raise Failure(f"File {path} exists. Remove it first")
+    with open(path, "w") as f:
+        json.dump(oci_spec.default_config(args.rootless), f, indent="\t")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace, log: Log) -> int:
+    from kontain.oci.init import CAPABILITIES
+    from kontain.oci.rootfs import FLAGS, PROPAGATION
+    features = {
+        "ociVersionMin": "1.0.0", "ociVersionMax": oci_spec.OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"],
+        "mountOptions": sorted(FLAGS) + sorted(PROPAGATION),
+        "linux": {
+            "namespaces": sorted(oci_spec.NAMESPACE_FLAGS),
+            "capabilities": sorted(CAPABILITIES),
+            "cgroup": {"v1": False, "v2": True, "systemd": True, "systemdUser": False},
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False}, "selinux": {"enabled": False},
+        },
+        "annotations": {"org.opencontainers.runc.version": f"krun {__version__}"},
+    }
+    print(json.dumps(features, indent=4))
+    return 0
+
+
+# ---- the command line ---------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="krun", description="An OCI runtime whose container "
+                                  "processes each run in a km VM.")
+    top.add_argument("--root", default=DEFAULT_ROOT, help="state directory (/run/krun)")
+    top.add_argument("--log", help="log file")
+    top.add_argument("--log-format", choices=("text", "json"), default="text")
+    top.add_argument("--debug", action="store_true")
+    top.add_argument("--systemd-cgroup", action="store_true")
+    top.add_argument("--rootless", default="auto")
+    top.add_argument("-v", "--version", action="store_true")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, handler, help_text: str, container: bool = True):
+        sub = commands.add_parser(name, help=help_text)
+        sub.set_defaults(handler=handler)
+        if container:
+            sub.add_argument("id", metavar="ID")
+        return sub
+
+    for name, handler, text in (("create", cmd_create, "create a container"),
+                                ("run", cmd_run, "create and start a container, wait")):
+        sub = command(name, handler, text)
+        sub.add_argument("-b", "--bundle")
+        sub.add_argument("--pid-file")
+        sub.add_argument("--console-socket")
+        sub.add_argument("--preserve-fds", type=int, default=0)
+        sub.add_argument("--no-pivot", action="store_true")
+        sub.add_argument("--no-new-keyring", action="store_true")
+        if name == "run":
+            sub.add_argument("-d", "--detach", action="store_true")
+            sub.add_argument("--keep", action="store_true")
+    command("start", cmd_start, "start a created container")
+    command("state", cmd_state, "print a container's state")
+    sub = command("kill", cmd_kill, "send a signal to a container's process")
+    sub.add_argument("signal", nargs="?", default="SIGTERM")
+    sub.add_argument("-a", "--all", action="store_true")
+    sub = command("delete", cmd_delete, "delete a container")
+    sub.add_argument("-f", "--force", action="store_true")
+    sub = command("list", cmd_list, "list containers", container=False)
+    sub.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    sub.add_argument("-q", "--quiet", action="store_true")
+    sub = command("ps", cmd_ps, "list a container's processes")
+    sub.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    command("pause", lambda a, _log: _freeze(a, True), "pause a container")
+    command("resume", lambda a, _log: _freeze(a, False), "resume a paused container")
+    sub = command("spec", cmd_spec, "write a config.json template", container=False)
+    sub.add_argument("-b", "--bundle")
+    sub.add_argument("--rootless", action="store_true")
+    command("features", cmd_features, "print the runtime's features", container=False)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.version:
+        print(f"krun version {__version__}\nspec: {oci_spec.OCI_VERSION}")
+        return 0
+    log = Log(args.log, args.log_format, args.debug)
+    if not args.command:
+        parser().print_help()
+        return 1
+    try:
+        result = args.handler(args, log)
+        return result if args.command == "run" else 0
+    except (Failure, StateError, oci_spec.ConfigError) as e:
+        log.error(str(e))
+        return 1
+    except OSError as e:
+        log.error(f"{args.command}: {e}")
+        return 1
+
+
+def entry() -> None:
+    status = main()
+    sys.stdout.flush()
+    os._exit(status)
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,289 @@
+"""The container's first process: from `krun create` to km running process.args.
+
+`create` (kontain.cli.krun) forks; the child here enters the container's namespaces
+(joined by path or new), forks again when there is a new pid namespace (so the
+container's first process is its pid 1), builds the root file system, applies the
+process's settings, tells `create` it is ready, and waits on the state directory's
+exec.fifo until `krun start` opens it. Then it *becomes km*: km's modules were all
+imported before the root changed, /dev/kvm was opened before it did, and km's own walls
+(no_new_privs, Landlock, seccomp on km) go up around the container's.
+
+Messages to `create` go through a pipe, one JSON object a line:
+    {"pid": N}      the container's first process, as the host numbers it
+    {"ready": 1}    set up and waiting for start
+    {"error": "..."}  what failed (create reports it and cleans up)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import socket
+import sys
+
+from kontain.kvm.api import Kvm
+from kontain.linux import hostcall as host
+from kontain.linux.numbers import NUMBERS as NR
+from kontain.oci import rootfs
+from kontain.oci.cgroups import Cgroup
+from kontain.oci.spec import NAMESPACE_FLAGS, has_namespace
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_KEEPCAPS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP = 8, 47, 2, 24
+TIOCSCTTY = 0x540E
+CAPABILITY_VERSION_3 = 0x20080522
+
+CAPABILITIES = {name: number for number, name in enumerate((
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"))}
+
+
+class Reporter:
+    """The pipe back to `krun create`."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, **message: object) -> None:
+        try:
+            os.write(self.fd, json.dumps(message).encode() + b"\n")
+        except OSError:
+            pass  # create is gone: nobody to tell
+
+
+# ---- namespaces ---------------------------------------------------------------------------
+
+def join_namespaces(config: dict) -> int:
+    """setns into the namespaces given by path; returns the clone flags of the new ones."""
+    new = 0
+    for namespace in (config.get("linux") or {}).get("namespaces") or []:
+        flag = NAMESPACE_FLAGS[namespace["type"]]
+        path = namespace.get("path")
+        if not path:
+            new |= flag
+            continue
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            host.call(NR["setns"], fd, flag)
+        finally:
+            os.close(fd)
+    return new
+
+
+def unshare(flags: int) -> None:
+    if flags:
+        host.call(NR["unshare"], flags)
+
+
+# ---- the process's settings ---------------------------------------------------------------
+
+def set_names(config: dict) -> None:
+    for key, call in (("hostname", _libc.sethostname), ("domainname", _libc.setdomainname)):
+        name = config.get(key)
+        if name is not None:
+            value = name.encode()
+            if call(value, len(value)) != 0:
+                raise OSError(ctypes.get_errno(), f"set {key} {name!r}")
+
+
+def write_sysctls(config: dict) -> None:
+    for key, value in ((config.get("linux") or {}).get("sysctl") or {}).items():
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(str(value))
+
+
+def set_rlimits(process: dict) -> None:
+    for limit in process.get("rlimits") or []:
+        which = getattr(resource, limit["type"], None)
+        if which is None:
+            raise OSError(22, f"unknown rlimit {limit['type']}")
+        resource.setrlimit(which, (limit["soft"], limit["hard"]))
+
+
+def set_oom_score_adj(process: dict) -> None:
+    if process.get("oomScoreAdj") is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(process["oomScoreAdj"]))
+
+
+def _cap_bits(names: list[str] | None) -> int:
+    bits = 0
+    for name in names or []:
+        if name in CAPABILITIES:
+            bits |= 1 << CAPABILITIES[name]
+    return bits
+
+
+def set_user_and_capabilities(process: dict) -> None:
+    """process.user and process.capabilities, in the order that keeps the capabilities
+    a non-root user is granted: bounding set, keep-caps, ids, then the other sets."""
+    user = process.get("user") or {}
+    caps = process.get("capabilities")
+    if caps is not None:
+        bounding = _cap_bits(caps.get("bounding"))
+        for number in range(64):
+            if not bounding >> number & 1:
+                result = host.syscall(NR["prctl"], PR_CAPBSET_DROP, number, 0, 0, 0)
+                if result == -22:  # past the kernel's last capability
+                    break
+        host.call(NR["prctl"], PR_SET_KEEPCAPS, 1, 0, 0, 0)
+    os.setgroups([int(g) for g in user.get("additionalGids") or []])
+    gid, uid = int(user.get("gid", 0)), int(user.get("uid", 0))
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if "umask" in user:
+        os.umask(int(user["umask"]))
+    if caps is not None:
+        effective, permitted = _cap_bits(caps.get("effective")), _cap_bits(caps.get("permitted"))
+        inheritable = _cap_bits(caps.get("inheritable"))
+        words = [effective & 0xFFFFFFFF, permitted & 0xFFFFFFFF, inheritable & 0xFFFFFFFF,
+                 effective >> 32, permitted >> 32, inheritable >> 32]
+        header = ctypes.create_string_buffer(CAPABILITY_VERSION_3.to_bytes(4, "little")
+                                             + bytes(4))
+        data = ctypes.create_string_buffer(b"".join(w.to_bytes(4, "little") for w in words))
+        host.call(NR["capset"], ctypes.addressof(header), ctypes.addressof(data))
+        for name in caps.get("ambient") or []:
+            if name in CAPABILITIES:
+                host.syscall(NR["prctl"], PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE,
+                             CAPABILITIES[name], 0, 0)
+
+
+# ---- the terminal -------------------------------------------------------------------------
+
+def console(socket_path: str) -> None:
+    """process.terminal: a new pty; its master goes to the console socket (SCM_RIGHTS),
+    its slave becomes the process's controlling terminal and stdio."""
+    master, slave = os.openpty()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(socket_path)
+        socket.send_fds(sock, [b"/dev/ptmx"], [master])
+    os.close(master)
+    os.setsid()
+    host.call(NR["ioctl"], slave, TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+
+
+def close_inherited(keep: set[int]) -> None:
+    """Descriptors beyond stdio and --preserve-fds do not reach the container (km's
+    guest descriptors are its host descriptors: what stays open, the payload sees)."""
+    first = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        if fd > first:
+            host.call(NR["close_range"], first, fd - 1, 0)
+        first = max(first, fd + 1)
+    host.call(NR["close_range"], first, 0xFFFFFFFF, 0)
+
+
+# ---- waiting for start, then km -----------------------------------------------------------
+
+def wait_for_start(fifo_fd: int) -> None:
+    """Blocks until `krun start` opens the fifo for reading (opened O_PATH before the
+    root changed: the state directory is not in the container)."""
+    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo_fd)
+
+
+def run_km(config: dict, kvm: Kvm, strict: bool) -> None:
+    """Become km running process.args, with the container's root as /; never returns."""
+    from kontain.cli.km import die_by_signal
+    from kontain.monitor.launch import LaunchError, LaunchSpec, launch
+    from kontain.monitor.process import Outcome
+    from kontain.syscalls.registry import all_handlers
+
+    process = config["process"]
+    env = [os.fsencode(e) for e in process.get("env") or []]
+    os.environ.clear()
+    for entry in process.get("env") or []:
+        name, _, value = entry.partition("=")
+        os.environ[name] = value
+    args = process["args"]
+    spec = LaunchSpec(args[0], [os.fsencode(a) for a in args[1:]], env=env, root="/",
+                      cwd=process.get("cwd", "/"), kvm=kvm, keep_capabilities=True,
+                      strict=strict)
+
+    def finish(outcome: Outcome) -> None:
+        if outcome.internal:
+            launched.proc.trace.write(f"krun: internal error: {outcome.reason}\n")
+        if outcome.signal:
+            die_by_signal(outcome.signal)
+        os._exit(outcome.status)
+
+    try:
+        launched = launch(spec, all_handlers(), finish)
+    except LaunchError as e:
+        os.write(2, f"krun: {e}\n".encode())
+        os._exit(e.status)
+    launched.run()
+    os._exit(1)
+
+
+def preload() -> Kvm:
+    """Import everything km will run, while the host's files are still reachable, and
+    open /dev/kvm; returns the Kvm."""
+    import kontain.cli.km  # noqa: F401
+    import kontain.monitor.launch  # noqa: F401
+    import kontain.monitor.vdso  # noqa: F401
+    import kontain.syscalls.registry  # noqa: F401
+    return Kvm()
+
+
+def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
+                   console_socket: str | None, preserve_fds: int, kvm: Kvm,
+                   go_fd: int, cgroup: Cgroup, strict: bool = False) -> None:
+    """The child of `krun create`: never returns."""
+    try:
+        os.read(go_fd, 1)  # create has put us in the cgroup
+        os.close(go_fd)
+        new = join_namespaces(config)
+        unshare(new & ~NAMESPACE_FLAGS["pid"])
+        if new & NAMESPACE_FLAGS["pid"]:
+            unshare(NAMESPACE_FLAGS["pid"])
+            child = os.fork()
+            if child:
+                report.send(pid=child)
+                os._exit(0)
+        else:
+            report.send(pid=os.getpid())
+        process = config.get("process") or {}
+        if new & NAMESPACE_FLAGS["mount"]:
+            rootfs.build(config, bundle, cgroup)
+        elif not has_namespace(config, "mount"):  # the host's mounts: only chroot
+            os.chroot(config["root"]["path"])
+            os.chdir("/")
+        set_names(config)
+        write_sysctls(config)
+        set_rlimits(process)
+        set_oom_score_adj(process)
+        if process.get("terminal") and console_socket:
+            console(console_socket)
+        close_inherited(set(range(3, 3 + preserve_fds)) | {report.fd, fifo_fd, kvm.fd})
+        report.send(ready=1)
+        os.close(report.fd)
+    except BaseException as e:  # noqa: BLE001 - everything goes back to create as one line
+        report.send(error=f"{type(e).__name__}: {e}" if not isinstance(e, OSError)
+                    else str(e))
+        os._exit(1)
+    try:
+        # Still root while waiting: the fifo is reopened through /proc/self/fd, which
+        # a process that changed its uid (no longer dumpable) may not do.
+        wait_for_start(fifo_fd)
+        set_user_and_capabilities(process)
+    except OSError as e:
+        os.write(2, f"krun: {e}\n".encode())
+        os._exit(1)
+    sys.stdout.flush()
+    run_km(config, kvm, strict)

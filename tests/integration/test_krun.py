@@ -1,0 +1,185 @@
+"""krun, the OCI runtime: bundles of a busybox root, driven with runc's command line.
+
+The oracle is runc on the same bundle where runc is installed (the README set-up
+installs it): output and exit status must agree. Each test keeps its containers' state
+in a directory of its own (--root) and deletes what it made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from conftest import REPO, run
+
+BUSYBOX = "/bin/busybox"
+KRUN = str(REPO / ".venv" / "bin" / "krun")
+RUNC = shutil.which("runc")
+APPLETS = ("sh", "echo", "cat", "ls", "id", "hostname", "sleep", "touch", "wc", "grep",
+           "kill", "mount", "true", "false")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+
+
+@pytest.fixture
+def bundle(tmp_path, kvm):
+    """A bundle: busybox-static as the whole root file system, runc's default config
+    running a shell script given to configure()."""
+    root = tmp_path / "bundle" / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(BUSYBOX, root / "bin" / "busybox")
+    for applet in APPLETS:
+        (root / "bin" / applet).symlink_to("busybox")
+    for directory in ("proc", "sys", "dev", "tmp", "etc"):
+        (root / directory).mkdir()
+    done = run([KRUN, "spec", "--bundle", str(root.parent)])
+    assert done.returncode == 0, done.err
+    return root.parent
+
+
+def configure(bundle, script: str, **changes) -> None:
+    path = bundle / "config.json"
+    config = json.loads(path.read_text())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["sh", "-c", script]
+    for key, value in changes.items():
+        config[key] = value
+    path.write_text(json.dumps(config))
+
+
+def runtime(command: str, tmp_path, *args: str, timeout: float = 60, **kwargs):
+    state = tmp_path / f"state-{os.path.basename(command)}"
+    return run([command, "--root", str(state), *args], timeout=timeout, **kwargs)
+
+
+def both(bundle, tmp_path, *args: str):
+    """krun, and runc where it is installed, with the same arguments on the same bundle."""
+    krun = runtime(KRUN, tmp_path, *args, cwd=bundle)
+    native = runtime(RUNC, tmp_path, *args, cwd=bundle) if RUNC else None
+    return krun, native
+
+
+def test_run_prints_and_exits_as_runc(bundle, tmp_path):
+    configure(bundle, "echo hello from $(hostname); echo pid $$; id -u; exit 7")
+    krun, native = both(bundle, tmp_path, "run", "c1")
+    assert krun.out == "hello from krun\npid 1\n0\n", krun.err
+    assert krun.returncode == 7
+    if native:
+        assert (native.out, native.returncode) == (krun.out, krun.returncode)
+
+
+def test_the_container_process_is_a_vm_and_so_are_its_children(bundle, tmp_path):
+    # The shell forks: both it and its child are km processes, each with a VM.
+    configure(bundle, "sleep 30 & echo started; wait")
+    created = runtime(KRUN, tmp_path, "create", "c2", cwd=bundle)
+    assert created.returncode == 0, created.err
+    state = json.loads(runtime(KRUN, tmp_path, "state", "c2").out)
+    assert state["status"] == "created" and state["pid"] > 0
+    pid = state["pid"]
+    started = subprocess.Popen([KRUN, "--root", str(tmp_path / "state-krun"), "start", "c2"])
+    assert started.wait(timeout=60) == 0
+    children = _wait_for_children(pid)
+    assert _has_vm(pid), "the container's first process holds no kvm-vm"
+    assert children and all(_has_vm(child) for child in children)
+    assert json.loads(runtime(KRUN, tmp_path, "state", "c2").out)["status"] == "running"
+    assert runtime(KRUN, tmp_path, "delete", "c2").returncode != 0  # still running
+    assert runtime(KRUN, tmp_path, "delete", "--force", "c2").returncode == 0
+    assert runtime(KRUN, tmp_path, "state", "c2").returncode != 0
+
+
+def _has_vm(pid: int) -> bool:
+    fds = f"/proc/{pid}/fd"
+    return any(os.readlink(os.path.join(fds, fd)) == "anon_inode:kvm-vm"
+               for fd in os.listdir(fds))
+
+
+def _wait_for_children(pid: int) -> list[int]:
+    """The children of pid, once it has one (the shell forks the sleep at start)."""
+    import select
+    for _ in range(600):
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            return []
+        if children:
+            return children
+        select.select([], [], [], 0.05)  # (polling /proc: there is no event to wait on)
+    return []
+
+
+def test_kill_reaches_the_payloads_handler(bundle, tmp_path):
+    configure(bundle, "trap 'echo got TERM; exit 3' TERM; echo ready; "
+                      "while true; do sleep 0.1; done")
+    assert runtime(KRUN, tmp_path, "create", "c3", cwd=bundle).returncode == 0
+    log = tmp_path / "out"
+    with open(log, "w") as out:
+        starter = subprocess.Popen([KRUN, "--root", str(tmp_path / "state-krun"), "start",
+                                    "c3"], stdout=out)
+        assert starter.wait(timeout=60) == 0
+    state = json.loads(runtime(KRUN, tmp_path, "state", "c3").out)
+    assert runtime(KRUN, tmp_path, "kill", "c3", "TERM").returncode == 0
+    _wait_until_stopped(tmp_path, "c3")
+    assert json.loads(runtime(KRUN, tmp_path, "state", "c3").out)["status"] == "stopped"
+    assert state["pid"] > 0
+    assert runtime(KRUN, tmp_path, "delete", "c3").returncode == 0
+
+
+def _wait_until_stopped(tmp_path, container: str) -> None:
+    import select
+    for _ in range(1200):
+        state = json.loads(runtime(KRUN, tmp_path, "state", container).out)
+        if state["status"] == "stopped":
+            return
+        select.select([], [], [], 0.05)
+    raise AssertionError(f"{container} did not stop")
+
+
+def test_pid1_ignores_signals_it_does_not_handle(bundle, tmp_path):
+    # As for any pid namespace's init: TERM without a handler does nothing, KILL ends it.
+    configure(bundle, "kill -TERM $$; echo still here; exit 4")
+    krun, native = both(bundle, tmp_path, "run", "c4")
+    assert (krun.out, krun.returncode) == ("still here\n", 4), krun.err
+    if native:
+        assert (native.out, native.returncode) == (krun.out, krun.returncode)
+
+
+def test_read_only_root_masked_and_read_only_paths(bundle, tmp_path):
+    configure(bundle, "touch /x 2>/dev/null || echo root read-only; "
+                      "cat /proc/kcore 2>/dev/null | wc -c; "
+                      "echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null || echo sys read-only; "
+                      "ls /dev/null /dev/zero /dev/urandom /dev/tty /dev/fd/ >/dev/null "
+                      "&& echo devices")
+    krun, native = both(bundle, tmp_path, "run", "c5")
+    assert krun.returncode == 0, krun.err
+    assert "root read-only\n" in krun.out and "sys read-only\n" in krun.out
+    assert "devices\n" in krun.out
+    if native:
+        assert native.out == krun.out
+
+
+def test_errors_are_one_line_and_nonzero(bundle, tmp_path):
+    missing = runtime(KRUN, tmp_path, "state", "nothing")
+    assert missing.returncode != 0 and missing.err.count("\n") == 1
+    assert "does not exist" in missing.err
+    configure(bundle, "true")
+    assert runtime(KRUN, tmp_path, "create", "dup", cwd=bundle).returncode == 0
+    again = runtime(KRUN, tmp_path, "create", "dup", cwd=bundle)
+    assert again.returncode != 0 and "exists" in again.err
+    assert runtime(KRUN, tmp_path, "delete", "--force", "dup").returncode == 0
+
+
+def test_pid_file_and_list(bundle, tmp_path):
+    configure(bundle, "true")
+    pid_file = tmp_path / "pid"
+    created = runtime(KRUN, tmp_path, "create", "--pid-file", str(pid_file), "c6", cwd=bundle)
+    assert created.returncode == 0, created.err
+    state = json.loads(runtime(KRUN, tmp_path, "state", "c6").out)
+    assert int(pid_file.read_text()) == state["pid"]
+    listed = json.loads(runtime(KRUN, tmp_path, "list", "--format", "json").out)
+    assert [c["id"] for c in listed] == ["c6"] and listed[0]["status"] == "created"
+    assert runtime(KRUN, tmp_path, "delete", "c6").returncode == 0  # created: deletable
+    assert json.loads(runtime(KRUN, tmp_path, "list", "--format", "json").out) == []
