@@ -33,9 +33,9 @@ fi
 
 python3 -m venv "$root/.venv"
 "$root/.venv/bin/pip" install -q --upgrade "$root[dev]"
-# pip rewrites the launcher's `#!python -S` without its -S: put it back (without it,
+# pip rewrites the launchers' `#!python -S` without their -S: put it back (without it,
 # every km start scans site-packages).
-sed -i '1s|^\(#!.*python[0-9.]*\)$|\1 -S|' "$root/.venv/bin/km"
+sed -i '1s|^\(#!.*python[0-9.]*\)$|\1 -S|' "$root/.venv/bin/km" "$root/.venv/bin/krun"
 
 if [ "${1:-}" != "--no-demo" ]; then
 	mkdir -p "$root/.cache/demo"
