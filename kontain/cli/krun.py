@@ -262,10 +262,7 @@ def cmd_delete(args: argparse.Namespace, log: Log) -> int:
 
 
 def cmd_run(args: argparse.Namespace, log: Log) -> int:
-    # The first process must be our child to wait for it, even when a pid namespace
-    # puts a process between us: orphans come back to a subreaper.
-    import ctypes
-    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    _become_subreaper()
     pid = cmd_create(args, log)
     try:
         cmd_start(args, log)
@@ -274,7 +271,23 @@ def cmd_run(args: argparse.Namespace, log: Log) -> int:
         raise
     if args.detach:
         return 0
+    status = _wait_for(pid)
+    container = Container.find(args.root, args.id)
+    if not args.keep:
+        _destroy(container, container.load())
+    return status
 
+
+def _become_subreaper() -> None:
+    """A process of ours whose parent exits (the one that made a pid namespace) comes
+    back to us, so that we can wait for it."""
+    import ctypes
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _wait_for(pid: int) -> int:
+    """Wait for our process pid, passing it the signals we get; its exit status (128+N
+    for a signal N)."""
     def forward(signo: int, _frame: object) -> None:
         try:
             os.kill(pid, signo)
@@ -283,22 +296,69 @@ def cmd_run(args: argparse.Namespace, log: Log) -> int:
     for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                   signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
         signal.signal(signo, forward)
-    status = 0
     while True:
         try:
             waited, raw = os.waitpid(-1, 0)
         except ChildProcessError:
-            break
+            return 255
         except InterruptedError:
             continue
         if waited == pid:
             status = os.waitstatus_to_exitcode(raw)
-            status = 128 - status if status < 0 else status
-            break
+            return 128 - status if status < 0 else status
+
+
+def cmd_exec(args: argparse.Namespace, log: Log) -> int:
+    """One more process in a running container (kontain.oci.enter)."""
+    from kontain.oci import enter, init
+
     container = Container.find(args.root, args.id)
-    if not args.keep:
-        _destroy(container, container.load())
-    return status
+    state = container.load()
+    status = container.status(state)
+    if status not in ("running", "created"):
+        raise Failure(f"cannot exec in a {status} container: {args.id}")
+    try:
+        config = oci_spec.load(state["bundle"])
+    except oci_spec.ConfigError as e:
+        raise Failure(str(e)) from None
+    if args.process:
+        with open(args.process) as f:
+            process = json.load(f)
+    elif args.argv:
+        process = enter.process_for_exec(config, args.argv, args.cwd, args.env or [],
+                                         args.user, args.tty)
+    else:
+        raise Failure("exec needs a command or --process")
+    if args.additional_gids:
+        process.setdefault("user", {})["additionalGids"] = args.additional_gids
+    try:
+        kvm = init.preload()
+    except OSError as e:
+        raise Failure(f"cannot open /dev/kvm: {e.strerror or e}") from None
+    if not args.detach:
+        _become_subreaper()
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        os.close(report_r)
+        enter.enter(state["pid"], cgroups.Cgroup(state["krun"]["cgroup"]), process,
+                    init.Reporter(report_w), args.console_socket, args.preserve_fds, kvm)
+    os.close(report_w)
+    os.close(kvm.fd)
+    try:
+        pid = _await_ready(report_r, child)
+    except BaseException:
+        _reap(child)
+        raise
+    finally:
+        os.close(report_r)
+    if pid != child:
+        _reap(child)
+    if args.pid_file:
+        with open(args.pid_file + ".krun", "w") as f:
+            f.write(str(pid))
+        os.replace(args.pid_file + ".krun", args.pid_file)
+    return 0 if args.detach else _wait_for(pid)
 
 
 def cmd_list(args: argparse.Namespace, log: Log) -> int:
@@ -422,6 +482,22 @@ def parser() -> argparse.ArgumentParser:
         if name == "run":
             sub.add_argument("-d", "--detach", action="store_true")
             sub.add_argument("--keep", action="store_true")
+    sub = command("exec", cmd_exec, "run one more process in a container")
+    sub.add_argument("-p", "--process")
+    sub.add_argument("-t", "--tty", action="store_true")
+    sub.add_argument("-d", "--detach", action="store_true")
+    sub.add_argument("--pid-file")
+    sub.add_argument("--console-socket")
+    sub.add_argument("--cwd")
+    sub.add_argument("-e", "--env", action="append")
+    sub.add_argument("-u", "--user")
+    sub.add_argument("-g", "--additional-gids", action="append", type=int)
+    sub.add_argument("--preserve-fds", type=int, default=0)
+    sub.add_argument("--cap", action="append")
+    sub.add_argument("--no-new-privs", action="store_true")
+    sub.add_argument("--apparmor")
+    sub.add_argument("--process-label")
+    sub.add_argument("argv", metavar="COMMAND", nargs=argparse.REMAINDER)
     command("start", cmd_start, "start a created container")
     command("state", cmd_state, "print a container's state")
     sub = command("kill", cmd_kill, "send a signal to a container's process")
@@ -454,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         result = args.handler(args, log)
-        return result if args.command == "run" else 0
+        return result if args.command in ("run", "exec") else 0
     except (Failure, StateError, oci_spec.ConfigError) as e:
         log.error(str(e))
         return 1

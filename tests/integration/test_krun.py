@@ -183,3 +183,26 @@ def test_pid_file_and_list(bundle, tmp_path):
     assert [c["id"] for c in listed] == ["c6"] and listed[0]["status"] == "created"
     assert runtime(KRUN, tmp_path, "delete", "c6").returncode == 0  # created: deletable
     assert json.loads(runtime(KRUN, tmp_path, "list", "--format", "json").out) == []
+
+
+def test_exec_runs_in_the_container_with_its_own_status(bundle, tmp_path):
+    configure(bundle, "sleep 30")
+    assert runtime(KRUN, tmp_path, "run", "-d", "c7", cwd=bundle).returncode == 0
+    try:
+        inside = runtime(KRUN, tmp_path, "exec", "-e", "FOO=bar", "--cwd", "/tmp", "c7",
+                         "sh", "-c", "echo $FOO $(pwd) $(hostname); cat /proc/1/cmdline; exit 5")
+        # (the container's pid 1 as its /proc shows it: the shell exec'd sleep)
+        assert (inside.out, inside.returncode) == ("bar /tmp krun\nsleep\x0030\0", 5), \
+            inside.err
+        killed = runtime(KRUN, tmp_path, "exec", "c7", "sh", "-c", "kill -9 $$")
+        assert killed.returncode == 137
+        if RUNC:  # the same, natively
+            assert runtime(RUNC, tmp_path, "run", "-d", "c7", cwd=bundle,
+                           stdin=subprocess.DEVNULL).returncode == 0
+            native = runtime(RUNC, tmp_path, "exec", "-e", "FOO=bar", "--cwd", "/tmp", "c7",
+                             "sh", "-c", "echo $FOO $(pwd) $(hostname); cat /proc/1/cmdline; "
+                             "exit 5")
+            runtime(RUNC, tmp_path, "delete", "--force", "c7")
+            assert (native.out, native.returncode) == (inside.out, inside.returncode)
+    finally:
+        runtime(KRUN, tmp_path, "delete", "--force", "c7")
