@@ -21,7 +21,7 @@ import sys
 import time
 
 from kontain import __version__
-from kontain.oci import cgroups
+from kontain.oci import cgroups, hooks
 from kontain.oci import spec as oci_spec
 from kontain.oci.state import DEFAULT_ROOT, Container, StateError, all_containers, start_time
 
@@ -56,6 +56,11 @@ class Log:
         self.record("error", message)
         now = datetime.datetime.now(datetime.UTC).isoformat()
         sys.stderr.write(f"time={json.dumps(now)} level=error msg={json.dumps(message)}\n")
+
+    def warn(self, message: str) -> None:
+        self.record("warning", message)
+        now = datetime.datetime.now(datetime.UTC).isoformat()
+        sys.stderr.write(f"time={json.dumps(now)} level=warning msg={json.dumps(message)}\n")
 
     def debug(self, message: str) -> None:
         if self.debug_on:
@@ -104,6 +109,25 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
     os.close(fifo_fd)
     os.close(kvm.fd)
     pid = None
+    state = {
+        "ociVersion": config["ociVersion"], "id": args.id, "status": "created", "pid": 0,
+        "bundle": bundle, "rootfs": config["root"]["path"],
+        "annotations": config.get("annotations") or {},
+        "created": datetime.datetime.now(datetime.UTC).isoformat(), "owner": "",
+    }
+
+    def create_hooks(pid: int) -> None:
+        """prestart and createRuntime, while the first process waits before its pivot."""
+        hook_state = dict(state, pid=pid)
+        try:
+            hooks.run(config, "prestart", hook_state)
+            hooks.run(config, "createRuntime", hook_state)
+        except hooks.HookFailed as e:
+            raise Failure(str(e)) from None
+        os.write(go_w, json.dumps({k: v for k, v in hook_state.items()
+                                   if k not in ("rootfs", "created", "owner")}).encode()
+                 + b"\n")
+
     try:
         try:
             cgroup.create()
@@ -113,8 +137,7 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
             raise Failure(f"cgroup {cgroup.relative}: {e}") from None
         finally:
             os.write(go_w, b"1")
-            os.close(go_w)
-        pid = _await_ready(report_r, child)
+        pid = _await_ready(report_r, child, create_hooks)
     except BaseException:
         for victim in {child, pid} - {None}:
             try:
@@ -126,14 +149,12 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
         raise
     finally:
         os.close(report_r)
+        os.close(go_w)
     if pid != child:
         _reap(child)  # (the process that made the pid namespace, done)
-    state = {
-        "ociVersion": config["ociVersion"], "id": args.id, "pid": pid, "bundle": bundle,
-        "rootfs": config["root"]["path"], "annotations": config.get("annotations") or {},
-        "created": datetime.datetime.now(datetime.UTC).isoformat(),
-        "owner": "", "krun": {"start_time": start_time(pid), "cgroup": cgroup.relative},
-    }
+    del state["status"]
+    state.update(pid=pid, krun={"start_time": start_time(pid), "cgroup": cgroup.relative,
+                                "hooks": config.get("hooks") or {}})
     container.save(state)
     if args.pid_file:
         temporary = args.pid_file + ".krun"
@@ -144,8 +165,9 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
     return pid
 
 
-def _await_ready(report: int, child: int) -> int:
-    """Read the first process's messages until it is ready; its pid."""
+def _await_ready(report: int, child: int, on_hooks=None) -> int:
+    """Read the first process's messages until it is ready; its pid. on_hooks(pid)
+    runs create's hooks when the process asks."""
     pid = None
     buffer = b""
     while True:
@@ -160,6 +182,8 @@ def _await_ready(report: int, child: int) -> int:
                 raise Failure(f"container init: {message['error']}")
             if "pid" in message:
                 pid = message["pid"]
+            if message.get("hooks") and on_hooks is not None:
+                on_hooks(pid if pid is not None else child)
             if message.get("ready"):
                 return pid if pid is not None else child
 
@@ -189,6 +213,10 @@ def cmd_start(args: argparse.Namespace, log: Log) -> int:
         os.close(fd)
     os.unlink(container.fifo)
     log.debug(f"started {args.id}")
+    hook_state = dict(container.public_state(), status="running")
+    for warning in hooks.run_all({"hooks": state.get("krun", {}).get("hooks")}, "poststart",
+                                 hook_state):
+        log.warn(warning)
     return 0
 
 
@@ -255,9 +283,13 @@ def cmd_delete(args: argparse.Namespace, log: Log) -> int:
         raise
     state = container.load()
     status = container.status(state)
-    if status in ("running", "paused") and not args.force:
+    if status != "stopped" and not args.force:
         raise Failure(f"cannot delete container {args.id} that is not stopped: {status}")
+    hook_state = dict(container.public_state(), status="stopped")
     _destroy(container, state)
+    for warning in hooks.run_all({"hooks": state.get("krun", {}).get("hooks")}, "poststop",
+                                 hook_state):
+        log.warn(warning)
     return 0
 
 

@@ -26,7 +26,7 @@ import sys
 from kontain.kvm.api import Kvm
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
-from kontain.oci import rootfs
+from kontain.oci import hooks, rootfs
 from kontain.oci.cgroups import Cgroup
 from kontain.oci.spec import NAMESPACE_FLAGS, has_namespace
 
@@ -241,13 +241,31 @@ def preload() -> Kvm:
     return Kvm()
 
 
+def _hooks_before_pivot(config: dict, report: Reporter, go_fd: int) -> dict | None:
+    """The hooks of create that need the container's namespaces: createRuntime (and
+    prestart) are create's to run, in krun's namespaces, while we wait; then
+    createContainer, ours. Returns the state the hooks get (None without hooks)."""
+    kinds = (config.get("hooks") or {}).keys()
+    if not kinds & {"prestart", "createRuntime", "createContainer", "startContainer"}:
+        return None
+    report.send(hooks=1)
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(go_fd, 4096)
+        if not chunk:
+            os._exit(1)  # a hook of create's failed: create says so and cleans up
+        line += chunk
+    state = json.loads(line)
+    hooks.run(config, "createContainer", state)
+    return state
+
+
 def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
                    console_socket: str | None, preserve_fds: int, kvm: Kvm,
                    go_fd: int, cgroup: Cgroup, strict: bool = False) -> None:
     """The child of `krun create`: never returns."""
     try:
         os.read(go_fd, 1)  # create has put us in the cgroup
-        os.close(go_fd)
         new = join_namespaces(config)
         unshare(new & ~NAMESPACE_FLAGS["pid"])
         if new & NAMESPACE_FLAGS["pid"]:
@@ -259,6 +277,8 @@ def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
         else:
             report.send(pid=os.getpid())
         process = config.get("process") or {}
+        state = _hooks_before_pivot(config, report, go_fd)
+        os.close(go_fd)
         if new & NAMESPACE_FLAGS["mount"]:
             rootfs.build(config, bundle, cgroup)
         elif not has_namespace(config, "mount"):  # the host's mounts: only chroot
@@ -281,8 +301,10 @@ def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
         # Still root while waiting: the fifo is reopened through /proc/self/fd, which
         # a process that changed its uid (no longer dumpable) may not do.
         wait_for_start(fifo_fd)
+        if state is not None:
+            hooks.run(config, "startContainer", state)
         set_user_and_capabilities(process)
-    except OSError as e:
+    except (OSError, hooks.HookFailed) as e:
         os.write(2, f"krun: {e}\n".encode())
         os._exit(1)
     sys.stdout.flush()

@@ -181,7 +181,9 @@ def test_pid_file_and_list(bundle, tmp_path):
     assert int(pid_file.read_text()) == state["pid"]
     listed = json.loads(runtime(KRUN, tmp_path, "list", "--format", "json").out)
     assert [c["id"] for c in listed] == ["c6"] and listed[0]["status"] == "created"
-    assert runtime(KRUN, tmp_path, "delete", "c6").returncode == 0  # created: deletable
+    # Only a stopped container is deleted without --force (runtime spec, "delete").
+    assert runtime(KRUN, tmp_path, "delete", "c6").returncode != 0
+    assert runtime(KRUN, tmp_path, "delete", "--force", "c6").returncode == 0
     assert json.loads(runtime(KRUN, tmp_path, "list", "--format", "json").out) == []
 
 
@@ -206,3 +208,31 @@ def test_exec_runs_in_the_container_with_its_own_status(bundle, tmp_path):
             assert (native.out, native.returncode) == (inside.out, inside.returncode)
     finally:
         runtime(KRUN, tmp_path, "delete", "--force", "c7")
+
+
+def test_hooks_run_in_order_with_the_state(bundle, tmp_path):
+    log = tmp_path / "hooks.log"
+    def hook(name: str) -> dict:
+        return {"path": "/bin/sh", "args": ["sh", "-c", f"read -r state; echo {name} "
+                f"\"$state\" >> {log}"]}
+    hooks = {kind: [hook(kind)] for kind in ("prestart", "createRuntime", "poststart",
+                                             "poststop")}
+    configure(bundle, "echo running >> /dev/null", hooks=hooks)
+    assert runtime(KRUN, tmp_path, "create", "c8", cwd=bundle).returncode == 0
+    assert runtime(KRUN, tmp_path, "start", "c8").returncode == 0
+    _wait_until_stopped(tmp_path, "c8")
+    assert runtime(KRUN, tmp_path, "delete", "c8").returncode == 0
+    lines = log.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["prestart", "createRuntime", "poststart",
+                                                   "poststop"]
+    states = [json.loads(line.split(" ", 1)[1]) for line in lines]
+    assert all(s["id"] == "c8" and s["bundle"] == str(bundle) for s in states)
+    assert [s["status"] for s in states] == ["created", "created", "running", "stopped"]
+    assert states[0]["pid"] > 0
+
+
+def test_a_failing_prestart_hook_fails_create(bundle, tmp_path):
+    configure(bundle, "echo never", hooks={"prestart": [{"path": "/bin/false"}]})
+    created = runtime(KRUN, tmp_path, "create", "c9", cwd=bundle)
+    assert created.returncode != 0 and "prestart hook" in created.err
+    assert runtime(KRUN, tmp_path, "state", "c9").returncode != 0
