@@ -98,16 +98,19 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     fifo_fd = os.open(container.fifo, os.O_PATH | os.O_CLOEXEC)
+    console = _connect_console(args.console_socket)
     child = os.fork()
     if child == 0:
         os.close(report_r)
         os.close(go_w)
-        init.container_init(config, bundle, init.Reporter(report_w), fifo_fd,
-                            args.console_socket, args.preserve_fds, kvm, go_r, cgroup)
+        init.container_init(config, bundle, init.Reporter(report_w), fifo_fd, console,
+                            args.preserve_fds, kvm, go_r, cgroup)
     os.close(report_w)
     os.close(go_r)
     os.close(fifo_fd)
     os.close(kvm.fd)
+    if console is not None:
+        console.close()
     pid = None
     state = {
         "ociVersion": config["ociVersion"], "id": args.id, "status": "created", "pid": 0,
@@ -163,6 +166,14 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
         os.replace(temporary, args.pid_file)
     log.debug(f"created {args.id}: pid {pid}")
     return pid
+
+
+def _connect_console(path: str | None):
+    from kontain.oci import init
+    try:
+        return init.connect_console(path)
+    except OSError as e:
+        raise Failure(f"console socket {path}: {e.strerror or e}") from None
 
 
 def _await_ready(report: int, child: int, on_hooks=None) -> int:
@@ -370,13 +381,16 @@ def cmd_exec(args: argparse.Namespace, log: Log) -> int:
     if not args.detach:
         _become_subreaper()
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    console = _connect_console(args.console_socket)
     child = os.fork()
     if child == 0:
         os.close(report_r)
         enter.enter(state["pid"], cgroups.Cgroup(state["krun"]["cgroup"]), process,
-                    init.Reporter(report_w), args.console_socket, args.preserve_fds, kvm)
+                    init.Reporter(report_w), console, args.preserve_fds, kvm)
     os.close(report_w)
     os.close(kvm.fd)
+    if console is not None:
+        console.close()
     try:
         pid = _await_ready(report_r, child)
     except BaseException:

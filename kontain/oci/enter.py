@@ -9,7 +9,9 @@ and becomes km running the exec's process, with the container's root as its /.
 from __future__ import annotations
 
 import os
+import socket
 
+from kontain.kvm.api import Kvm
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.oci import init
@@ -55,7 +57,7 @@ def open_namespaces(pid: int) -> list[tuple[str, int]]:
 
 
 def enter(container_pid: int, cgroup: Cgroup, process: dict, report: init.Reporter,
-          console_socket: str | None, preserve_fds: int, kvm: object) -> None:
+          console_socket: socket.socket | None, preserve_fds: int, kvm: Kvm) -> None:
     """The child of `krun exec`: never returns."""
     try:
         namespaces = open_namespaces(container_pid)
@@ -73,6 +75,8 @@ def enter(container_pid: int, cgroup: Cgroup, process: dict, report: init.Report
         init.set_rlimits(process)
         if process.get("terminal") and console_socket:
             init.console(console_socket)
+        elif console_socket:
+            console_socket.close()
         init.close_inherited(set(range(3, 3 + preserve_fds)) | {report.fd, kvm.fd})
         init.set_user_and_capabilities(process)
         report.send(ready=1)

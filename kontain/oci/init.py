@@ -159,12 +159,21 @@ def set_user_and_capabilities(process: dict) -> None:
 
 # ---- the terminal -------------------------------------------------------------------------
 
-def console(socket_path: str) -> None:
-    """process.terminal: a new pty; its master goes to the console socket (SCM_RIGHTS),
-    its slave becomes the process's controlling terminal and stdio."""
+def connect_console(socket_path: str | None) -> socket.socket | None:
+    """The --console-socket, connected by krun before the container's root hides it."""
+    if not socket_path:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(socket_path)
+    return sock
+
+
+def console(sock: socket.socket) -> None:
+    """process.terminal: a new pty of the container's devpts; its master goes to the
+    console socket (SCM_RIGHTS), its slave becomes the process's controlling terminal
+    and stdio."""
     master, slave = os.openpty()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(socket_path)
+    with sock:
         socket.send_fds(sock, [b"/dev/ptmx"], [master])
     os.close(master)
     os.setsid()
@@ -261,7 +270,7 @@ def _hooks_before_pivot(config: dict, report: Reporter, go_fd: int) -> dict | No
 
 
 def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
-                   console_socket: str | None, preserve_fds: int, kvm: Kvm,
+                   console_socket: socket.socket | None, preserve_fds: int, kvm: Kvm,
                    go_fd: int, cgroup: Cgroup, strict: bool = False) -> None:
     """The child of `krun create`: never returns."""
     try:
@@ -290,6 +299,8 @@ def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
         set_oom_score_adj(process)
         if process.get("terminal") and console_socket:
             console(console_socket)
+        elif console_socket:
+            console_socket.close()
         close_inherited(set(range(3, 3 + preserve_fds)) | {report.fd, fifo_fd, kvm.fd})
         report.send(ready=1)
         os.close(report.fd)

@@ -236,3 +236,43 @@ def test_a_failing_prestart_hook_fails_create(bundle, tmp_path):
     created = runtime(KRUN, tmp_path, "create", "c9", cwd=bundle)
     assert created.returncode != 0 and "prestart hook" in created.err
     assert runtime(KRUN, tmp_path, "state", "c9").returncode != 0
+
+
+def test_terminal_through_the_console_socket(bundle, tmp_path):
+    """process.terminal: the pty's master comes over --console-socket; a shell on the
+    slave reads what is typed there and answers on it."""
+    import select
+    import socket
+    path = tmp_path / "console.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    configure(bundle, "unused")
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"].update(terminal=True, args=["sh"])
+    (bundle / "config.json").write_text(json.dumps(config))
+    creating = subprocess.Popen([KRUN, "--root", str(tmp_path / "state-krun"), "create",
+                                 "--console-socket", str(path), "c10"], cwd=bundle)
+    connection, _ = server.accept()
+    _, fds, _, _ = socket.recv_fds(connection, 64, 1)
+    master = fds[0]
+    try:
+        assert creating.wait(timeout=60) == 0
+        assert runtime(KRUN, tmp_path, "start", "c10").returncode == 0
+        os.write(master, b"echo hello $((6*7)); tty; exit 3\n")
+        seen = b""
+        while select.select([master], [], [], 30)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the slave side is closed, the shell has exited
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert b"hello 42\r\n/dev/pts/0\r\n" in seen, seen
+        _wait_until_stopped(tmp_path, "c10")
+    finally:
+        os.close(master)
+        connection.close()
+        server.close()
+        runtime(KRUN, tmp_path, "delete", "--force", "c10")
