@@ -143,27 +143,6 @@ def _error(message: str) -> None:
     os.write(2, f"km: {message}\n".encode(errors="replace"))
 
 
-def die_by_signal(signo: int) -> None:
-    """End km with the payload's fatal signal, so the parent sees the same status.
-
-    Works from any thread: the default action is restored with libc (Python's
-    signal.signal only works in the main thread) and the signal is sent to this thread.
-    """
-    import _signal  # (not `signal`: every module km needs was imported before the payload)
-    import _thread
-    import ctypes
-    import resource
-    try:
-        # The core km would dump is km's, not the payload's: keep it off.
-        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
-    except (ValueError, OSError):
-        pass
-    ctypes.CDLL(None).signal(signo, ctypes.c_void_p(0))  # SIG_DFL
-    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [signo])
-    _signal.pthread_kill(_thread.get_ident(), signo)
-    os._exit(128 + signo)
-
-
 def inherited_signal_state() -> tuple[frozenset[int], int]:
     """The signals km's parent left ignored and the mask it left blocked: the payload
     inherits them, as from an execve (`nohup km ...`, a shell's `trap '' HUP`).
@@ -209,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Everything km will ever import, imported now: once the payload runs it may drop
     # privileges or change what km can see (and km's jail hides the host's files).
+    from kontain.monitor.exits import die_by_signal
     from kontain.monitor.launch import LaunchError, LaunchSpec, launch
     from kontain.monitor.process import Outcome
     from kontain.monitor.vdso import install as _vdso  # noqa: F401 - imported for later

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class ExitProcess(Exception):
     """exit_group(status): the whole process ends with this status."""
@@ -48,3 +50,24 @@ class RestartSyscall(Exception):
 class ThreadVanish(Exception):
     """Another thread of the process is exec'ing: this one ends at once, without the
     side effects of exit(2) (Linux's de_thread)."""
+
+
+def die_by_signal(signo: int) -> None:
+    """End km with the payload's fatal signal, so the parent sees the same status.
+
+    Works from any thread: the default action is restored with libc (Python's
+    signal.signal only works in the main thread) and the signal is sent to this thread.
+    """
+    import _signal  # (not `signal`: every module km needs was imported before the payload)
+    import _thread
+    import ctypes
+    import resource
+    try:
+        # The core km would dump is km's, not the payload's: keep it off.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    except (ValueError, OSError):
+        pass
+    ctypes.CDLL(None).signal(signo, ctypes.c_void_p(0))  # SIG_DFL
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [signo])
+    _signal.pthread_kill(_thread.get_ident(), signo)
+    os._exit(128 + signo)

@@ -208,7 +208,7 @@ def wait_for_start(fifo_fd: int) -> None:
 
 def run_km(config: dict, kvm: Kvm, strict: bool) -> None:
     """Become km running process.args, with the container's root as /; never returns."""
-    from kontain.cli.km import die_by_signal
+    from kontain.monitor.exits import die_by_signal
     from kontain.monitor.launch import LaunchError, LaunchSpec, launch
     from kontain.monitor.process import Outcome
     from kontain.syscalls.registry import all_handlers
@@ -243,7 +243,7 @@ def run_km(config: dict, kvm: Kvm, strict: bool) -> None:
 def preload() -> Kvm:
     """Import everything km will run, while the host's files are still reachable, and
     open /dev/kvm; returns the Kvm."""
-    import kontain.cli.km  # noqa: F401
+    import kontain.monitor.exits  # noqa: F401
     import kontain.monitor.launch  # noqa: F401
     import kontain.monitor.vdso  # noqa: F401
     import kontain.syscalls.registry  # noqa: F401

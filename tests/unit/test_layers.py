@@ -3,7 +3,8 @@
 The drawing in docs/ARCHITECTURE.md, from the bottom: linux (the ABI's numbers, host
 calls) < kvm (typed ioctls) < machine (one VM) < mm (the guest's memory) < loader (ELF)
 < monitor (processes, threads, signals, paths, km's walls) < syscalls (the handlers)
-< cli. Every import counts, even one inside a function or for type checking only.
+< oci (krun's containers) < cli. Every import counts, even one inside a function or
+for type checking only.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "kontain"
-FLOORS = ["linux", "kvm", "machine", "mm", "loader", "monitor", "syscalls", "cli"]
+FLOORS = ["linux", "kvm", "machine", "mm", "loader", "monitor", "syscalls", "oci", "cli"]
 
 
 def floor_of(module: str) -> int:
