@@ -10,10 +10,13 @@ from __future__ import annotations
 import errno
 
 from kontain.linux.abi import AT_FDCWD
+from kontain.linux.hostcall import address_of
 from kontain.mm.access import GuestFault, SplitBuffer
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kontain.monitor.thread import GuestThread
 
 PATH_MAX = 4096
@@ -105,3 +108,29 @@ def buffer_ptr(t: GuestThread, va: int, size: int, write: bool) -> tuple[int, in
             return t.bounce(va, total, write), total
         pa, length = segments[0]
         return mm.host_base + pa, length
+
+
+def copied_out(t: GuestThread, va: int, size: int, most: int,
+               call: Callable[[int, int], int]) -> int:
+    """call(pointer, size) of a host call that writes its result's count of bytes to a
+    guest buffer of size bytes (readlink, getxattr, listxattr).
+
+    In place when the buffer is one accessible piece of km's memory. Otherwise the host
+    writes km's copy (of at most `most` bytes, enough for any result), which goes to the
+    guest afterwards, as Linux copies out (copy_to_user): after the call's own errors,
+    only the bytes written, EFAULT if those are not all writable (NULL included). A
+    size of 0 has no pointer at all (Linux does not look at it)."""
+    if not size:
+        return call(0, 0)
+    mm = t.mm
+    try:
+        pointer = mm.host_base + mm.translate(va, size, True)
+    except GuestFault:
+        pass
+    else:
+        return call(pointer, size)
+    copy = bytearray(most)
+    result = call(address_of(copy), most)
+    if result > 0:
+        t.mm.write(va, bytes(copy[:result]))
+    return result

@@ -3,6 +3,7 @@ permissions, ownership, sizes, sync, the working directory, pipes and file syste
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import struct
@@ -19,6 +20,8 @@ from kontain.linux.abi import (
     RESOLVE_ALL,
     RESOLVE_BENEATH,
     RESOLVE_IN_ROOT,
+    S_IFBLK,
+    S_IFCHR,
     S_IFDIR,
     S_IFIFO,
     S_IFMT,
@@ -28,6 +31,7 @@ from kontain.linux.abi import (
 )
 from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
+from kontain.mm.access import GuestFault
 from kontain.syscalls import args, ifconf
 from kontain.syscalls.net import bad_pointer, host_pointer
 
@@ -177,15 +181,23 @@ def sys_close(t: GuestThread, fd: int, *_: int) -> int:
     return host.call(NR["close"], fd)
 
 
+CLOSE_RANGE_UNSHARE, CLOSE_RANGE_CLOEXEC = 2, 4
+
+
 def sys_close_range(t: GuestThread, first: int, last: int, flags: int, *_: int) -> int:
     first, last = first & 0xFFFFFFFF, last & 0xFFFFFFFF
-    if first > last:
+    # Linux's order: the flags, then the range (before km narrows it, so that a range
+    # of km's own descriptors is refused as the host would refuse it).
+    if flags & 0xFFFFFFFF & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) or first > last:
         raise SyscallError(errno.EINVAL)
     # Never let the guest close km's own descriptors at the top of the range.
     last = min(last, t.proc.fds.km_base - 1)
     if first > last:
         return 0
-    return host.call(NR["close_range"], first, last, flags)
+    # CLOSE_RANGE_UNSHARE would give the calling *host* thread a descriptor table of
+    # its own, apart from km's other threads: the payload's threads all share km's one
+    # table, so the flag is dropped (the same for a process with one thread, its use).
+    return host.call(NR["close_range"], first, last, flags & ~CLOSE_RANGE_UNSHARE)
 
 
 def _duplicated(t: GuestThread, old: int, new: int) -> int:
@@ -234,7 +246,7 @@ _FCNTL_PLAIN = {F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_SETOWN, F_GETOWN, F_SETSIG
 _FCNTL_STRUCT = {F_GETLK: (FLOCK_SIZE, True), F_SETLK: (FLOCK_SIZE, False),
                  F_SETLKW: (FLOCK_SIZE, False), F_OFD_GETLK: (FLOCK_SIZE, True),
                  F_OFD_SETLK: (FLOCK_SIZE, False), F_OFD_SETLKW: (FLOCK_SIZE, False),
-                 F_GETOWN_EX: (8, True), F_SETOWN_EX: (8, False),
+                 F_GETOWN_EX: (8, True), F_SETOWN_EX: (8, False), F_GETOWNER_UIDS: (8, True),
                  F_GET_RW_HINT: (8, True), F_SET_RW_HINT: (8, False),
                  F_GET_FILE_RW_HINT: (8, True), F_SET_FILE_RW_HINT: (8, False)}
 
@@ -355,11 +367,24 @@ def _at_path(t: GuestThread, dirfd: int, path: int, flags: int,
     return t.proc.root.lookup(_dirfd(t, dirfd, name), name, follow, slot)
 
 
+def _stat_path(t: GuestThread, dirfd: int, path: int, flags: int) -> tuple[int, bytes | None]:
+    """_at_path for newfstatat and statx, where (since Linux 6.11) a NULL path with
+    AT_EMPTY_PATH is dirfd itself too. None: the host gets NULL as well, and answers as
+    its kernel does (older ones: EFAULT)."""
+    if not path and flags & AT_EMPTY_PATH:
+        return args.dirfd(t, dirfd), None
+    return _at_path(t, dirfd, path, flags)
+
+
+def _p_or_null(name: bytes | None) -> int:
+    return 0 if name is None else _p(name)
+
+
 def sys_newfstatat(t: GuestThread, dirfd: int, path: int, statbuf: int, flags: int,
                    *_: int) -> int:
-    dfd, name = _at_path(t, dirfd, path, flags)
-    result = host.call(NR["newfstatat"], dfd, _p(name), args.out_ptr(t, statbuf, STAT_SIZE),
-                       flags)
+    dfd, name = _stat_path(t, dirfd, path, flags)
+    result = host.call(NR["newfstatat"], dfd, _p_or_null(name),
+                       args.out_ptr(t, statbuf, STAT_SIZE), flags)
     if not name:
         _signalfd_mode(t, dfd, statbuf + STAT_MODE_OFFSET, 4)
     return result
@@ -367,8 +392,8 @@ def sys_newfstatat(t: GuestThread, dirfd: int, path: int, statbuf: int, flags: i
 
 def sys_statx(t: GuestThread, dirfd: int, path: int, flags: int, mask: int, statxbuf: int,
               *_: int) -> int:
-    dfd, name = _at_path(t, dirfd, path, flags)
-    result = host.call(NR["statx"], dfd, _p(name), flags, mask,
+    dfd, name = _stat_path(t, dirfd, path, flags)
+    result = host.call(NR["statx"], dfd, _p_or_null(name), flags, mask,
                        args.out_ptr(t, statxbuf, STATX_SIZE))
     if not name:
         _signalfd_mode(t, dfd, statxbuf + STATX_MODE_OFFSET, 2)
@@ -432,8 +457,9 @@ def sys_readlinkat(t: GuestThread, dirfd: int, path: int, buf: int, size: int, *
         return len(data)
     if name:
         dfd, name = t.proc.root.lookup(dfd, name, follow=False)
-    address, size = args.buffer_ptr(t, buf, size, True)
-    return host.call(NR["readlinkat"], dfd, _p(name), address, size)
+    # (no link is longer than PATH_MAX: km's copy of the buffer never needs more)
+    return args.copied_out(t, buf, size, min(size, args.PATH_MAX),
+                       lambda pointer, n: host.call(NR["readlinkat"], dfd, _p(name), pointer, n))
 
 
 def sys_mkdirat(t: GuestThread, dirfd: int, path: int, mode: int, *_: int) -> int:
@@ -478,8 +504,8 @@ def sys_rename(t: GuestThread, old: int, new: int, *_: int) -> int:
 def sys_linkat(t: GuestThread, olddirfd: int, old: int, newdirfd: int, new: int, flags: int,
                *_: int) -> int:
     # linkat follows the old path only with AT_SYMLINK_FOLLOW.
-    odfd, a = _at_path(t, olddirfd, old, AT_SYMLINK_NOFOLLOW if not flags & AT_SYMLINK_FOLLOW
-                       else flags & AT_EMPTY_PATH, slot=0)
+    follow = 0 if flags & AT_SYMLINK_FOLLOW else AT_SYMLINK_NOFOLLOW
+    odfd, a = _at_path(t, olddirfd, old, follow | flags & AT_EMPTY_PATH, slot=0)
     ndfd, b = _new_name(t, newdirfd, new, slot=1)
     return host.call(NR["linkat"], odfd, _p(a), ndfd, _p(b), flags)
 
@@ -625,12 +651,17 @@ def sys_umask(t: GuestThread, mask: int, *_: int) -> int:
 # ---- pipes, file systems, sync -------------------------------------------------------------
 
 def sys_pipe2(t: GuestThread, fds: int, flags: int, *_: int) -> int:
-    pointer = args.out_ptr(t, fds, 8)
-    if not pointer:
-        raise SyscallError(errno.EFAULT)
+    try:
+        pointer = args.out_ptr(t, fds, 8) or bad_pointer(0, 8)
+    except GuestFault:
+        # The host checks the flags first, then makes the pipe and fails to store it
+        # (and closes it again), as Linux does.
+        pointer = bad_pointer(fds, 8)
     result = host.call(NR["pipe2"], pointer, flags)
     if result == 0:
-        pair = t.mm.read(fds, 8)
+        # (from where the host wrote them: km's copy if the array spans two mappings,
+        # which reaches the guest only when the call returns)
+        pair = ctypes.string_at(pointer, 8)
         read_end, write_end = int.from_bytes(pair[:4], "little"), int.from_bytes(pair[4:], "little")
         if max(read_end, write_end) >= t.proc.fds.usable:
             os.close(read_end)
@@ -658,10 +689,18 @@ def sys_sync(t: GuestThread, *_: int) -> int:
 
 
 
+_MKNOD_TYPES = (0, S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK)
+
+
 def sys_mknodat(t: GuestThread, dirfd: int, path: int, mode: int, dev: int, *_: int) -> int:
+    # Linux checks the file type before the path (may_mknod): a directory is EPERM,
+    # a type mknod cannot make EINVAL.
+    kind = mode & S_IFMT
+    if kind not in _MKNOD_TYPES:
+        raise SyscallError(errno.EPERM if kind == S_IFDIR else errno.EINVAL)
     # Device nodes are refused, as in an unprivileged container: one would open a host
     # device behind the payload's root. Fifos, sockets and regular files are fine.
-    if mode & S_IFMT not in (0, S_IFREG, S_IFIFO, S_IFSOCK):
+    if kind in (S_IFCHR, S_IFBLK):
         raise SyscallError(errno.EPERM)
     dfd, p = _new_name(t, dirfd, path)
     return host.call(NR["mknodat"], dfd, _p(p), mode, dev)
@@ -677,11 +716,18 @@ XATTR_SIZE_MAX = 1 << 16
 XATTR_LIST_MAX = 1 << 16
 
 
-def _xattr_value(t: GuestThread, value: int, size: int, out: bool) -> tuple[int, int]:
-    size = min(size & 0xFFFFFFFF, XATTR_SIZE_MAX)
-    if not size or not value:
-        return 0, 0 if not value else size
-    return (args.out_ptr(t, value, size) if out else args.in_ptr(t, value, size)), size
+def _xattr_in(t: GuestThread, value: int, size: int) -> int:
+    """The host's pointer to setxattr's value. Linux refuses a size over XATTR_SIZE_MAX
+    (E2BIG) before it reads the value, and reads all of it (EFAULT), after the name:
+    a value km cannot use goes to the host as a pointer it faults on, in that order."""
+    if not size:
+        return 0
+    if size > XATTR_SIZE_MAX:
+        return bad_pointer(value)
+    try:
+        return args.in_ptr(t, value, size)
+    except GuestFault:
+        return bad_pointer(value, size)
 
 
 def _xattr(kind: str, op: str):
@@ -698,13 +744,18 @@ def _xattr(kind: str, op: str):
             _dfd, path = _cwd_path(t, target, follow=kind == "path")
             first = _p(path)
         if op == "listxattr":
-            size = min(a2 & 0xFFFFFFFF, XATTR_LIST_MAX)
-            return host.call(number, first, args.out_ptr(t, a1, size) if size else 0, size)
+            size = min(a2, XATTR_LIST_MAX)
+            return args.copied_out(t, a1, size, size,
+                                   lambda pointer, n: host.call(number, first, pointer, n))
         attribute = t.mm.cstring(a1, 256)
         if op == "removexattr":
             return host.call(number, first, _p(attribute))
-        pointer, size = _xattr_value(t, a2, a3, out=op == "getxattr")
-        return host.call(number, first, _p(attribute), pointer, size, a4)
+        if op == "setxattr":
+            return host.call(number, first, _p(attribute), _xattr_in(t, a2, a3), a3, a4)
+        size = min(a3, XATTR_SIZE_MAX)
+        return args.copied_out(
+            t, a2, size, size, lambda pointer, n: host.call(number, first, _p(attribute),
+                                                            pointer, n))
     handler.__name__ = f"sys_{name}"
     return handler
 

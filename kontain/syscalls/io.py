@@ -37,12 +37,14 @@ from kontain.linux.abi import (
 )
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine.layout import PAGE_SIZE, USER_END
+from kontain.mm.access import SplitBuffer
 from kontain.mm.space import GuestFault
 from kontain.syscalls import args
 from kontain.syscalls.signal import signalfd_read
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
+    from kontain.mm.access import GuestMemory
     from kontain.monitor.signalfd import SignalFile
     from kontain.monitor.thread import GuestThread
 
@@ -51,52 +53,95 @@ _IOVEC = struct.Struct("<QQ")
 
 
 def transfer_vector(t: GuestThread, iov_va: int, iovcnt: int,
-                    write: bool) -> tuple[ctypes.Array, int]:
-    """Translate a guest iovec array into a host one.
+                    write: bool) -> tuple[int, int, object]:
+    """The host's (iovec array, entry count) for a guest iovec array of a call made at
+    once (readv, sendmsg...); the third item keeps km's arrays alive until it returns.
 
-    Returns (the host iovec array, count of entries used). Buffers are translated in
-    order; one that is not accessible ends the vector there (a partial transfer, as
-    Linux does when it faults mid-way), unless it is the first, which is EFAULT.
-    """
+    Buffers are guest memory in place (km's copy for one spanning mappings, as in
+    args.buffer_ptr). The first that is not all accessible ends the vector, its
+    accessible start followed by km's guard (_guarded), so the host moves what Linux
+    moves and faults where Linux faults. What Linux refuses before it moves anything (a
+    count over IOV_MAX, an unreadable array, a negative length, a range access_ok()
+    refuses) the host is given to refuse the same way, after what it checks first (the
+    descriptor)."""
     count = args.s32(iovcnt)
     if not 0 <= count <= IOV_MAX:
-        raise OSError(errno.EINVAL, "iovcnt")
-    raw = t.mm.read(iov_va, count * 16) if count else b""
-    host_iov = (ctypes.c_uint64 * (2 * max(count, 1)))()
+        return fault_address(), count, None  # EINVAL before the array is read
+    if not count:
+        return 0, 0, None
+    try:
+        raw = t.mm.read(iov_va, count * 16)
+    except GuestFault:
+        return fault_address(), count, None  # EFAULT copying the array in
+    mm = t.mm
+    host_iov = (ctypes.c_uint64 * (2 * count))()
     used = 0
-    total = 0
-    for i in range(count):
-        base, length = _IOVEC.unpack_from(raw, i * 16)
-        if length > 1 << 63:
-            raise OSError(errno.EINVAL, "iov_len")
-        total += length
-        if total > 1 << 63:
-            raise OSError(errno.EINVAL, "iov total")
-        if not length:
+    split: list[tuple[int, int, int]] = []  # (entry, va, length): km's copies, made below
+    tail: list[int] | None = None  # the vector's end where a buffer is not accessible
+    checked = False
+    for base, length in _IOVEC.iter_unpack(raw):
+        # Every entry's numbers are checked before anything moves (a negative length is
+        # past _TOP too), even after the buffer that ends the transfer.
+        if base + length > _TOP and not checked:
+            if _refused(t, raw, count):
+                return host.address_of(raw), count, raw  # refused again, the same way
+            checked = True
+        if tail is not None or not length:
             continue
         try:
-            address, usable = args.buffer_ptr(t, base, length, write)
+            host_iov[2 * used] = mm.host_base + mm.translate(base, length, write)
+        except SplitBuffer:
+            if length > args.BOUNCE_LIMIT:
+                tail = _guarded(mm, base, min(length, args.MAX_RW_COUNT), write, IOV_MAX - used)
+                continue
+            split.append((used, base, length))
         except GuestFault:
-            if used == 0:
-                raise
-            break
-        host_iov[2 * used] = address
-        host_iov[2 * used + 1] = usable
+            tail = _guarded(mm, base, min(length, args.MAX_RW_COUNT), write, IOV_MAX - used)
+            continue
+        host_iov[2 * used + 1] = length
         used += 1
-        if usable < length:
-            break
-    return host_iov, used
+    for entry, base, length in split:  # (only once the vector is known to be taken)
+        host_iov[2 * entry] = t.bounce(base, length, write)
+    if tail:
+        flat = host_iov[:2 * used] + tail
+        host_iov = (ctypes.c_uint64 * len(flat))(*flat)
+        used = len(flat) // 2
+    if not used:
+        return 0, 0, None
+    return ctypes.addressof(host_iov), used, host_iov
+
+
+def _guarded(mm: GuestMemory, va: int, count: int, write: bool, room: int) -> list[int]:
+    """Host iovec entries (flat: address, length...) for a guest buffer that is not one
+    accessible piece: in place as far as it is accessible (in as many entries as it
+    spans, at most room), then km's guard for the rest. The host then moves what Linux
+    moves and fails where Linux fails: a short transfer on a file, EFAULT with nothing
+    consumed or sent on a pipe or a socket, 0 at end of file whatever the memory."""
+    segments = mm.accessible_prefix(va, count, write)
+    flat: list[int] = []
+    for pa, n in segments[:room]:
+        flat += (mm.host_base + pa, n)
+    got = sum(n for _pa, n in segments)
+    if got < count and len(segments) < room:
+        flat += (fault_address(), count - got)
+    return flat
 
 
 def _transfer(t: GuestThread, plain: int, vectored: int, fd: int, buf: int, count: int,
               to_guest: bool, offset: int | None = None) -> int:
     """read/write/pread64/pwrite64 on a guest buffer, in place: the result or -errno (the
-    caller looks at EPIPE). A buffer spanning two mappings (not contiguous in km's
-    memory) goes to the vectored call (readv/writev/preadv/pwritev) instead, which moves
-    the same bytes with the same atomicity."""
+    caller looks at EPIPE). A buffer that is not one accessible piece of km's memory
+    (spanning mappings, or not all accessible) goes to the vectored call
+    (readv/writev/preadv/pwritev), which moves the same bytes with the same atomicity,
+    and fails the same way (_guarded)."""
     fd = args.fd(t, fd)
-    count = min(count, args.MAX_RW_COUNT)
     extra = () if offset is None else (offset,)
+    if buf + count > _TOP and _refused_range(t, buf, count):
+        # Linux refuses the range itself (access_ok, on the count before it is capped),
+        # after it has looked at the descriptor: the host does so on the same numbers,
+        # and touches no memory at them.
+        return host.syscall(plain, fd, buf, count, *extra)
+    count = min(count, args.MAX_RW_COUNT)
     if not count:
         return host.syscall(plain, fd, 0, 0, *extra)
     mm = t.mm
@@ -104,14 +149,10 @@ def _transfer(t: GuestThread, plain: int, vectored: int, fd: int, buf: int, coun
         return host.syscall(plain, fd, mm.host_base + mm.translate(buf, count, to_guest),
                             count, *extra)
     except GuestFault:
-        segments = mm.accessible_prefix(buf, count, to_guest)
-        if not segments:
-            raise
-    vector = (ctypes.c_uint64 * (2 * len(segments)))()
-    for i, (pa, n) in enumerate(segments):
-        vector[2 * i], vector[2 * i + 1] = mm.host_base + pa, n
+        flat = _guarded(mm, buf, count, to_guest, IOV_MAX)
+    vector = (ctypes.c_uint64 * len(flat))(*flat)
     # preadv/pwritev take the offset as (low, high) longs; on x86-64 low holds all of it.
-    return host.syscall(vectored, fd, ctypes.addressof(vector), len(segments), *extra, 0)
+    return host.syscall(vectored, fd, ctypes.addressof(vector), len(flat) // 2, *extra, 0)
 
 
 def sys_read(t: GuestThread, fd: int, buf: int, count: int, *_: int) -> int:
@@ -160,8 +201,9 @@ def _vectored(name: str, write_to_guest: bool):
                 if sends:
                     raise OSError(errno.EINVAL, "writev to a signalfd")
                 return _signalfd_readv(t, file, fd, iov, iovcnt)
-        vector, used = transfer_vector(t, iov, iovcnt, write_to_guest)
-        result = host.syscall(number, fd, ctypes.addressof(vector), used, a3, a4, a5)
+        pointer, used, keep = transfer_vector(t, iov, iovcnt, write_to_guest)
+        result = host.syscall(number, fd, pointer, used, a3, a4, a5)
+        del keep  # (km's arrays live until the host is done with them)
         if sends and result == -errno.EPIPE:
             t.proc.broken_pipe(t)
         return host.check(result)
@@ -348,10 +390,9 @@ def fault_address() -> int:
     return _guard
 
 
-def _refused(t: GuestThread, raw: bytes, count: int) -> int:
-    """What the kernel's import_iovec says of these (guest) numbers: 0 if it takes them,
-    else -EINVAL or -EFAULT. Asked of the host with a readv of a pipe nobody writes
-    to: it checks the vector exactly as vmsplice and AIO do, then reads nothing."""
+def _probe_fd(t: GuestThread) -> int:
+    """The read end of a pipe nobody writes to: reading it checks the arguments, as
+    every read does, and then reads nothing (end of file)."""
     global _probe
     if _probe < 0:
         with _init_lock:
@@ -359,8 +400,21 @@ def _refused(t: GuestThread, raw: bytes, count: int) -> int:
                 read_end, write_end = os.pipe2(O_CLOEXEC)
                 os.close(write_end)
                 _probe = t.proc.fds.move_high(read_end)
-    result = host.syscall(NR["readv"], _probe, host.address_of(raw), count)
+    return _probe
+
+
+def _refused(t: GuestThread, raw: bytes, count: int) -> int:
+    """What the kernel's import_iovec says of these (guest) numbers: 0 if it takes them,
+    else -EINVAL or -EFAULT. Asked of the host with a readv of the probe pipe: it checks
+    the vector exactly as vmsplice and AIO do, then reads nothing."""
+    result = host.syscall(NR["readv"], _probe_fd(t), host.address_of(raw), count)
     return min(result, 0)
+
+
+def _refused_range(t: GuestThread, buf: int, count: int) -> bool:
+    """Whether read/write refuse a buffer on its numbers alone (access_ok: EFAULT),
+    asked of the host with a read of the probe pipe, which touches no memory."""
+    return host.syscall(NR["read"], _probe_fd(t), buf, count) == -errno.EFAULT
 
 
 def host_vector(t: GuestThread, iov_va: int, count: int,

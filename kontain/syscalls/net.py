@@ -23,7 +23,7 @@ from kontain.linux.abi import (
 )
 from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
-from kontain.mm.access import GuestFault
+from kontain.mm.access import GuestFault, SplitBuffer
 from kontain.syscalls import args
 from kontain.syscalls.io import transfer_vector
 
@@ -349,19 +349,43 @@ def _name_call(name: str):
     return handler
 
 
+def _data_buffer(t: GuestThread, va: int, length: int,
+                 write: bool) -> tuple[int, int, _Shadow | None]:
+    """(host pointer, length, km's copy to close) of sendto's or recvfrom's buffer
+    (length already capped at MAX_RW_COUNT, as Linux caps it before access_ok).
+
+    A buffer only partly accessible is not cut short (a datagram would be): Linux
+    moves data until it faults, so the host gets km's copy of the accessible start,
+    followed by PROT_NONE pages (_Shadow): EFAULT where the guest's mapping ends."""
+    if not length:  # (access_ok() refuses a kernel address even for no bytes)
+        return (KERNEL_HALF if va > TASK_SIZE_MAX else 0), 0, None
+    mm = t.mm
+    try:
+        return mm.host_base + mm.translate(va, length, write), length, None
+    except SplitBuffer:  # all accessible, over two mappings
+        pointer, usable = args.buffer_ptr(t, va, length, write)
+        return pointer, usable, None
+    except GuestFault:
+        pass
+    if va + length > TASK_SIZE_MAX:
+        return bad_pointer(va, length), length, None  # access_ok() refuses it first
+    shadow = _Shadow(t, va, length, write)
+    if not shadow.size:  # nothing accessible: the host faults at the first byte
+        return shadow.pointer, length, None
+    return shadow.pointer, shadow.limit(length), shadow
+
+
 def sys_sendto(t: GuestThread, fd: int, buf: int, length: int, flags: int, dest: int,
                addrlen: int) -> int:
     fd = host_fd(t, fd)
-    length = min(length, args.MAX_RW_COUNT)
-    pointer = 0
-    if length:
-        try:
-            pointer, length = args.buffer_ptr(t, buf, length, False)
-        except GuestFault:
-            pointer = bad_pointer(buf, length)
-    keep: list = []
-    dest_ptr, dest_len = _addr_in(t, fd, dest, addrlen, keep) if dest else (0, 0)
-    result = host.syscall(NR["sendto"], fd, pointer, length, flags, dest_ptr, dest_len)
+    pointer, length, shadow = _data_buffer(t, buf, min(length, args.MAX_RW_COUNT), False)
+    try:
+        keep: list = []
+        dest_ptr, dest_len = _addr_in(t, fd, dest, addrlen, keep) if dest else (0, 0)
+        result = host.syscall(NR["sendto"], fd, pointer, length, flags, dest_ptr, dest_len)
+    finally:
+        if shadow is not None:
+            shadow.close()
     if result == -errno.EPIPE and not flags & MSG_NOSIGNAL:
         t.proc.broken_pipe(t)
     return host.check(result)
@@ -370,18 +394,20 @@ def sys_sendto(t: GuestThread, fd: int, buf: int, length: int, flags: int, dest:
 def sys_recvfrom(t: GuestThread, fd: int, buf: int, length: int, flags: int, src: int,
                  addrlen: int) -> int:
     fd = host_fd(t, fd)
-    length = min(length, args.MAX_RW_COUNT)
-    pointer = 0
-    if length:
-        try:
-            pointer, length = args.buffer_ptr(t, buf, length, True)
-        except GuestFault:
-            pointer = bad_pointer(buf, length)
-    if not src:  # no address wanted: Linux does not look at addrlen
-        return host.call(NR["recvfrom"], fd, pointer, length, flags, 0, 0)
-    src_ptr, src_len = _addr_out(t, src, addrlen)
-    result = host.call(NR["recvfrom"], fd, pointer, length, flags, src_ptr, src_len.pointer)
-    src_len.write_back(t)
+    pointer, length, shadow = _data_buffer(t, buf, min(length, args.MAX_RW_COUNT), True)
+    try:
+        if not src:  # no address wanted: Linux does not look at addrlen
+            result = host.call(NR["recvfrom"], fd, pointer, length, flags, 0, 0)
+        else:
+            src_ptr, src_len = _addr_out(t, src, addrlen)
+            result = host.call(NR["recvfrom"], fd, pointer, length, flags, src_ptr,
+                               src_len.pointer)
+            src_len.write_back(t)
+        if shadow is not None:
+            shadow.copy_back(t, result)
+    finally:
+        if shadow is not None:
+            shadow.close()
     return result
 
 
@@ -498,13 +524,11 @@ def _host_msghdr(t: GuestThread, fd: int, va: int, receiving: bool,
         host_hdr.namelen = namelen
     if iovlen > 1024:
         raise OSError(errno.EMSGSIZE, "msg_iovlen")
-    try:
-        vector, used = transfer_vector(t, iov, iovlen, receiving)
-    except GuestFault:
-        vector, used = _bad_vector(t, iov, iovlen)
+    # (buffers the host cannot use, even the array, become memory it faults on: Linux
+    # checks only the array when it reads it, and the protocol may refuse the message,
+    # EDESTADDRREQ, EAGAIN..., before touching data)
+    host_hdr.iov, host_hdr.iovlen, vector = transfer_vector(t, iov, iovlen, receiving)
     keep.append(vector)
-    host_hdr.iov = ctypes.addressof(vector)
-    host_hdr.iovlen = used
     if control and controllen:
         controllen = min(controllen, 1 << 20)
         if not receiving:
@@ -512,19 +536,6 @@ def _host_msghdr(t: GuestThread, fd: int, va: int, receiving: bool,
         host_hdr.control = host_pointer(t, control, controllen, receiving)
         host_hdr.controllen = controllen
     return host_hdr
-
-
-def _bad_vector(t: GuestThread, iov: int, iovlen: int) -> tuple[ctypes.Array, int]:
-    """The host iovec of a guest one whose first buffer is bad: the same lengths, at
-    addresses the host faults on. Linux checks only the array when it reads it; the
-    protocol may refuse the message (EDESTADDRREQ, EAGAIN...) before touching data."""
-    raw = t.mm.read(iov, iovlen * 16)  # (a bad array is EFAULT, after the socket)
-    vector = (ctypes.c_uint64 * (2 * max(iovlen, 1)))()
-    for i in range(iovlen):
-        base, size = struct.unpack_from("<QQ", raw, i * 16)
-        vector[2 * i] = bad_pointer(base, size) if size else 0
-        vector[2 * i + 1] = size
-    return vector, iovlen
 
 
 def _translate_msghdr(t: GuestThread, fd: int, va: int, receiving: bool,

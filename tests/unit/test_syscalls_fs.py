@@ -375,8 +375,6 @@ def test_close_range_arguments(thread):
         native("close_range", base - 2, base - 1, 0x1234) == -errno.EINVAL
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: close_range over km's own range returns 0 "
-                   "without checking the flags (Linux: EINVAL)")
 def test_close_range_checks_flags_above_the_guest_range(thread):
     base = thread.proc.fds.km_base
     assert native("close_range", base + 100, 0xFFFFFFFF, 0x1234) == -errno.EINVAL
@@ -517,8 +515,6 @@ def test_ioctl_refuses_what_it_does_not_know(thread, guest, fds):
         == -errno.EFAULT
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: fcntl F_GETOWNER_UIDS is EINVAL; Linux "
-                   "writes the two owner uids")
 def test_fcntl_getowner_uids(thread, guest, fds):
     fd = os.open(os.devnull, os.O_RDONLY)
     fds.append(fd)
@@ -610,8 +606,6 @@ def test_fstat_and_empty_paths(thread, guest, tree, fds):
         == -errno.EBADF
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: a NULL path with AT_EMPTY_PATH is EFAULT; "
-                   "Linux (6.11 and later) stats the descriptor")
 @pytest.mark.parametrize("name", ["newfstatat", "statx"])
 def test_a_null_path_with_at_empty_path_is_the_descriptor(thread, guest, tree, fds, name):
     fd = os.open(tree / "file", os.O_RDONLY)
@@ -745,8 +739,6 @@ def test_readlink_into_bad_buffers(thread, twin, tree):
             native("readlink", t.host, t.host + offset, 64) == -errno.EFAULT
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: readlink into a partly mapped buffer "
-                   "returns the mapped prefix; Linux copies all or fails with EFAULT")
 def test_readlink_into_a_partly_mapped_buffer_is_efault(thread, twin, tree):
     (tree / "long").symlink_to("x" * 64)
     path = os.fsencode(tree / "long") + b"\0"
@@ -755,6 +747,23 @@ def test_readlink_into_a_partly_mapped_buffer_is_efault(thread, twin, tree):
     ctypes.memmove(t.host, path, len(path))
     assert native("readlink", t.host, t.host + PAGE - 10, 64) == -errno.EFAULT
     assert call(thread, "readlink", t.guest, t.guest + PAGE - 10, 64) == -errno.EFAULT
+
+
+def test_readlink_copies_only_the_link(thread, twin, tree):
+    """Only the link's bytes are copied out: the rest of the buffer may be a hole, and
+    a link that is missing is ENOENT whatever the buffer."""
+    path = os.fsencode(tree / "link") + b"\0"
+    t = twin([RW, HOLE])
+    thread.mm.write(t.guest, path)
+    ctypes.memmove(t.host, path, len(path))
+    assert call(thread, "readlink", t.guest, t.guest + PAGE - 10, 64) == \
+        native("readlink", t.host, t.host + PAGE - 10, 64) == 4
+    assert thread.mm.read(t.guest + PAGE - 10, 4) == ctypes.string_at(t.host + PAGE - 10, 4)
+    missing = os.fsencode(tree / "missing") + b"\0"
+    thread.mm.write(t.guest, missing)
+    ctypes.memmove(t.host, missing, len(missing))
+    assert call(thread, "readlink", t.guest, t.guest + PAGE, 64) == \
+        native("readlink", t.host, t.host + PAGE, 64) == -errno.ENOENT
 
 
 def test_readlinkat_checks_the_size_first(thread, guest):
@@ -853,8 +862,6 @@ def test_links_like_linux(thread, guest, tmp_path, fds):
     assert same(thread, guest, "symlink", BAD, tmp_path / "bad") == -errno.EFAULT
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: linkat drops AT_EMPTY_PATH unless "
-                   "AT_SYMLINK_FOLLOW is given too (ENOENT instead of linking the fd)")
 def test_linkat_with_at_empty_path_links_the_descriptor(thread, guest, tmp_path, fds):
     (tmp_path / "file").write_bytes(b"F")
     fd = os.open(tmp_path / "file", os.O_RDONLY)
@@ -1056,8 +1063,6 @@ def test_pipe2_errors_leak_nothing(thread, twin):
         assert _open_count() == before
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: pipe2 checks the pointer before the flags "
-                   "(Linux: EINVAL for bad flags first)")
 def test_pipe2_checks_flags_first(thread):
     assert native("pipe2", BAD, 0x1234) == -errno.EINVAL
     assert call(thread, "pipe2", BAD, 0x1234) == -errno.EINVAL
@@ -1105,8 +1110,6 @@ def test_device_nodes_and_directories_are_eperm(thread, guest, tmp_path, kind):
     assert not os.path.lexists(tmp_path / "dev")
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: mknod of an invalid file type (S_IFLNK, "
-                   "0o170000) is EPERM; Linux says EINVAL")
 @pytest.mark.parametrize("kind", [stat.S_IFLNK, 0o170000])
 def test_mknod_of_an_invalid_type_is_einval(thread, guest, tmp_path, kind):
     assert native("mknod", hstr(tmp_path / "linux"), kind | 0o600, 0) == -errno.EINVAL
@@ -1188,17 +1191,32 @@ def test_xattr_pointers(thread, guest, xfiles):
         == -errno.EBADF
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: setxattr clamps a value over 64 KiB "
-                   "(XATTR_SIZE_MAX) instead of failing with E2BIG")
 def test_setxattr_of_a_value_over_64k_is_e2big(thread, guest, xfiles):
     assert _xboth(thread, guest, xfiles, "setxattr", "user.big", bytes(70000), 65537, 0) \
         == -errno.E2BIG
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: getxattr with a NULL value and a non-zero "
-                   "size returns the length; Linux copies to NULL and fails with EFAULT")
 def test_getxattr_into_null_with_a_size_is_efault(thread, guest, xfiles):
     assert _xboth(thread, guest, xfiles, "getxattr", "user.k", 0, 10) == -errno.EFAULT
+
+
+def test_xattr_values_in_partly_mapped_buffers(thread, twin, xfiles):
+    """getxattr/listxattr copy out only what they return; setxattr reads all its value,
+    and a size over 64 KiB is E2BIG whatever the pointer (the size is a size_t)."""
+    t = twin([RW, HOLE])
+    km_data, linux_data = (os.fsencode(path) + b"\0user.k\0" for path in xfiles)
+    thread.mm.write(t.guest, km_data)
+    ctypes.memmove(t.host, linux_data, len(linux_data))
+    km_path, linux_path = t.guest, t.host
+    km_name, linux_name = t.guest + len(km_data) - 7, t.host + len(linux_data) - 7
+    for start, expected in ((PAGE - 8, 5), (PAGE - 2, -errno.EFAULT)):
+        assert call(thread, "getxattr", km_path, km_name, t.guest + start, 64) == \
+            native("getxattr", linux_path, linux_name, t.host + start, 64) == expected
+    assert call(thread, "listxattr", km_path, t.guest + PAGE - 16, 64) == \
+        native("listxattr", linux_path, t.host + PAGE - 16, 64) == len(b"user.k\0")
+    for size, expected in ((16, -errno.EFAULT), ((1 << 32) + 1, -errno.E2BIG)):
+        assert call(thread, "setxattr", km_path, km_name, t.guest + PAGE - 8, size, 0) == \
+            native("setxattr", linux_path, linux_name, t.host + PAGE - 8, size, 0) == expected
 
 
 # ---- hostile registers ---------------------------------------------------------------------

@@ -187,8 +187,6 @@ def test_a_huge_count_reads_what_there_is(thread, guest, files):
         native("read", nfd, ctypes.addressof(host), 1 << 40) == 100
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: a count beyond the address space is "
-                   "capped instead of failing access_ok (EFAULT)")
 def test_a_count_past_the_address_space_is_efault(thread, guest, files):
     fd, nfd = files(b"x" * 100)
     host = ctypes.create_string_buffer(PAGE)
@@ -273,8 +271,6 @@ def test_km_memory_and_kernel_addresses_are_efault(thread, files, size):
     assert os.lseek(fd, 0, os.SEEK_CUR) == 0 and os.fstat(fd).st_size == PAGE
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: the buffer is checked eagerly; Linux "
-                   "touches it only to move data, so a read at end of file returns 0")
 def test_read_at_end_of_file_touches_no_memory(thread, twin, files):
     fd, nfd = files(b"")
     t = twin([HOLE])
@@ -309,12 +305,8 @@ def _drain(fd: int) -> bytes:
 
 
 CHANNELS = {"pipe": _pipe_pair, "unix stream": _stream_pair, "unix datagram": _datagram_pair}
-PARTIAL_BUG = pytest.mark.xfail(
-    strict=True, reason="km bug: a partly mapped buffer moves its mapped prefix on pipes "
-    "and sockets too; Linux fails with EFAULT there and consumes/sends nothing")
 
 
-@PARTIAL_BUG
 @pytest.mark.parametrize("kind", CHANNELS)
 def test_reading_a_channel_into_a_partly_mapped_buffer_is_efault(thread, twin, kind):
     t = twin([RW, HOLE])
@@ -332,7 +324,6 @@ def test_reading_a_channel_into_a_partly_mapped_buffer_is_efault(thread, twin, k
             os.close(fd)
 
 
-@PARTIAL_BUG
 @pytest.mark.parametrize("kind", CHANNELS)
 def test_writing_a_channel_from_a_partly_mapped_buffer_is_efault(thread, twin, kind):
     t = twin([RW, HOLE], b"w" * PAGE)
@@ -374,8 +365,6 @@ def test_bad_and_km_descriptors_are_ebadf(thread, guest, name):
         assert call(thread, name, fd, pointer, count) == -errno.EBADF
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: the buffer is checked before the "
-                   "descriptor; Linux says EBADF first")
 def test_a_bad_descriptor_is_found_before_a_bad_buffer(thread):
     closed = closed_fd()
     assert native("read", closed, BAD, 10) == -errno.EBADF
@@ -493,8 +482,6 @@ def test_iovec_array_and_lengths_are_checked(thread, guest, files):
         native("readv", nfd, ctypes.addressof(host_negative), 1) == -errno.EINVAL
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: an iov_len of exactly 2**63 (negative as "
-                   "ssize_t) is accepted; Linux says EINVAL")
 def test_an_iov_len_of_2_to_the_63_is_einval(thread, guest, files):
     fd, nfd = files(b"x" * 100)
     host = ctypes.create_string_buffer(64)
@@ -512,6 +499,53 @@ def test_iovec_array_partly_mapped_is_efault(thread, twin, files):
     ctypes.memmove(t.host + entry, struct.pack("<QQ", t.host, 8), 16)
     assert call(thread, "readv", fd, t.guest + entry, 2) == \
         native("readv", nfd, t.host + entry, 2) == -errno.EFAULT
+
+
+def test_vector_lengths_are_checked_before_any_buffer(thread, twin, files):
+    """Linux reads and checks the whole array (a negative length is EINVAL) before it
+    looks at a buffer, and it looks at the descriptor before the array."""
+    fd, nfd = files(b"x" * 100)
+    t = twin([RW, HOLE])
+    pieces = [(PAGE, 8), (0, 1 << 63)]  # a buffer in the hole, then a length of 2**63
+    thread.mm.write(t.guest, _iovecs(t.guest, pieces))
+    ctypes.memmove(t.host, _iovecs(t.host, pieces), 32)
+    assert call(thread, "readv", fd, t.guest, 2) == native("readv", nfd, t.host, 2) \
+        == -errno.EINVAL
+    closed = closed_fd()
+    for count in (1, 2, 1025):
+        assert call(thread, "readv", closed, BAD, count) == \
+            native("readv", closed, BAD, count) == -errno.EBADF
+
+
+@pytest.mark.parametrize("kind", CHANNELS)
+def test_readv_of_a_channel_into_a_partly_mapped_entry_is_efault(thread, twin, kind):
+    t = twin([RW, HOLE])
+    ends = [CHANNELS[kind]() for _ in range(2)]
+    try:
+        (kr, kw), (nr, nw) = ends
+        os.write(kw, b"m" * 200)
+        os.write(nw, b"m" * 200)
+        giov = LAYOUT + 2 * PAGE  # the iovec arrays live just above the layout
+        thread.mm.mmap(giov, PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        thread.mm.write(giov, _iovecs(t.guest, [(0, 50), (PAGE - 100, 150)]))
+        hiov = ctypes.create_string_buffer(_iovecs(t.host, [(0, 50), (PAGE - 100, 150)]))
+        assert native("readv", nr, ctypes.addressof(hiov), 2) == -errno.EFAULT
+        left = _drain(nr)
+        assert call(thread, "readv", kr, giov, 2) == -errno.EFAULT
+        assert _drain(kr) == left
+    finally:
+        for fd in (fd for pair in ends for fd in pair):
+            os.close(fd)
+
+
+@pytest.mark.parametrize("name", ["read", "write"])
+def test_a_zero_count_at_a_kernel_address_is_efault(thread, files, name):
+    """access_ok() refuses a kernel address even for nothing; a user one is fine."""
+    fd, nfd = files(b"abc")
+    for pointer in (kernel_va(0), MASK64 - 7):
+        assert call(thread, name, fd, pointer, 0) == native(name, nfd, pointer, 0) \
+            == -errno.EFAULT
+    assert call(thread, name, fd, BAD, 0) == native(name, nfd, BAD, 0) == 0
 
 
 def test_preadv2_flags_and_current_position(thread, guest, files):

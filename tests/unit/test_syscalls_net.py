@@ -399,8 +399,6 @@ def test_a_datagram_longer_than_the_buffer_is_truncated(thread, guest, pairs):
         native("recvfrom", linux_b, host(16), 4, MSG_TRUNC, 0, 0) == 10
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: a datagram sent from or received into a "
-                   "partly mapped buffer is cut to the mapped prefix; Linux fails with EFAULT")
 @pytest.mark.parametrize("direction", ["sendto", "recvfrom"])
 def test_datagrams_and_partly_mapped_buffers(thread, twin, pairs, direction):
     km_a, km_b = pairs()
@@ -415,6 +413,16 @@ def test_datagrams_and_partly_mapped_buffers(thread, twin, pairs, direction):
         os.write(linux_a, b"r" * 100)
         assert native("recvfrom", linux_b, t.host + start, 100, 0, 0, 0) == -errno.EFAULT
         assert call(thread, "recvfrom", km_b, t.guest + start, 100, 0, 0, 0) == -errno.EFAULT
+
+
+@pytest.mark.parametrize("direction", ["sendto", "recvfrom"])
+def test_no_bytes_at_a_kernel_address_is_efault(thread, pairs, direction):
+    km_a, km_b = pairs()
+    linux_a, linux_b = pairs()
+    km_fd, linux_fd = (km_a, linux_a) if direction == "sendto" else (km_b, linux_b)
+    for pointer in (kernel_va(0), BAD):
+        assert call(thread, direction, km_fd, pointer, 0, MSG_DONTWAIT, 0, 0) == \
+            native(direction, linux_fd, pointer, 0, MSG_DONTWAIT, 0, 0)
 
 
 def test_sending_on_a_shut_down_socket_raises_sigpipe_unless_asked_not_to(thread, guest, pairs):
@@ -597,6 +605,27 @@ def test_recvmsg_truncation_flags(thread, guest, pairs, fds):
     assert km_hdr[6] & (MSG_TRUNC | MSG_CTRUNC) == MSG_TRUNC | MSG_CTRUNC
     for control in (guest.read(km.control, 20), ctypes.string_at(linux.control, 20)):
         fds.append(struct.unpack_from("<i", control, 16)[0])
+
+
+@pytest.mark.parametrize("direction", ["sendmsg", "recvmsg"])
+def test_messages_and_partly_mapped_buffers(thread, guest, twin, pairs, direction):
+    """A datagram is never cut to the mapped part of its buffers: EFAULT, as Linux."""
+    km_a, km_b = pairs()
+    linux_a, linux_b = pairs()
+    t = twin([RW, HOLE], b"d" * PAGE)
+    pieces = [(0, 20), (PAGE - 50, 100)]  # the second buffer runs into the hole
+    km_iov = guest.put(b"".join(struct.pack("<QQ", t.guest + o, n) for o, n in pieces))
+    linux_iov = host(b"".join(struct.pack("<QQ", t.host + o, n) for o, n in pieces))
+    km_msg = guest.put(MSGHDR.pack(0, 0, km_iov, 2, 0, 0, 0))
+    linux_msg = host(MSGHDR.pack(0, 0, linux_iov, 2, 0, 0, 0))
+    if direction == "sendmsg":
+        assert native("sendmsg", linux_a, linux_msg, 0) == -errno.EFAULT
+        assert call(thread, "sendmsg", km_a, km_msg, 0) == -errno.EFAULT
+    else:
+        os.write(km_a, b"r" * 120)
+        os.write(linux_a, b"r" * 120)
+        assert native("recvmsg", linux_b, linux_msg, 0) == -errno.EFAULT
+        assert call(thread, "recvmsg", km_b, km_msg, 0) == -errno.EFAULT
 
 
 def test_rights_may_carry_only_the_guests_descriptors(thread, guest, pairs, fds):
