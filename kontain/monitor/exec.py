@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 #: Linux caps argv + envp at a quarter of the stack limit; km's stack is 8 MiB.
 MAX_ARG_BYTES = 2 << 20
+#: Linux's cap on one argument or environment string, its NUL included (MAX_ARG_STRLEN).
+MAX_ARG_STRLEN = 32 * 4096
 
 
 class ExecRequest:

@@ -71,7 +71,15 @@ def sys_getgroups(t: GuestThread, size: int, lst: int, *_: int) -> int:
     size = args.s32(size)
     if size < 0:
         raise SyscallError(errno.EINVAL)
-    return host.call(NR["getgroups"], size, args.out_ptr(t, lst, 4 * size) if size else 0)
+    if not size:
+        return host.call(NR["getgroups"], 0, 0)
+    count = host.call(NR["getgroups"], 0, 0)
+    if size < count:
+        raise SyscallError(errno.EINVAL)
+    # Linux writes only the groups there are, so only those bytes need be mapped. The
+    # host is told no more room than was checked: a setgroups by another thread in
+    # between makes it EINVAL (a moment's answer), never a write past the checked bytes.
+    return host.call(NR["getgroups"], count, args.out_ptr(t, lst, 4 * count) if count else 0)
 
 
 def sys_setgroups(t: GuestThread, size: int, lst: int, *_: int) -> int:
@@ -79,6 +87,57 @@ def sys_setgroups(t: GuestThread, size: int, lst: int, *_: int) -> int:
     if not 0 <= size <= 65536:
         raise SyscallError(errno.EINVAL)
     return host.call(NR["setgroups"], size, args.in_ptr(t, lst, 4 * size) if size else 0)
+
+
+# ---- other processes and threads ---------------------------------------------------------
+
+def _target(t: GuestThread, pid: int) -> int:
+    """The host pid a call naming pid is made on: 0 for the caller and its process, the
+    tid of another of the payload's threads, the pid of another process in the payload's
+    reach: one it may signal (with Landlock's signal scope, km's own processes). km's
+    helper threads and processes out of reach (the host's) are ESRCH, as in a pid
+    namespace and as pidfd_open has them: the payload reads nothing of them. Callers
+    use this only to read; another process's settings are never changed."""
+    if pid in (0, t.proc.pid, t.tid):
+        return 0
+    if pid in t.proc.group.threads:
+        return pid
+    if pid < 0 or os.path.exists(f"/proc/self/task/{pid}") \
+            or host.syscall(NR["kill"], pid, 0) != 0:  # kill(pid, 0) only probes
+        raise SyscallError(errno.ESRCH)
+    return pid
+
+
+# ---- nice values --------------------------------------------------------------------------
+
+PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
+
+
+def _priority_target(t: GuestThread, which: int, who: int) -> tuple[int, int]:
+    """(which, who) for the host: the payload's own processes only. A process group
+    other than the payload's own, or a user (every process of that uid on the host,
+    km's and the host's alike), would reach past the payload: they mean the payload's
+    own process, when they name it, and ESRCH otherwise."""
+    which, who = args.s32(which), args.s32(who)
+    if which == PRIO_PROCESS:
+        return which, _target(t, who)
+    if which == PRIO_PGRP:
+        if who in (0, os.getpgrp()):
+            return PRIO_PROCESS, 0
+        raise SyscallError(errno.ESRCH)
+    if which == PRIO_USER:
+        if who in (0, os.getuid()):
+            return PRIO_PROCESS, 0
+        raise SyscallError(errno.ESRCH)
+    raise SyscallError(errno.EINVAL)
+
+
+def sys_getpriority(t: GuestThread, which: int, who: int, *_: int) -> int:
+    return host.call(NR["getpriority"], *_priority_target(t, which, who))
+
+
+def sys_setpriority(t: GuestThread, which: int, who: int, prio: int, *_: int) -> int:
+    return host.call(NR["setpriority"], *_priority_target(t, which, who), args.s32(prio))
 
 
 # ---- limits ------------------------------------------------------------------------------
@@ -102,17 +161,33 @@ def _set_limit(t: GuestThread, resource_id: int, soft: int, hard: int) -> None:
 
 def sys_prlimit64(t: GuestThread, pid: int, resource_id: int, new: int, old: int,
                   *_: int) -> int:
-    pid = args.s32(pid)
-    if pid not in (0, t.proc.pid):
-        raise SyscallError(errno.ESRCH)
+    new_limit = _RLIMIT.unpack(t.mm.read(new, 16)) if new else None
+    target = _target(t, args.s32(pid))
+    if target and target not in t.proc.group.threads:
+        return _prlimit_elsewhere(t, target, resource_id, new_limit, old)
     resource_id &= 0xFFFFFFFF
     if resource_id >= 16:
         raise SyscallError(errno.EINVAL)
-    new_limit = _RLIMIT.unpack(t.mm.read(new, 16)) if new else None
-    if old:
-        t.mm.write(old, _RLIMIT.pack(*t.proc.guest_rlimit(resource_id)))
+    previous = t.proc.guest_rlimit(resource_id)
     if new_limit is not None:
         _set_limit(t, resource_id, *new_limit)
+    if old:  # written last, as Linux does: a bad pointer is EFAULT with the limit set
+        t.mm.write(old, _RLIMIT.pack(*previous))
+    return 0
+
+
+def _prlimit_elsewhere(t: GuestThread, pid: int, resource_id: int,
+                       new_limit: tuple[int, int] | None, old: int) -> int:
+    """Another process's limits, as the host has them (what its /proc/PID/limits shows).
+    They are never set: in reach are only km's other processes, whose host limits are
+    km's own (its memory, its descriptors above the payload's) and whose payload's limits
+    live in that km; EPERM, Linux's answer without the permission."""
+    if new_limit is not None:
+        raise SyscallError(errno.EPERM)
+    limit = ctypes.create_string_buffer(_RLIMIT.size)
+    host.call(NR["prlimit64"], pid, resource_id & 0xFFFFFFFF, 0, ctypes.addressof(limit))
+    if old:
+        t.mm.write(old, limit.raw)
     return 0
 
 
@@ -132,11 +207,26 @@ def sys_getrusage(t: GuestThread, who: int, usage: int, *_: int) -> int:
 
 # ---- scheduling ----------------------------------------------------------------------------
 
+#: Room km gives the host for a CPU mask: Linux writes at most its cpumask size (NR_CPUS
+#: bits, 8192 at most on x86-64), so a larger length changes nothing but the room.
+_AFFINITY_ROOM = 8192
+
+
 def sys_sched_getaffinity(t: GuestThread, pid: int, size: int, mask: int, *_: int) -> int:
+    size &= 0xFFFFFFFF  # an unsigned int
+    # Past the room, keep size's remainder mod 8: the host refuses what Linux would.
+    room = size if size <= _AFFINITY_ROOM else _AFFINITY_ROOM + size % 8
+    buffer = ctypes.create_string_buffer(room)
     pid = args.s32(pid)
-    if pid not in (0, t.proc.pid, t.tid):
-        raise SyscallError(errno.ESRCH)
-    return host.call(NR["sched_getaffinity"], 0, size, args.out_ptr(t, mask, size))
+    host_pid = 0 if pid in (0, t.proc.pid, t.tid) else pid
+    # The host's errors first (a bad size is EINVAL before an unknown pid is ESRCH);
+    # whether pid is in the payload's reach is asked after (reading changes nothing).
+    written = host.call(NR["sched_getaffinity"], host_pid, room, ctypes.addressof(buffer))
+    if host_pid:
+        _target(t, pid)
+    # Only the kernel's mask is written, so only those bytes need be mapped.
+    t.mm.write(mask, buffer.raw[:written])
+    return written
 
 
 def sys_sched_setaffinity(t: GuestThread, pid: int, size: int, mask: int, *_: int) -> int:
@@ -150,22 +240,29 @@ def sys_getcpu(t: GuestThread, cpu_out: int, node: int, *_: int) -> int:
     return host.call(NR["getcpu"], args.out_ptr(t, cpu_out, 4), args.out_ptr(t, node, 4), 0)
 
 
-def _sched_for_self(name: str, size: int, out: bool):
+def _sched_for_self(name: str, size: int, out: bool, needs_param: bool):
     number = NR[name]
 
     def handler(t: GuestThread, pid: int, a1: int, a2: int, *_: int) -> int:
-        if args.s32(pid) not in (0, t.proc.pid, t.tid):
+        pid = args.s32(pid)
+        if pid < 0 or (needs_param and not a1):  # before the pid is looked for, as Linux
+            raise SyscallError(errno.EINVAL)
+        pointer = 0 if out else args.in_ptr(t, a1, size)  # read before the pid is looked for
+        if pid not in (0, t.proc.pid, t.tid):
             raise SyscallError(errno.ESRCH)
-        pointer = args.out_ptr(t, a1, size) if out else args.in_ptr(t, a1, size)
-        return host.call(number, 0, pointer, a2)
+        return host.call(number, 0, args.out_ptr(t, a1, size) if out else pointer, a2)
     handler.__name__ = f"sys_{name}"
     return handler
 
 
 def sys_sched_setscheduler(t: GuestThread, pid: int, policy: int, param: int, *_: int) -> int:
-    if args.s32(pid) not in (0, t.proc.pid, t.tid):
+    pid = args.s32(pid)
+    if args.s32(policy) < 0 or not param or pid < 0:  # Linux's order: before the pid
+        raise SyscallError(errno.EINVAL)
+    pointer = args.in_ptr(t, param, 4)  # read before the pid is looked for, as Linux
+    if pid not in (0, t.proc.pid, t.tid):
         raise SyscallError(errno.ESRCH)
-    return host.call(NR["sched_setscheduler"], 0, policy, args.in_ptr(t, param, 4))
+    return host.call(NR["sched_setscheduler"], 0, policy, pointer)
 
 
 # ---- arch_prctl, thread bookkeeping -------------------------------------------------------
@@ -263,11 +360,11 @@ HANDLERS = {
     "sched_getscheduler": _plain("sched_getscheduler"),
     "sched_get_priority_max": _plain("sched_get_priority_max"),
     "sched_get_priority_min": _plain("sched_get_priority_min"),
-    "sched_getparam": _sched_for_self("sched_getparam", 4, True),
+    "sched_getparam": _sched_for_self("sched_getparam", 4, True, True),
     "sched_setscheduler": sys_sched_setscheduler,
-    "sched_rr_get_interval": _sched_for_self("sched_rr_get_interval", 16, True),
-    "sched_setparam": _sched_for_self("sched_setparam", 4, False),
-    "getpriority": _plain("getpriority"), "setpriority": _plain("setpriority"),
+    "sched_rr_get_interval": _sched_for_self("sched_rr_get_interval", 16, True, False),
+    "sched_setparam": _sched_for_self("sched_setparam", 4, False, True),
+    "getpriority": sys_getpriority, "setpriority": sys_setpriority,
     "arch_prctl": sys_arch_prctl, "set_tid_address": sys_set_tid_address,
     "set_robust_list": sys_set_robust_list, "get_robust_list": sys_get_robust_list,
     "prctl": sys_prctl,

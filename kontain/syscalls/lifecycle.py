@@ -7,6 +7,7 @@ are, and a child km's exit status is its payload's.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -15,7 +16,7 @@ from kontain.linux import hostcall as host
 from kontain.linux.abi import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, CLONE_VFORK, CLONE_VM
 from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
-from kontain.monitor.exec import MAX_ARG_BYTES, execve
+from kontain.monitor.exec import MAX_ARG_BYTES, MAX_ARG_STRLEN, execve
 from kontain.monitor.fork import fork_process
 from kontain.syscalls import args
 
@@ -44,9 +45,9 @@ def _string_array(t: GuestThread, va: int) -> list[bytes]:
         pointer = t.mm.read_u64(va)
         if not pointer:
             break
-        value = t.mm.cstring(pointer, MAX_ARG_BYTES)
+        value = t.mm.cstring(pointer, MAX_ARG_STRLEN)  # no NUL within: too long
         total += len(value) + 1 + 8
-        if total > MAX_ARG_BYTES:
+        if len(value) >= MAX_ARG_STRLEN or total > MAX_ARG_BYTES:
             raise OSError(errno.E2BIG, "argument list too long")
         strings.append(value)
         va += 8
@@ -75,6 +76,9 @@ def sys_execveat(t: GuestThread, dirfd: int, path: int, argv: int, envp: int, fl
         shown = b"/dev/fd/%d" % fd + suffix
         name = b"/proc/self/fd/%d" % fd + suffix
         cloexec = bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+    elif not name and flags & AT_EMPTY_PATH and fd == args.AT_FDCWD:
+        # The descriptor itself: for AT_FDCWD the working directory (EACCES, a directory).
+        name = b"."
     if flags & AT_SYMLINK_NOFOLLOW and name and os.path.islink(t.proc.host_path(name, False)):
         raise SyscallError(errno.ELOOP)
     return execve(t.proc, t, name, _string_array(t, argv), _string_array(t, envp),
@@ -83,8 +87,19 @@ def sys_execveat(t: GuestThread, dirfd: int, path: int, argv: int, envp: int, fl
 
 def sys_wait4(t: GuestThread, pid: int, status: int, options: int, rusage: int,
               *_: int) -> int:
-    return host.call(NR["wait4"], args.s32(pid), args.out_ptr(t, status, 4), options,
-                     args.out_ptr(t, rusage, RUSAGE_SIZE))
+    # Into km's memory, then to the guest's once a child was reaped, as Linux writes
+    # them: no child (ECHILD) or none ready (WNOHANG) leaves bad pointers unread.
+    # A bad one after a reap is EFAULT, the child gone, as on Linux.
+    status_out = ctypes.create_string_buffer(4)
+    usage_out = ctypes.create_string_buffer(RUSAGE_SIZE)
+    reaped = host.call(NR["wait4"], args.s32(pid), ctypes.addressof(status_out), options,
+                       ctypes.addressof(usage_out) if rusage else 0)
+    if reaped > 0:
+        if status:
+            t.mm.write(status, status_out.raw)
+        if rusage:
+            t.mm.write(rusage, usage_out.raw)
+    return reaped
 
 
 def sys_waitid(t: GuestThread, idtype: int, ident: int, infop: int, options: int,

@@ -13,12 +13,15 @@ once, when the call returns for any other reason).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import struct
 
 from kontain.linux import hostcall as host
 from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
+from kontain.machine.layout import USER_END
+from kontain.mm.access import GuestFault
 from kontain.monitor import signals as sig
 from kontain.syscalls import args
 
@@ -33,6 +36,7 @@ _POLLFD = struct.Struct("<ihh")
 EPOLL_EVENT_SIZE = 12  # struct epoll_event is packed on x86-64
 EPOLL_MAX_EVENTS = 0x7FFFFFFF // EPOLL_EVENT_SIZE
 _ALL_SIGNALS = (1 << sig.NSIG) - 1
+STICKY_TIMEOUTS = 0x4000000  # a personality flag: the time left is never written back
 
 
 def _with_mask(t: GuestThread, sigmask: int, sigsetsize: int, wait: Callable[[], int]) -> int:
@@ -68,6 +72,42 @@ def _restore_mask(t: GuestThread) -> None:
             t.signal_mask, t.saved_mask = t.saved_mask, None
 
 
+class _Timeout:
+    """The timeout of ppoll, select and pselect6, as Linux treats it: read when the call
+    starts (EFAULT then), the time left written back at the end only if there is any
+    to write (a zero timeout never is) and only as far as memory allows: a timeout in
+    read-only memory keeps its value. The host works on km's copy."""
+
+    def __init__(self, t: GuestThread, va: int, size: int) -> None:
+        self.va = va
+        self.value = t.mm.read(va, size) if va else b""
+        self.copy = ctypes.create_string_buffer(self.value, size) if va else None
+
+    @property
+    def pointer(self) -> int:
+        return ctypes.addressof(self.copy) if self.copy is not None else 0
+
+    def write_back(self, t: GuestThread) -> None:
+        if self.copy is None or self.copy.raw == self.value \
+                or t.proc.personality & STICKY_TIMEOUTS:
+            return
+        try:
+            t.mm.write(self.va, self.copy.raw)
+        except GuestFault:
+            # Linux then makes an interrupted call EINTR, never a restart (it could not
+            # record the time left); km's run loop decides restarts on its own and
+            # would restart it with the whole timeout: a small, known difference.
+            pass
+
+
+def _finish(t: GuestThread, timeout: _Timeout, wait: Callable[[], int]) -> int:
+    """wait(), with the time left written back whatever its result, as Linux does."""
+    try:
+        return wait()
+    finally:
+        timeout.write_back(t)
+
+
 def _poll(t: GuestThread, number: int, fds: int, nfds: int, a2: int, a3: int = 0,
           a4: int = 0) -> int:
     if nfds > t.proc.fds.guest_soft:
@@ -98,10 +138,9 @@ def sys_poll(t: GuestThread, fds: int, nfds: int, timeout: int, *_: int) -> int:
 
 def sys_ppoll(t: GuestThread, fds: int, nfds: int, tsp: int, sigmask: int, sigsetsize: int,
               *_: int) -> int:
-    # The kernel writes the time left back into *tsp.
-    timeout = args.out_ptr(t, tsp, 16)
-    return _with_mask(t, sigmask, sigsetsize,
-                      lambda: _poll(t, NR["ppoll"], fds, nfds & 0xFFFFFFFF, timeout, 0, 8))
+    timeout = _Timeout(t, tsp, 16)
+    return _with_mask(t, sigmask, sigsetsize, lambda: _finish(t, timeout, lambda: _poll(
+        t, NR["ppoll"], fds, nfds & 0xFFFFFFFF, timeout.pointer, 0, 8)))
 
 
 def _fd_set_bytes(nfds: int) -> int:
@@ -109,7 +148,7 @@ def _fd_set_bytes(nfds: int) -> int:
 
 
 def _select(t: GuestThread, number: int, nfds: int, readfds: int, writefds: int,
-            exceptfds: int, timeout: int, timeout_size: int) -> int:
+            exceptfds: int, timeout: _Timeout) -> int:
     nfds = args.s32(nfds)
     if nfds < 0:
         raise SyscallError(errno.EINVAL)
@@ -117,20 +156,23 @@ def _select(t: GuestThread, number: int, nfds: int, readfds: int, writefds: int,
     size = _fd_set_bytes(nfds)
     return host.call(number, nfds, args.out_ptr(t, readfds, size),
                      args.out_ptr(t, writefds, size), args.out_ptr(t, exceptfds, size),
-                     args.out_ptr(t, timeout, timeout_size), 0)
+                     timeout.pointer, 0)
 
 
 def sys_select(t: GuestThread, nfds: int, readfds: int, writefds: int, exceptfds: int,
                timeout: int, *_: int) -> int:
-    return _select(t, NR["select"], nfds, readfds, writefds, exceptfds, timeout, 16)
+    limit = _Timeout(t, timeout, 16)  # a struct timeval
+    return _finish(t, limit, lambda: _select(t, NR["select"], nfds, readfds, writefds,
+                                             exceptfds, limit))
 
 
 def sys_pselect6(t: GuestThread, nfds: int, readfds: int, writefds: int, exceptfds: int,
                  timeout: int, sigmask: int) -> int:
     # The sixth argument is { const sigset_t *ss; size_t ss_len; }, or NULL.
     mask, size = struct.unpack("<QQ", t.mm.read(sigmask, 16)) if sigmask else (0, 0)
-    return _with_mask(t, mask, size, lambda: _select(
-        t, NR["pselect6"], nfds, readfds, writefds, exceptfds, timeout, 16))
+    limit = _Timeout(t, timeout, 16)
+    return _with_mask(t, mask, size, lambda: _finish(t, limit, lambda: _select(
+        t, NR["pselect6"], nfds, readfds, writefds, exceptfds, limit)))
 
 
 def sys_epoll_create(t: GuestThread, size: int, *_: int) -> int:
@@ -148,21 +190,28 @@ def sys_epoll_ctl(t: GuestThread, epfd: int, op: int, fd: int, event: int, *_: i
                      args.in_ptr(t, event, EPOLL_EVENT_SIZE))
 
 
-def _events(t: GuestThread, events: int, maxevents: int) -> int:
+def _events(t: GuestThread, events: int, maxevents: int) -> tuple[int, int]:
+    """(km address, room in events) for epoll's output. Linux writes only the events
+    ready, as many as fit before the first byte it cannot write (EFAULT if not one
+    does): so only that prefix need be mapped, and the host is given the room it has."""
     maxevents = args.s32(maxevents)
     if not 0 < maxevents <= EPOLL_MAX_EVENTS:
         raise OSError(errno.EINVAL, "maxevents")
-    pointer = args.out_ptr(t, events, maxevents * EPOLL_EVENT_SIZE)
-    if not pointer:
+    size = maxevents * EPOLL_EVENT_SIZE
+    if not events or events + size > USER_END:  # not user memory at all (access_ok)
         raise OSError(errno.EFAULT, "events")
-    return pointer
+    pointer, usable = args.buffer_ptr(t, events, size, True)
+    room = usable // EPOLL_EVENT_SIZE
+    if not room:  # (Linux would wait for an event first; its result is EFAULT too)
+        raise OSError(errno.EFAULT, "events")
+    return pointer, room
 
 
 def sys_epoll_wait(t: GuestThread, epfd: int, events: int, maxevents: int, timeout: int,
                    *_: int) -> int:
     epfd = args.fd(t, epfd)
-    return host.call(NR["epoll_wait"], epfd, _events(t, events, maxevents),
-                     args.s32(maxevents), args.s32(timeout))
+    return host.call(NR["epoll_wait"], epfd, *_events(t, events, maxevents),
+                     args.s32(timeout))
 
 
 def sys_epoll_pwait(t: GuestThread, epfd: int, events: int, maxevents: int, timeout: int,
@@ -174,10 +223,10 @@ def sys_epoll_pwait(t: GuestThread, epfd: int, events: int, maxevents: int, time
 def sys_epoll_pwait2(t: GuestThread, epfd: int, events: int, maxevents: int, timeout: int,
                      sigmask: int, sigsetsize: int) -> int:
     epfd = args.fd(t, epfd)
-    pointer = _events(t, events, maxevents)
+    pointer, room = _events(t, events, maxevents)
     limit = args.in_ptr(t, timeout, 16)
     return _with_mask(t, sigmask, sigsetsize, lambda: host.call(
-        NR["epoll_pwait2"], epfd, pointer, args.s32(maxevents), limit, 0, 8))
+        NR["epoll_pwait2"], epfd, pointer, room, limit, 0, 8))
 
 
 HANDLERS = {

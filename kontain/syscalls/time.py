@@ -3,6 +3,7 @@ clock_nanosleep, times, timerfd."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import struct
 
@@ -13,11 +14,14 @@ from kontain.syscalls import args
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kontain.monitor.thread import GuestThread
 
 TIMESPEC = 16
 TIMEVAL = 16
 ITIMERSPEC = 32
+TIMER_ABSTIME = 1
 _TIME = struct.Struct("<q")
 
 
@@ -45,11 +49,23 @@ def sys_time(t: GuestThread, tloc: int, *_: int) -> int:
     return now
 
 
+def _sleep(t: GuestThread, rem: int, sleep: Callable[[int], int]) -> int:
+    """sleep(km's address for the time left): Linux writes rem only when a signal ends
+    the sleep early, so only then need it be writable (EFAULT then, not EINTR)."""
+    left = ctypes.create_string_buffer(TIMESPEC)
+    try:
+        return sleep(ctypes.addressof(left) if rem else 0)
+    except OSError as e:
+        if e.errno == errno.EINTR and rem:
+            t.mm.write(rem, left.raw)
+        raise
+
+
 def sys_nanosleep(t: GuestThread, req: int, rem: int, *_: int) -> int:
     request = args.in_ptr(t, req, TIMESPEC)
     if not request:
         raise SyscallError(errno.EFAULT)
-    return host.call(NR["nanosleep"], request, args.out_ptr(t, rem, TIMESPEC))
+    return _sleep(t, rem, lambda left: host.call(NR["nanosleep"], request, left))
 
 
 def sys_clock_nanosleep(t: GuestThread, clock: int, flags: int, req: int, rem: int,
@@ -57,8 +73,10 @@ def sys_clock_nanosleep(t: GuestThread, clock: int, flags: int, req: int, rem: i
     request = args.in_ptr(t, req, TIMESPEC)
     if not request:
         raise SyscallError(errno.EFAULT)
-    return host.call(NR["clock_nanosleep"], args.s32(clock), flags, request,
-                     args.out_ptr(t, rem, TIMESPEC))
+    if flags & TIMER_ABSTIME:
+        rem = 0  # never written: an absolute sleep is restarted as it was
+    return _sleep(t, rem, lambda left: host.call(NR["clock_nanosleep"], args.s32(clock),
+                                                 flags, request, left))
 
 
 def sys_times(t: GuestThread, buf: int, *_: int) -> int:

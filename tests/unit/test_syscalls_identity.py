@@ -15,6 +15,7 @@ import errno
 import os
 import resource
 import struct
+import threading
 
 import pytest
 from harness import Guest, make_process, make_thread
@@ -217,8 +218,6 @@ def test_getgroups(thread, guest, twin):
                 native("getgroups", count, host_arg) == -errno.EFAULT
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: getgroups needs size * 4 bytes mapped; Linux "
-                   "writes only the groups there are")
 def test_getgroups_writes_only_the_groups(thread, twin):
     count = native("getgroups", 0, 0)
     at_end = PAGE - 4 * count
@@ -288,14 +287,55 @@ def test_setting_limits(thread, guest):
         assert call(thread, name, *km_args) == native(name, *linux_args), (name, args)
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: prlimit64 of another existing process is "
-                   "ESRCH; Linux reads (and, with permission, sets) its limits")
 def test_prlimit64_of_another_process(thread, guest):
     linux = host(16)
     assert native("prlimit64", os.getppid(), RLIMIT_STACK, 0, linux) == 0
     km = guest.alloc(16)
     assert call(thread, "prlimit64", os.getppid(), RLIMIT_STACK, 0, km) == 0
     assert guest.read(km, 16) == ctypes.string_at(linux, 16)
+
+
+def test_other_processes_limits_are_never_set(thread, guest):
+    """In a payload's reach are only km's other processes, whose host limits are km's
+    own: km refuses to set them (EPERM, as without the permission); it reads them."""
+    before = resource.prlimit(os.getppid(), resource.RLIMIT_STACK)
+    stack = guest.put(RLIMIT.pack(*[RLIM_INFINITY if v == resource.RLIM_INFINITY else v
+                                    for v in before]))
+    assert call(thread, "prlimit64", os.getppid(), RLIMIT_STACK, stack, 0) == -errno.EPERM
+    assert call(thread, "prlimit64", os.getppid(), 16, 0, guest.alloc(16)) == \
+        native("prlimit64", os.getppid(), 16, 0, host(16)) == -errno.EINVAL
+    assert call(thread, "prlimit64", os.getppid(), RLIMIT_STACK, 0, BAD) == \
+        native("prlimit64", os.getppid(), RLIMIT_STACK, 0, BAD) == -errno.EFAULT
+    assert resource.prlimit(os.getppid(), resource.RLIMIT_STACK) == before
+
+
+@pytest.fixture
+def km_helper():
+    """The tid of a thread of this process that is not one of the guest's: a stand-in
+    for km's own helper threads."""
+    started, done = threading.Event(), threading.Event()
+    tids: list[int] = []
+
+    def helper() -> None:
+        tids.append(threading.get_native_id())
+        started.set()
+        done.wait()
+    worker = threading.Thread(target=helper)
+    worker.start()
+    started.wait()
+    yield tids[0]
+    done.set()
+    worker.join()
+
+
+def test_km_helper_threads_are_not_there(thread, guest, km_helper):
+    """As in a pid namespace: the payload sees no thread of km's own (natively, a
+    thread of one's process answers)."""
+    assert native("prlimit64", km_helper, RLIMIT_STACK, 0, host(16)) == 0
+    assert call(thread, "prlimit64", km_helper, RLIMIT_STACK, 0, guest.alloc(16)) == \
+        -errno.ESRCH
+    assert native("sched_getaffinity", km_helper, 128, host(128)) > 0
+    assert call(thread, "sched_getaffinity", km_helper, 128, guest.alloc(128)) == -errno.ESRCH
 
 
 def test_getrusage(thread, guest, twin):
@@ -339,9 +379,6 @@ def test_sched_setaffinity_to_what_it_is(thread, guest):
     assert ctypes.string_at(current, size) == mask
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: sched_getaffinity needs `size` bytes "
-                   "mapped (a 64-bit size, even); Linux takes an unsigned int and writes only "
-                   "the kernel's cpumask size")
 @pytest.mark.parametrize("size", [1024, -8 & MASK64])
 def test_sched_getaffinity_writes_only_the_cpumask(thread, twin, size):
     mask_size = native("sched_getaffinity", 0, 1024, host(1024))
@@ -350,8 +387,6 @@ def test_sched_getaffinity_writes_only_the_cpumask(thread, twin, size):
     assert call(thread, "sched_getaffinity", 0, size, twin.guest + at_end) == mask_size
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: sched_getaffinity of another existing "
-                   "process is ESRCH; Linux answers it")
 def test_sched_getaffinity_of_another_process(thread, guest):
     linux = host(128)
     size = native("sched_getaffinity", os.getppid(), 128, linux)
@@ -397,8 +432,6 @@ def test_scheduling_changes_to_what_it_is(thread, guest):
             native("sched_setscheduler", 0, policy, linux_param) < 0, policy
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: a negative pid is ESRCH in the scheduling "
-                   "calls; Linux says EINVAL")
 @pytest.mark.parametrize("name", ["sched_getparam", "sched_setparam", "sched_rr_get_interval",
                                   "sched_setscheduler"])
 def test_scheduling_calls_refuse_negative_pids(thread, guest, name):
@@ -538,3 +571,16 @@ def test_hostile_registers_give_errors_never_crashes(thread, name):
             except OSError:
                 pass  # (the descriptor listdir itself used)
     assert canary.raw == CANARY
+
+
+def test_nice_values_reach_only_the_payloads_own_processes(thread):
+    """getpriority/setpriority of the payload itself work as natively; a user (every
+    process of that uid on the host) or another process group is out of reach: ESRCH,
+    as in a pid namespace (host processes are too, under km's jail: tests/security)."""
+    PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
+    assert call(thread, "getpriority", PRIO_PROCESS, 0) == native("getpriority", PRIO_PROCESS, 0)
+    assert call(thread, "getpriority", PRIO_USER, 0) > 0
+    for which, who in ((PRIO_USER, 12345), (PRIO_PGRP, 1)):
+        assert call(thread, "getpriority", which, who) == -errno.ESRCH, (which, who)
+        assert call(thread, "setpriority", which, who, 19) == -errno.ESRCH, (which, who)
+    assert call(thread, "getpriority", 7, 0) == native("getpriority", 7, 0) == -errno.EINVAL

@@ -209,8 +209,6 @@ def test_execve_pointers(thread, guest, programs):
             native_exec("execve", host_path, host_argv, envp) == -errno.EFAULT
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: execve takes an argument string longer "
-                   "than MAX_ARG_STRLEN (32 pages); Linux says E2BIG")
 def test_execve_of_a_too_long_argument_is_e2big(thread, guest, programs):
     path = os.fsencode(programs / "script") + b"\0"
     long = b"a" * (32 * 4096 + 1)
@@ -266,8 +264,6 @@ def test_execveat_of_a_descriptor_and_relative_paths(thread, guest, programs, fd
             == -errno.EBADF
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: execveat(AT_FDCWD, \"\", AT_EMPTY_PATH) "
-                   "is ENOENT; Linux opens the working directory and says EACCES")
 def test_execveat_of_the_working_directory_is_eacces(thread, guest, programs, monkeypatch):
     monkeypatch.chdir(programs)
     assert native_exec("execveat", AT_FDCWD, host(b"\0"), _argv(host, b"x"), 0,
@@ -315,11 +311,24 @@ def test_wait4_errors_like_linux(thread, guest, children):
             native("wait4", pid, host(4), options, 0), (pid, options)
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: wait4 checks status/rusage pointers before "
-                   "waiting; Linux says ECHILD when there is nothing to wait for")
 def test_wait4_without_children_ignores_the_pointers(thread):
     assert native("wait4", 1, BAD, 0, BAD) == -errno.ECHILD
     assert call(thread, "wait4", 1, BAD, 0, BAD) == -errno.ECHILD
+
+
+@pytest.mark.parametrize("bad", ["status", "rusage"])
+def test_wait4_reaps_before_it_writes(thread, guest, children, bad):
+    """A bad pointer is found when the status is written: the child is reaped all the
+    same, and the call is EFAULT."""
+    km_child, linux_child = children(5), children(5)
+    os.waitid(os.P_PID, km_child, os.WEXITED | os.WNOWAIT)  # both have exited
+    os.waitid(os.P_PID, linux_child, os.WEXITED | os.WNOWAIT)
+    km_args = (BAD, 0) if bad == "status" else (guest.alloc(4), BAD)
+    linux_args = (BAD, 0) if bad == "status" else (host(4), BAD)
+    assert call(thread, "wait4", km_child, km_args[0], WNOHANG, km_args[1]) == \
+        native("wait4", linux_child, linux_args[0], WNOHANG, linux_args[1]) == -errno.EFAULT
+    assert call(thread, "wait4", km_child, 0, WNOHANG, 0) == \
+        native("wait4", linux_child, 0, WNOHANG, 0) == -errno.ECHILD
 
 
 def test_waitid_writes_the_siginfo_linux_writes(thread, guest, children):

@@ -259,8 +259,6 @@ def test_personality_is_the_guests_own(thread):
     assert native("personality", QUERY) == native("personality", QUERY)  # the host's: untouched
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: personality refuses execution domains "
-                   "other than PER_LINUX (EINVAL); Linux sets any value and returns the old")
 def test_personality_accepts_any_persona(thread):
     old = native("personality", QUERY)
     try:

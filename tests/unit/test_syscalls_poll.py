@@ -244,8 +244,6 @@ def test_ppoll_timeouts(thread, guest, pipe):
         native("ppoll", host(entry), 1, BAD, 0, 8) == -errno.EFAULT
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: ppoll needs its timeout writable; Linux "
-                   "reads it and, for a zero timeout, never writes it back")
 def test_ppoll_with_a_read_only_zero_timeout(thread, twin, pipe):
     r, _ = pipe
     t = twin([RO])
@@ -351,12 +349,36 @@ def test_select_never_watches_km_descriptors(thread, guest, fds):
     assert call(thread, "select", base + 1, 0, writable, 0, guest.put(ZERO_TIME)) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: select needs its timeout writable; Linux "
-                   "reads it and, for a zero timeout, never writes it back")
 def test_select_with_a_read_only_zero_timeout(thread, twin):
     t = twin([RO])
     assert native("select", 0, 0, 0, 0, t.host) == 0
     assert call(thread, "select", 0, 0, 0, 0, t.guest) == 0
+
+
+@pytest.mark.parametrize("name", ["select", "pselect6", "ppoll"])
+def test_a_read_only_timeout_that_runs_out_keeps_its_value(thread, twin, name):
+    """The time left (none) cannot be written back: Linux lets the call succeed and
+    the timeout keep its value."""
+    usec = 1000 if name == "select" else 1_000_000  # 1 ms as a timeval or a timespec
+    timeout = struct.pack("<qq", 0, usec)
+    t = twin([RO], timeout)
+    args = (0, 0, 0, 0) if name != "ppoll" else (0, 0)
+    after = (0,) if name == "pselect6" else (0, 8) if name == "ppoll" else ()
+    assert native(name, *args, t.host, *after) == 0
+    assert call(thread, name, *args, t.guest, *after) == 0
+    assert thread.mm.read(t.guest, 16) == ctypes.string_at(t.host, 16) == timeout
+
+
+@pytest.mark.parametrize("sticky", [False, True])
+def test_the_time_left_is_written_back_unless_timeouts_are_sticky(thread, guest, sticky):
+    """personality(STICKY_TIMEOUTS) keeps a timeout as it was; otherwise Linux writes
+    back what is left of it (here nothing: it ran out)."""
+    timeout = struct.pack("<qq", 0, 1000)
+    if sticky:
+        thread.proc.personality = 0x4000000
+    km = guest.put(timeout)
+    assert call(thread, "select", 0, 0, 0, 0, km) == 0
+    assert guest.read(km, 16) == (timeout if sticky else ZERO_TIME)
 
 
 @pytest.mark.parametrize("case", ["bad pointer", "bad set", "bad size"])
@@ -465,8 +487,6 @@ def test_epoll_wait_errors(thread, guest, twin, pipe, epolls, fds):
         native("epoll_pwait2", linux_ep, t.host, 1, BAD, 0, 8) == -errno.EFAULT
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: epoll_wait needs maxevents records mapped; "
-                   "Linux writes only the events ready")
 def test_epoll_wait_writes_only_the_ready_events(thread, twin, pipe, epolls):
     r, _ = pipe
     km_ep, linux_ep = epolls
@@ -477,6 +497,21 @@ def test_epoll_wait_writes_only_the_ready_events(thread, twin, pipe, epolls):
     assert native("epoll_ctl", linux_ep, EPOLL_CTL_ADD, r, t.host) == 0
     assert native("epoll_wait", linux_ep, t.host + PAGE - 12, 16, 0) == 1
     assert call(thread, "epoll_wait", km_ep, t.guest + PAGE - 12, 16, 0) == 1
+
+
+@pytest.mark.parametrize("at", [PAGE - 4, 2 * PAGE - 4], ids=["4 bytes", "read-only"])
+def test_epoll_wait_with_no_room_for_an_event_is_efault(thread, twin, pipe, epolls, at):
+    """An event ready and not one record of room before the first byte Linux cannot
+    write (4 bytes before a read-only page, or none at all): EFAULT."""
+    r, _ = pipe
+    km_ep, linux_ep = epolls
+    event = EPOLL_EVENT.pack(EPOLLIN, 7)
+    t = twin([RW, RO, HOLE])
+    t.put(0, event, thread)
+    assert native("epoll_ctl", km_ep, EPOLL_CTL_ADD, r, t.host) == 0
+    assert native("epoll_ctl", linux_ep, EPOLL_CTL_ADD, r, t.host) == 0
+    assert native("epoll_wait", linux_ep, t.host + at, 16, 0) == -errno.EFAULT
+    assert call(thread, "epoll_wait", km_ep, t.guest + at, 16, 0) == -errno.EFAULT
 
 
 @pytest.mark.parametrize("name", ["epoll_pwait", "epoll_pwait2"])

@@ -24,6 +24,9 @@ from harness import Guest, make_process, make_thread
 
 from kontain.linux.abi import (
     CLONE_CHILD_CLEARTID,
+    CLONE_FS,
+    CLONE_NEWNS,
+    CLONE_NEWUSER,
     CLONE_PARENT_SETTID,
     CLONE_SETTLS,
     CLONE_SIGHAND,
@@ -228,10 +231,11 @@ def test_clone_sharing_memory_with_a_process_is_enosys(thread, creations):
     assert creations == []
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: clone flags Linux refuses for a process "
-                   "(CLONE_SIGHAND without CLONE_VM) go on to a fork")
-def test_clone_sighand_without_vm_is_einval(thread, creations):
-    flags = CLONE_SIGHAND | SIGCHLD
+@pytest.mark.parametrize("flags", [CLONE_SIGHAND | SIGCHLD, CLONE_NEWNS | CLONE_FS | SIGCHLD,
+                                   CLONE_NEWUSER | CLONE_FS | SIGCHLD])
+def test_clone_flags_linux_refuses_for_a_process_are_einval(thread, creations, flags):
+    """Shared handlers without shared memory, a new mount or user namespace with a
+    shared filesystem context: Linux refuses them before creating anything."""
     assert native_in_child("clone", flags, 0, 0, 0, 0) == -errno.EINVAL
     assert call(thread, "clone", flags, 0, 0, 0, 0) == -errno.EINVAL
     assert creations == []
@@ -288,7 +292,7 @@ def test_clone3_set_tid_is_refused(thread, guest, creations):
     assert creations == []
 
 
-CLONE3_BUGS = {
+CLONE3_CHECKS = {
     "size above a page": (_clone_args(CLONE_THREAD, exit_signal=SIGCHLD), PAGE + 1,
                           -errno.E2BIG),
     "non-zero tail": (_clone_args(CLONE_THREAD, exit_signal=SIGCHLD) + b"\1", 89,
@@ -299,18 +303,40 @@ CLONE3_BUGS = {
     "exit_signal above 8 bits": (_clone_args(exit_signal=0x111), 88, -errno.EINVAL),
     "stack without a size": (_clone_args(exit_signal=SIGCHLD, stack=0x7000_0000), 88,
                              -errno.EINVAL),
+    "a size without a stack": (_clone_args(exit_signal=SIGCHLD, stack_size=PAGE), 88,
+                               -errno.EINVAL),
+    "a stack beyond user memory": (_clone_args(exit_signal=SIGCHLD, stack=MASK64 - PAGE,
+                                               stack_size=PAGE), 88, -errno.EINVAL),
+    "an unknown flag": (_clone_args(1 << 40, exit_signal=SIGCHLD), 88, -errno.EINVAL),
+    "a signal in the flags": (_clone_args(SIGCHLD), 88, -errno.EINVAL),
+    "set_tid without set_tid_size": (_clone_args(exit_signal=SIGCHLD, set_tid=BAD), 88,
+                                     -errno.EINVAL),
+    "set_tid_size above 32": (_clone_args(exit_signal=SIGCHLD, set_tid=BAD, set_tid_size=33),
+                              88, -errno.EINVAL),
+    "an unreadable set_tid": (_clone_args(exit_signal=SIGCHLD, set_tid=BAD, set_tid_size=1),
+                              88, -errno.EFAULT),
+    "an unreadable tail": (None, PAGE, -errno.EFAULT),
 }
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: clone3 does not check its arguments as "
-                   "Linux does (size > PAGE and a non-zero tail are E2BIG; set_tid_size "
-                   "without set_tid, a bad exit_signal, a stack without a size are EINVAL)")
-@pytest.mark.parametrize("case", CLONE3_BUGS)
+@pytest.mark.parametrize("case", CLONE3_CHECKS)
 def test_clone3_checks_its_arguments_as_linux_does(thread, guest, creations, case):
-    args, size, expected = CLONE3_BUGS[case]
-    padded = args.ljust(size, b"\0")
-    assert native_in_child("clone3", host(padded), size) == expected
-    assert call(thread, "clone3", guest.put(padded), size) == expected
+    args, size, expected = CLONE3_CHECKS[case]
+    if args is None:  # 88 bytes of arguments, then the page ends
+        t = Twin(thread, [RW, HOLE])
+        try:
+            at = PAGE - CLONE_ARGS.size
+            linux_args, km_args = t.host + at, t.guest + at
+            ctypes.memmove(linux_args, _clone_args(exit_signal=SIGCHLD), CLONE_ARGS.size)
+            thread.mm.write(km_args, _clone_args(exit_signal=SIGCHLD))
+            assert native_in_child("clone3", linux_args, size) == expected
+            assert call(thread, "clone3", km_args, size) == expected
+        finally:
+            t.close()
+    else:
+        padded = args.ljust(size, b"\0")
+        assert native_in_child("clone3", host(padded), size) == expected
+        assert call(thread, "clone3", guest.put(padded), size) == expected
     assert creations == []
 
 
@@ -369,9 +395,6 @@ def test_futex_null_and_km_memory(thread):
     assert native("futex", 0, FUTEX_WAKE, 1, 0, 0, 0) == -errno.EFAULT
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: futex needs the word writable; Linux wakes "
-                   "and waits on a read-only word with a private futex (only PI and WAKE_OP "
-                   "write; a shared one on read-only anonymous memory is EFAULT)")
 @pytest.mark.parametrize("op, val, expected", [
     (FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, 0), (FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 8, -errno.EAGAIN)])
 def test_futex_on_a_read_only_word(thread, words, op, val, expected):

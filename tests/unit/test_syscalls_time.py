@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal
 import struct
 
 import pytest
@@ -247,13 +248,36 @@ def test_nanosleep_like_linux(thread, guest, request_):
         native("nanosleep", linux_req, host(16))
 
 
-@pytest.mark.xfail(strict=True, reason="km bug: nanosleep/clock_nanosleep need rem "
-                   "writable; Linux writes it only when interrupted")
 @pytest.mark.parametrize("name", ["nanosleep", "clock_nanosleep"])
 def test_sleep_with_a_read_only_remainder(thread, guest, twin, name):
     before = (CLOCK_MONOTONIC, 0) if name == "clock_nanosleep" else ()
     assert native(name, *before, host(ZERO), twin.host + PAGE) == 0
     assert call(thread, name, *before, guest.put(ZERO), twin.guest + PAGE) == 0
+
+
+@pytest.fixture
+def alarm():
+    """alarm() makes SIGALRM interrupt this thread's system call 20 ms later (the
+    handler does nothing: the call returns EINTR)."""
+    old = signal.signal(signal.SIGALRM, lambda *_: None)
+    yield lambda: signal.setitimer(signal.ITIMER_REAL, 0.02)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("name", ["nanosleep", "clock_nanosleep"])
+def test_an_interrupted_sleep_writes_the_time_left(thread, guest, alarm, name):
+    """Only then is rem written: EINTR with the time left, EFAULT if it cannot be."""
+    before = (CLOCK_MONOTONIC, 0) if name == "clock_nanosleep" else ()
+    second = TIMESPEC.pack(1, 0)
+    alarm()
+    assert native(name, *before, host(second), BAD) == -errno.EFAULT
+    alarm()
+    assert call(thread, name, *before, guest.put(second), BAD) == -errno.EFAULT
+    rem = guest.alloc(16)
+    alarm()
+    assert call(thread, name, *before, guest.put(second), rem) == -errno.EINTR
+    assert (0, 0) < TIMESPEC.unpack(guest.read(rem, 16)) < (1, 0)
 
 
 @pytest.mark.parametrize("clock, flags, request_", [
