@@ -80,16 +80,26 @@ def cmd_create(args: argparse.Namespace, log: Log, detach_waiter: bool = False) 
         raise Failure(str(e)) from None
     if config.get("process") is None:
         raise Failure("config.json has no process to run")
+    policy = _syscall_filter(config)
     container = Container.make(args.root, args.id)
     try:
-        return _create(args, log, config, bundle, container, init)
+        return _create(args, log, config, bundle, container, init, policy)
     except BaseException:
         container.remove()
         raise
 
 
+def _syscall_filter(config: dict):
+    """linux.seccomp, compiled for km to enforce on the payload's calls."""
+    from kontain.monitor.syscall_filter import SeccompProfileError, compile_profile
+    try:
+        return compile_profile((config.get("linux") or {}).get("seccomp"))
+    except SeccompProfileError as e:
+        raise Failure(f"linux.seccomp: {e}") from None
+
+
 def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
-            container: Container, init) -> int:
+            container: Container, init, policy) -> int:
     try:
         kvm = init.preload()
     except OSError as e:
@@ -104,7 +114,7 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
         os.close(report_r)
         os.close(go_w)
         init.container_init(config, bundle, init.Reporter(report_w), fifo_fd, console,
-                            args.preserve_fds, kvm, go_r, cgroup)
+                            args.preserve_fds, kvm, go_r, cgroup, policy)
     os.close(report_w)
     os.close(go_r)
     os.close(fifo_fd)
@@ -140,7 +150,14 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
             raise Failure(f"cgroup {cgroup.relative}: {e}") from None
         finally:
             os.write(go_w, b"1")
-        pid = _await_ready(report_r, child, create_hooks)
+        def map_ids(pid: int) -> None:
+            try:
+                init.write_id_maps(pid, config)
+            except OSError as e:
+                raise Failure(f"user namespace id maps: {e}") from None
+            os.write(go_w, b"1")
+
+        pid = _await_ready(report_r, child, create_hooks, map_ids)
     except BaseException:
         for victim in {child, pid} - {None}:
             try:
@@ -176,9 +193,10 @@ def _connect_console(path: str | None):
         raise Failure(f"console socket {path}: {e.strerror or e}") from None
 
 
-def _await_ready(report: int, child: int, on_hooks=None) -> int:
+def _await_ready(report: int, child: int, on_hooks=None, on_userns=None) -> int:
     """Read the first process's messages until it is ready; its pid. on_hooks(pid)
-    runs create's hooks when the process asks."""
+    runs create's hooks when the process asks, on_userns(pid) writes the id maps of
+    the user namespace it made."""
     pid = None
     buffer = b""
     while True:
@@ -193,6 +211,8 @@ def _await_ready(report: int, child: int, on_hooks=None) -> int:
                 raise Failure(f"container init: {message['error']}")
             if "pid" in message:
                 pid = message["pid"]
+            if message.get("userns") and on_userns is not None:
+                on_userns(message["userns"])
             if message.get("hooks") and on_hooks is not None:
                 on_hooks(pid if pid is not None else child)
             if message.get("ready"):
@@ -386,7 +406,8 @@ def cmd_exec(args: argparse.Namespace, log: Log) -> int:
     if child == 0:
         os.close(report_r)
         enter.enter(state["pid"], cgroups.Cgroup(state["krun"]["cgroup"]), process,
-                    init.Reporter(report_w), console, args.preserve_fds, kvm)
+                    init.Reporter(report_w), console, args.preserve_fds, kvm,
+                    _syscall_filter(config))
     os.close(report_w)
     os.close(kvm.fd)
     if console is not None:
@@ -475,7 +496,7 @@ def cmd_spec(args: argparse.Namespace, log: Log) -> int:
 
 
 def cmd_features(args: argparse.Namespace, log: Log) -> int:
-    from kontain.oci.init import CAPABILITIES
+    from kontain.monitor import syscall_filter as sf
     from kontain.oci.rootfs import FLAGS, PROPAGATION
     features = {
         "ociVersionMin": "1.0.0", "ociVersionMax": oci_spec.OCI_VERSION,
@@ -484,9 +505,11 @@ def cmd_features(args: argparse.Namespace, log: Log) -> int:
         "mountOptions": sorted(FLAGS) + sorted(PROPAGATION),
         "linux": {
             "namespaces": sorted(oci_spec.NAMESPACE_FLAGS),
-            "capabilities": sorted(CAPABILITIES),
+            "capabilities": sorted(oci_spec.CAPABILITIES),
             "cgroup": {"v1": False, "v2": True, "systemd": True, "systemdUser": False},
-            "seccomp": {"enabled": False},
+            "seccomp": {"enabled": True, "actions": sorted(sf.ACTIONS),
+                        "operators": sorted(sf.OPERATORS),
+                        "archs": sorted(sf.ARCHITECTURES)},
             "apparmor": {"enabled": False}, "selinux": {"enabled": False},
         },
         "annotations": {"org.opencontainers.runc.version": f"krun {__version__}"},

@@ -16,13 +16,23 @@ are ENOSYS, traced once under -V.
 from __future__ import annotations
 
 import errno
+import struct
 import time
 
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NAMES, NUMBERS
+from kontain.monitor.exits import KillProcess, ThreadExit
+from kontain.monitor.signals import SIGINFO_SIZE
+
+SIGSYS = 31
+#: siginfo_t of a seccomp SIGSYS: signo, errno, code, then _sigsys (call_addr, syscall,
+#: arch).
+SIGSYS_INFO = struct.Struct("<iii4xQiI")
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.process import Process
+    from kontain.monitor.syscall_filter import SeccompPolicy
     from kontain.monitor.thread import GuestThread
 
 Handler = "Callable[..., int]"
@@ -57,6 +67,11 @@ class SyscallTable:
             if self._trace.enabled("syscall"):
                 handler = self._traced(name, handler)
             table[number] = handler
+        policy = proc.options.syscall_filter
+        if policy is not None:
+            for number in range(TABLE_SIZE):
+                if number not in policy.always_allowed:
+                    table[number] = self._filtered(number, table[number], policy)
         self.table = table
 
     def unknown(self, thread: GuestThread, nr: int) -> int:
@@ -66,6 +81,38 @@ class SyscallTable:
             self._unknown_seen.add(nr)
             self._trace.log("syscall", f"unsupported syscall {NAMES.get(nr, nr)} ({nr}): ENOSYS")
         return -errno.ENOSYS  # (the dispatcher's own answer, as the run loop takes it)
+
+    def _filtered(self, nr: int, handler: Handler | None, policy: SeccompPolicy) -> Handler:
+        """The call as the payload's seccomp profile lets it through (kontain.monitor.
+        syscall_filter): calls it always allows are left unwrapped, at no cost."""
+        from kontain.monitor import syscall_filter as sf  # (loaded: it made the policy)
+        decide, log, unknown = policy.decide, self._trace.log, self.unknown
+        name = NAMES.get(nr, f"#{nr}")
+
+        def filtered(t: GuestThread, *args: int) -> int:
+            verdict = decide(nr, args)
+            kind = verdict.kind
+            if kind == sf.ALLOW or kind == sf.LOG:
+                if kind == sf.LOG or policy.log:
+                    log("syscall", f"[{t.tid}] seccomp: {name} logged")
+                return handler(t, *args) if handler is not None else unknown(t, nr)
+            if policy.log:
+                log("syscall", f"[{t.tid}] seccomp: {name} -> {verdict!r}")
+            if kind == sf.ERRNO or kind == sf.TRACE:
+                if verdict.errno:
+                    raise SyscallError(verdict.errno)
+                return 0
+            if kind == sf.TRAP:
+                info = verdict.sigsys(nr, t.user_context()[0])
+                t.force_signal(SIGSYS, SIGSYS_INFO.pack(
+                    SIGSYS, info.errno, info.code, info.call_addr, info.syscall, info.arch
+                    ).ljust(SIGINFO_SIZE, b"\0"), deliver=False)
+                return nr  # (the call rolled back: rax as the payload loaded it)
+            if kind == sf.KILL_THREAD and len(self._proc.group.threads) > 1:
+                raise ThreadExit(0)  # (Linux ends the thread as if by SIGSYS)
+            raise KillProcess(SIGSYS, f"seccomp: {name}")
+        filtered.__name__ = f"seccomp_{name}"
+        return filtered
 
     def _counted(self, name: str, handler: Handler) -> Handler:
         counter = self.stats.setdefault(name, [0, 0])

@@ -29,6 +29,8 @@ TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from kontain.monitor.syscall_filter import SeccompPolicy
+
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_EXECUTE = 126
 EXIT_KM_ERROR = 1
@@ -45,7 +47,8 @@ class LaunchSpec:
                  rlimits: dict[int, tuple[int, int]] | None = None, personality: int = 0,
                  stats: bool = False, verbose: str | None = None, strict: bool = False,
                  diagnostics_fd: int = 2, kvm: Kvm | None = None,
-                 keep_capabilities: bool = False) -> None:
+                 keep_capabilities: bool = False,
+                 syscall_filter: SeccompPolicy | None = None) -> None:
         #: The program, as named: looked up in PATH (inside the root) when it has no slash.
         self.payload = payload
         self.args = list(args or [])
@@ -70,6 +73,8 @@ class LaunchSpec:
         #: The capabilities km holds were set by whoever started it (krun, from the
         #: container's config): the jail keeps them instead of a container's default.
         self.keep_capabilities = keep_capabilities
+        #: A seccomp profile for the payload's own calls (kontain.monitor.syscall_filter).
+        self.syscall_filter = syscall_filter
 
     @property
     def argv(self) -> list[bytes]:
@@ -145,7 +150,7 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
             raise LaunchError(f"cwd {spec.cwd}: {e.strerror}", EXIT_KM_ERROR) from None
     path = _payload_path(spec, root)
     options = Options(mem_size=spec.mem_size, stats=spec.stats, verbose=spec.verbose,
-                      root=root, strict=spec.strict)
+                      root=root, strict=spec.strict, syscall_filter=spec.syscall_filter)
     try:
         proc = Process(options, fds, diagnostics, handlers, on_exit, kvm)
     except OSError as e:

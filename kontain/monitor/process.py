@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from kontain.kvm.api import Kvm
     from kontain.monitor.exec import ExecRequest
+    from kontain.monitor.syscall_filter import SeccompPolicy
 
 GiB = 1 << 30
 RLIMIT_NOFILE = 7
@@ -48,8 +49,12 @@ class Options:
     """What km was asked to do (the command line, parsed)."""
 
     def __init__(self, mem_size: int = 64 * GiB, stats: bool = False,
-                 verbose: str | None = None, root: str = "/", strict: bool = False) -> None:
+                 verbose: str | None = None, root: str = "/", strict: bool = False,
+                 syscall_filter: SeccompPolicy | None = None) -> None:
         self.mem_size = mem_size
+        #: The payload's seccomp profile, enforced by dispatch on its every call (a
+        #: container's linux.seccomp); kept across fork and execve, as Linux keeps it.
+        self.syscall_filter = syscall_filter
         self.stats = stats
         #: A km bug in a system call ends the process instead of returning EIO.
         self.strict = strict

@@ -469,9 +469,10 @@ class GuestThread:
                                       f"(error {error_code:#x}, cr2 {self.cr2:#x})")
         self.force_signal(signo, sig.siginfo(signo, code, addr=address))
 
-    def force_signal(self, signo: int, info: bytes) -> None:
+    def force_signal(self, signo: int, info: bytes, deliver: bool = True) -> None:
         """A synchronous signal caused by this thread (Linux force_sig_info): if it is
-        blocked or ignored, the default action is taken instead."""
+        blocked or ignored, the default action is taken instead. deliver=False: a
+        system call's own (seccomp's SIGSYS), delivered as the call returns."""
         with self.proc.signals.lock:
             action = self.proc.signals.action(signo)
             blocked = self.signal_mask & sig.bit(signo)
@@ -479,7 +480,8 @@ class GuestThread:
                 self.proc.signals.actions[signo] = sig.Disposition()
                 self.signal_mask &= ~sig.bit(signo)
             self.pending.add(signo, info)
-        self.deliver_signals()
+        if deliver:
+            self.deliver_signals()
 
     # ---- signal delivery -------------------------------------------------------------
 

@@ -28,23 +28,14 @@ from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.oci import hooks, rootfs
 from kontain.oci.cgroups import Cgroup
-from kontain.oci.spec import NAMESPACE_FLAGS, has_namespace
+from kontain.oci.spec import CAPABILITIES, NAMESPACE_FLAGS, has_namespace
 
 _libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_KEEPCAPS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP = 8, 47, 2, 24
 TIOCSCTTY = 0x540E
+PR_SET_DUMPABLE = 4
 CAPABILITY_VERSION_3 = 0x20080522
 
-CAPABILITIES = {name: number for number, name in enumerate((
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"))}
 
 
 class Reporter:
@@ -62,21 +53,53 @@ class Reporter:
 
 # ---- namespaces ---------------------------------------------------------------------------
 
-def join_namespaces(config: dict) -> int:
-    """setns into the namespaces given by path; returns the clone flags of the new ones."""
+def enter_namespaces(config: dict, report: Reporter, go_fd: int) -> bool:
+    """Join the namespaces given by path and make the new ones, the user namespace
+    first (it owns the others; its id maps are written by create, which has the
+    privilege to); True if there is a pid namespace to fork into."""
+    wanted = (config.get("linux") or {}).get("namespaces") or []
+    by_type = {ns["type"]: ns for ns in wanted}
+    user = by_type.pop("user", None)
+    if user is not None:
+        if user.get("path"):
+            _setns(user["path"], NAMESPACE_FLAGS["user"])
+        else:
+            unshare(NAMESPACE_FLAGS["user"])
+            report.send(userns=os.getpid())
+            if os.read(go_fd, 1) != b"1":
+                os._exit(1)  # create could not map the ids: it says why
+        try:  # root of the namespace, where its maps have a root
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        except OSError:
+            pass
     new = 0
-    for namespace in (config.get("linux") or {}).get("namespaces") or []:
-        flag = NAMESPACE_FLAGS[namespace["type"]]
-        path = namespace.get("path")
-        if not path:
-            new |= flag
-            continue
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            host.call(NR["setns"], fd, flag)
-        finally:
-            os.close(fd)
-    return new
+    for kind, namespace in by_type.items():
+        if namespace.get("path"):
+            _setns(namespace["path"], NAMESPACE_FLAGS[kind])
+        else:
+            new |= NAMESPACE_FLAGS[kind]
+    unshare(new)  # (a new pid namespace is for the children made from now on)
+    return "pid" in by_type
+
+
+def _setns(path: str, flag: int) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        host.call(NR["setns"], fd, flag)
+    finally:
+        os.close(fd)
+
+
+def write_id_maps(pid: int, config: dict) -> None:
+    """linux.uidMappings and gidMappings of a process that made a user namespace."""
+    linux = config.get("linux") or {}
+    for name, key in (("uid_map", "uidMappings"), ("gid_map", "gidMappings")):
+        lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n"
+                        for m in linux.get(key) or [])
+        if lines:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(lines)
 
 
 def unshare(flags: int) -> None:
@@ -200,13 +223,16 @@ def close_inherited(keep: set[int]) -> None:
 def wait_for_start(fifo_fd: int) -> None:
     """Blocks until `krun start` opens the fifo for reading (opened O_PATH before the
     root changed: the state directory is not in the container)."""
+    # A process whose ids changed (a user namespace's root) is not dumpable, and then
+    # its own /proc/self/fd belongs to the host's root: dumpable again for the reopen.
+    host.call(NR["prctl"], PR_SET_DUMPABLE, 1, 0, 0, 0)
     fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo_fd)
 
 
-def run_km(config: dict, kvm: Kvm, strict: bool) -> None:
+def run_km(config: dict, kvm: Kvm, strict: bool, syscall_filter: object = None) -> None:
     """Become km running process.args, with the container's root as /; never returns."""
     from kontain.monitor.exits import die_by_signal
     from kontain.monitor.launch import LaunchError, LaunchSpec, launch
@@ -222,7 +248,7 @@ def run_km(config: dict, kvm: Kvm, strict: bool) -> None:
     args = process["args"]
     spec = LaunchSpec(args[0], [os.fsencode(a) for a in args[1:]], env=env, root="/",
                       cwd=process.get("cwd", "/"), kvm=kvm, keep_capabilities=True,
-                      strict=strict)
+                      strict=strict, syscall_filter=syscall_filter)
 
     def finish(outcome: Outcome) -> None:
         if outcome.internal:
@@ -271,15 +297,13 @@ def _hooks_before_pivot(config: dict, report: Reporter, go_fd: int) -> dict | No
 
 def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
                    console_socket: socket.socket | None, preserve_fds: int, kvm: Kvm,
-                   go_fd: int, cgroup: Cgroup, strict: bool = False) -> None:
+                   go_fd: int, cgroup: Cgroup, syscall_filter: object = None,
+                   strict: bool = False) -> None:
     """The child of `krun create`: never returns."""
     try:
         os.read(go_fd, 1)  # create has put us in the cgroup
-        new = join_namespaces(config)
-        unshare(new & ~NAMESPACE_FLAGS["pid"])
-        if new & NAMESPACE_FLAGS["pid"]:
-            unshare(NAMESPACE_FLAGS["pid"])
-            child = os.fork()
+        if enter_namespaces(config, report, go_fd):
+            child = os.fork()  # the container's pid 1 (or a process of the joined one)
             if child:
                 report.send(pid=child)
                 os._exit(0)
@@ -288,7 +312,9 @@ def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
         process = config.get("process") or {}
         state = _hooks_before_pivot(config, report, go_fd)
         os.close(go_fd)
-        if new & NAMESPACE_FLAGS["mount"]:
+        mount = next((ns for ns in (config.get("linux") or {}).get("namespaces") or []
+                      if ns["type"] == "mount"), None)
+        if mount is not None and not mount.get("path"):
             rootfs.build(config, bundle, cgroup)
         elif not has_namespace(config, "mount"):  # the host's mounts: only chroot
             os.chroot(config["root"]["path"])
@@ -319,4 +345,4 @@ def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
         os.write(2, f"krun: {e}\n".encode())
         os._exit(1)
     sys.stdout.flush()
-    run_km(config, kvm, strict)
+    run_km(config, kvm, strict, syscall_filter)

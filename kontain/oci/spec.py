@@ -27,6 +27,18 @@ NAMESPACE_FLAGS = {
     "time": 0x00000080,     # CLONE_NEWTIME
 }
 
+#: Capability names (capability.h numbers, in order).
+CAPABILITIES = {name: number for number, name in enumerate((
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"))}
+
 
 class ConfigError(Exception):
     """config.json cannot be used: krun says why and does not create the container."""
@@ -76,6 +88,12 @@ def check(config: dict) -> None:
         if kind in seen:
             raise ConfigError(f"namespace {kind} given twice")
         seen.add(kind)
+    if process is not None:
+        for kind, names in (process.get("capabilities") or {}).items():
+            unknown = [n for n in names or [] if n not in CAPABILITIES]
+            if unknown:
+                raise ConfigError(f"process.capabilities.{kind}: unknown capability "
+                                  f"{unknown[0]}")
     for mount in config.get("mounts") or []:
         destination = mount.get("destination")
         if not isinstance(destination, str) or not destination.startswith("/"):

@@ -62,7 +62,10 @@ class Container:
             os.mkdir(container.dir, 0o711)
         except FileExistsError:
             raise StateError(f"container with id exists: {container_id}") from None
-        os.mkfifo(container.fifo, 0o622)
+        os.mkfifo(container.fifo)
+        # Writable by anyone (the umask would take that away): the container's first
+        # process may be a user namespace's root, another uid on the host.
+        os.chmod(container.fifo, 0o622)
         return container
 
     @classmethod

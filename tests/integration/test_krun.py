@@ -276,3 +276,25 @@ def test_terminal_through_the_console_socket(bundle, tmp_path):
         connection.close()
         server.close()
         runtime(KRUN, tmp_path, "delete", "--force", "c10")
+
+
+def test_the_seccomp_profile_applies_to_the_payloads_calls(bundle, tmp_path):
+    """linux.seccomp is enforced by km on the payload's own calls (every process of the
+    container, forked ones too): an errno for mkdir, death by SIGSYS for sethostname,
+    an argument condition on socket's family."""
+    seccomp = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+               "syscalls": [
+                   {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+                   {"names": ["sethostname"], "action": "SCMP_ACT_KILL_PROCESS"},
+                   {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                    "args": [{"index": 1, "value": 10, "op": "SCMP_CMP_EQ"}]}]}
+    configure(bundle, "mkdir /tmp/x; echo mkdir=$?; hostname foo; echo hostname=$?; "
+                      "kill -USR1 $$; echo usr1=$?; kill -0 $$; echo zero=$?",
+              linux=dict(json.loads((bundle / "config.json").read_text())["linux"],
+                         seccomp=seccomp))
+    krun, native = both(bundle, tmp_path, "run", "c11")
+    assert krun.out == "mkdir=1\nhostname=159\nusr1=1\nzero=0\n", krun.err
+    assert "Permission denied" in krun.err and "Bad system call" in krun.err
+    if native:
+        assert (native.out, native.err, native.returncode) == \
+            (krun.out, krun.err, krun.returncode)
