@@ -26,6 +26,7 @@ import ctypes
 import errno
 import fcntl
 import struct
+from time import perf_counter_ns
 
 from kontain.kvm import constants as k
 from kontain.kvm.api import Vcpu
@@ -60,6 +61,9 @@ if TYPE_CHECKING:
     from kontain.monitor.process import Process
 
 _MASK64 = (1 << 64) - 1
+#: A system call that took longer than this has waited for something: the host
+#: signals that came meanwhile are posted before it returns.
+BLOCKED_NS = 200_000
 _EFAULT = errno.EFAULT
 _USER_FLAGS = cpu.USER_RFLAGS
 _FLAGS_MASK = cpu.USER_RFLAGS_MASK
@@ -223,6 +227,7 @@ class GuestThread:
         shared_pending = proc.signals.shared
         bounced = self.bounced
         context_set = CONTEXT_SET
+        clock = perf_counter_ns
         while True:
             try:
                 ioctl(vcpu_fd, kvm_run, 0)
@@ -238,6 +243,7 @@ class GuestThread:
                 if handler is None:
                     ret = proc.syscalls.unknown(self, nr)
                 else:
+                    started = clock()
                     try:
                         ret = handler(self, regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8,
                                       regs.r9)
@@ -249,6 +255,11 @@ class GuestThread:
                         raise
                     except Exception as e:  # a km bug: the payload gets an error, km lives on
                         ret = self._handler_failed(nr, e)
+                    if clock() - started > BLOCKED_NS:
+                        # It waited (a read, a poll, a futex): a signal sent to us meanwhile
+                        # is Linux's to deliver as the call returns, not whenever km's
+                        # forwarding thread gets to run.
+                        proc.host_signals.drain()
                 if bounced:
                     self._copy_back()
                 if in_user_mode is None:

@@ -28,6 +28,10 @@ test_os test_posix test_subprocess test_signal test_eintr test_socket test_io
 test_threading test_pty test_asyncio.test_events
 """.split()
 
+#: Cases left out natively and under km alike: test_socket's VSOCK cases wait forever
+#: in vsock_accept natively on these machines (VMs whose host answers no vsock).
+MODULE_ARGS = {"test_socket": ("--ignore", "*VSOCK*")}
+
 PYTHON = "/usr/bin/python3"
 SUITE = "/usr/lib/python3.11/test/regrtest.py"
 
@@ -47,7 +51,8 @@ def _outcome(text: str) -> tuple[str, ...]:
     pytest.param(name, marks=pytest.mark.slow) for name in SYSTEM_MODULES])
 def test_cpython_regression_module_passes_under_km_as_natively(run_both, module):
     """One regrtest module per km process: each starts Python anew, as a user would."""
-    runs = run_both([PYTHON, "-m", "test", module], timeout=900)
+    runs = run_both([PYTHON, "-m", "test", module, *MODULE_ARGS.get(module, ())],
+                    timeout=900)
     assert runs.native.returncode == 0, runs.native.out[-2000:]
     assert "Tests result: SUCCESS" in runs.native.out
     assert runs.km.returncode == 0, runs.km.out[-3000:] + runs.km.err[-2000:]
