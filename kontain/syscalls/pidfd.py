@@ -146,12 +146,15 @@ def _send_elsewhere(t: GuestThread, fd: int, signo: int, info: int, flags: int) 
         except GuestFault:
             pointer = fault_address()
     result = host.call(NR["pidfd_send_signal"], fd, signo, pointer, flags)
+    if signo in FORWARDED:
+        # The target may be km itself after all (a /proc/PID directory is a pidfd too):
+        # the host has queued the signal on km already, to be delivered before this
+        # call returns, as Linux delivers a signal a process sends itself.
+        _host_signals_now(t)
     if flags == PIDFD_SIGNAL_PROCESS_GROUP and signo and os.getpgid(0) == _group_of(fd):
         # km's own group, as kill(0) (kontain.syscalls.signal.sys_kill): the host queued
         # it on km too, unless km does not take that signal from the host.
-        if signo in FORWARDED:
-            _host_signals_now(t)
-        elif signo not in (sig.SIGKILL, sig.SIGSTOP):
+        if signo not in FORWARDED and signo not in (sig.SIGKILL, sig.SIGSTOP):
             t.proc.post_signal(signo, _user_info(t, signo), sender=t)
     return result
 

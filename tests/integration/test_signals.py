@@ -229,6 +229,7 @@ TIMING_CASES = [
     case("killpg", 0, "killpg: handled after return: 0 of 500\n"),
     case("kill-self-thread", 0, "from a thread: handled before return: yes\n"),
     case("tgkill", 0, "tgkill(self): handled before return: yes\n"),
+    case("pidfd-self", 0, "pidfd-self: handled after return: 0 of 200\n"),
     case("unblock-pending", 0, "handled before return: yes\n"),
     case("sigpending-timer", 0, "expired timer pending: yes\n"),
     case("timer-disarm", 0, "timer-disarm: 200 rounds survived\n"),

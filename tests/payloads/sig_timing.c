@@ -5,6 +5,7 @@
  *              sigpending-timer | timer-disarm N | posix-timer-disarm N | alarm-disarm N |
  *              {ppoll,pselect,epoll}-{pending,timer} */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -157,6 +158,20 @@ int main(int argc, char **argv)
         pthread_t thread;
         pthread_create(&thread, NULL, kill_process, NULL);
         pthread_join(thread, NULL);
+    } else if (!strcmp(mode, "pidfd-self")) {
+        /* A pidfd of itself (a pidfd_open one, and a /proc/PID directory, which is
+         * one too): the signal is handled before pidfd_send_signal returns. */
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d", (int)getpid());
+        int fds[2] = {(int)syscall(SYS_pidfd_open, getpid(), 0),
+                      open(path, O_RDONLY | O_DIRECTORY)};
+        int late = 0;
+        for (int i = 0; i < 200; i++) {
+            handled = 0;
+            syscall(SYS_pidfd_send_signal, fds[i % 2], SIGUSR1, NULL, 0);
+            late += handled != 1;
+        }
+        say("pidfd-self: handled after return: %d of 200\n", late);
     } else if (!strcmp(mode, "tgkill")) {
         syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGUSR1);
         say("tgkill(self): handled before return: %s\n", yes_no(handled == 1));
