@@ -220,16 +220,18 @@ def close_inherited(keep: set[int]) -> None:
 
 # ---- waiting for start, then km -----------------------------------------------------------
 
-def wait_for_start(fifo_fd: int) -> None:
-    """Blocks until `krun start` opens the fifo for reading (opened O_PATH before the
-    root changed: the state directory is not in the container)."""
+def wait_for_start(fifo_fd: int, own_fds: int) -> None:
+    """Blocks until `krun start` opens the fifo for reading. The fifo was opened O_PATH
+    and the host's /proc/self/fd (own_fds) before the root changed: neither the state
+    directory nor a /proc need be in the container."""
     # A process whose ids changed (a user namespace's root) is not dumpable, and then
     # its own /proc/self/fd belongs to the host's root: dumpable again for the reopen.
     host.call(NR["prctl"], PR_SET_DUMPABLE, 1, 0, 0, 0)
-    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    fd = os.open(str(fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=own_fds)
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo_fd)
+    os.close(own_fds)
 
 
 def run_km(config: dict, kvm: Kvm, strict: bool, syscall_filter: object = None) -> None:
@@ -314,6 +316,7 @@ def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
         os.close(go_fd)
         mount = next((ns for ns in (config.get("linux") or {}).get("namespaces") or []
                       if ns["type"] == "mount"), None)
+        own_fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         if mount is not None and not mount.get("path"):
             rootfs.build(config, bundle, cgroup)
         elif not has_namespace(config, "mount"):  # the host's mounts: only chroot
@@ -327,7 +330,8 @@ def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
             console(console_socket)
         elif console_socket:
             console_socket.close()
-        close_inherited(set(range(3, 3 + preserve_fds)) | {report.fd, fifo_fd, kvm.fd})
+        close_inherited(set(range(3, 3 + preserve_fds))
+                        | {report.fd, fifo_fd, own_fds, kvm.fd})
         report.send(ready=1)
         os.close(report.fd)
     except BaseException as e:  # noqa: BLE001 - everything goes back to create as one line
@@ -337,7 +341,7 @@ def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
     try:
         # Still root while waiting: the fifo is reopened through /proc/self/fd, which
         # a process that changed its uid (no longer dumpable) may not do.
-        wait_for_start(fifo_fd)
+        wait_for_start(fifo_fd, own_fds)
         if state is not None:
             hooks.run(config, "startContainer", state)
         set_user_and_capabilities(process)
