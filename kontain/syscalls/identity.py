@@ -108,6 +108,45 @@ def _target(t: GuestThread, pid: int) -> int:
     return pid
 
 
+# ---- capabilities -------------------------------------------------------------------------
+
+#: capget's versions and how many 32-bit words of each set they move.
+_CAP_WORDS = {0x19980330: 1, 0x20071026: 2, 0x20080522: 2}
+
+
+def sys_capget(t: GuestThread, header: int, data: int, *_: int) -> int:
+    """The payload's capabilities are km's (the host's answer about km's thread), or
+    those of another of its processes. An unknown version is EINVAL with the version
+    the kernel prefers written back (libcap and Go's capability package ask that way)."""
+    version, pid = struct.unpack("<Ii", t.mm.read(header, 8))
+    box = ctypes.create_string_buffer(struct.pack("<Ii", version, 0), 8)
+    words = _CAP_WORDS.get(version)
+    if words is not None and pid < 0:
+        raise SyscallError(errno.EINVAL)
+    if words is not None and pid:
+        struct.pack_into("<i", box, 4, _target(t, pid))
+    sets = ctypes.create_string_buffer(24)
+    result = host.syscall(NR["capget"], ctypes.addressof(box),
+                          ctypes.addressof(sets) if data else 0)
+    if words is None:
+        t.mm.write(header, box.raw[:4])  # the version the kernel prefers
+    host.check(result)
+    if data:
+        t.mm.write(data, sets.raw[:12 * words])
+    return 0
+
+
+def sys_capset(t: GuestThread, header: int, data: int, *_: int) -> int:
+    """Not yet: capset would change only the calling host thread's sets, and km's own
+    seccomp filter keeps capset from km (a subverted monitor must not regain what its
+    jail dropped). EPERM, as for a process without CAP_SETPCAP changing another's."""
+    version, _pid = struct.unpack("<Ii", t.mm.read(header, 8))
+    if version not in _CAP_WORDS:
+        t.mm.write(header, struct.pack("<I", 0x20080522))
+        raise SyscallError(errno.EINVAL)
+    raise SyscallError(errno.EPERM)
+
+
 # ---- nice values --------------------------------------------------------------------------
 
 PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
@@ -342,6 +381,7 @@ def sys_prctl(t: GuestThread, option: int, a2: int, a3: int, a4: int, a5: int, *
 
 
 HANDLERS = {
+    "capget": sys_capget, "capset": sys_capset,
     "exit": sys_exit, "exit_group": sys_exit_group,
     "getpid": sys_getpid, "gettid": sys_gettid, "getppid": sys_getppid,
     "getuid": _plain("getuid"), "geteuid": _plain("geteuid"), "getgid": _plain("getgid"),

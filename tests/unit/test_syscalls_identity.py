@@ -584,3 +584,20 @@ def test_nice_values_reach_only_the_payloads_own_processes(thread):
         assert call(thread, "getpriority", which, who) == -errno.ESRCH, (which, who)
         assert call(thread, "setpriority", which, who, 19) == -errno.ESRCH, (which, who)
     assert call(thread, "getpriority", 7, 0) == native("getpriority", 7, 0) == -errno.EINVAL
+
+
+def test_capget_like_linux(thread, guest):
+    """The version probe libcap and Go's capability package make (version 0: EINVAL and
+    the preferred version written back), then the sets, as the host has them."""
+    header = guest.put(struct.pack("<Ii", 0, 0))
+    host_header = ctypes.create_string_buffer(struct.pack("<Ii", 0, 0), 8)
+    assert call(thread, "capget", header, 0) == \
+        native("capget", ctypes.addressof(host_header), 0)
+    assert guest.read(header, 4) == host_header.raw[:4] == struct.pack("<I", 0x20080522)
+    data, host_data = guest.alloc(24), ctypes.create_string_buffer(24)
+    assert call(thread, "capget", header, data) == \
+        native("capget", ctypes.addressof(host_header), ctypes.addressof(host_data)) == 0
+    assert guest.read(data, 24) == host_data.raw
+    bad_pid = guest.put(struct.pack("<Ii", 0x20080522, -1))
+    assert call(thread, "capget", bad_pid, data) == -errno.EINVAL
+    assert call(thread, "capset", header, data) == -errno.EPERM
