@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 
 from kontain.kvm.api import Kvm
+from kontain.linux import hostcall as host
+from kontain.linux.numbers import NUMBERS as NR
 from kontain.loader.elf import ExecError
 from kontain.monitor import signals as sig
 from kontain.monitor.exec import prepare
@@ -35,6 +37,7 @@ EXIT_NOT_FOUND = 127
 EXIT_CANNOT_EXECUTE = 126
 EXIT_KM_ERROR = 1
 GiB = 1 << 30
+PR_GET_NO_NEW_PRIVS = 39
 
 
 class LaunchSpec:
@@ -48,7 +51,8 @@ class LaunchSpec:
                  stats: bool = False, verbose: str | None = None, strict: bool = False,
                  diagnostics_fd: int = 2, kvm: Kvm | None = None,
                  keep_capabilities: bool = False,
-                 syscall_filter: SeccompPolicy | None = None) -> None:
+                 syscall_filter: SeccompPolicy | None = None,
+                 no_new_privs: bool | None = None) -> None:
         #: The program, as named: looked up in PATH (inside the root) when it has no slash.
         self.payload = payload
         self.args = list(args or [])
@@ -75,6 +79,9 @@ class LaunchSpec:
         self.keep_capabilities = keep_capabilities
         #: A seccomp profile for the payload's own calls (kontain.monitor.syscall_filter).
         self.syscall_filter = syscall_filter
+        #: The payload's no_new_privs flag (km's own is always set, by its jail); None:
+        #: as km was started.
+        self.no_new_privs = no_new_privs
 
     @property
     def argv(self) -> list[bytes]:
@@ -142,6 +149,9 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
         raise LaunchError(f"cannot open /dev/kvm: {e.strerror or e} (KVM is needed to run "
                           "payloads)", EXIT_KM_ERROR) from None
     trace = Tracer(spec.verbose, diagnostics)
+    no_new_privs = spec.no_new_privs
+    if no_new_privs is None:  # (before the jail sets km's)
+        no_new_privs = host.syscall(NR["prctl"], PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1
     root = Jail(trace, drop_capabilities=not spec.keep_capabilities).enter(spec.root)
     if spec.cwd is not None:
         try:
@@ -158,6 +168,7 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
     execfn = os.fsencode(path)
     if proc.root.confined:  # the payload knows its file by its path inside the root
         execfn = proc.root.guest_path_of_host(os.fsencode(os.path.realpath(path))) or execfn
+    proc.no_new_privs = no_new_privs
     try:
         proc.personality = spec.personality
         thread = proc.load(prepare(proc, execfn, spec.argv, env))

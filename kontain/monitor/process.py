@@ -104,6 +104,8 @@ class Process:
         self.root.procfs = self.procfs
         self.host_signals = HostSignals(self)
         self.signalfds = SignalFds(self)
+        #: The payload's no_new_privs (prctl; kept across fork and execve).
+        self.no_new_privs = False
         #: The guest's POSIX timers (host timer ids): exec deletes them.
         self.timers: set[int] = set()
         #: Host timer id -> the guest thread its signal goes to (SIGEV_THREAD_ID timers).

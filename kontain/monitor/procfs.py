@@ -428,6 +428,12 @@ class ProcFs:
                 line = b"SigQ:\t%d/%s" % (int(host_queued or 0) + queued, limit)
             elif key in signal_lines:
                 line = key + b":\t" + signal_lines[key]
+            elif key == b"NoNewPrivs":  # the payload's flag, not km's wall
+                line = b"NoNewPrivs:\t%d" % self._proc.no_new_privs
+            elif key in (b"Seccomp", b"Seccomp_filters"):  # the payload's profile only
+                mode = (2 if key == b"Seccomp" else 1) if self._proc.options.syscall_filter \
+                    else 0
+                line = key + b":\t%d" % mode
             elif key in (b"VmPeak", b"VmSize", b"VmRSS", b"VmHWM", b"VmData", b"VmStk",
                          b"VmExe", b"VmLib", b"VmPTE", b"VmSwap", b"RssAnon", b"RssFile",
                          b"RssShmem", b"VmLck", b"VmPin"):

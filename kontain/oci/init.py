@@ -250,7 +250,8 @@ def run_km(config: dict, kvm: Kvm, strict: bool, syscall_filter: object = None) 
     args = process["args"]
     spec = LaunchSpec(args[0], [os.fsencode(a) for a in args[1:]], env=env, root="/",
                       cwd=process.get("cwd", "/"), kvm=kvm, keep_capabilities=True,
-                      strict=strict, syscall_filter=syscall_filter)
+                      strict=strict, syscall_filter=syscall_filter,
+                      no_new_privs=bool(process.get("noNewPrivileges")))
 
     def finish(outcome: Outcome) -> None:
         if outcome.internal:

@@ -373,6 +373,16 @@ def sys_prctl(t: GuestThread, option: int, a2: int, a3: int, a4: int, a5: int, *
         return host.call(NR["prctl"], PR_SET_NAME, host.address_of(name))
     if option == PR_GET_NAME:
         return host.call(NR["prctl"], PR_GET_NAME, args.out_ptr(t, a2, 16))
+    if option in (PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS):
+        # km itself always runs with no_new_privs (its jail); the payload's own flag is
+        # what it was started with or set itself (a container's noNewPrivileges).
+        if option == PR_SET_NO_NEW_PRIVS and (a2 != 1 or a3 or a4 or a5) \
+                or option == PR_GET_NO_NEW_PRIVS and (a2 or a3 or a4 or a5):
+            raise SyscallError(errno.EINVAL)
+        if option == PR_SET_NO_NEW_PRIVS:
+            t.proc.no_new_privs = True
+            return 0
+        return int(t.proc.no_new_privs)
     if option in (PR_GET_PDEATHSIG, PR_GET_CHILD_SUBREAPER):
         return host.call(NR["prctl"], option, args.out_ptr(t, a2, 4))
     if option in _HOST_PRCTL:

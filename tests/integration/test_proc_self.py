@@ -165,3 +165,11 @@ def test_a_title_written_over_argv_is_what_ps_shows(payloads, km, base_env, tmp_
     assert seen[0][1].startswith(b"nginx: worker process\0"), seen[0]
     assert b"final: nginx: worker process|" in seen[0][0]
     assert seen[1] == seen[0]
+
+
+def test_status_shows_the_payloads_own_no_new_privs_and_seccomp(run_both, assert_same):
+    """km's own walls (no_new_privs, its seccomp filter) are not the payload's: the
+    payload sees the flag it was started with and no filter, as natively."""
+    runs = run_both(["/bin/busybox", "grep", "-E", "^(NoNewPrivs|Seccomp)", "/proc/self/status"])
+    out = compare(runs, assert_same)
+    assert "NoNewPrivs:\t0\n" in out and "Seccomp:\t0\n" in out
