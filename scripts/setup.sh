@@ -10,9 +10,10 @@ if [ ! -e /dev/kvm ]; then
 	exit 1
 fi
 
-# Toolchains the tests build their payloads with, and the real programs they run.
+# Toolchains the tests build their payloads with, the real programs they run, and runc
+# (krun's tests run each container with runc too, as the oracle).
 packages=(gcc binutils musl-tools busybox-static bash-static golang-go python3 python3-venv perl
-	sqlite3 lua5.4 libpython3.11-testsuite nodejs default-jre-headless)
+	sqlite3 lua5.4 libpython3.11-testsuite nodejs default-jre-headless runc)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
