@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Everything km will ever import, imported now: once the payload runs it may drop
     # privileges or change what km can see (and km's jail hides the host's files).
-    from kontain.monitor.exits import die_by_signal
+    from kontain.monitor.exits import end_monitor
     from kontain.monitor.launch import LaunchError, LaunchSpec, launch
     from kontain.monitor.process import Outcome
     from kontain.monitor.vdso import install as _vdso  # noqa: F401 - imported for later
@@ -207,11 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         proc = launched.proc
         if cl.stats:
             proc.trace.write(proc.stats_report())
-        if outcome.internal:
-            proc.trace.write(f"km: internal error: {outcome.reason}\n")
-        if outcome.signal:
-            die_by_signal(outcome.signal)
-        os._exit(outcome.status)
+        end_monitor(outcome, proc.trace.write, "km")
 
     try:
         launched = launch(spec, all_handlers(), finish)

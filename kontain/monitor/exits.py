@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from kontain.monitor.process import Outcome
+
 
 class ExitProcess(Exception):
     """exit_group(status): the whole process ends with this status."""
@@ -71,3 +77,13 @@ def die_by_signal(signo: int) -> None:
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [signo])
     _signal.pthread_kill(_thread.get_ident(), signo)
     os._exit(128 + signo)
+
+
+def end_monitor(outcome: Outcome, write: Callable[[str], object], name: str) -> None:
+    """Leave km as the payload left: its exit status, or its fatal signal (an internal
+    error said on km's diagnostics stream first, as `NAME: internal error: ...`)."""
+    if outcome.internal:
+        write(f"{name}: internal error: {outcome.reason}\n")
+    if outcome.signal:
+        die_by_signal(outcome.signal)
+    os._exit(outcome.status)

@@ -236,7 +236,7 @@ def wait_for_start(fifo_fd: int, own_fds: int) -> None:
 
 def run_km(config: dict, kvm: Kvm, strict: bool, syscall_filter: object = None) -> None:
     """Become km running process.args, with the container's root as /; never returns."""
-    from kontain.monitor.exits import die_by_signal
+    from kontain.monitor.exits import end_monitor
     from kontain.monitor.launch import LaunchError, LaunchSpec, launch
     from kontain.monitor.process import Outcome
     from kontain.syscalls.registry import all_handlers
@@ -254,11 +254,7 @@ def run_km(config: dict, kvm: Kvm, strict: bool, syscall_filter: object = None) 
                       no_new_privs=bool(process.get("noNewPrivileges")))
 
     def finish(outcome: Outcome) -> None:
-        if outcome.internal:
-            launched.proc.trace.write(f"krun: internal error: {outcome.reason}\n")
-        if outcome.signal:
-            die_by_signal(outcome.signal)
-        os._exit(outcome.status)
+        end_monitor(outcome, launched.proc.trace.write, "krun")
 
     try:
         launched = launch(spec, all_handlers(), finish)

@@ -65,14 +65,11 @@ def transfer_vector(t: GuestThread, iov_va: int, iovcnt: int,
     refuses) the host is given to refuse the same way, after what it checks first (the
     descriptor)."""
     count = args.s32(iovcnt)
-    if not 0 <= count <= IOV_MAX:
-        return fault_address(), count, None  # EINVAL before the array is read
+    raw = _iovec_array(t, iov_va, count)
+    if raw is None:
+        return fault_address(), count, None
     if not count:
         return 0, 0, None
-    try:
-        raw = t.mm.read(iov_va, count * 16)
-    except GuestFault:
-        return fault_address(), count, None  # EFAULT copying the array in
     mm = t.mm
     host_iov = (ctypes.c_uint64 * (2 * count))()
     used = 0
@@ -426,15 +423,24 @@ def host_vector(t: GuestThread, iov_va: int, count: int,
     write: the host writes guest memory. Buffers are guest memory in place. A vector the
     kernel would refuse (too long, unreadable, a negative length, beyond access_ok) is
     passed on so that the host refuses it at the same point of the call."""
-    if count > IOV_MAX:
-        return fault_address(), count, None  # EINVAL before the array is read
+    raw = _iovec_array(t, iov_va, count)
+    if raw is None:
+        return fault_address(), count, None
     if not count:
         return 0, 0, None
-    try:
-        raw = t.mm.read(iov_va, count * 16)
-    except GuestFault:
-        return fault_address(), count, None  # EFAULT copying the array in
     return translate_vector(t, raw, count, write)
+
+
+def _iovec_array(t: GuestThread, iov_va: int, count: int) -> bytes | None:
+    """The guest's iovec array; None when the host must refuse it instead, given km's
+    guard for it: EINVAL for a count Linux refuses before reading the array, EFAULT
+    for an array it cannot read."""
+    if not 0 <= count <= IOV_MAX:
+        return None
+    try:
+        return t.mm.read(iov_va, count * 16) if count else b""
+    except GuestFault:
+        return None
 
 
 def translate_vector(t: GuestThread, raw: bytes, count: int,
