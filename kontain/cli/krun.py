@@ -486,6 +486,43 @@ def _freeze(args: argparse.Namespace, frozen: bool) -> int:
     return 0
 
 
+def _size(text: str) -> int:
+    """runc's sizes: bytes, or with a k/m/g suffix (1024-based); -1 for no limit."""
+    text = text.strip().lower().removesuffix("b")
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
+    return int(text[:-1] if scale > 1 else text) * scale
+
+
+def cmd_update(args: argparse.Namespace, log: Log) -> int:
+    """New limits for a running container's cgroup: --resources (JSON, the shape of
+    linux.resources; - for stdin) and the single-value options runc has."""
+    container = Container.find(args.root, args.id)
+    state = container.load()
+    if container.status(state) == "stopped":
+        raise Failure(f"container not running: {args.id}")
+    resources: dict = {}
+    if args.resources:
+        text = sys.stdin.read() if args.resources == "-" else open(args.resources).read()
+        resources = json.loads(text)
+    memory = resources.setdefault("memory", {})
+    cpu = resources.setdefault("cpu", {})
+    for value, section, key, convert in (
+            (args.memory, memory, "limit", _size), (args.memory_swap, memory, "swap", _size),
+            (args.memory_reservation, memory, "reservation", _size),
+            (args.cpu_shares, cpu, "shares", int), (args.cpu_quota, cpu, "quota", int),
+            (args.cpu_period, cpu, "period", int), (args.cpuset_cpus, cpu, "cpus", str),
+            (args.cpuset_mems, cpu, "mems", str)):
+        if value is not None:
+            section[key] = convert(value)
+    if args.pids_limit is not None:
+        resources["pids"] = {"limit": int(args.pids_limit)}
+    try:
+        cgroups.Cgroup(state["krun"]["cgroup"]).apply(resources)
+    except OSError as e:
+        raise Failure(f"update {args.id}: {e}") from None
+    return 0
+
+
 def cmd_spec(args: argparse.Namespace, log: Log) -> int:
     path = os.path.join(args.bundle or ".", "config.json")
     if os.path.exists(path):
@@ -579,6 +616,13 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("-q", "--quiet", action="store_true")
     sub = command("ps", cmd_ps, "list a container's processes")
     sub.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    sub = command("update", cmd_update, "change a running container's resource limits")
+    sub.add_argument("-r", "--resources")
+    for option in ("--memory", "--memory-swap", "--memory-reservation", "--cpu-shares",
+                   "--cpu-quota", "--cpu-period", "--cpuset-cpus", "--cpuset-mems",
+                   "--pids-limit", "--blkio-weight", "--kernel-memory",
+                   "--kernel-memory-tcp", "--l3-cache-schema", "--mem-bw-schema"):
+        sub.add_argument(option)
     command("pause", lambda a, _log: _freeze(a, True), "pause a container")
     command("resume", lambda a, _log: _freeze(a, False), "resume a paused container")
     sub = command("spec", cmd_spec, "write a config.json template", container=False)

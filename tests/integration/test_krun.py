@@ -298,3 +298,37 @@ def test_the_seccomp_profile_applies_to_the_payloads_calls(bundle, tmp_path):
     if native:
         assert (native.out, native.err, native.returncode) == \
             (krun.out, krun.err, krun.returncode)
+
+
+def _cgroup_file(pid: int, controller: str, v1_name: str, v2_name: str) -> str:
+    """A cgroup control file of pid's cgroup, read from the host (v1 or v2)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f]
+    for _id, controllers, path in lines:
+        if controller in controllers.split(","):
+            with open(f"/sys/fs/cgroup/{controller}{path}/{v1_name}") as limit:
+                return limit.read().strip()
+    path = next(p for _id, c, p in lines if c == "")
+    with open(f"/sys/fs/cgroup{path}/{v2_name}") as limit:
+        return limit.read().strip()
+
+
+def test_update_pause_resume(bundle, tmp_path):
+    configure(bundle, "sleep 30")
+    assert runtime(KRUN, tmp_path, "run", "-d", "c12", cwd=bundle).returncode == 0
+    try:
+        pid = json.loads(runtime(KRUN, tmp_path, "state", "c12").out)["pid"]
+        updated = runtime(KRUN, tmp_path, "update", "--memory", "64m", "--pids-limit", "20",
+                          "c12")
+        assert updated.returncode == 0, updated.err
+        assert _cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max") == \
+            str(64 << 20)
+        assert _cgroup_file(pid, "pids", "pids.max", "pids.max") == "20"
+        assert runtime(KRUN, tmp_path, "pause", "c12").returncode == 0
+        assert json.loads(runtime(KRUN, tmp_path, "state", "c12").out)["status"] == "paused"
+        assert runtime(KRUN, tmp_path, "resume", "c12").returncode == 0
+        assert json.loads(runtime(KRUN, tmp_path, "state", "c12").out)["status"] == "running"
+        assert json.loads(runtime(KRUN, tmp_path, "ps", "--format", "json", "c12").out) \
+            == [pid]
+    finally:
+        runtime(KRUN, tmp_path, "delete", "--force", "c12")
