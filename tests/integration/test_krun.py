@@ -332,3 +332,22 @@ def test_update_pause_resume(bundle, tmp_path):
             == [pid]
     finally:
         runtime(KRUN, tmp_path, "delete", "--force", "c12")
+
+
+def test_a_memory_limit_kills_a_payload_that_exceeds_it(bundle, tmp_path, payloads):
+    """linux.resources.memory: km is inside the container's cgroup, so a payload that
+    touches more than the limit is OOM-killed (status 137), as under runc."""
+    shutil.copy(payloads.build("eat_memory", "musl"), bundle / "rootfs" / "bin" / "eat")
+    limit = {"memory": {"limit": 64 << 20, "swap": 64 << 20}}
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"].update(terminal=False, args=["/bin/eat", "200"])
+    config["linux"]["resources"] = limit
+    (bundle / "config.json").write_text(json.dumps(config))
+    krun, native = both(bundle, tmp_path, "run", "c13")
+    assert krun.returncode == 137, krun.out + krun.err
+    if native:
+        assert native.returncode == krun.returncode
+    config["process"]["args"] = ["/bin/eat", "16"]
+    (bundle / "config.json").write_text(json.dumps(config))
+    fits = runtime(KRUN, tmp_path, "run", "c14", cwd=bundle)
+    assert (fits.out, fits.returncode) == ("touched 16 MiB\n", 0), fits.err
