@@ -157,7 +157,7 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
                 raise Failure(f"user namespace id maps: {e}") from None
             os.write(go_w, b"1")
 
-        pid = _await_ready(report_r, child, create_hooks, map_ids)
+        pid = _await_ready(report_r, create_hooks, map_ids)
     except BaseException:
         for victim in {child, pid} - {None}:
             try:
@@ -193,11 +193,15 @@ def _connect_console(path: str | None):
         raise Failure(f"console socket {path}: {e.strerror or e}") from None
 
 
-def _await_ready(report: int, child: int, on_hooks=None, on_userns=None) -> int:
+def _await_ready(report: int, on_hooks=None, on_userns=None) -> int:
     """Read the first process's messages until it is ready; its pid. on_hooks(pid)
     runs create's hooks when the process asks, on_userns(pid) writes the id maps of
     the user namespace it made."""
+    # The pid comes from the process that forked into the pid namespace, which races
+    # with its child's own messages: a hooks request or "ready" may come first, and
+    # waits for it.
     pid = None
+    hooks_wanted = ready = False
     buffer = b""
     while True:
         chunk = os.read(report, 4096)
@@ -213,10 +217,15 @@ def _await_ready(report: int, child: int, on_hooks=None, on_userns=None) -> int:
                 pid = message["pid"]
             if message.get("userns") and on_userns is not None:
                 on_userns(message["userns"])
-            if message.get("hooks") and on_hooks is not None:
-                on_hooks(pid if pid is not None else child)
-            if message.get("ready"):
-                return pid if pid is not None else child
+            hooks_wanted |= bool(message.get("hooks"))
+            ready |= bool(message.get("ready"))
+            if pid is None:
+                continue
+            if hooks_wanted and on_hooks is not None:
+                hooks_wanted = False
+                on_hooks(pid)
+            if ready:
+                return pid
 
 
 def _reap(pid: int) -> None:
@@ -413,7 +422,7 @@ def cmd_exec(args: argparse.Namespace, log: Log) -> int:
     if console is not None:
         console.close()
     try:
-        pid = _await_ready(report_r, child)
+        pid = _await_ready(report_r)
     except BaseException:
         _reap(child)
         raise
