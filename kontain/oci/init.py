@@ -315,12 +315,13 @@ def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
                       if ns["type"] == "mount"), None)
         own_fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         if mount is not None and not mount.get("path"):
-            rootfs.build(config, bundle, cgroup)
-        elif not has_namespace(config, "mount"):  # the host's mounts: only chroot
-            os.chroot(config["root"]["path"])
-            os.chdir("/")
+            rootfs.build(config, bundle, cgroup, lambda: write_sysctls(config))
+        else:
+            if not has_namespace(config, "mount"):  # the host's mounts: only chroot
+                os.chroot(config["root"]["path"])
+                os.chdir("/")
+            write_sysctls(config)
         set_names(config)
-        write_sysctls(config)
         set_rlimits(process)
         set_oom_score_adj(process)
         if process.get("terminal") and console_socket:

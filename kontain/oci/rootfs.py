@@ -19,6 +19,8 @@ from kontain.linux.numbers import NUMBERS as NR
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kontain.oci.cgroups import Cgroup
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
@@ -258,9 +260,12 @@ def _kept_flags(path: str) -> int:
     return kept
 
 
-def build(config: dict, bundle: str, cgroup: Cgroup) -> None:
+def build(config: dict, bundle: str, cgroup: Cgroup,
+          before_lockdown: Callable[[], None] = lambda: None) -> None:
     """Everything of config.json's root file system, in the new mount namespace; ends
-    with the container's root as / and the working directory at /."""
+    with the container's root as / and the working directory at /. before_lockdown runs
+    in the new root before the read-only and masked paths go up (sysctls are written
+    to /proc/sys there, which is then made read-only, as runc orders it)."""
     root = os.path.realpath(config["root"]["path"])
     linux = config.get("linux") or {}
     propagation = PROPAGATION.get(linux.get("rootfsPropagation", ""), 0)
@@ -279,6 +284,7 @@ def build(config: dict, bundle: str, cgroup: Cgroup) -> None:
     pivot(root)
     if propagation:
         mount(None, "/", None, propagation)
+    before_lockdown()
     make_read_only(list(linux.get("readonlyPaths") or []))
     mask(list(linux.get("maskedPaths") or []))
     if config["root"].get("readonly"):

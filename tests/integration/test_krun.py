@@ -351,3 +351,15 @@ def test_a_memory_limit_kills_a_payload_that_exceeds_it(bundle, tmp_path, payloa
     (bundle / "config.json").write_text(json.dumps(config))
     fits = runtime(KRUN, tmp_path, "run", "c14", cwd=bundle)
     assert (fits.out, fits.returncode) == ("touched 16 MiB\n", 0), fits.err
+
+
+def test_sysctls_are_written_before_proc_sys_is_made_read_only(bundle, tmp_path):
+    """podman sets net.ipv4.ping_group_range in every container whose /proc/sys is
+    read-only: the sysctl goes in first, as runc orders it."""
+    config = json.loads((bundle / "config.json").read_text())
+    configure(bundle, "cat /proc/sys/net/ipv4/ping_group_range",
+              linux=dict(config["linux"], sysctl={"net.ipv4.ping_group_range": "0 0"}))
+    krun, native = both(bundle, tmp_path, "run", "c15")
+    assert (krun.out.split(), krun.returncode) == (["0", "0"], 0), krun.err
+    if native:
+        assert (native.out, native.returncode) == (krun.out, krun.returncode)
