@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from oracle import release_host_buffers
 
 from kontain.machine.memory import PhysicalMemory
 from kontain.machine.paging import PageTables
@@ -33,3 +34,10 @@ def phys(vm: RecordingVm) -> PhysicalMemory:
 @pytest.fixture
 def mm(phys: PhysicalMemory) -> AddressSpace:
     return AddressSpace(phys, PageTables(phys))
+
+
+@pytest.fixture(autouse=True)
+def _release_host_buffers():
+    """The oracle's host buffers (tests/unit/oracle.py) live until the test is over."""
+    yield
+    release_host_buffers()

@@ -18,54 +18,23 @@ import struct
 
 import pytest
 from harness import Guest, make_process, make_thread
+from oracle import BAD, call, host, hostile_registers_leave_km_untouched, native
 
 from kontain.linux.abi import (
     CLONE_VFORK,
     CLONE_VM,
-    MAP_ANONYMOUS,
-    MAP_FIXED_NOREPLACE,
-    MAP_PRIVATE,
 )
-from kontain.linux.numbers import NUMBERS as NR
-from kontain.machine.layout import kernel_va
 from kontain.monitor.exits import (
     ExecImage,
-    ExitProcess,
-    KillProcess,
-    RestartSyscall,
-    ThreadExit,
-    ThreadVanish,
 )
 from kontain.syscalls import lifecycle as family
 
-MASK64 = (1 << 64) - 1
-PAGE = 4096
 AT_FDCWD = -100 & 0xFFFFFFFF
 AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH = 0x100, 0x1000
-BAD = 0x1000_DEAD_0000  # a pointer to nothing: no guest here maps it, and this process
-#                         reserves it (PROT_NONE, below): Linux faults on it too
 SIGCHLD = 17
 WNOHANG, WEXITED = 1, 4
 P_PID = 1
 CLD_EXITED = 1
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.syscall.argtypes = [ctypes.c_long] * 7
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long]
-# (EEXIST when another test module reserved it first: just as good)
-_libc.mmap(BAD, PAGE, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
-_keep: list[object] = []  # host buffers the oracle's pointers lead to, kept for a test
-
-
-def native(name: str, *args: int) -> int:
-    """The oracle: the same system call made by this process; its result, or -errno."""
-    regs = [(a & MASK64) - ((a & MASK64) >> 63 << 64) for a in args]  # as signed longs
-    ctypes.set_errno(0)
-    result = _libc.syscall(NR[name], *regs, *[0] * (6 - len(args)))
-    return -ctypes.get_errno() if result == -1 else result
 
 
 def native_exec(name: str, *args: int) -> int:
@@ -87,25 +56,6 @@ def native_exec(name: str, *args: int) -> int:
     return struct.unpack("<q", answer)[0] if answer else 0
 
 
-def host(data: bytes | int) -> int:
-    """Address of a host buffer for the oracle: a copy of data, or data zero bytes."""
-    buffer = ctypes.create_string_buffer(data)
-    _keep.append(buffer)
-    return ctypes.addressof(buffer)
-
-
-def call(thread, name: str, *args: int) -> int:
-    """Run one handler as the run loop does: its result, or -errno. Any exception other
-    than OSError escapes and fails the test (a km bug)."""
-    handler = thread.proc.syscalls.table[NR[name]]
-    try:
-        return handler(thread, *args, *[0] * (6 - len(args)))
-    except OSError as e:
-        return -e.errno
-    finally:
-        thread._copy_back()  # buffers bounced through km go back, as after KVM_RUN
-
-
 def km_exec(thread, name: str, *args: int):
     """km's answer to an execve: -errno, or the request it would run (ExecImage)."""
     try:
@@ -113,12 +63,6 @@ def km_exec(thread, name: str, *args: int):
     except ExecImage as image:
         image.request.close()
         return image.request
-
-
-@pytest.fixture(autouse=True)
-def _release_host_buffers():
-    yield
-    _keep.clear()
 
 
 @pytest.fixture
@@ -353,31 +297,8 @@ NOT_SWEPT = {
     "fork": "forks this process",
     "vfork": "forks this process",
 }
-CONTROL_FLOW = (ExitProcess, KillProcess, ThreadExit, ExecImage, ThreadVanish, RestartSyscall)
-CANARY = b"km's own memory".ljust(PAGE, b"\xa5")
 
 
 @pytest.mark.parametrize("name", sorted(set(family.HANDLERS) - set(NOT_SWEPT)))
 def test_hostile_registers_give_errors_never_crashes(thread, name):
-    """Every register a pointer to nothing, a pointer to km's own memory, or one into the
-    guest kernel's half (as descriptors, counts and flags they are nonsense too): the
-    handler returns, raises OSError or ends the thread or process (control flow), and
-    km's memory is untouched. Descriptors a call created anyway are closed."""
-    canary = ctypes.create_string_buffer(CANARY, PAGE)
-    handler = thread.proc.syscalls.table[NR[name]]
-    before = set(os.listdir("/proc/self/fd"))
-    try:
-        for value in (BAD, ctypes.addressof(canary), kernel_va(0x7000)):
-            try:
-                handler(thread, *[value] * 6)
-            except (OSError, *CONTROL_FLOW):
-                pass
-            finally:
-                thread._copy_back()
-    finally:
-        for fd in set(os.listdir("/proc/self/fd")) - before:
-            try:
-                os.close(int(fd))
-            except OSError:
-                pass  # (the descriptor listdir itself used)
-    assert canary.raw == CANARY
+    hostile_registers_leave_km_untouched(thread, name)

@@ -15,6 +15,16 @@ import os
 
 import pytest
 from harness import Guest, make_process, make_thread
+from oracle import (
+    BAD,
+    MASK64,
+    PAGE,
+    RW,
+    _libc,
+    call,
+    hostile_registers_leave_km_untouched,
+    native,
+)
 
 from kontain.linux.abi import (
     MAP_ANONYMOUS,
@@ -30,56 +40,11 @@ from kontain.linux.abi import (
     PROT_READ,
     PROT_WRITE,
 )
-from kontain.linux.numbers import NUMBERS as NR
-from kontain.machine.layout import kernel_va
-from kontain.monitor.exits import (
-    ExecImage,
-    ExitProcess,
-    KillProcess,
-    RestartSyscall,
-    ThreadExit,
-    ThreadVanish,
-)
 from kontain.syscalls import mm as family
 
-MASK64 = (1 << 64) - 1
-PAGE = 4096
-RW = PROT_READ | PROT_WRITE
 NO_FD = -1 & 0xFFFFFFFF
-BAD = 0x1000_DEAD_0000  # a pointer to nothing: no guest here maps it, and this process
-#                         reserves it (PROT_NONE, below): Linux faults on it too
 AREA = 0x3000_0000  # guest mappings of these tests (Guest's own area lies below)
 MADV_DONTNEED, MADV_FREE, MADV_HWPOISON = 4, 8, 100
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.syscall.argtypes = [ctypes.c_long] * 7
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-# (EEXIST when another test module reserved it first: just as good)
-_libc.mmap(BAD, PAGE, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
-
-
-def native(name: str, *args: int) -> int:
-    """The oracle: the same system call made by this process; its result, or -errno."""
-    regs = [(a & MASK64) - ((a & MASK64) >> 63 << 64) for a in args]  # as signed longs
-    ctypes.set_errno(0)
-    result = _libc.syscall(NR[name], *regs, *[0] * (6 - len(args)))
-    return -ctypes.get_errno() if result == -1 else result
-
-
-def call(thread, name: str, *args: int) -> int:
-    """Run one handler as the run loop does: its result, or -errno. Any exception other
-    than OSError escapes and fails the test (a km bug)."""
-    handler = thread.proc.syscalls.table[NR[name]]
-    try:
-        return handler(thread, *args, *[0] * (6 - len(args)))
-    except OSError as e:
-        return -e.errno
-    finally:
-        thread._copy_back()  # buffers bounced through km go back, as after KVM_RUN
 
 
 def errno_of(result: int) -> int:
@@ -374,31 +339,8 @@ def test_mlock_of_a_hole_is_enomem(thread, guest_area, host_area, name):
 # ---- hostile registers ---------------------------------------------------------------------
 
 NOT_SWEPT: dict[str, str] = {}  # every handler of the family is swept
-CONTROL_FLOW = (ExitProcess, KillProcess, ThreadExit, ExecImage, ThreadVanish, RestartSyscall)
-CANARY = b"km's own memory".ljust(PAGE, b"\xa5")
 
 
 @pytest.mark.parametrize("name", sorted(set(family.HANDLERS) - set(NOT_SWEPT)))
 def test_hostile_registers_give_errors_never_crashes(thread, name):
-    """Every register a pointer to nothing, a pointer to km's own memory, or one into the
-    guest kernel's half (as descriptors, counts and flags they are nonsense too): the
-    handler returns, raises OSError or ends the thread or process (control flow), and
-    km's memory is untouched. Descriptors a call created anyway are closed."""
-    canary = ctypes.create_string_buffer(CANARY, PAGE)
-    handler = thread.proc.syscalls.table[NR[name]]
-    before = set(os.listdir("/proc/self/fd"))
-    try:
-        for value in (BAD, ctypes.addressof(canary), kernel_va(0x7000)):
-            try:
-                handler(thread, *[value] * 6)
-            except (OSError, *CONTROL_FLOW):
-                pass
-            finally:
-                thread._copy_back()
-    finally:
-        for fd in set(os.listdir("/proc/self/fd")) - before:
-            try:
-                os.close(int(fd))
-            except OSError:
-                pass  # (the descriptor listdir itself used)
-    assert canary.raw == CANARY
+    hostile_registers_leave_km_untouched(thread, name)
