@@ -13,11 +13,19 @@ child shares its parent's memory on Linux, and libcs rely on that for one thing:
 left in the parent's stack frame (glibc's posix_spawn reports a failed exec that way).
 So when the child execs or exits it sends the used part of the parent thread's stack
 back through the pipe, and the parent stores it before it resumes.
+
+A fork returns in the parent once the child's VM is ready to run: the child reports
+through a close-on-exec pipe, one byte, 0 or the errno its set-up failed with. A new VM
+costs the child more host tasks than a Linux fork does (its forwarding thread, and the
+VM's NX-huge-page worker which KVM starts on the first KVM_RUN), so under a pids cgroup
+limit or RLIMIT_NPROC the child may get its process but not its VM: the parent then reaps
+it and the payload's fork fails with EAGAIN, as Linux fails one over the limit.
 """
 
 from __future__ import annotations
 
 import _thread
+import errno
 import os
 
 from kontain.linux.abi import (
@@ -54,34 +62,57 @@ def fork_process(proc: Process, parent: GuestThread, flags: int, stack: int, par
     """fork/vfork/clone without CLONE_VM|CLONE_THREAD; returns the child's pid."""
     snapshot = ForkSnapshot(parent, flags, stack, tls)
     vfork = bool(flags & CLONE_VFORK)
+    # km's descriptors, above the guest's range: the child may close_range its own.
+    report_read, report_write = (proc.fds.move_high(fd) for fd in os.pipe2(os.O_CLOEXEC))
+    shared_stack = None
     if vfork:
-        # km's descriptors, above the guest's range: the child may close_range its own.
-        wait_read, wait_write = (proc.fds.move_high(fd) for fd in os.pipe2(os.O_CLOEXEC))
         stack = proc.mm.find(parent.regs.rsp)
         shared_stack = (parent.regs.rsp - 128, stack.end) if stack is not None else None
-    # Hold the locks other threads might hold, so the child does not inherit them taken.
-    with proc.mm.lock, proc.signals.lock:
-        pid = os.fork()
+    try:
+        # Hold the locks other threads might hold, so the child does not inherit them taken.
+        with proc.mm.lock, proc.signals.lock:
+            pid = os.fork()
+    except BaseException:
+        os.close(report_read)
+        os.close(report_write)
+        raise
     if pid == 0:
+        os.close(report_read)
+        _become_child(proc, snapshot, flags, child_tid, report_write, shared_stack)  # no return
+    os.close(report_write)
+    try:
+        _wait_for_child_vm(pid, report_read)
+        proc.trace.log("process", f"[{parent.tid}] fork -> pid {pid}")
+        if flags & CLONE_PARENT_SETTID:
+            parent.mm.write(parent_tid, pid.to_bytes(4, "little"))
         if vfork:
-            os.close(wait_read)
-            proc.vfork_release = lambda: _send_stack(proc, wait_write, shared_stack)
-        _become_child(proc, snapshot, flags, child_tid)  # never returns
-    proc.trace.log("process", f"[{parent.tid}] fork -> pid {pid}")
-    if flags & CLONE_PARENT_SETTID:
-        parent.mm.write(parent_tid, pid.to_bytes(4, "little"))
-    if vfork:
-        os.close(wait_write)
-        received = bytearray()
-        try:
-            while chunk := os.read(wait_read, 1 << 16):  # EOF when the child execs or exits
-                received += chunk
-        except OSError:
-            pass
-        os.close(wait_read)
-        if shared_stack is not None and len(received) == shared_stack[1] - shared_stack[0]:
-            parent.mm.write(shared_stack[0], bytes(received))
+            received = bytearray()
+            try:
+                while chunk := os.read(report_read, 1 << 16):  # EOF: the child execs or exits
+                    received += chunk
+            except OSError:
+                pass
+            if shared_stack is not None and len(received) == shared_stack[1] - shared_stack[0]:
+                parent.mm.write(shared_stack[0], bytes(received))
+    finally:
+        os.close(report_read)
     return pid
+
+
+def _wait_for_child_vm(pid: int, report: int) -> None:
+    """Return once the child's VM is ready; raise OSError if it could not be made (the
+    child has then ended, and is reaped here: the payload never saw it)."""
+    try:
+        status = os.read(report, 1)
+    except OSError:
+        status = b""
+    if status == b"\0":
+        return
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # reaped by the kernel: the payload ignores SIGCHLD
+    raise OSError(status[0] if status else errno.EAGAIN, "fork: the child's VM did not start")
 
 
 def _send_stack(proc: Process, pipe: int, region: tuple[int, int] | None) -> None:
@@ -101,8 +132,37 @@ def _send_stack(proc: Process, pipe: int, region: tuple[int, int] | None) -> Non
         pass
 
 
-def _become_child(proc: Process, snapshot: ForkSnapshot, flags: int, child_tid: int) -> None:
+def _become_child(proc: Process, snapshot: ForkSnapshot, flags: int, child_tid: int,
+                  report: int, shared_stack: tuple[int, int] | None) -> None:
     """In the new km process: a new VM over the inherited memory, one thread, run it."""
+    try:
+        thread = _child_vm(proc, snapshot)
+    except BaseException as e:  # noqa: BLE001 - the parent's fork fails with this errno
+        code = e.errno if isinstance(e, OSError) and e.errno else errno.EAGAIN
+        try:
+            os.write(report, bytes([min(code, 255)]))
+        finally:
+            os._exit(1)
+    os.write(report, b"\0")
+    if flags & CLONE_VFORK:
+        proc.vfork_release = lambda: _send_stack(proc, report, shared_stack)
+    else:
+        os.close(report)
+    if flags & CLONE_CHILD_SETTID:
+        try:
+            proc.mm.write(child_tid, proc.pid.to_bytes(4, "little"))
+        except Exception:  # noqa: BLE001 - a bad pointer is the child's problem, not km's
+            pass
+    if flags & CLONE_CHILD_CLEARTID:
+        thread.clear_child_tid = child_tid
+    proc.trace.log("process", f"forked child {proc.pid} running")
+    proc.group.add(thread)
+    proc.group.run(thread)
+
+
+def _child_vm(proc: Process, snapshot: ForkSnapshot) -> GuestThread:
+    """The child's VM, its one thread in the forking thread's state, km's forwarding of
+    host signals started: everything that can fail for want of a host task or memory."""
     old_vcpus = proc.group.forget_after_fork()
     proc.pid = os.getpid()
     for vcpu in old_vcpus:
@@ -113,22 +173,14 @@ def _become_child(proc: Process, snapshot: ForkSnapshot, flags: int, child_tid: 
     proc.timer_threads = {}
     proc.signals.shared = sig.PendingQueue()
     proc.signalfds.after_fork()
-    thread = GuestThread(proc, proc.group.new_vcpu(), proc.pid)
-    vcpu = thread.vcpu
+    vcpu = proc.group.new_vcpu()
+    vcpu.enter_without_running()
+    thread = GuestThread(proc, vcpu, proc.pid)
     cpustate.apply(vcpu, snapshot.cpu, sregs=False)
     thread.signal_mask = snapshot.signal_mask
     thread.altstack = snapshot.altstack
     thread.name = snapshot.name
     thread.host_ident = _thread.get_ident()
-    if flags & CLONE_CHILD_SETTID:
-        try:
-            proc.mm.write(child_tid, proc.pid.to_bytes(4, "little"))
-        except Exception:  # noqa: BLE001 - a bad pointer is the child's problem, not km's
-            pass
-    if flags & CLONE_CHILD_CLEARTID:
-        thread.clear_child_tid = child_tid
-    proc.trace.log("process", f"forked child {proc.pid} running")
     proc.host_signals = HostSignals(proc)
     proc.host_signals.start()
-    proc.group.add(thread)
-    proc.group.run(thread)
+    return thread

@@ -107,7 +107,12 @@ class ThreadGroup:
         ready, go = _thread.allocate_lock(), _thread.allocate_lock()
         ready.acquire()
         go.acquire()
-        _thread.start_new_thread(self._host_thread, (child, ready, go))
+        try:
+            _thread.start_new_thread(self._host_thread, (child, ready, go))
+        except RuntimeError:  # no host task to spare: a pids limit, RLIMIT_NPROC
+            with self._lock:
+                self._idle_vcpus.append(vcpu)
+            raise SyscallError(errno.EAGAIN) from None
         ready.acquire()  # the child knows its tid
         tid = child.tid
         try:
@@ -335,7 +340,13 @@ class ThreadGroup:
             start = not self._kicker_running
             self._kicker_running = True
         if start:
-            _thread.start_new_thread(self._kicker, ())
+            try:
+                _thread.start_new_thread(self._kicker, ())
+            except RuntimeError:
+                # No host task to spare (a pids limit): the kick already sent stands
+                # alone, and the next one tries again to start the kicker.
+                with self._lock:
+                    self._kicker_running = False
         elif self._kicker_wakeup.locked():
             try:
                 self._kicker_wakeup.release()

@@ -27,6 +27,7 @@ import struct
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor import signals as sig
+from kontain.monitor.errors import where
 from kontain.monitor.thread import KICK_SIGNAL
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
@@ -108,9 +109,14 @@ class HostSignals:
             ready = host.syscall(NR["poll"], pollfd, 1, -1)
             if ready < 0 and ready != -EINTR or self._pollfd[1] >> 16 & POLLNVAL:
                 return  # closed
-            with self._lock:
-                if not self._read_and_post():
-                    return
+            try:
+                with self._lock:
+                    if not self._read_and_post():
+                        return
+            except Exception as e:  # noqa: BLE001 - a km bug must not end the forwarding
+                proc = self._proc
+                proc.syscalls.internal_errors += 1
+                proc.trace.write(f"km: internal error in signal forwarding: {where(e)}\n")
 
     def _read_and_post(self) -> bool:
         """Post what the signalfd holds (the lock held); False once it is closed."""

@@ -282,6 +282,7 @@ class Process:
             self._exec_signals()
             self._close_on_exec()
             new = self.load(request)
+            _start_vm(new)
         except (OSError, ExecError) as e:
             # Past the point of no return Linux kills the process (force_fatal_sig).
             raise KillProcess(sig.SIGSEGV, f"exec failed after the point of no return: {e}",
@@ -383,3 +384,21 @@ def _auxv_of(stack_image: bytes, start: int) -> bytes:
     return stack_image[start:end + 16]
 
 
+def _start_vm(thread: GuestThread) -> None:
+    """KVM's first-run work for a new VM (its NX-huge-page worker task) before the
+    payload runs. The worker of the VM just closed may still be counted against a pids
+    cgroup limit for a moment, so a refusal is tried again briefly; a process limit
+    that leaves no room at all ends the process with SIGKILL, as the OOM killer ends one
+    that memory cannot hold. (Linux's exec creates no task, so it has no such case.)"""
+    delay = 0.0005
+    while True:
+        try:
+            thread.vcpu.enter_without_running()
+            return
+        except BlockingIOError:
+            if delay > 0.05:
+                raise KillProcess(sig.SIGKILL, "exec: no room under the process limit "
+                                  "(pids cgroup or RLIMIT_NPROC) for the new VM's task") \
+                    from None
+            time.sleep(delay)
+            delay *= 2

@@ -371,6 +371,12 @@ class GuestThread:
             (self.pending.bits | self.proc.signals.shared.bits) & ~self.signal_mask)
 
     def _run_failed(self, error: OSError) -> None:
+        if error.errno == errno.EAGAIN:
+            # KVM could not start the VM's worker task: a process limit (pids cgroup,
+            # RLIMIT_NPROC) left no room. fork and exec check this before the payload
+            # runs; here is the backstop.
+            raise KillProcess(sig.SIGKILL, "no room under the process limit for the "
+                              "VM's task") from None
         if error.errno != errno.EFAULT:
             raise error
         # KVM could not reach a guest page's host memory. Either km was invalidating
