@@ -543,16 +543,16 @@ def cmd_spec(args: argparse.Namespace, log: Log) -> int:
 
 def cmd_features(args: argparse.Namespace, log: Log) -> int:
     from kontain.monitor import syscall_filter as sf
-    from kontain.oci.rootfs import FLAGS, PROPAGATION
+    from kontain.oci.rootfs import FLAGS, PROPAGATION, RECURSIVE
     features = {
         "ociVersionMin": "1.0.0", "ociVersionMax": oci_spec.OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
                   "poststart", "poststop"],
-        "mountOptions": sorted(FLAGS) + sorted(PROPAGATION),
+        "mountOptions": sorted([*FLAGS, *PROPAGATION, *RECURSIVE, "tmpcopyup"]),
         "linux": {
             "namespaces": sorted(oci_spec.NAMESPACE_FLAGS),
             "capabilities": sorted(oci_spec.CAPABILITIES),
-            "cgroup": {"v1": False, "v2": True, "systemd": True, "systemdUser": False},
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False},
             "seccomp": {"enabled": True, "actions": sorted(sf.ACTIONS),
                         "operators": sorted(sf.OPERATORS),
                         "archs": sorted(sf.ARCHITECTURES)},

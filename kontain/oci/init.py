@@ -17,6 +17,7 @@ Messages to `create` go through a pipe, one JSON object a line:
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import resource
@@ -129,7 +130,14 @@ def set_rlimits(process: dict) -> None:
         which = getattr(resource, limit["type"], None)
         if which is None:
             raise OSError(22, f"unknown rlimit {limit['type']}")
-        resource.setrlimit(which, (limit["soft"], limit["hard"]))
+        try:
+            resource.setrlimit(which, (limit["soft"], limit["hard"]))
+        except ValueError:  # Python's word for EINVAL (soft above hard) or EPERM
+            if limit["soft"] > limit["hard"]:
+                raise OSError(errno.EINVAL, f"setrlimit {limit['type']}: soft limit above "
+                              "hard limit") from None
+            raise OSError(errno.EPERM, f"setrlimit {limit['type']}: operation not permitted "
+                          "(raising a hard limit needs CAP_SYS_RESOURCE)") from None
 
 
 def set_oom_score_adj(process: dict) -> None:

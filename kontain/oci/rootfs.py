@@ -12,7 +12,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import shutil
 import stat
+import tempfile
 
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
@@ -51,6 +53,18 @@ PROPAGATION = {
     "rshared": MS_SHARED | MS_REC, "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
     "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC,
 }
+#: runc's recursive options (mount_setattr(2) with AT_RECURSIVE on the whole tree): name ->
+#: (clear it?, MOUNT_ATTR_* bits). The atime ones set a value of the 0x70 field.
+RECURSIVE = {
+    "rro": (False, 0x1), "rrw": (True, 0x1), "rnosuid": (False, 0x2), "rsuid": (True, 0x2),
+    "rnodev": (False, 0x4), "rdev": (True, 0x4), "rnoexec": (False, 0x8),
+    "rexec": (True, 0x8), "rnodiratime": (False, 0x80), "rdiratime": (True, 0x80),
+    "rnosymfollow": (False, 0x200000), "rsymfollow": (True, 0x200000),
+    "rrelatime": (False, 0x0), "rnorelatime": (True, 0x0), "rnoatime": (False, 0x10),
+    "ratime": (True, 0x10), "rstrictatime": (False, 0x20), "rnostrictatime": (True, 0x20),
+}
+_MOUNT_ATTR_ATIME = 0x70
+AT_RECURSIVE = 0x8000
 #: Flags a bind mount takes only through a remount.
 _REMOUNT_FLAGS = (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME
                   | MS_RELATIME | MS_STRICTATIME | MS_NOSYMFOLLOW)
@@ -75,19 +89,67 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int,
         raise OSError(e, f"mount {source or ''} on {target}: {os.strerror(e)}")
 
 
-def parse_options(options: list[str]) -> tuple[int, int, str]:
-    """(mount flags, propagation flags, data string) of a config mount's options."""
-    flags = propagation = 0
-    data = []
-    for option in options:
-        if option in FLAGS:
-            clear, flag = FLAGS[option]
-            flags = flags & ~flag if clear else flags | flag
-        elif option in PROPAGATION:
-            propagation |= PROPAGATION[option]
-        else:
-            data.append(option)
-    return flags, propagation, ",".join(data)
+class MountOptions:
+    """A config mount's options, sorted out: mount(2) flags, propagation flags, the
+    recursive attributes (set, clear), runc's tmpcopyup, and the file system's own."""
+
+    def __init__(self, options: list[str]) -> None:
+        self.flags = self.propagation = self.attr_set = self.attr_clear = 0
+        self.copy_up = False
+        data = []
+        for option in options:
+            if option in FLAGS:
+                clear, flag = FLAGS[option]
+                self.flags = self.flags & ~flag if clear else self.flags | flag
+            elif option in PROPAGATION:
+                self.propagation |= PROPAGATION[option]
+            elif option in RECURSIVE:
+                clear, attr = RECURSIVE[option]
+                if option.endswith("atime") and option != "rnodiratime" \
+                        and option != "rdiratime":
+                    self.attr_clear |= _MOUNT_ATTR_ATIME  # a value, not a bit
+                    self.attr_set = self.attr_set & ~_MOUNT_ATTR_ATIME | (0 if clear else attr)
+                elif clear:
+                    self.attr_clear, self.attr_set = self.attr_clear | attr, self.attr_set & ~attr
+                else:
+                    self.attr_set, self.attr_clear = self.attr_set | attr, self.attr_clear & ~attr
+            elif option == "tmpcopyup":
+                self.copy_up = True
+            else:
+                data.append(option)
+        self.data = ",".join(data)
+
+
+def set_recursive(target: str, attr_set: int, attr_clear: int) -> None:
+    """mount_setattr(2) on the whole tree at target (runc's rro, rnosuid...)."""
+    attr = (ctypes.c_uint64 * 4)(attr_set, attr_clear, 0, 0)
+    path = ctypes.create_string_buffer(os.fsencode(target))
+    result = host.syscall(NR["mount_setattr"], -100, ctypes.addressof(path), AT_RECURSIVE,
+                          ctypes.addressof(attr), ctypes.sizeof(attr))
+    if result < 0:
+        raise OSError(-result, f"mount_setattr on {target}: {os.strerror(-result)}")
+
+
+def _copy_up(target: str, mount_it) -> None:
+    """runc's tmpcopyup: the new file system (a tmpfs) starts with what the image has
+    at target. It is mounted aside, filled, then moved over target."""
+    aside = tempfile.mkdtemp(prefix="krun-copyup-")
+    try:
+        mount_it(aside)
+        try:
+            for name in os.listdir(target):
+                source, copy = os.path.join(target, name), os.path.join(aside, name)
+                if os.path.isdir(source) and not os.path.islink(source):
+                    shutil.copytree(source, copy, symlinks=True)
+                else:
+                    shutil.copy2(source, copy, follow_symlinks=False)
+            shutil.copystat(target, aside)
+            mount(aside, target, None, MS_MOVE)
+        except BaseException:
+            _libc.umount2(os.fsencode(aside), MNT_DETACH)
+            raise
+    finally:
+        os.rmdir(aside)
 
 
 def resolve_in_root(root: str, path: str) -> str:
@@ -134,7 +196,8 @@ def mount_one(root: str, entry: dict, cgroup: Cgroup) -> None:
     """One entry of config.json's mounts, under root (before pivot_root)."""
     kind = entry.get("type") or ""
     source = entry.get("source") or kind or "none"
-    flags, propagation, data = parse_options(list(entry.get("options") or []))
+    options = MountOptions(list(entry.get("options") or []))
+    flags, propagation, data = options.flags, options.propagation, options.data
     if kind == "bind":
         flags |= MS_BIND
     target = resolve_in_root(root, entry["destination"])
@@ -148,6 +211,9 @@ def mount_one(root: str, entry: dict, cgroup: Cgroup) -> None:
     elif kind in ("cgroup", "cgroup2"):
         _make_mount_point(target, False)
         cgroup.mount_into(target, bool(flags & MS_RDONLY), mount)
+    elif options.copy_up:
+        _make_mount_point(target, False)
+        _copy_up(target, lambda where: mount(source, where, kind, flags, data or None))
     else:
         _make_mount_point(target, False)
         try:
@@ -161,6 +227,8 @@ def mount_one(root: str, entry: dict, cgroup: Cgroup) -> None:
             mount(host_path, target, None, MS_BIND | MS_REC)
             if flags & _REMOUNT_FLAGS:
                 mount(None, target, None, MS_REMOUNT | MS_BIND | (flags & _REMOUNT_FLAGS))
+    if options.attr_set or options.attr_clear:
+        set_recursive(target, options.attr_set, options.attr_clear)
     if propagation:
         mount(None, target, None, propagation)
 

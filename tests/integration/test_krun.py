@@ -363,3 +363,27 @@ def test_sysctls_are_written_before_proc_sys_is_made_read_only(bundle, tmp_path)
     assert (krun.out.split(), krun.returncode) == (["0", "0"], 0), krun.err
     if native:
         assert (native.out, native.returncode) == (krun.out, krun.returncode)
+
+
+def test_runc_mount_extensions_tmpcopyup_and_recursive_read_only(bundle, tmp_path):
+    """podman asks for runc's own options: a tmpfs that starts with the image's files
+    (tmpcopyup), and a bind made read-only with everything under it (rro)."""
+    (bundle / "rootfs" / "etc" / "from-image").write_text("image file\n")
+    shared = tmp_path / "shared"
+    (shared / "inner").mkdir(parents=True)
+    config = json.loads((bundle / "config.json").read_text())
+    mounts = config["mounts"] + [
+        {"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "nodev", "tmpcopyup"]},
+        {"destination": "/data", "type": "bind", "source": str(shared),
+         "options": ["rbind", "rro"]},
+    ]
+    configure(bundle, "cat /etc/from-image; echo new > /etc/written && cat /etc/written; "
+                      "grep ' /etc ' /proc/mounts | cut -d' ' -f3; "
+                      "touch /data/inner/x 2>/dev/null || echo data read-only", mounts=mounts)
+    krun, native = both(bundle, tmp_path, "run", "c16")
+    assert krun.out == "image file\nnew\ntmpfs\ndata read-only\n", krun.err
+    assert krun.returncode == 0
+    assert not (bundle / "rootfs" / "etc" / "written").exists()  # the tmpfs took it
+    if native:
+        assert (native.out, native.returncode) == (krun.out, krun.returncode)
