@@ -10,10 +10,12 @@ if [ ! -e /dev/kvm ]; then
 	exit 1
 fi
 
-# Toolchains the tests build their payloads with, the real programs they run, and runc
-# (krun's tests run each container with runc too, as the oracle).
+# Toolchains the tests build their payloads with, the real programs they run, runc (krun's
+# tests run each container with runc too, as the oracle), the container engines krun
+# plugs into, and debootstrap for the local images (no registry is reachable).
 packages=(gcc binutils musl-tools busybox-static bash-static golang-go python3 python3-venv perl
-	sqlite3 lua5.4 libpython3.11-testsuite nodejs default-jre-headless runc)
+	sqlite3 lua5.4 libpython3.11-testsuite nodejs default-jre-headless runc crun podman
+	docker.io containerd debootstrap curl)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -37,6 +39,16 @@ python3 -m venv "$root/.venv"
 # pip rewrites the launchers' `#!python -S` without their -S: put it back (without it,
 # every km start scans site-packages).
 sed -i '1s|^\(#!.*python[0-9.]*\)$|\1 -S|' "$root/.venv/bin/km" "$root/.venv/bin/krun"
+
+# krun as a runtime of each engine (README "krun"): podman by name, dockerd by name, and
+# containerd's runc shim pointed at krun for Kubernetes' RuntimeClass `krun`.
+if [ "$(id -u)" = 0 ]; then
+	"$root/.venv/bin/python" -S "$root/scripts/configure_engines.py" "$root/.venv/bin/krun"
+elif command -v sudo >/dev/null; then
+	sudo "$root/.venv/bin/python" -S "$root/scripts/configure_engines.py" "$root/.venv/bin/krun"
+else
+	echo "setup: not root and no sudo: krun is not registered with podman, docker, containerd" >&2
+fi
 
 if [ "${1:-}" != "--no-demo" ]; then
 	mkdir -p "$root/.cache/demo"
