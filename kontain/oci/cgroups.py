@@ -267,3 +267,35 @@ def _apply_v1(cgroup: Cgroup, resources: dict) -> None:
         for key in ("cpus", "mems"):
             if cpu.get(key):
                 _write(dirs["cpuset"], f"cpuset.{key}", cpu[key])
+    if "devices" in dirs and resources.get("devices"):
+        for rule in [*resources["devices"], *DEFAULT_ALLOWED_DEVICES]:
+            name = "devices.allow" if rule.get("allow") else "devices.deny"
+            _write(dirs["devices"], name, device_rule(rule))
+
+
+#: What a container may always use, after the config's own rules (runc adds the same):
+#: the runtime spec's default devices (null, zero, full, random, urandom, tty, console,
+#: ptmx) and the terminals of its devpts, and any mknod (km refuses device nodes anyway).
+DEFAULT_ALLOWED_DEVICES = [
+    {"allow": True, "type": kind, "major": major, "minor": minor, "access": access}
+    for kind, major, minor, access in (
+        ("c", None, None, "m"), ("b", None, None, "m"), ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"),
+        ("c", 1, 7, "rwm"), ("c", 1, 8, "rwm"), ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"),
+        ("c", 5, 1, "rwm"), ("c", 5, 2, "rwm"), ("c", 136, None, "rwm"))
+]
+
+
+def device_rule(rule: dict) -> str:
+    """A linux.resources.devices entry as the v1 devices controller writes it:
+    "TYPE MAJOR:MINOR ACCESS" (a missing type is a, a missing number *). km holds
+    /dev/kvm open from before the container joins its cgroup, so a rule set that
+    leaves it out (Docker's and Podman's do) does not stop km's VMs."""
+    kind = rule.get("type") or "a"
+    if kind not in ("a", "b", "c"):
+        raise OSError(errno.EINVAL, f"device rule type {kind!r}")
+    major, minor = rule.get("major"), rule.get("minor")
+    access = rule.get("access") or "rwm"
+    if kind == "a":  # the whole controller: the kernel takes no numbers with "a"
+        return "a"
+    return (f"{kind} {'*' if major is None or major < 0 else major}:"
+            f"{'*' if minor is None or minor < 0 else minor} {access}")

@@ -387,3 +387,21 @@ def test_runc_mount_extensions_tmpcopyup_and_recursive_read_only(bundle, tmp_pat
     assert not (bundle / "rootfs" / "etc" / "written").exists()  # the tmpfs took it
     if native:
         assert (native.out, native.returncode) == (krun.out, krun.returncode)
+
+
+def test_device_rules_of_the_cgroup(bundle, tmp_path):
+    """linux.resources.devices: a device the rules deny cannot be opened even though its
+    node is in /dev; the default devices still can (the v1 devices controller here)."""
+    config = json.loads((bundle / "config.json").read_text())
+    linux = dict(config["linux"])
+    linux["devices"] = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11,
+                         "fileMode": 0o644, "uid": 0, "gid": 0}]
+    linux["resources"] = dict(linux.get("resources") or {},
+                              devices=[{"allow": False, "access": "rwm"}])
+    configure(bundle, "true < /dev/kmsg || echo kmsg refused; true < /dev/null && echo null ok",
+              linux=linux)
+    krun, native = both(bundle, tmp_path, "run", "c17")
+    assert krun.out == "kmsg refused\nnull ok\n", krun.err
+    assert "Operation not permitted" in krun.err
+    if native:
+        assert (native.out, native.returncode) == (krun.out, krun.returncode)
