@@ -75,14 +75,18 @@ def configure_docker(krun: str) -> None:
 
 def configure_containerd(krun: str) -> None:
     text = CONTAINERD_CONF.read_text() if CONTAINERD_CONF.exists() else "version = 2\n"
-    section = (f"\n# kontain: krun for Kubernetes' RuntimeClass `krun` (docs/kubernetes/)\n"
-               f"[{CRI_RUNTIMES}.krun]\n"
-               f'  runtime_type = "io.containerd.runc.v2"\n'
-               f"  [{CRI_RUNTIMES}.krun.options]\n"
-               f"    BinaryName = {json.dumps(krun)}\n")
     config = tomllib.loads(text)
     runtimes = (config.get("plugins", {}).get("io.containerd.grpc.v1.cri", {})
                 .get("containerd", {}).get("runtimes", {}))
+    section = "\n# kontain: krun for Kubernetes' RuntimeClass `krun` (docs/kubernetes/)\n"
+    if "runc" not in runtimes:
+        # Runtimes a config names replace containerd's built-in list: without runc, the
+        # default runtime, the CRI plugin would not load.
+        section += f'[{CRI_RUNTIMES}.runc]\n  runtime_type = "io.containerd.runc.v2"\n'
+    section += (f"[{CRI_RUNTIMES}.krun]\n"
+                f'  runtime_type = "io.containerd.runc.v2"\n'
+                f"  [{CRI_RUNTIMES}.krun.options]\n"
+                f"    BinaryName = {json.dumps(krun)}\n")
     if "krun" in runtimes:
         if runtimes["krun"].get("options", {}).get("BinaryName") != krun:
             print(f"configure_engines: {CONTAINERD_CONF} has its own krun runtime; "

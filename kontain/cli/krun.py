@@ -165,7 +165,7 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
             except OSError:
                 pass
         _reap(child)
-        cgroup.remove()
+        cgroup.remove(kill=True)
         raise
     finally:
         os.close(report_r)
@@ -308,7 +308,7 @@ def _destroy(container: Container, state: dict) -> None:
             time.sleep(0.005)  # (not our child: nothing to wait on but its /proc entry)
     if cgroup:
         try:
-            cgroup.remove()
+            cgroup.remove(kill=True)
         except OSError:
             pass
     container.remove()

@@ -16,6 +16,8 @@ from __future__ import annotations
 import errno
 import os
 import select
+import signal
+import time
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 V2_CONTROLLERS = ("cpu", "io", "memory", "pids", "cpuset")
@@ -144,7 +146,20 @@ class Cgroup:
         if ro:
             mount(None, target, None, 0x20 | 0xE | ro)
 
-    def remove(self) -> None:
+    def remove(self, kill: bool = False, timeout: float = 5.0) -> None:
+        """Remove the container's directories once no process is left in them; with
+        kill=True (a create that failed), its processes are SIGKILLed first. A killed
+        process leaves its cgroup a moment after its parent saw it die: the directories
+        are busy until then."""
+        deadline = time.monotonic() + timeout
+        while (left := self.pids()) and time.monotonic() < deadline:
+            if kill:
+                for pid in left:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+            time.sleep(0.002)
         for path in self.dirs.values():
             for directory, _subdirs, _files in sorted(os.walk(path), key=lambda e: -len(e[0])):
                 try:

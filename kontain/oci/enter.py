@@ -83,6 +83,6 @@ def enter(container_pid: int, cgroup: Cgroup, process: dict, report: init.Report
         report.send(ready=1)
         os.close(report.fd)
     except BaseException as e:  # noqa: BLE001 - everything goes back to exec as one line
-        report.send(error=str(e))
+        report.send(error=init.describe(e))
         os._exit(1)
     init.run_km({"process": process}, kvm, False, syscall_filter)

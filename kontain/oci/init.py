@@ -142,8 +142,27 @@ def set_rlimits(process: dict) -> None:
 
 def set_oom_score_adj(process: dict) -> None:
     if process.get("oomScoreAdj") is not None:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(process["oomScoreAdj"]))
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(process["oomScoreAdj"]))
+        except OSError as e:
+            raise OSError(e.errno, "failed to update /proc/self/oom_score_adj: "
+                          f"{os.strerror(e.errno or errno.EIO)}") from None
+
+
+def describe(error: BaseException) -> str:
+    """An error as the one line create prints: "what: why", as runc words its own, not
+    Python's "[Errno N] ..." form."""
+    if not isinstance(error, OSError):
+        return f"{type(error).__name__}: {error}"
+    if error.filename is not None:  # from os.* and open(): the path, then the reason
+        paths = os.fsdecode(error.filename)
+        if error.filename2 is not None:
+            paths += f" -> {os.fsdecode(error.filename2)}"
+        return f"{paths}: {error.strerror or os.strerror(error.errno or errno.EIO)}"
+    if error.strerror:  # krun's own: OSError(errno, "mount X on Y: reason")
+        return error.strerror
+    return str(error) or type(error).__name__
 
 
 def _cap_bits(names: list[str] | None) -> int:
@@ -341,8 +360,7 @@ def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
         report.send(ready=1)
         os.close(report.fd)
     except BaseException as e:  # noqa: BLE001 - everything goes back to create as one line
-        report.send(error=f"{type(e).__name__}: {e}" if not isinstance(e, OSError)
-                    else str(e))
+        report.send(error=describe(e))
         os._exit(1)
     try:
         # Still root while waiting: the fifo is reopened through /proc/self/fd, which
