@@ -17,7 +17,6 @@ Runtime spec: config.md "POSIX-platform Hooks".
 from __future__ import annotations
 
 import json
-import subprocess
 
 
 class HookFailed(Exception):
@@ -42,6 +41,8 @@ def run_all(config: dict, kind: str, state: dict) -> list[str]:
 
 
 def _run_one(kind: str, hook: dict, state: dict) -> None:
+    import subprocess  # only when a hook runs: krun's start-up is timed
+
     path = hook.get("path")
     args = hook.get("args") or [path]
     try:

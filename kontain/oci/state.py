@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 
 DEFAULT_ROOT = "/run/krun"
 _ID = re.compile(r"^[\w+\-.]+$")
@@ -111,6 +110,8 @@ class Container:
         return shown
 
     def remove(self) -> None:
+        import shutil  # only on delete: krun's start-up is timed
+
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
