@@ -79,8 +79,6 @@ class Log:
 
 def cmd_create(args: argparse.Namespace, log: Log, detach_waiter: bool = False) -> int:
     """Make the container and leave its first process waiting for start; its host pid."""
-    from kontain.oci import init  # (imports all of km: only the commands that run it)
-
     bundle = os.path.abspath(args.bundle or ".")
     try:
         config = oci_spec.load(bundle)
@@ -88,11 +86,23 @@ def cmd_create(args: argparse.Namespace, log: Log, detach_waiter: bool = False) 
         raise Failure(str(e)) from None
     if config.get("process") is None:
         raise Failure("config.json has no process to run")
-    policy = _syscall_filter(config)
-    container = Container.make(args.root, args.id)
+    from kontain.kvm.api import Kvm
     try:
-        return _create(args, log, config, bundle, container, init, policy)
+        kvm = Kvm()  # before the cgroup's device rules apply to krun (see Placement)
+    except OSError as e:
+        raise Failure(f"cannot open /dev/kvm: {e.strerror or e}") from None
+    container = Container.make(args.root, args.id)
+    cgroup = cgroups.Cgroup(cgroups.relative_path(config, args.id, args.systemd_cgroup))
+    placement = cgroups.Placement(cgroup, (config.get("linux") or {}).get("resources") or {})
+    try:
+        from kontain.oci import init  # (all of km, meanwhile: see Placement)
+
+        policy = _syscall_filter(config)
+        return _create(args, log, config, bundle, container, init, policy, cgroup, placement,
+                       kvm)
     except BaseException:
+        placement.go_home()
+        cgroup.remove(kill=True)
         container.remove()
         raise
 
@@ -107,12 +117,13 @@ def _syscall_filter(config: dict):
 
 
 def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
-            container: Container, init, policy) -> int:
+            container: Container, init, policy, cgroup: cgroups.Cgroup,
+            placement: cgroups.Placement, kvm) -> int:
+    init.preload(kvm)
     try:
-        kvm = init.preload()
+        placement.wait()
     except OSError as e:
-        raise Failure(f"cannot open /dev/kvm: {e.strerror or e}") from None
-    cgroup = cgroups.Cgroup(cgroups.relative_path(config, args.id, args.systemd_cgroup))
+        raise Failure(f"cgroup {cgroup.relative}: {e}") from None
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     fifo_fd = os.open(container.fifo, os.O_PATH | os.O_CLOEXEC)
@@ -150,14 +161,9 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
                  + b"\n")
 
     try:
-        try:
-            cgroup.create()
-            cgroup.apply((config.get("linux") or {}).get("resources") or {})
-            cgroup.join(child)
-        except OSError as e:
-            raise Failure(f"cgroup {cgroup.relative}: {e}") from None
-        finally:
-            os.write(go_w, b"1")
+        os.write(go_w, b"1")
+        placement.go_home()  # (the child stays: it was born in the container's cgroup)
+
         def map_ids(pid: int) -> None:
             try:
                 init.write_id_maps(pid, config)
@@ -173,7 +179,6 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
             except OSError:
                 pass
         _reap(child)
-        cgroup.remove(kill=True)
         raise
     finally:
         os.close(report_r)

@@ -292,14 +292,14 @@ def run_km(config: dict, kvm: Kvm, strict: bool, syscall_filter: object = None) 
     os._exit(1)
 
 
-def preload() -> Kvm:
+def preload(kvm: Kvm | None = None) -> Kvm:
     """Import everything km will run, while the host's files are still reachable, and
-    open /dev/kvm; returns the Kvm."""
+    open /dev/kvm (unless kvm is given); returns the Kvm."""
     import kontain.monitor.exits  # noqa: F401
     import kontain.monitor.launch  # noqa: F401
     import kontain.monitor.vdso  # noqa: F401
     import kontain.syscalls.registry  # noqa: F401
-    return Kvm()
+    return kvm or Kvm()
 
 
 def _hooks_before_pivot(config: dict, report: Reporter, go_fd: int) -> dict | None:
