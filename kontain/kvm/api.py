@@ -30,14 +30,26 @@ class Kvm:
         version = fcntl.ioctl(self.fd, k.KVM_GET_API_VERSION)
         if version != k.KVM_API_VERSION:
             raise OSError(f"unsupported KVM API version {version}")
+        # What the host answers once, asked again by every VM (an exec, a fork's child):
+        # KVM_GET_SUPPORTED_CPUID alone costs ~0.5 ms on PVM.
+        self._vcpu_mmap_size = 0
+        self._supported_cpuid: ctypes.Structure | None = None
 
     def check_extension(self, cap: int) -> int:
         return fcntl.ioctl(self.fd, k.KVM_CHECK_EXTENSION, cap)
 
     def vcpu_mmap_size(self) -> int:
-        return fcntl.ioctl(self.fd, k.KVM_GET_VCPU_MMAP_SIZE)
+        if not self._vcpu_mmap_size:
+            self._vcpu_mmap_size = fcntl.ioctl(self.fd, k.KVM_GET_VCPU_MMAP_SIZE)
+        return self._vcpu_mmap_size
 
     def supported_cpuid(self) -> ctypes.Structure:
+        """KVM_GET_SUPPORTED_CPUID (a copy of the host's answer: the caller may adjust it)."""
+        if self._supported_cpuid is None:
+            self._supported_cpuid = self._ask_supported_cpuid()
+        return type(self._supported_cpuid).from_buffer_copy(self._supported_cpuid)
+
+    def _ask_supported_cpuid(self) -> ctypes.Structure:
         """KVM_GET_SUPPORTED_CPUID, growing the buffer until it fits."""
         n = 64
         while True:

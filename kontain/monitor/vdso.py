@@ -25,8 +25,20 @@ if TYPE_CHECKING:
 _NAMES = (b"[vvar]", b"[vvar_vclock]", b"[vdso]")
 
 
+#: host_vdso()'s and _unbacked_pages()'s answers: km's vDSO stays where it is for the
+#: life of the km process (an exec of the payload happens inside it; a fork's child has
+#: the same mappings), so each is worked out once.
+_found: dict = {}
+
+
 def host_vdso() -> tuple[list[tuple[int, int, bytes]], int] | None:
     """km's own vDSO mappings: ([(start, end, name)], vdso start), if contiguous."""
+    if "vdso" not in _found:
+        _found["vdso"] = _read_host_vdso()
+    return _found["vdso"]
+
+
+def _read_host_vdso() -> tuple[list[tuple[int, int, bytes]], int] | None:
     regions = []
     try:
         with open("/proc/self/maps", "rb") as f:
@@ -67,6 +79,12 @@ def _unbacked_pages(low: int, high: int) -> list[int]:
     """Offsets of the pages in [low, high) of km's own memory that fault when read: the
     vvar pages of clocks this host does not have (natively they raise SIGBUS). The
     kernel tells without km touching them: write(2) from such a page fails with EFAULT."""
+    if (low, high) not in _found:
+        _found[(low, high)] = _probe_unbacked(low, high)
+    return list(_found[(low, high)])
+
+
+def _probe_unbacked(low: int, high: int) -> list[int]:
     found = []
     fd = os.memfd_create("kontain-probe", os.MFD_CLOEXEC)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
 import subprocess
 
@@ -75,3 +76,21 @@ def test_structure_layouts_match_the_headers(header_facts: dict[str, int]) -> No
     assert ctypes.sizeof(s.Segment) == header_facts["sizeof segment"]
     assert ctypes.sizeof(s.CpuidEntry2) == header_facts["sizeof cpuid_entry2"]
     assert ctypes.sizeof(s.UserspaceMemoryRegion) == header_facts["sizeof memory_region"]
+
+
+@pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK), reason="needs /dev/kvm")
+def test_the_host_cpuid_is_asked_once_and_each_vm_gets_its_own_copy():
+    from kontain.kvm.api import Kvm
+
+    kvm = Kvm()
+    try:
+        first = kvm.supported_cpuid()
+        asked = kvm._supported_cpuid
+        first.entries[0].eax ^= 0xFFFF  # a VM adjusts its copy (cpu.guest_cpuid)
+        second = kvm.supported_cpuid()
+        assert kvm._supported_cpuid is asked
+        assert second.entries[0].eax == first.entries[0].eax ^ 0xFFFF
+        assert second.nent == first.nent > 0
+        assert kvm.vcpu_mmap_size() == kvm.vcpu_mmap_size() >= 4096
+    finally:
+        kvm.close()
