@@ -87,22 +87,17 @@ def cmd_create(args: argparse.Namespace, log: Log, detach_waiter: bool = False) 
     if config.get("process") is None:
         raise Failure("config.json has no process to run")
     from kontain.kvm.api import Kvm
+    from kontain.oci import init  # (not km itself: the first process imports that)
+
     try:
-        kvm = Kvm()  # before the cgroup's device rules apply to krun (see Placement)
+        kvm = Kvm()  # by krun: the container's device rules may not let its cgroup open it
     except OSError as e:
         raise Failure(f"cannot open /dev/kvm: {e.strerror or e}") from None
+    policy = _syscall_filter(config)
     container = Container.make(args.root, args.id)
-    cgroup = cgroups.Cgroup(cgroups.relative_path(config, args.id, args.systemd_cgroup))
-    placement = cgroups.Placement(cgroup, (config.get("linux") or {}).get("resources") or {})
     try:
-        from kontain.oci import init  # (all of km, meanwhile: see Placement)
-
-        policy = _syscall_filter(config)
-        return _create(args, log, config, bundle, container, init, policy, cgroup, placement,
-                       kvm)
+        return _create(args, log, config, bundle, container, init, policy, kvm)
     except BaseException:
-        placement.go_home()
-        cgroup.remove(kill=True)
         container.remove()
         raise
 
@@ -117,13 +112,8 @@ def _syscall_filter(config: dict):
 
 
 def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
-            container: Container, init, policy, cgroup: cgroups.Cgroup,
-            placement: cgroups.Placement, kvm) -> int:
-    init.preload(kvm)
-    try:
-        placement.wait()
-    except OSError as e:
-        raise Failure(f"cgroup {cgroup.relative}: {e}") from None
+            container: Container, init, policy, kvm) -> int:
+    cgroup = cgroups.Cgroup(cgroups.relative_path(config, args.id, args.systemd_cgroup))
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     fifo_fd = os.open(container.fifo, os.O_PATH | os.O_CLOEXEC)
@@ -161,8 +151,16 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
                  + b"\n")
 
     try:
-        os.write(go_w, b"1")
-        placement.go_home()  # (the child stays: it was born in the container's cgroup)
+        # The first process imports km meanwhile (init.container_init): a cgroup
+        # migration after a quiet spell waits for an RCU grace period, 5-15 ms here.
+        try:
+            cgroup.create()
+            cgroup.apply((config.get("linux") or {}).get("resources") or {})
+            cgroup.join(child)
+        except OSError as e:
+            raise Failure(f"cgroup {cgroup.relative}: {e}") from None
+        finally:
+            os.write(go_w, b"1")
 
         def map_ids(pid: int) -> None:
             try:
@@ -179,6 +177,7 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
             except OSError:
                 pass
         _reap(child)
+        cgroup.remove(kill=True)
         raise
     finally:
         os.close(report_r)

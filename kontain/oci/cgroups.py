@@ -13,7 +13,6 @@ resources to v2 files (cpu shares to weight, swap as memory + swap).
 
 from __future__ import annotations
 
-import _thread
 import errno
 import os
 import select
@@ -168,71 +167,6 @@ class Cgroup:
                 except OSError as e:
                     if e.errno not in (errno.ENOENT, errno.EBUSY):
                         raise
-
-
-class Placement:
-    """krun moving itself into the container's cgroup (made and limited first) on a
-    thread of its own, while its main thread imports km.
-
-    A process's first cgroup migration waits for an RCU grace period (the kernel's
-    cgroup_threadgroup_rwsem turning writer-side): 7-15 ms on these hosts, asleep. Done
-    this way that wait overlaps the imports; the container's first process, forked
-    after wait(), is born inside the cgroup (so is every page it copies), and krun then
-    moves itself back to its own cgroups (go_home)."""
-
-    def __init__(self, cgroup: Cgroup, resources: dict) -> None:
-        self._home = _own_cgroups()
-        self._error: BaseException | None = None
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
-        _thread.start_new_thread(self._place, (cgroup, resources))
-
-    def _place(self, cgroup: Cgroup, resources: dict) -> None:
-        try:
-            cgroup.create()
-            cgroup.apply(resources)
-            cgroup.join(os.getpid())
-        except BaseException as e:  # noqa: BLE001 - handed to wait()
-            self._error = e
-        finally:
-            self._done.release()
-
-    def wait(self) -> None:
-        """Return once krun is in the container's cgroup; raise what went wrong."""
-        with self._done:
-            pass
-        if self._error is not None:
-            raise self._error
-
-    def go_home(self) -> None:
-        """Move krun back to the cgroups it started in."""
-        with self._done:
-            pass
-        for path in self._home:
-            try:
-                _write(path, "cgroup.procs", str(os.getpid()))
-            except OSError:
-                pass  # a hierarchy krun never left
-
-
-def _own_cgroups() -> list[str]:
-    """The directories of this process's cgroups, one per mounted hierarchy."""
-    mounts = hierarchies()
-    found = []
-    try:
-        with open("/proc/self/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return found
-    for line in lines:
-        _id, controllers, path = line.split(":", 2)
-        if "" in mounts:  # a unified host: only the cgroup2 line
-            name = "" if not controllers else None
-        else:
-            name = "unified" if not controllers else controllers.removeprefix("name=")
-        if name in mounts:
-            found.append(os.path.join(mounts[name], path.lstrip("/")))
-    return found
 
 
 def _write(path: str, name: str, value: str) -> None:

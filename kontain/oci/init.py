@@ -327,6 +327,9 @@ def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
                    strict: bool = False) -> None:
     """The child of `krun create`: never returns."""
     try:
+        # All of km, while create makes the cgroup and puts us in it. (Its pages are
+        # charged to krun's cgroup; everything the payload makes, to the container's.)
+        preload(kvm)
         os.read(go_fd, 1)  # create has put us in the cgroup
         if enter_namespaces(config, report, go_fd):
             child = os.fork()  # the container's pid 1 (or a process of the joined one)
