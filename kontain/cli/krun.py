@@ -11,16 +11,15 @@ status is non-zero. `run` exits with the container's status.
 
 from __future__ import annotations
 
-import argparse
-import json
+import _signal as signal  # not `signal`: it imports enum (krun's start-up is timed)
 import os
 import select
-import signal
 import sys
 import time
 
 from kontain import __version__
-from kontain.oci import cgroups, hooks
+from kontain.cli.krun_cmdline import Command, Namespace, Option, UsageError, parse
+from kontain.oci import cgroups, hooks, jsonio
 from kontain.oci import spec as oci_spec
 from kontain.oci.state import DEFAULT_ROOT, Container, StateError, all_containers, start_time
 
@@ -51,9 +50,9 @@ class Log:
             return
         now = _now()
         if self.form == "json":
-            line = json.dumps({"level": level, "msg": message, "time": now})
+            line = jsonio.dumps({"level": level, "msg": message, "time": now})
         else:
-            line = f"time={json.dumps(now)} level={level} msg={json.dumps(message)}"
+            line = f"time={jsonio.dumps(now)} level={level} msg={jsonio.dumps(message)}"
         try:
             with open(self.path, "a") as f:
                 f.write(line + "\n")
@@ -63,12 +62,12 @@ class Log:
     def error(self, message: str) -> None:
         self.record("error", message)
         now = _now()
-        sys.stderr.write(f"time={json.dumps(now)} level=error msg={json.dumps(message)}\n")
+        sys.stderr.write(f"time={jsonio.dumps(now)} level=error msg={jsonio.dumps(message)}\n")
 
     def warn(self, message: str) -> None:
         self.record("warning", message)
         now = _now()
-        sys.stderr.write(f"time={json.dumps(now)} level=warning msg={json.dumps(message)}\n")
+        sys.stderr.write(f"time={jsonio.dumps(now)} level=warning msg={jsonio.dumps(message)}\n")
 
     def debug(self, message: str) -> None:
         if self.debug_on:
@@ -77,7 +76,7 @@ class Log:
 
 # ---- the commands -------------------------------------------------------------------------
 
-def cmd_create(args: argparse.Namespace, log: Log, detach_waiter: bool = False) -> int:
+def cmd_create(args: Namespace, log: Log, detach_waiter: bool = False) -> int:
     """Make the container and leave its first process waiting for start; its host pid."""
     bundle = os.path.abspath(args.bundle or ".")
     try:
@@ -111,7 +110,7 @@ def _syscall_filter(config: dict):
         raise Failure(f"linux.seccomp: {e}") from None
 
 
-def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
+def _create(args: Namespace, log: Log, config: dict, bundle: str,
             container: Container, init, policy, kvm) -> int:
     cgroup = cgroups.Cgroup(cgroups.relative_path(config, args.id, args.systemd_cgroup))
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
@@ -146,7 +145,7 @@ def _create(args: argparse.Namespace, log: Log, config: dict, bundle: str,
             hooks.run(config, "createRuntime", hook_state)
         except hooks.HookFailed as e:
             raise Failure(str(e)) from None
-        os.write(go_w, json.dumps({k: v for k, v in hook_state.items()
+        os.write(go_w, jsonio.dumps({k: v for k, v in hook_state.items()
                                    if k not in ("rootfs", "created", "owner")}).encode()
                  + b"\n")
 
@@ -222,7 +221,7 @@ def _await_ready(report: int, on_hooks=None, on_userns=None) -> int:
         buffer += chunk
         while b"\n" in buffer:
             line, buffer = buffer.split(b"\n", 1)
-            message = json.loads(line)
+            message = jsonio.loads(line)
             if "error" in message:
                 raise Failure(f"container init: {message['error']}")
             if "pid" in message:
@@ -247,7 +246,7 @@ def _reap(pid: int) -> None:
         pass
 
 
-def cmd_start(args: argparse.Namespace, log: Log) -> int:
+def cmd_start(args: Namespace, log: Log) -> int:
     container = Container.find(args.root, args.id)
     state = container.load()
     status = container.status(state)
@@ -272,24 +271,34 @@ def cmd_start(args: argparse.Namespace, log: Log) -> int:
     return 0
 
 
-def cmd_state(args: argparse.Namespace, log: Log) -> int:
+def cmd_state(args: Namespace, log: Log) -> int:
     container = Container.find(args.root, args.id)
-    print(json.dumps(container.public_state(), indent=2))
+    print(jsonio.dumps(container.public_state(), indent=2))
     return 0
 
 
+#: Signal names (and the kernel's aliases: SIGIOT, SIGCLD, SIGPOLL) -> numbers.
+SIGNALS = {name: getattr(signal, name) for name in dir(signal)
+           if name.startswith("SIG") and not name.startswith("SIG_")}
+
+
 def parse_signal(text: str) -> int:
+    """A signal as kill(1) and runc take it: 9, KILL, SIGKILL, RTMIN+2, SIGRTMAX-1."""
     text = text.upper()
     if text.isdigit():
         return int(text)
     name = text if text.startswith("SIG") else "SIG" + text
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise Failure(f"unknown signal {text!r}") from None
+    base, sign, offset = name.replace("-", "+-", 1).partition("+")
+    if sign and base in ("SIGRTMIN", "SIGRTMAX") and offset.lstrip("-").isdigit():
+        signo = SIGNALS[base] + int(offset)
+        if SIGNALS["SIGRTMIN"] <= signo <= SIGNALS["SIGRTMAX"]:
+            return signo
+    elif name in SIGNALS:
+        return SIGNALS[name]
+    raise Failure(f"unknown signal {text!r}")
 
 
-def cmd_kill(args: argparse.Namespace, log: Log) -> int:
+def cmd_kill(args: Namespace, log: Log) -> int:
     container = Container.find(args.root, args.id)
     state = container.load()
     signo = parse_signal(args.signal)
@@ -326,7 +335,7 @@ def _destroy(container: Container, state: dict) -> None:
     container.remove()
 
 
-def cmd_delete(args: argparse.Namespace, log: Log) -> int:
+def cmd_delete(args: Namespace, log: Log) -> int:
     try:
         container = Container.find(args.root, args.id)
     except StateError:
@@ -345,7 +354,7 @@ def cmd_delete(args: argparse.Namespace, log: Log) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace, log: Log) -> int:
+def cmd_run(args: Namespace, log: Log) -> int:
     _become_subreaper()
     pid = cmd_create(args, log)
     try:
@@ -392,7 +401,7 @@ def _wait_for(pid: int) -> int:
             return 128 - status if status < 0 else status
 
 
-def cmd_exec(args: argparse.Namespace, log: Log) -> int:
+def cmd_exec(args: Namespace, log: Log) -> int:
     """One more process in a running container (kontain.oci.enter)."""
     from kontain.oci import enter, init
 
@@ -407,7 +416,7 @@ def cmd_exec(args: argparse.Namespace, log: Log) -> int:
         raise Failure(str(e)) from None
     if args.process:
         with open(args.process) as f:
-            process = json.load(f)
+            process = jsonio.load(f)
     elif args.argv:
         process = enter.process_for_exec(config, args.argv, args.cwd, args.env or [],
                                          args.user, args.tty)
@@ -449,7 +458,7 @@ def cmd_exec(args: argparse.Namespace, log: Log) -> int:
     return 0 if args.detach else _wait_for(pid)
 
 
-def cmd_list(args: argparse.Namespace, log: Log) -> int:
+def cmd_list(args: Namespace, log: Log) -> int:
     rows = []
     for container in all_containers(args.root):
         try:
@@ -460,7 +469,7 @@ def cmd_list(args: argparse.Namespace, log: Log) -> int:
         for row in rows:
             print(row["id"])
     elif args.format == "json":
-        print(json.dumps([{"ociVersion": r.get("ociVersion"), "id": r["id"], "pid": r["pid"],
+        print(jsonio.dumps([{"ociVersion": r.get("ociVersion"), "id": r["id"], "pid": r["pid"],
                            "status": r["status"], "bundle": r.get("bundle"),
                            "rootfs": r.get("rootfs"), "created": r.get("created"),
                            "annotations": r.get("annotations"), "owner": r.get("owner", "")}
@@ -473,12 +482,12 @@ def cmd_list(args: argparse.Namespace, log: Log) -> int:
     return 0
 
 
-def cmd_ps(args: argparse.Namespace, log: Log) -> int:
+def cmd_ps(args: Namespace, log: Log) -> int:
     container = Container.find(args.root, args.id)
     state = container.load()
     pids = cgroups.Cgroup(state["krun"]["cgroup"]).pids()
     if args.format == "json":
-        print(json.dumps(pids))
+        print(jsonio.dumps(pids))
         return 0
     print("PID CMD")
     for pid in pids:
@@ -491,7 +500,7 @@ def cmd_ps(args: argparse.Namespace, log: Log) -> int:
     return 0
 
 
-def _freeze(args: argparse.Namespace, frozen: bool) -> int:
+def _freeze(args: Namespace, frozen: bool) -> int:
     container = Container.find(args.root, args.id)
     state = container.load()
     status = container.status(state)
@@ -514,7 +523,7 @@ def _size(text: str) -> int:
     return int(text[:-1] if scale > 1 else text) * scale
 
 
-def cmd_update(args: argparse.Namespace, log: Log) -> int:
+def cmd_update(args: Namespace, log: Log) -> int:
     """New limits for a running container's cgroup: --resources (JSON, the shape of
     linux.resources; - for stdin) and the single-value options runc has."""
     container = Container.find(args.root, args.id)
@@ -524,7 +533,7 @@ def cmd_update(args: argparse.Namespace, log: Log) -> int:
     resources: dict = {}
     if args.resources:
         text = sys.stdin.read() if args.resources == "-" else open(args.resources).read()
-        resources = json.loads(text)
+        resources = jsonio.loads(text)
     memory = resources.setdefault("memory", {})
     cpu = resources.setdefault("cpu", {})
     for value, section, key, convert in (
@@ -544,16 +553,16 @@ def cmd_update(args: argparse.Namespace, log: Log) -> int:
     return 0
 
 
-def cmd_spec(args: argparse.Namespace, log: Log) -> int:
+def cmd_spec(args: Namespace, log: Log) -> int:
     path = os.path.join(args.bundle or ".", "config.json")
     if os.path.exists(path):
         raise Failure(f"File {path} exists. Remove it first")
     with open(path, "w") as f:
-        json.dump(oci_spec.default_config(args.rootless), f, indent="\t")
+        jsonio.dump(oci_spec.default_config(args.rootless), f, indent="\t")
     return 0
 
 
-def cmd_features(args: argparse.Namespace, log: Log) -> int:
+def cmd_features(args: Namespace, log: Log) -> int:
     from kontain.monitor import syscall_filter as sf
     from kontain.oci.rootfs import FLAGS, PROPAGATION, RECURSIVE
     features = {
@@ -572,95 +581,90 @@ def cmd_features(args: argparse.Namespace, log: Log) -> int:
         },
         "annotations": {"org.opencontainers.runc.version": f"krun {__version__}"},
     }
-    print(json.dumps(features, indent=4))
+    print(jsonio.dumps(features, indent=4))
     return 0
 
 
 # ---- the command line ---------------------------------------------------------------------
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="krun", description="An OCI runtime whose container "
-                                  "processes each run in a km VM.")
-    top.add_argument("--root", default=DEFAULT_ROOT, help="state directory (/run/krun)")
-    top.add_argument("--log", help="log file")
-    top.add_argument("--log-format", choices=("text", "json"), default="text")
-    top.add_argument("--debug", action="store_true")
-    top.add_argument("--systemd-cgroup", action="store_true")
-    top.add_argument("--rootless", default="auto")
-    top.add_argument("-v", "--version", action="store_true")
-    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+GLOBAL_OPTIONS = (
+    Option("--root", default=DEFAULT_ROOT), Option("--log"),
+    Option("--log-format", choices=("text", "json"), default="text"),
+    Option("--debug", kind="flag"), Option("--systemd-cgroup", kind="flag"),
+    Option("--rootless", default="auto"), Option("--criu"),
+    Option("-v", "--version", kind="flag"),
+)
+_CREATE_OPTIONS = (
+    Option("-b", "--bundle"), Option("--pid-file"), Option("--console-socket"),
+    Option("--preserve-fds", default=0, convert=int), Option("--no-pivot", kind="flag"),
+    Option("--no-new-keyring", kind="flag"),
+)
+_FORMAT = Option("-f", "--format", choices=("table", "json"), default="table")
+_UPDATE_VALUES = ("--memory", "--memory-swap", "--memory-reservation", "--cpu-shares",
+                  "--cpu-quota", "--cpu-period", "--cpuset-cpus", "--cpuset-mems",
+                  "--pids-limit", "--blkio-weight", "--kernel-memory", "--kernel-memory-tcp",
+                  "--l3-cache-schema", "--mem-bw-schema")
+COMMANDS = {command.name: command for command in (
+    Command("create", cmd_create, "create a container", ("id",), _CREATE_OPTIONS),
+    Command("run", cmd_run, "create and start a container, wait for it", ("id",),
+            _CREATE_OPTIONS + (Option("-d", "--detach", kind="flag"),
+                               Option("--keep", kind="flag"))),
+    Command("start", cmd_start, "start a created container", ("id",)),
+    Command("state", cmd_state, "print a container's state", ("id",)),
+    Command("exec", cmd_exec, "run one more process in a container", ("id",), (
+        Option("-p", "--process"), Option("-t", "--tty", kind="flag"),
+        Option("-d", "--detach", kind="flag"), Option("--pid-file"),
+        Option("--console-socket"), Option("--cwd"), Option("-e", "--env", kind="append"),
+        Option("-u", "--user"),
+        Option("-g", "--additional-gids", kind="append", convert=int),
+        Option("--preserve-fds", default=0, convert=int), Option("--cap", kind="append"),
+        Option("--no-new-privs", kind="flag"), Option("--apparmor"),
+        Option("--process-label")), rest="argv"),
+    Command("kill", cmd_kill, "send a signal to a container's process",
+            ("id", "signal=SIGTERM"), (Option("-a", "--all", kind="flag"),)),
+    Command("delete", cmd_delete, "delete a container", ("id",),
+            (Option("-f", "--force", kind="flag"),)),
+    Command("list", cmd_list, "list containers", (),
+            (_FORMAT, Option("-q", "--quiet", kind="flag"))),
+    Command("ps", cmd_ps, "list a container's processes", ("id",), (_FORMAT,)),
+    Command("update", cmd_update, "change a running container's resource limits",
+            ("id",), (Option("-r", "--resources"),
+                      *(Option(name) for name in _UPDATE_VALUES))),
+    Command("pause", lambda a, _log: _freeze(a, True), "pause a container", ("id",)),
+    Command("resume", lambda a, _log: _freeze(a, False), "resume a paused container",
+            ("id",)),
+    Command("spec", cmd_spec, "write a config.json template", (),
+            (Option("-b", "--bundle"), Option("--rootless", kind="flag"))),
+    Command("features", cmd_features, "print the runtime's features"),
+)}
 
-    def command(name: str, handler, help_text: str, container: bool = True):
-        sub = commands.add_parser(name, help=help_text)
-        sub.set_defaults(handler=handler)
-        if container:
-            sub.add_argument("id", metavar="ID")
-        return sub
 
-    for name, handler, text in (("create", cmd_create, "create a container"),
-                                ("run", cmd_run, "create and start a container, wait")):
-        sub = command(name, handler, text)
-        sub.add_argument("-b", "--bundle")
-        sub.add_argument("--pid-file")
-        sub.add_argument("--console-socket")
-        sub.add_argument("--preserve-fds", type=int, default=0)
-        sub.add_argument("--no-pivot", action="store_true")
-        sub.add_argument("--no-new-keyring", action="store_true")
-        if name == "run":
-            sub.add_argument("-d", "--detach", action="store_true")
-            sub.add_argument("--keep", action="store_true")
-    sub = command("exec", cmd_exec, "run one more process in a container")
-    sub.add_argument("-p", "--process")
-    sub.add_argument("-t", "--tty", action="store_true")
-    sub.add_argument("-d", "--detach", action="store_true")
-    sub.add_argument("--pid-file")
-    sub.add_argument("--console-socket")
-    sub.add_argument("--cwd")
-    sub.add_argument("-e", "--env", action="append")
-    sub.add_argument("-u", "--user")
-    sub.add_argument("-g", "--additional-gids", action="append", type=int)
-    sub.add_argument("--preserve-fds", type=int, default=0)
-    sub.add_argument("--cap", action="append")
-    sub.add_argument("--no-new-privs", action="store_true")
-    sub.add_argument("--apparmor")
-    sub.add_argument("--process-label")
-    sub.add_argument("argv", metavar="COMMAND", nargs=argparse.REMAINDER)
-    command("start", cmd_start, "start a created container")
-    command("state", cmd_state, "print a container's state")
-    sub = command("kill", cmd_kill, "send a signal to a container's process")
-    sub.add_argument("signal", nargs="?", default="SIGTERM")
-    sub.add_argument("-a", "--all", action="store_true")
-    sub = command("delete", cmd_delete, "delete a container")
-    sub.add_argument("-f", "--force", action="store_true")
-    sub = command("list", cmd_list, "list containers", container=False)
-    sub.add_argument("-f", "--format", choices=("table", "json"), default="table")
-    sub.add_argument("-q", "--quiet", action="store_true")
-    sub = command("ps", cmd_ps, "list a container's processes")
-    sub.add_argument("-f", "--format", choices=("table", "json"), default="table")
-    sub = command("update", cmd_update, "change a running container's resource limits")
-    sub.add_argument("-r", "--resources")
-    for option in ("--memory", "--memory-swap", "--memory-reservation", "--cpu-shares",
-                   "--cpu-quota", "--cpu-period", "--cpuset-cpus", "--cpuset-mems",
-                   "--pids-limit", "--blkio-weight", "--kernel-memory",
-                   "--kernel-memory-tcp", "--l3-cache-schema", "--mem-bw-schema"):
-        sub.add_argument(option)
-    command("pause", lambda a, _log: _freeze(a, True), "pause a container")
-    command("resume", lambda a, _log: _freeze(a, False), "resume a paused container")
-    sub = command("spec", cmd_spec, "write a config.json template", container=False)
-    sub.add_argument("-b", "--bundle")
-    sub.add_argument("--rootless", action="store_true")
-    command("features", cmd_features, "print the runtime's features", container=False)
-    return top
+def usage(command: str | None = None) -> str:
+    if command in COMMANDS:
+        return f"usage: {COMMANDS[command].usage()}\n\n{COMMANDS[command].help}\n"
+    lines = ["usage: krun [--root DIR] [--log FILE] [--log-format text|json] [--debug]",
+             "            [--systemd-cgroup] [-v] COMMAND [OPTIONS] ...", "",
+             "An OCI runtime whose container processes each run in a km VM.", "",
+             "commands:"]
+    lines += [f"  {c.name:10} {c.help}" for c in COMMANDS.values()]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parse(sys.argv[1:] if argv is None else argv, GLOBAL_OPTIONS, COMMANDS)
+    except UsageError as e:
+        sys.stderr.write(f"krun: {e}\n")
+        return 2
+    if args.help:
+        sys.stdout.write(usage(args.command))
+        return 0
     if args.version:
         print(f"krun version {__version__}\nspec: {oci_spec.OCI_VERSION}")
         return 0
     log = Log(args.log, args.log_format, args.debug)
     if not args.command:
-        parser().print_help()
+        sys.stderr.write(usage())
         return 1
     try:
         result = args.handler(args, log)

@@ -13,10 +13,10 @@ resources to v2 files (cpu shares to weight, swap as memory + swap).
 
 from __future__ import annotations
 
+import _signal as signal  # not `signal`: it imports enum (krun's start-up is timed)
 import errno
 import os
 import select
-import signal
 import time
 
 CGROUP_ROOT = "/sys/fs/cgroup"

@@ -16,7 +16,7 @@ Runtime spec: config.md "POSIX-platform Hooks".
 
 from __future__ import annotations
 
-import json
+from kontain.oci import jsonio
 
 
 class HookFailed(Exception):
@@ -46,7 +46,7 @@ def _run_one(kind: str, hook: dict, state: dict) -> None:
     path = hook.get("path")
     args = hook.get("args") or [path]
     try:
-        done = subprocess.run(args, executable=path, input=json.dumps(state).encode(),
+        done = subprocess.run(args, executable=path, input=jsonio.dumps(state).encode(),
                               env=dict(e.split("=", 1) for e in hook.get("env") or []
                                        if "=" in e),
                               timeout=hook.get("timeout"), stdout=subprocess.DEVNULL,

@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
 import resource
-import socket
 import sys
 
 from kontain.kvm.api import Kvm
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
-from kontain.oci import hooks, rootfs
+from kontain.oci import hooks, jsonio, rootfs
 from kontain.oci.cgroups import Cgroup
 from kontain.oci.spec import CAPABILITIES, NAMESPACE_FLAGS, has_namespace
+
+TYPE_CHECKING = False  # no typing import at run time: krun's start-up is timed
+if TYPE_CHECKING:
+    import socket
 
 _libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_KEEPCAPS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP = 8, 47, 2, 24
@@ -47,7 +49,7 @@ class Reporter:
 
     def send(self, **message: object) -> None:
         try:
-            os.write(self.fd, json.dumps(message).encode() + b"\n")
+            os.write(self.fd, jsonio.dumps(message).encode() + b"\n")
         except OSError:
             pass  # create is gone: nobody to tell
 
@@ -211,6 +213,8 @@ def set_user_and_capabilities(process: dict) -> None:
 
 def connect_console(socket_path: str | None) -> socket.socket | None:
     """The --console-socket, connected by krun before the container's root hides it."""
+    import socket  # only with a terminal: krun's start-up is timed
+
     if not socket_path:
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -222,6 +226,8 @@ def console(sock: socket.socket) -> None:
     """process.terminal: a new pty of the container's devpts; its master goes to the
     console socket (SCM_RIGHTS), its slave becomes the process's controlling terminal
     and stdio."""
+    import socket
+
     master, slave = os.openpty()
     with sock:
         socket.send_fds(sock, [b"/dev/ptmx"], [master])
@@ -316,7 +322,7 @@ def _hooks_before_pivot(config: dict, report: Reporter, go_fd: int) -> dict | No
         if not chunk:
             os._exit(1)  # a hook of create's failed: create says so and cleans up
         line += chunk
-    state = json.loads(line)
+    state = jsonio.loads(line)
     hooks.run(config, "createContainer", state)
     return state
 

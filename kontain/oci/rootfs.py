@@ -12,9 +12,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import shutil
 import stat
-import tempfile
 
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
@@ -133,6 +131,9 @@ def set_recursive(target: str, attr_set: int, attr_clear: int) -> None:
 def _copy_up(target: str, mount_it) -> None:
     """runc's tmpcopyup: the new file system (a tmpfs) starts with what the image has
     at target. It is mounted aside, filled, then moved over target."""
+    import shutil  # only for tmpcopyup: krun's start-up is timed
+    import tempfile
+
     aside = tempfile.mkdtemp(prefix="krun-copyup-")
     try:
         mount_it(aside)

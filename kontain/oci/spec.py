@@ -10,8 +10,9 @@ Runtime spec: config.md, config-linux.md (v1.x).
 
 from __future__ import annotations
 
-import json
 import os
+
+from kontain.oci import jsonio
 
 OCI_VERSION = "1.2.0"
 
@@ -49,7 +50,7 @@ def load(bundle: str) -> dict:
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            config = json.load(f)
+            config = jsonio.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file (is {bundle} a bundle?)") from None
     except (OSError, ValueError) as e:

@@ -13,12 +13,12 @@ process's start time is kept to tell).
 
 from __future__ import annotations
 
-import json
 import os
-import re
+
+from kontain.oci import jsonio
 
 DEFAULT_ROOT = "/run/krun"
-_ID = re.compile(r"^[\w+\-.]+$")
+_ID_PUNCTUATION = frozenset("_+-.")
 
 
 class StateError(Exception):
@@ -26,7 +26,8 @@ class StateError(Exception):
 
 
 def valid_id(container_id: str) -> str:
-    if not _ID.match(container_id) or container_id in (".", ".."):
+    if not container_id or container_id in (".", "..") or not all(
+            c.isalnum() or c in _ID_PUNCTUATION for c in container_id):
         raise StateError(f"invalid container id: {container_id!r}")
     return container_id
 
@@ -77,13 +78,13 @@ class Container:
     def save(self, state: dict) -> None:
         temporary = self._state_file + ".new"
         with open(temporary, "w") as f:
-            json.dump(state, f)
+            jsonio.dump(state, f)
         os.replace(temporary, self._state_file)
 
     def load(self) -> dict:
         try:
             with open(self._state_file) as f:
-                return json.load(f)
+                return jsonio.load(f)
         except (OSError, ValueError) as e:
             raise StateError(f"container {self.id}: state unreadable: {e}") from None
 
