@@ -80,10 +80,13 @@ def install(venv: str) -> bool:
         return False
     size = int.from_bytes(blobs[len(MAGIC_NUMBER):header], "little")
     try:
-        index = marshal.loads(blobs[header:header + size])
+        kontain_dir, stdlib_dir, index = marshal.loads(blobs[header:header + size])
     except (EOFError, ValueError, TypeError):
         return False
-    if not isinstance(index, dict):
+    # Only for this kontain and this Python's library: another checkout earlier on
+    # sys.path, or another interpreter, is not what the bundle holds.
+    if kontain_dir != os.path.dirname(os.path.realpath(__file__)) \
+            or stdlib_dir != os.path.dirname(os.__file__):
         return False
     sys.meta_path.insert(0, BundleFinder(index, blobs[header + size:]))
     return True
@@ -116,7 +119,8 @@ def build(venv: str, roots: tuple[str, ...] = ROOTS,
         package = spec.submodule_search_locations is not None
         index[name] = (source, package, st.st_mtime_ns, st.st_size, len(blobs), len(code))
         blobs += code
-    table = marshal.dumps(index)
+    table = marshal.dumps((os.path.dirname(os.path.realpath(__file__)),
+                           os.path.dirname(os.__file__), index))
     path = os.path.join(venv, FILENAME)
     temporary = path + ".new"
     with open(temporary, "wb") as f:

@@ -3,6 +3,7 @@ the ordinary finders once a source changed; a bundle another Python wrote is ign
 
 from __future__ import annotations
 
+import marshal
 import os
 import subprocess
 import sys
@@ -59,10 +60,13 @@ def test_a_source_changed_since_is_imported_as_usual(tmp_path):
     assert _in_fresh_python(tmp_path, probe, source.parent)[1] == "SourceFileLoader edited"
 
 
-def test_a_bundle_of_another_python_or_a_broken_one_is_ignored(tmp_path):
+def test_a_bundle_of_another_python_or_checkout_or_a_broken_one_is_ignored(tmp_path):
     bundle = tmp_path / startup_bundle.FILENAME
+    elsewhere = marshal.dumps(("/another/checkout/kontain", os.path.dirname(os.__file__), {}))
     for contents in (b"\x00\x01\x02\x03" + bytes(64), b"",
-                     startup_bundle.MAGIC_NUMBER + (10 ** 6).to_bytes(8, "little")):
+                     startup_bundle.MAGIC_NUMBER + (10 ** 6).to_bytes(8, "little"),
+                     startup_bundle.MAGIC_NUMBER + len(elsewhere).to_bytes(8, "little")
+                     + elsewhere):
         bundle.write_bytes(contents)
         assert _in_fresh_python(tmp_path, "import json")[0] == "installed False"
     assert not os.path.exists(str(bundle) + ".new")
