@@ -111,9 +111,22 @@ class Container:
         return shown
 
     def remove(self) -> None:
-        import shutil  # only on delete: krun's start-up is timed
+        """Forget the container: its directory holds only files krun made (no shutil:
+        `krun run` removes it on its way out, and that is timed)."""
+        try:
+            with os.scandir(self.dir) as entries:
+                for entry in entries:
+                    try:
+                        os.unlink(entry.path)
+                    except IsADirectoryError:
+                        import shutil  # (never made by krun)
 
-        shutil.rmtree(self.dir, ignore_errors=True)
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    except OSError:
+                        pass
+            os.rmdir(self.dir)
+        except OSError:
+            pass  # gone already, or not ours to remove: as rmtree(ignore_errors=True)
 
 
 def all_containers(root: str) -> list[Container]:
