@@ -42,7 +42,8 @@ sed -i '1s|^\(#!.*python[0-9.]*\)$|\1 -S|' "$root/.venv/bin/km" "$root/.venv/bin
 # The compiled code of what km and krun import as they start, in one file the launchers
 # read instead of ~100 .pyc files (kontain/startup_bundle.py; an edited source is
 # imported as usual).
-"$root/.venv/bin/python" -m kontain.startup_bundle "$root/.venv" >/dev/null
+# (From /, so that the installed package is the one bundled, not a source tree in the cwd.)
+(cd / && "$root/.venv/bin/python" -m kontain.startup_bundle "$root/.venv" >/dev/null)
 
 # krun as a runtime of each engine (README "krun"): podman by name, dockerd by name, and
 # containerd's runc shim pointed at krun for Kubernetes' RuntimeClass `krun`.
