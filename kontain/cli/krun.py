@@ -122,7 +122,8 @@ def _create(args: Namespace, log: Log, config: dict, bundle: str,
         os.close(report_r)
         os.close(go_w)
         init.container_init(config, bundle, init.Reporter(report_w), fifo_fd, console,
-                            args.preserve_fds, kvm, go_r, cgroup, policy)
+                            args.preserve_fds, kvm, go_r, cgroup, policy,
+                            no_pivot=args.no_pivot)
     os.close(report_w)
     os.close(go_r)
     os.close(fifo_fd)

@@ -330,7 +330,7 @@ def _hooks_before_pivot(config: dict, report: Reporter, go_fd: int) -> dict | No
 def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
                    console_socket: socket.socket | None, preserve_fds: int, kvm: Kvm,
                    go_fd: int, cgroup: Cgroup, syscall_filter: object = None,
-                   strict: bool = False) -> None:
+                   strict: bool = False, no_pivot: bool = False) -> None:
     """The child of `krun create`: never returns."""
     try:
         # All of km, while create makes the cgroup and puts us in it. (Its pages are
@@ -351,7 +351,7 @@ def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
                       if ns["type"] == "mount"), None)
         own_fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         if mount is not None and not mount.get("path"):
-            rootfs.build(config, bundle, cgroup, lambda: write_sysctls(config))
+            rootfs.build(config, bundle, cgroup, lambda: write_sysctls(config), no_pivot)
         else:
             if not has_namespace(config, "mount"):  # the host's mounts: only chroot
                 os.chroot(config["root"]["path"])

@@ -295,6 +295,16 @@ def pivot(root: str) -> None:
     os.chdir("/")
 
 
+def move_root(root: str) -> None:
+    """runc's --no-pivot, for a root pivot_root refuses (one on the initramfs): root is
+    moved over / and the process chroots into it. The old root is then only hidden, not
+    detached, as with runc's; km's own path resolution keeps the payload inside."""
+    os.chdir(root)
+    mount(root, "/", None, MS_MOVE)
+    os.chroot(".")
+    os.chdir("/")
+
+
 def mask(paths: list[str]) -> None:
     """maskedPaths: nothing to read there (an empty read-only tmpfs on a directory,
     /dev/null on a file); paths that do not exist are left alone."""
@@ -330,11 +340,12 @@ def _kept_flags(path: str) -> int:
 
 
 def build(config: dict, bundle: str, cgroup: Cgroup,
-          before_lockdown: Callable[[], None] = lambda: None) -> None:
+          before_lockdown: Callable[[], None] = lambda: None, no_pivot: bool = False) -> None:
     """Everything of config.json's root file system, in the new mount namespace; ends
     with the container's root as / and the working directory at /. before_lockdown runs
     in the new root before the read-only and masked paths go up (sysctls are written
-    to /proc/sys there, which is then made read-only, as runc orders it)."""
+    to /proc/sys there, which is then made read-only, as runc orders it). no_pivot:
+    `create --no-pivot`, the root moved over / rather than pivoted to."""
     root = os.path.realpath(config["root"]["path"])
     linux = config.get("linux") or {}
     propagation = PROPAGATION.get(linux.get("rootfsPropagation", ""), 0)
@@ -350,7 +361,10 @@ def build(config: dict, bundle: str, cgroup: Cgroup,
                        for m in mounts)
     make_devices(root, list(linux.get("devices") or []), dev_is_bound)
     make_dev_links(root)
-    pivot(root)
+    if no_pivot:
+        move_root(root)
+    else:
+        pivot(root)
     if propagation:
         mount(None, "/", None, propagation)
     before_lockdown()

@@ -405,3 +405,14 @@ def test_device_rules_of_the_cgroup(bundle, tmp_path):
     assert "Operation not permitted" in krun.err
     if native:
         assert (native.out, native.returncode) == (krun.out, krun.returncode)
+
+
+def test_no_pivot_moves_the_root_instead(bundle, tmp_path):
+    """create --no-pivot (a root on a ramdisk, where pivot_root is refused): the
+    container sees the same root, its mounts and devices."""
+    configure(bundle, "ls /bin/busybox && cat /proc/self/mountinfo | wc -l >/dev/null "
+                      "&& ls /dev/null && hostname")
+    krun, native = both(bundle, tmp_path, "run", "--no-pivot", "c18")
+    assert (krun.out, krun.returncode) == ("/bin/busybox\n/dev/null\nkrun\n", 0), krun.err
+    if native:
+        assert (native.out, native.returncode) == (krun.out, krun.returncode)
