@@ -425,6 +425,14 @@ def cmd_exec(args: Namespace, log: Log) -> int:
         raise Failure("exec needs a command or --process")
     if args.additional_gids:
         process.setdefault("user", {})["additionalGids"] = args.additional_gids
+    for name in args.cap:  # as runc's exec --cap: bounding, effective and permitted
+        name = name.upper() if name.upper().startswith("CAP_") else "CAP_" + name.upper()
+        sets = process.setdefault("capabilities", {})
+        for key in ("bounding", "effective", "permitted"):
+            if name not in sets.setdefault(key, []):
+                sets[key].append(name)
+    if args.no_new_privs:
+        process["noNewPrivileges"] = True
     try:
         kvm = init.preload()
     except OSError as e:

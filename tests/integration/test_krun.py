@@ -416,3 +416,28 @@ def test_no_pivot_moves_the_root_instead(bundle, tmp_path):
     assert (krun.out, krun.returncode) == ("/bin/busybox\n/dev/null\nkrun\n", 0), krun.err
     if native:
         assert (native.out, native.returncode) == (krun.out, krun.returncode)
+
+
+def test_exec_cap_and_no_new_privs(bundle, tmp_path):
+    """exec --cap adds a capability to the process's bounding, effective and permitted
+    sets; --no-new-privs sets its no_new_privs."""
+    configure(bundle, "sleep 30")
+    script = "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status"
+    results = {}
+    for command in (KRUN, RUNC) if RUNC else (KRUN,):
+        name = os.path.basename(command)
+        assert runtime(command, tmp_path, "run", "-d", "c19", cwd=bundle,
+                       stdin=subprocess.DEVNULL).returncode == 0
+        try:
+            results[name] = runtime(command, tmp_path, "exec", "--cap", "CAP_NET_RAW",
+                                    "--cap", "CAP_SYS_CHROOT", "--no-new-privs", "c19", "sh",
+                                    "-c", script)
+        finally:
+            runtime(command, tmp_path, "delete", "--force", "c19")
+    krun = results["krun"]
+    assert krun.returncode == 0, krun.err
+    fields = dict(line.split(":\t") for line in krun.out.splitlines())
+    assert int(fields["CapEff"], 16) & (1 << 13 | 1 << 18) == 1 << 13 | 1 << 18
+    assert fields["NoNewPrivs"] == "1"
+    if RUNC:
+        assert results["runc"].out == krun.out
