@@ -25,8 +25,8 @@ FILENAME = "kontain-startup.bundle"
 
 #: What km and krun import before their payload runs: importing these pulls in the rest.
 ROOTS = ("kontain.cli.km", "kontain.cli.krun", "kontain.oci.init", "kontain.oci.enter",
-         "kontain.monitor.exits", "kontain.monitor.launch", "kontain.monitor.vdso",
-         "kontain.monitor.syscall_filter", "kontain.syscalls.registry", "argparse", "json")
+         "kontain.monitor.devices", "kontain.monitor.exits", "kontain.monitor.launch",
+         "kontain.monitor.vdso", "kontain.monitor.syscall_filter", "kontain.syscalls.registry")
 
 
 class BundleFinder:

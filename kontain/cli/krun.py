@@ -446,7 +446,7 @@ def cmd_exec(args: Namespace, log: Log) -> int:
         os.close(report_r)
         enter.enter(state["pid"], cgroups.Cgroup(state["krun"]["cgroup"]), process,
                     init.Reporter(report_w), console, args.preserve_fds, kvm,
-                    _syscall_filter(config))
+                    _syscall_filter(config), init.device_rules_of(config))
     os.close(report_w)
     os.close(kvm.fd)
     if console is not None:

@@ -31,6 +31,7 @@ TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from kontain.monitor.devices import DeviceRules
     from kontain.monitor.syscall_filter import SeccompPolicy
 
 EXIT_NOT_FOUND = 127
@@ -52,7 +53,8 @@ class LaunchSpec:
                  diagnostics_fd: int = 2, kvm: Kvm | None = None,
                  keep_capabilities: bool = False,
                  syscall_filter: SeccompPolicy | None = None,
-                 no_new_privs: bool | None = None) -> None:
+                 no_new_privs: bool | None = None,
+                 device_rules: DeviceRules | None = None) -> None:
         #: The program, as named: looked up in PATH (inside the root) when it has no slash.
         self.payload = payload
         self.args = list(args or [])
@@ -82,6 +84,9 @@ class LaunchSpec:
         #: The payload's no_new_privs flag (km's own is always set, by its jail); None:
         #: as km was started.
         self.no_new_privs = no_new_privs
+        #: A container's device rules, checked on each open of a device node
+        #: (kontain.monitor.devices); None: no such check.
+        self.device_rules = device_rules
 
     @property
     def argv(self) -> list[bytes]:
@@ -160,7 +165,8 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
             raise LaunchError(f"cwd {spec.cwd}: {e.strerror}", EXIT_KM_ERROR) from None
     path = _payload_path(spec, root)
     options = Options(mem_size=spec.mem_size, stats=spec.stats, verbose=spec.verbose,
-                      root=root, strict=spec.strict, syscall_filter=spec.syscall_filter)
+                      root=root, strict=spec.strict, syscall_filter=spec.syscall_filter,
+                      device_rules=spec.device_rules)
     try:
         proc = Process(options, fds, diagnostics, handlers, on_exit, kvm)
     except OSError as e:

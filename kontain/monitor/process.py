@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from kontain.kvm.api import Kvm
+    from kontain.monitor.devices import DeviceRules
     from kontain.monitor.exec import ExecRequest
     from kontain.monitor.syscall_filter import SeccompPolicy
 
@@ -50,8 +51,11 @@ class Options:
 
     def __init__(self, mem_size: int = 64 * GiB, stats: bool = False,
                  verbose: str | None = None, root: str = "/", strict: bool = False,
-                 syscall_filter: SeccompPolicy | None = None) -> None:
+                 syscall_filter: SeccompPolicy | None = None,
+                 device_rules: DeviceRules | None = None) -> None:
         self.mem_size = mem_size
+        #: A container's device rules, checked as the payload opens a device node.
+        self.device_rules = device_rules
         #: The payload's seccomp profile, enforced by dispatch on its every call (a
         #: container's linux.seccomp); kept across fork and execve, as Linux keeps it.
         self.syscall_filter = syscall_filter

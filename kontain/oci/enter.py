@@ -58,7 +58,7 @@ def open_namespaces(pid: int) -> list[tuple[str, int]]:
 
 def enter(container_pid: int, cgroup: Cgroup, process: dict, report: init.Reporter,
           console_socket: socket.socket | None, preserve_fds: int, kvm: Kvm,
-          syscall_filter: object = None) -> None:
+          syscall_filter: object = None, device_rules: object = None) -> None:
     """The child of `krun exec`: never returns."""
     try:
         namespaces = open_namespaces(container_pid)
@@ -85,4 +85,4 @@ def enter(container_pid: int, cgroup: Cgroup, process: dict, report: init.Report
     except BaseException as e:  # noqa: BLE001 - everything goes back to exec as one line
         report.send(error=init.describe(e))
         os._exit(1)
-    init.run_km({"process": process}, kvm, False, syscall_filter)
+    init.run_km({"process": process}, kvm, False, syscall_filter, device_rules)

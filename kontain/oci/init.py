@@ -267,7 +267,21 @@ def wait_for_start(fifo_fd: int, own_fds: int) -> None:
     os.close(own_fds)
 
 
-def run_km(config: dict, kvm: Kvm, strict: bool, syscall_filter: object = None) -> None:
+def device_rules_of(config: dict) -> object:
+    """linux.resources.devices for km to check as well (kontain.monitor.devices), with
+    the devices every container may use after them, as the cgroup gets them; None when
+    the config has none."""
+    rules = ((config.get("linux") or {}).get("resources") or {}).get("devices")
+    if not rules:
+        return None
+    from kontain.monitor.devices import DeviceRules
+    from kontain.oci.cgroups import DEFAULT_ALLOWED_DEVICES
+
+    return DeviceRules([*rules, *DEFAULT_ALLOWED_DEVICES])
+
+
+def run_km(config: dict, kvm: Kvm, strict: bool, syscall_filter: object = None,
+           device_rules: object = None) -> None:
     """Become km running process.args, with the container's root as /; never returns."""
     from kontain.monitor.exits import end_monitor
     from kontain.monitor.launch import LaunchError, LaunchSpec, launch
@@ -283,7 +297,7 @@ def run_km(config: dict, kvm: Kvm, strict: bool, syscall_filter: object = None) 
     args = process["args"]
     spec = LaunchSpec(args[0], [os.fsencode(a) for a in args[1:]], env=env, root="/",
                       cwd=process.get("cwd", "/"), kvm=kvm, keep_capabilities=True,
-                      strict=strict, syscall_filter=syscall_filter,
+                      strict=strict, syscall_filter=syscall_filter, device_rules=device_rules,
                       no_new_privs=bool(process.get("noNewPrivileges")))
 
     def finish(outcome: Outcome) -> None:
@@ -301,6 +315,7 @@ def run_km(config: dict, kvm: Kvm, strict: bool, syscall_filter: object = None) 
 def preload(kvm: Kvm | None = None) -> Kvm:
     """Import everything km will run, while the host's files are still reachable, and
     open /dev/kvm (unless kvm is given); returns the Kvm."""
+    import kontain.monitor.devices  # noqa: F401
     import kontain.monitor.exits  # noqa: F401
     import kontain.monitor.launch  # noqa: F401
     import kontain.monitor.vdso  # noqa: F401
@@ -382,4 +397,4 @@ def container_init(config: dict, bundle: str, report: Reporter, fifo_fd: int,
         os.write(2, f"krun: {e}\n".encode())
         os._exit(1)
     sys.stdout.flush()
-    run_km(config, kvm, strict, syscall_filter)
+    run_km(config, kvm, strict, syscall_filter, device_rules_of(config))

@@ -16,6 +16,7 @@ from kontain.linux.abi import (
     AT_SYMLINK_FOLLOW,
     AT_SYMLINK_NOFOLLOW,
     O_CREAT,
+    O_PATH,
     O_TMPFILE,
     RESOLVE_ALL,
     RESOLVE_BENEATH,
@@ -113,10 +114,26 @@ def _new_fd(t: GuestThread, result: int) -> int:
 def _open(t: GuestThread, dirfd: int, name: bytes, flags: int, mode: int,
           resolve: int = 0) -> int:
     """open/openat/openat2 of a guest path name (resolved by kontain.monitor.root)."""
-    fd = _new_fd(t, t.proc.root.open(dirfd, name, flags, mode, resolve))
+    host_fd = t.proc.root.open(dirfd, name, flags, mode, resolve)
+    rules = t.proc.options.device_rules
+    if rules is not None and not flags & O_PATH:
+        _check_device(rules, host_fd, flags)
+    fd = _new_fd(t, host_fd)
     if flags & os.O_TRUNC:
         _file_shrunk(t, fd)
     return fd
+
+
+def _check_device(rules, host_fd: int, flags: int) -> None:
+    """A container's device rules, as its devices cgroup applies them at open: a device
+    node they deny is EPERM (the descriptor just opened is closed again)."""
+    st = os.fstat(host_fd)
+    kind = {S_IFCHR: "c", S_IFBLK: "b"}.get(st.st_mode & S_IFMT)
+    if kind is not None:
+        access = {os.O_RDONLY: "r", os.O_WRONLY: "w"}.get(flags & os.O_ACCMODE, "rw")
+        if not rules.permits(kind, os.major(st.st_rdev), os.minor(st.st_rdev), access):
+            os.close(host_fd)
+            raise SyscallError(errno.EPERM)
 
 
 def _file_shrunk(t: GuestThread, fd: int | None = None) -> None:
