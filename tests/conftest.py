@@ -249,6 +249,19 @@ def run(argv: list[str], *, cwd: str | os.PathLike | None = None,
                       timed_out.is_set())
 
 
+
+def wait_until(condition, what: str, timeout: float = 60):
+    """Poll condition() until it returns something true (for what offers no event to
+    wait on: a daemon's state, /proc); fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"still waiting, after {timeout} s, for {what}")
+        time.sleep(0.05)
+
 @dataclass
 class Both:
     native: Result

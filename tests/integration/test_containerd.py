@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
-from conftest import BASE_ENV, REPO, child_setup, run
+from conftest import BASE_ENV, REPO, child_setup, run, wait_until
 
 KRUN = str(REPO / ".venv" / "bin" / "krun")
 RUNC = shutil.which("runc")
@@ -170,19 +170,6 @@ def task_pid(cid: str) -> int:
     return pid
 
 
-def poll(condition, what: str, timeout: float = 60):
-    """condition() until it is true, or fail after timeout seconds (polling containerd
-    or /proc: neither offers an event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting, after {timeout} s, for {what}")
-        select.select([], [], [], 0.05)
-
-
 def wait_stopped(cid: str, pid: int) -> None:
     """Until containerd reports the task stopped: first its process's end (a pidfd
     becomes readable when the process exits), then the shim's report of it."""
@@ -195,7 +182,7 @@ def wait_stopped(cid: str, pid: int) -> None:
             select.select([fd], [], [], 60)
         finally:
             os.close(fd)
-    poll(lambda: tasks().get(cid, (0, ""))[1] == "STOPPED", f"task {cid} to stop")
+    wait_until(lambda: tasks().get(cid, (0, ""))[1] == "STOPPED", f"task {cid} to stop")
 
 
 def task_processes(cid: str) -> list[tuple[int, str]]:
@@ -268,7 +255,7 @@ def _detached_lifecycle(binary: str, cid: str) -> list:
     detached = ctr("task", "exec", "--detach", "--exec-id", "sleeper", cid, "sleep", "900")
     assert detached.returncode == 0, detached.err
     # the task's processes: its shell, the shell's sleep (a fork), the exec'd sleep
-    processes = poll(lambda: (lambda p: p if len(p) == 3 else None)(task_processes(cid)),
+    processes = wait_until(lambda: (lambda p: p if len(p) == 3 else None)(task_processes(cid)),
                      f"three processes in {cid}")
     assert pid in [p for p, _ in processes]
     seen.append(("ps", sorted(e for _, e in processes)))
@@ -320,7 +307,7 @@ def test_the_containers_processes_are_vms_under_krun_only(containers):
         main = task_pid(cid)
         execd = ctr("task", "exec", "--detach", "--exec-id", "e1", cid, "sleep", "900")
         assert execd.returncode == 0, execd.err
-        other = poll(lambda: [p for p, e in task_processes(cid) if e == "e1"],
+        other = wait_until(lambda: [p for p, e in task_processes(cid) if e == "e1"],
                      f"the exec in {cid}")[0]
         return has_vm(main), has_vm(other)
 

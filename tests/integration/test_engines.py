@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run
+from conftest import REPO, run, wait_until
 
 KRUN = str(REPO / ".venv" / "bin" / "krun")
 DOCKER = "/usr/bin/docker"  # the daemon's own client (a newer one may come first in PATH)
@@ -81,18 +81,6 @@ class Engine:
             self.cli("rm", "-f", "-t", "0", name) if self.name == "podman" else \
                 self.cli("rm", "-f", name)
         self.created.clear()
-
-
-def wait_until(condition, what: str, timeout: float = 60):
-    """Poll condition() until it returns something true; fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout} s for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
