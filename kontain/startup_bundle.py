@@ -66,13 +66,33 @@ class BundleFinder:
         exec(marshal.loads(self._blobs[offset:offset + length]), module.__dict__)
 
 
+def _map(path: str) -> memoryview:
+    """The file, mapped read-only, with no descriptor left open: the mmap module keeps
+    a dup of the file's descriptor, at a low number the payload would then find taken
+    (km's own descriptors live high, and it makes them so itself)."""
+    import ctypes  # (km and krun import it anyway)
+
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        if not size:
+            raise ValueError("an empty bundle")
+        mmap = ctypes.CDLL(None, use_errno=True).mmap
+        mmap.restype = ctypes.c_void_p
+        mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                         ctypes.c_int, ctypes.c_long]
+        address = mmap(None, size, 1, 2, fd, 0)  # PROT_READ, MAP_PRIVATE
+        if address in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), "mmap")
+    finally:
+        os.close(fd)
+    return memoryview((ctypes.c_char * size).from_address(address)).cast("B")
+
+
 def install(venv: str) -> bool:
     """Put the bundle of venv first on sys.meta_path; False if there is none usable."""
-    import mmap  # (km imports it anyway)
-
     try:
-        with open(os.path.join(venv, FILENAME), "rb") as f:
-            blobs = memoryview(mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ))
+        blobs = _map(os.path.join(venv, FILENAME))
     except (OSError, ValueError):
         return False
     header = len(MAGIC_NUMBER) + 8

@@ -70,3 +70,21 @@ def test_a_bundle_of_another_python_or_checkout_or_a_broken_one_is_ignored(tmp_p
         bundle.write_bytes(contents)
         assert _in_fresh_python(tmp_path, "import json")[0] == "installed False"
     assert not os.path.exists(str(bundle) + ".new")
+
+
+def test_installing_leaves_no_descriptor_open(tmp_path):
+    """The payload would find a low descriptor taken (the mmap module keeps a dup of the
+    file's: the bundle is mapped without it)."""
+    startup_bundle.build(str(tmp_path))
+    program = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(REPO)!r})
+        before = sorted(os.listdir("/proc/self/fd"))
+        from kontain.startup_bundle import install
+        assert install({str(tmp_path)!r})
+        import kontain.monitor.launch
+        print(before == sorted(os.listdir("/proc/self/fd")))
+    """)
+    done = subprocess.run([sys.executable, "-S", "-c", program], capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout == "True\n", done.stderr
