@@ -16,6 +16,7 @@ import re
 import select
 import shutil
 import socket
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -52,6 +53,9 @@ class Engine:
         return [f"--runtime={runtime}"]
 
     def cli(self, *args: str, timeout: float = 120, **kwargs):
+        # Not in the project's directory: conmon leaves an `oom` file in its working
+        # directory when a container is OOM-killed.
+        kwargs.setdefault("cwd", tempfile.gettempdir())
         return run([self.binary, *args], timeout=timeout, **kwargs)
 
     def run(self, runtime: str, *args: str, timeout: float = 120, **kwargs):
