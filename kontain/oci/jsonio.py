@@ -35,7 +35,9 @@ def _refuse(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-_encode = _json.make_encoder({}, _refuse, _json.encode_basestring_ascii, None, ": ", ", ",
+# (No circular-reference markers: krun's own data has no cycles, and a shared markers
+# dict would keep entries after an error.)
+_encode = _json.make_encoder(None, _refuse, _json.encode_basestring_ascii, None, ": ", ", ",
                              False, False, True)
 
 
