@@ -110,22 +110,20 @@ class Vcpu:
         fcntl.ioctl(self.fd, k.KVM_RUN, 0)
 
     def enter_without_running(self) -> None:
-        """KVM_RUN with immediate_exit set: the guest does not run, but KVM does its
-        first-run work for this thread now. Since Linux 6.13 that starts the VM's
-        NX-huge-page recovery worker, a task charged to the calling process's pids
-        cgroup and RLIMIT_NPROC: when a process limit leaves no room for it, this raises
-        OSError(EAGAIN) here, where the caller can fail a fork as Linux would, instead
-        of later in the middle of the payload's run."""
-        run = self.run
-        dirty, run.kvm_dirty_regs = run.kvm_dirty_regs, 0  # load nothing from kvm_run
-        run.immediate_exit = 1
+        """KVM_RUN with immediate_exit set: the guest does not run, but KVM does what it
+        does on entry. It completes an emulated access left pending by the last exit.
+        And on the first entry from a thread it does its first-run work: since Linux
+        6.13 that starts the VM's NX-huge-page recovery worker, a task charged to the
+        calling process's pids cgroup and RLIMIT_NPROC. When a process limit leaves no
+        room for it this raises OSError(EAGAIN) here, where the caller can fail a fork
+        as Linux would, instead of later in the middle of the payload's run."""
+        self.run.immediate_exit = 1
         try:
             fcntl.ioctl(self.fd, k.KVM_RUN, 0)
         except InterruptedError:
             pass  # what immediate_exit returns
         finally:
-            run.immediate_exit = 0
-            run.kvm_dirty_regs = dirty
+            self.run.immediate_exit = 0
 
     def get_regs(self) -> s.Regs:
         regs = s.Regs()

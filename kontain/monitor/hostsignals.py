@@ -27,7 +27,6 @@ import struct
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.monitor import signals as sig
-from kontain.monitor.errors import where
 from kontain.monitor.thread import KICK_SIGNAL
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
@@ -114,9 +113,7 @@ class HostSignals:
                     if not self._read_and_post():
                         return
             except Exception as e:  # noqa: BLE001 - a km bug must not end the forwarding
-                proc = self._proc
-                proc.syscalls.internal_errors += 1
-                proc.trace.write(f"km: internal error in signal forwarding: {where(e)}\n")
+                self._proc.internal_error("signal forwarding", e)
 
     def _read_and_post(self) -> bool:
         """Post what the signalfd holds (the lock held); False once it is closed."""

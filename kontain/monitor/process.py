@@ -21,6 +21,7 @@ from kontain.mm.space import AddressSpace
 from kontain.monitor import aslr
 from kontain.monitor import signals as sig
 from kontain.monitor.dispatch import SyscallTable
+from kontain.monitor.errors import where
 from kontain.monitor.exits import KillProcess
 from kontain.monitor.fdspace import FdSpace
 from kontain.monitor.group import ThreadGroup
@@ -210,6 +211,11 @@ class Process:
         self.host_signals.start()
         self.group.add(thread)
         self.group.run(thread)
+
+    def internal_error(self, place: str, error: BaseException) -> None:
+        """A km bug that km survives: counted (-S) and said on its diagnostics stream."""
+        self.syscalls.internal_errors += 1
+        self.trace.write(f"km: internal error in {place}: {where(error)}\n")
 
     def outcome(self, status: int = 0, signal: int = 0, reason: str = "",
                 internal: bool = False) -> Outcome:

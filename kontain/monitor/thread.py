@@ -46,7 +46,7 @@ from kontain.mm.space import GuestFault
 from kontain.monitor import faults, sigframe
 from kontain.monitor import signals as sig
 from kontain.monitor.dispatch import CONTEXT_SET
-from kontain.monitor.errors import stack, where
+from kontain.monitor.errors import stack
 from kontain.monitor.exits import (
     ExecImage,
     ExitProcess,
@@ -291,8 +291,7 @@ class GuestThread:
         --strict (the test suite) the process ends: a bug must not go unnoticed."""
         proc = self.proc
         name = NAMES.get(nr, str(nr))
-        proc.syscalls.internal_errors += 1
-        proc.trace.write(f"km: internal error in {name}: {where(error)}\n")
+        proc.internal_error(name, error)
         proc.trace.log("syscall", f"internal error in {name}, stack:\n{stack(error)}")
         if proc.options.strict:
             raise KillProcess(sig.SIGABRT, f"in {name} (--strict)", internal=True)
@@ -448,14 +447,12 @@ class GuestThread:
         this is a stale translation or a km bug: either way the payload gets SIGSEGV
         for the address, as it would for any access its mappings do not allow."""
         rip = self.regs.rip
-        # KVM completes the emulated access on the next KVM_RUN; immediate_exit lets it
-        # do that without running the guest, so that the registers are consistent.
-        self.run_struct.immediate_exit = 1
+        # KVM completes the emulated access on the next KVM_RUN: made without running
+        # the guest, so that the registers are consistent.
         try:
-            fcntl.ioctl(self.vcpu.fd, k.KVM_RUN, 0)
+            self.vcpu.enter_without_running()
         except OSError:
             pass
-        self.run_struct.immediate_exit = 0
         self.regs.rip = rip
         va = self.mm.virtual_address_of(gpa) or 0
         self.enter_context(INTERRUPTED)
