@@ -148,8 +148,8 @@ def _take_options(words: list[str], options: tuple[Option, ...], namespace: Name
             continue
         words.pop(0)
         name, equals, value = word.partition("=")
-        if not equals and not word.startswith("--") and len(word) > 2:
-            name, value, equals = word[:2], word[2:], "="  # -nVALUE
+        if name not in by_name and not word.startswith("--") and word[:2] in by_name:
+            name, value, equals = word[:2], word[2:], "="  # -nVALUE (-eA=1 included)
         option = by_name.get(name)
         if option is None:
             raise UsageError(f"unknown option {name}")

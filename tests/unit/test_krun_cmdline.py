@@ -30,10 +30,10 @@ def test_defaults_short_options_and_values_joined():
 
 
 def test_exec_keeps_the_commands_own_options():
-    args = line("exec", "--tty", "-e", "A=1", "--env=B=2", "-g", "5", "c1", "sh", "-c",
-                "echo --force", "--", "-x")
+    args = line("exec", "--tty", "-e", "A=1", "--env=B=2", "-eC=3", "-g", "5", "c1", "sh",
+                "-c", "echo --force", "--", "-x")
     assert (args.id, args.argv) == ("c1", ["sh", "-c", "echo --force", "--", "-x"])
-    assert (args.tty, args.env, args.additional_gids) == (True, ["A=1", "B=2"], [5])
+    assert (args.tty, args.env, args.additional_gids) == (True, ["A=1", "B=2", "C=3"], [5])
     assert line("exec", "--process", "/p.json", "c1").argv == []
 
 
