@@ -39,6 +39,11 @@ def _now() -> str:
         + f".{fraction // 1000:06d}+00:00"
 
 
+def _text_line(level: str, message: str) -> str:
+    """A record as runc's text log format has it (stderr and --log-format text)."""
+    return f"time={jsonio.dumps(_now())} level={level} msg={jsonio.dumps(message)}"
+
+
 class Log:
     """--log and --log-format: where krun's records go, besides stderr for errors."""
 
@@ -48,11 +53,10 @@ class Log:
     def record(self, level: str, message: str) -> None:
         if not self.path:
             return
-        now = _now()
         if self.form == "json":
-            line = jsonio.dumps({"level": level, "msg": message, "time": now})
+            line = jsonio.dumps({"level": level, "msg": message, "time": _now()})
         else:
-            line = f"time={jsonio.dumps(now)} level={level} msg={jsonio.dumps(message)}"
+            line = _text_line(level, message)
         try:
             with open(self.path, "a") as f:
                 f.write(line + "\n")
@@ -61,13 +65,11 @@ class Log:
 
     def error(self, message: str) -> None:
         self.record("error", message)
-        now = _now()
-        sys.stderr.write(f"time={jsonio.dumps(now)} level=error msg={jsonio.dumps(message)}\n")
+        sys.stderr.write(_text_line("error", message) + "\n")
 
     def warn(self, message: str) -> None:
         self.record("warning", message)
-        now = _now()
-        sys.stderr.write(f"time={jsonio.dumps(now)} level=warning msg={jsonio.dumps(message)}\n")
+        sys.stderr.write(_text_line("warning", message) + "\n")
 
     def debug(self, message: str) -> None:
         if self.debug_on:
@@ -426,7 +428,8 @@ def cmd_exec(args: Namespace, log: Log) -> int:
     if args.additional_gids:
         process.setdefault("user", {})["additionalGids"] = args.additional_gids
     for name in args.cap:  # as runc's exec --cap: bounding, effective and permitted
-        name = name.upper() if name.upper().startswith("CAP_") else "CAP_" + name.upper()
+        name = name.upper()
+        name = name if name.startswith("CAP_") else "CAP_" + name
         sets = process.setdefault("capabilities", {})
         for key in ("bounding", "effective", "permitted"):
             if name not in sets.setdefault(key, []):

@@ -62,6 +62,10 @@ RECURSIVE = {
     "ratime": (True, 0x10), "rstrictatime": (False, 0x20), "rnostrictatime": (True, 0x20),
 }
 _MOUNT_ATTR_ATIME = 0x70
+#: The recursive options that set the atime field's value (one of relatime, noatime,
+#: strictatime) rather than a bit.
+_ATIME_VALUES = frozenset(("rrelatime", "rnorelatime", "rnoatime", "ratime", "rstrictatime",
+                           "rnostrictatime"))
 AT_RECURSIVE = 0x8000
 #: Flags a bind mount takes only through a remount.
 _REMOUNT_FLAGS = (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME
@@ -103,8 +107,7 @@ class MountOptions:
                 self.propagation |= PROPAGATION[option]
             elif option in RECURSIVE:
                 clear, attr = RECURSIVE[option]
-                if option.endswith("atime") and option != "rnodiratime" \
-                        and option != "rdiratime":
+                if option in _ATIME_VALUES:
                     self.attr_clear |= _MOUNT_ATTR_ATIME  # a value, not a bit
                     self.attr_set = self.attr_set & ~_MOUNT_ATTR_ATIME | (0 if clear else attr)
                 elif clear:
