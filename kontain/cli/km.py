@@ -14,6 +14,15 @@ import gc
 import os
 import sys
 
+from kontain.cli.km_client import inherited_signal_state
+
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from kontain.monitor.launch import Launched
+    from kontain.monitor.process import Outcome, Process
+
 USAGE = """\
 usage: km [options] PAYLOAD [ARGS...]
 
@@ -31,6 +40,10 @@ options:
   --mem-size SIZE          largest guest physical memory (e.g. 512M, 4G; default 64G)
   --root DIR               make DIR the payload's / (paths cannot leave it)
   --argv0 NAME             the payload's argv[0] (default: PAYLOAD as given)
+  --server SOCKET          run as a warm server on the unix socket SOCKET: a km
+                           started with KM_SERVER=SOCKET in its environment asks it
+                           to run its payload in a monitor forked from it (no
+                           start-up cost; any other km option works as usual)
   -v, --version            print km's version
   -h, --help               print this help
 """
@@ -61,6 +74,8 @@ class CommandLine:
         #: The payload's argv[0], when it is not the payload's name (--argv0).
         self.argv0: str | None = None
         self.strict = False
+        #: km --server SOCKET: the warm server's socket (kontain.monitor.server).
+        self.server: str | None = None
 
 
 def parse_size(text: str) -> int:
@@ -116,7 +131,7 @@ def parse(argv: list[str]) -> CommandLine:
             cl.putenv = None
         elif arg == "--strict":
             cl.strict = True
-        elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root"):
+        elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root", "--server"):
             if not eq:
                 i += 1
                 if i >= len(argv):
@@ -128,6 +143,8 @@ def parse(argv: list[str]) -> CommandLine:
                 cl.argv0 = value
             elif name == "--root":
                 cl.root = value
+            elif name == "--server":
+                cl.server = value
             else:
                 if "=" not in value:
                     raise UsageError(f"{arg} takes NAME=VALUE, not {value!r}")
@@ -143,24 +160,6 @@ def _error(message: str) -> None:
     os.write(2, f"km: {message}\n".encode(errors="replace"))
 
 
-def inherited_signal_state() -> tuple[frozenset[int], int]:
-    """The signals km's parent left ignored and the mask it left blocked: the payload
-    inherits them, as from an execve (`nohup km ...`, a shell's `trap '' HUP`).
-
-    Python itself sets SIGPIPE and SIGXFSZ to ignored before km runs, so what the
-    parent did with those two cannot be known: they start at their default action (what
-    Python's subprocess and most shells give a child anyway)."""
-    import _signal
-    python_sets = (_signal.SIGPIPE, _signal.SIGXFSZ)
-    ignored = frozenset(
-        signo for signo in range(1, _signal.NSIG)
-        if signo not in python_sets and _signal.getsignal(signo) == _signal.SIG_IGN)
-    mask = 0
-    for signo in _signal.pthread_sigmask(_signal.SIG_BLOCK, ()):
-        mask |= 1 << (int(signo) - 1)
-    return ignored, mask
-
-
 def inherited_personality() -> int:
     """km's own personality (setarch sets it before exec'ing km): the payload's."""
     import ctypes
@@ -168,45 +167,68 @@ def inherited_personality() -> int:
     return value if value > 0 else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def command_line(argv: list[str], allow_server: bool = True) -> tuple[CommandLine | None, int]:
+    """The parsed command line, or None and the status to exit with when km has nothing
+    to run (a usage error, --help, --version: answered here; --server runs the server)."""
     try:
         cl = parse(argv)
     except UsageError as e:
         _error(str(e))
-        return 2
+        return None, 2
     if cl.show_help:
         os.write(1, USAGE.encode())
-        return 0
+        return None, 0
     if cl.show_version:
         from kontain import __version__
         os.write(1, f"km (kontain) {__version__}\n".encode())
-        return 0
+        return None, 0
+    if cl.server is not None:
+        if cl.payload or not allow_server:
+            _error("--server takes no payload" if allow_server else "--server: not here")
+            return None, 2
+        from kontain.monitor.server import serve
+        return None, serve(cl.server)
     if not cl.payload:
         _error("no payload given (km --help for usage)")
-        return 2
+        return None, 2
+    return cl, 0
 
-    # Everything km will ever import, imported now: once the payload runs it may drop
-    # privileges or change what km can see (and km's jail hides the host's files).
+
+def import_all() -> None:
+    """Everything km will ever import, imported now: once the payload runs it may drop
+    privileges or change what km can see (and km's jail hides the host's files). (The
+    warm server imports it once, for all its monitors.)"""
+    from kontain.monitor import exits, launch, process  # noqa: F401
+    from kontain.monitor.vdso import install as _vdso  # noqa: F401 - imported for later
+    from kontain.syscalls.registry import all_handlers  # noqa: F401
+
+
+def run(cl: CommandLine, ignored: frozenset[int], mask: int, personality: int,
+        env: list[bytes] | None = None, kvm: object = None,
+        after_launch: Callable[[Launched], None] | None = None,
+        before_exit: Callable[[Outcome, Process], None] | None = None) -> int:
+    """Run cl's payload as a program started with this signal state and personality
+    (env None: km's own environment, as it was exec'd; kvm: /dev/kvm already open).
+    Returns only km's own failure status: the payload's end ends km (before_exit first).
+    (The hooks are the warm server's: kontain.monitor.server.)"""
     from kontain.monitor.exits import end_monitor
     from kontain.monitor.launch import LaunchError, LaunchSpec, launch
-    from kontain.monitor.process import Outcome
-    from kontain.monitor.vdso import install as _vdso  # noqa: F401 - imported for later
     from kontain.syscalls.registry import all_handlers
 
-    ignored, mask = inherited_signal_state()
     spec = LaunchSpec(cl.payload[0], [os.fsencode(a) for a in cl.payload[1:]],
                       argv0=None if cl.argv0 is None else os.fsencode(cl.argv0),
-                      env=None if cl.putenv is None else [os.fsencode(e) for e in cl.putenv],
+                      env=env if cl.putenv is None else [os.fsencode(e) for e in cl.putenv],
                       root=cl.root, mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose,
                       strict=cl.strict, ignored_signals=ignored, signal_mask=mask,
-                      personality=inherited_personality())
+                      personality=personality, kvm=kvm)
 
     def finish(outcome: Outcome) -> None:
         """The payload is over (called from whichever thread ended it): leave km."""
         proc = launched.proc
         if cl.stats:
             proc.trace.write(proc.stats_report())
+        if before_exit is not None:
+            before_exit(outcome, proc)
         end_monitor(outcome, proc.trace.write, "km")
 
     try:
@@ -216,14 +238,29 @@ def main(argv: list[str] | None = None) -> int:
         return e.status
     # What start-up made lives as long as km: out of the collector's sight (also keeps
     # the pages a forked km shares with its parent from being written by collections).
+    if after_launch is not None:
+        after_launch(launched)
     gc.freeze()
     gc.enable()
     launched.run()  # does not return: finish() ends km
     return EXIT_KM_ERROR
 
 
+def main(argv: list[str] | None = None) -> int:
+    cl, status = command_line(sys.argv[1:] if argv is None else argv)
+    if cl is None:
+        return status
+    import_all()
+    ignored, mask = inherited_signal_state()
+    return run(cl, ignored, mask, inherited_personality())
+
+
 def entry() -> None:
-    """Console-script entry point: exit without Python's teardown (the payload is done)."""
+    """Console-script entry point: exit without Python's teardown (the payload is done).
+    With KM_SERVER set, the payload runs warm, from that server, when it answers."""
+    from kontain.cli import km_client
+    if "KM_SERVER" in os.environ and not km_client.attempted:  # (the launcher tries first)
+        km_client.run_warm(os.environb[b"KM_SERVER"], sys.argv[1:])  # returns if no answer
     status = main()
     os._exit(status)
 
