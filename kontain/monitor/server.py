@@ -4,7 +4,8 @@ A cold km spends most of its start importing itself (docs/ARCHITECTURE.md, "Wher
 time goes"). The server imports everything once, opens /dev/kvm and asks KVM what it
 supports, then keeps SPARES children forked ahead of time, each waiting on the listening
 socket with its private copy of the server's pages already made (MADV_POPULATE_WRITE: a
-monitor would otherwise take ~800 copy-on-write faults as it starts, ~3 ms here). The child that accepts a connection becomes that client's monitor:
+monitor would otherwise take ~800 copy-on-write faults as it starts, ~3 ms here). The
+child that accepts a connection becomes that client's monitor:
 
 1. it reads the request (kontain.cli.km_client: command line, environment, cwd,
    descriptors, umask, personality, signal state) and the client's credentials from the
@@ -96,6 +97,7 @@ def serve(path: str) -> int:
         _error(f"--server {path}: {e.strerror or e}")
         return km.EXIT_KM_ERROR
     server = Server(path, listener, kvm)
+    os.write(2, f"km: warm server on {path} (KM_SERVER={path} km ...)\n".encode(errors="replace"))
     try:
         server.loop()
     finally:
@@ -411,8 +413,8 @@ class Monitor:
                 groups: list[int]) -> None:
         """Make this process the one a cold km started by the client would be."""
         self._arrange_descriptors(request)
-        for resource_id in range(16):  # (RLIM_NLIMITS)
-            resource.setrlimit(resource_id, resource.prlimit(pid, resource_id))
+        for resource_id, limit in enumerate(_limits(pid)):
+            resource.setrlimit(resource_id, limit)
         if os.geteuid() == 0:
             os.setgroups(groups)
             os.setresgid(gid, gid, gid)
@@ -541,6 +543,20 @@ def _move(fd: int, base: int) -> int:
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+def _limits(pid: int) -> list[tuple[int, int]]:
+    """The process's resource limits, by resource number: from /proc/PID/limits, which
+    anyone may read (prlimit(2) on another user's process needs CAP_SYS_RESOURCE)."""
+    limits = []
+    for line in _read(f"/proc/{pid}/limits").splitlines()[1:]:
+        # (the kernel's format: "%-25s %-20s %-20s %-10s", in resource order)
+        soft, hard = (field.strip() for field in (line[26:46], line[47:67]))
+        limits.append(tuple(resource.RLIM_INFINITY if v == b"unlimited" else int(v)
+                            for v in (soft, hard)))
+    if len(limits) != 16:  # (RLIM_NLIMITS)
+        raise Declined("unexpected /proc/PID/limits")
+    return limits
 
 
 def _status(pid: int | str) -> dict[bytes, bytes]:
