@@ -315,17 +315,25 @@ class Monitor:
 
     def __init__(self, conn: socket.socket, kvm: Kvm) -> None:
         self.conn, self.kvm = conn, kvm
-        self.pidfd = -1
+        self.pidfd = self.log_fd = -1
+        self.no_new_privs = False
 
     def serve(self) -> None:
         received: list[int] = []
+        try:  # (the server's stderr, for why a client was declined; closed before 'G')
+            self.log_fd = fcntl.fcntl(2, fcntl.F_DUPFD_CLOEXEC, 3)
+        except OSError:
+            self.log_fd = -1
         try:
             request = self._receive(received)
             pid, uid, gid, groups = self._credentials()
             self._admit(pid, uid, gid, groups)
             self._become(request, pid, uid, gid, groups)
         except (Declined, OSError, ValueError) as e:
-            del e  # (why is not the client's business: it starts cold, as if no server)
+            # (Why is the server's business, not the client's: it starts cold, as if no
+            # server were there.)
+            if self.log_fd >= 0:
+                os.write(self.log_fd, f"km: a client runs cold: {e}\n".encode(errors="replace"))
             for fd in received:
                 try:
                     os.close(fd)
@@ -333,6 +341,8 @@ class Monitor:
                     pass
             _send(self.conn, b"R", 0)
             os._exit(0)
+        if self.log_fd >= 0:
+            os.close(self.log_fd)
         if not _send(self.conn, b"G", os.getpid()):
             os._exit(0)
         cl, status = km.command_line(request.argv, allow_server=False)
@@ -443,7 +453,9 @@ class Monitor:
         self.kvm.fd = _move(self.kvm.fd, base)
         request.cwd = _move(request.cwd, base)
         request.fds = [_move(fd, base) for fd in request.fds]
-        keep = {self.conn.fileno(), self.pidfd, self.kvm.fd, request.cwd, *request.fds}
+        self.log_fd = _move(self.log_fd, base) if self.log_fd >= 0 else -1
+        keep = {self.conn.fileno(), self.pidfd, self.kvm.fd, request.cwd, self.log_fd,
+                *request.fds}
         for fd, target in zip(request.fds, request.targets, strict=True):
             os.dup2(fd, target, inheritable=True)
         for name in os.listdir("/proc/self/fd"):

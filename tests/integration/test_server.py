@@ -261,6 +261,21 @@ def test_client_credentials(km, server, probe, directory):
     assert proc.returncode == 0
 
 
+def test_other_sandbox_runs_cold(km, server, probe, tmp_path):
+    """A client in another namespace than the server's is declined: its km starts cold,
+    inside its own sandbox (a warm monitor would have escaped it)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("no unshare(1)")
+    proc = subprocess.Popen([unshare, "--net", *km, probe, "parent"], cwd=tmp_path,
+                            env=server.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            preexec_fn=child_setup)
+    out, _ = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (0, f"{os.getpid()}\n".encode())  # (unshare execs km)
+    assert select.select([server.proc.stderr], [], [], 60)[0]
+    assert b"runs cold: another net namespace" in server.proc.stderr.readline()
+
+
 def test_terminal(km, server, probe, tmp_path):
     """In a terminal, the client is the foreground job: Ctrl-C reaches the payload."""
     master, slave = pty.openpty()
