@@ -75,6 +75,8 @@ ROOT_STATUS = (b"CapPrm", b"CapEff", b"CapAmb")
 #: A request's size limit (argv + environment: Linux allows at most 6 MiB or so).
 MAX_REQUEST = 16 << 20
 CMSG_ROOM = socket.CMSG_SPACE(253 * 4)
+#: Seconds a client has to send its request (it sends it at once).
+REQUEST_TIMEOUT = 10
 
 
 def _error(message: str) -> None:
@@ -356,6 +358,7 @@ class Monitor:
         os._exit(status)
 
     def _receive(self, received: list[int]) -> Request:
+        self.conn.settimeout(REQUEST_TIMEOUT)  # (a client that sends nothing holds a process)
         data, ancdata, flags, _addr = self.conn.recvmsg(1 << 16, CMSG_ROOM)
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -372,6 +375,7 @@ class Monitor:
             if not chunk:
                 raise Declined("client gone")
             body += chunk
+        self.conn.settimeout(None)
         return Request(bytes(body), received)
 
     def _credentials(self) -> tuple[int, int, int, list[int]]:

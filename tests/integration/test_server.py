@@ -169,6 +169,43 @@ def test_forwarded_signal_kills_payload(km, server, probe, tmp_path):
     assert proc.wait(timeout=60) == -signal.SIGTERM
 
 
+def test_stop_and_continue(km, server, probe, tmp_path):
+    """^Z's SIGTSTP stops the payload, and its client with it (the shell sees the job
+    stop); SIGCONT to the client goes on to the payload."""
+    proc = subprocess.Popen([*km, probe, "wait"], cwd=tmp_path, env=server.env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            preexec_fn=child_setup)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGTSTP)
+        stopped = os.waitid(os.P_PID, proc.pid, os.WSTOPPED)
+        assert stopped.si_code == os.CLD_STOPPED
+        proc.send_signal(signal.SIGCONT)
+        continued = os.waitid(os.P_PID, proc.pid, os.WCONTINUED)
+        assert continued.si_code == os.CLD_CONTINUED
+        proc.send_signal(signal.SIGUSR1)
+        assert proc.stdout.readline() == b"got %d\n" % signal.SIGUSR1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline() == b"got %d\n" % signal.SIGTERM
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_large_request(km, server, probe, tmp_path):
+    """A command line and environment of hundreds of KiB (more than one read)."""
+    args = ["x" * 1000 + str(i) for i in range(300)]
+    env = dict(BASE_ENV, WARM_VAR="v" * 100_000)  # (at most 128 KiB a string)
+    native = run([probe, "info", *args], cwd=tmp_path, env=env)
+    hot = run([*km, probe, "info", *args], cwd=tmp_path, env=dict(env, **{
+        "KM_SERVER": str(server.socket)}))
+    compare_runs(native, hot)
+    parent = run([*km, probe, "parent", *args], cwd=tmp_path,
+                 env=dict(env, KM_SERVER=str(server.socket)))
+    assert parent.out == f"{server.proc.pid}\n"
+
+
 def _gone(pid: int) -> bool:
     """Whether process pid has ended, waiting for it through a pidfd (an event)."""
     try:
