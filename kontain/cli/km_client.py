@@ -17,13 +17,13 @@ of km's is imported, and its whole cost is the warm start's.
 """
 
 import _signal
+import _thread
 import posix
 import sys
 
 #: Linux x86-64 numbers (no `socket` or `signal` module: they import enum).
 SOL_SOCKET, SCM_RIGHTS = 1, 1
-SIGKILL, SIGPIPE, SIGSTOP = 9, 13, 19
-SIGINT = 2
+SIGKILL, SIGPIPE, SIGCHLD, SIGCONT, SIGSTOP = 9, 13, 17, 18, 19
 #: Never forwarded: the uncatchable ones, SIGPIPE (km ignores it), glibc's 32 and 33,
 #: and the signals of a fault in the client itself (a Python handler would return to
 #: the faulting instruction forever).
@@ -135,37 +135,29 @@ def run_warm(server: bytes, args: list[str]) -> None:
                        b",".join(b"%d" % fd for fd in fds), b"%d" % len(argv)]
                       + argv) + b"\0" + environ
     rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in [cwd] + fds)
-    _Session(sock, ignored, mask).run(body, rights, cwd)
+    _Session(sock).run(body, rights, cwd)
 
 
 class _Session:
-    """One request: signals forwarded, the server's answers followed."""
+    """One request: signals forwarded with their sender, the server's answers followed.
 
-    def __init__(self, sock: object, ignored: frozenset[int], mask: int) -> None:
+    The signals to forward are blocked and taken with sigwaitinfo by the main thread, so
+    that the monitor can post each with the siginfo it came with (who sent it, how); a
+    second thread reads the server's answers."""
+
+    def __init__(self, sock: object) -> None:
         self.sock = sock
+        self.pid = posix.getpid()
+        self.lock = _thread.allocate_lock()
+        #: The monitor's pid, once the server said it ('G').
         self.monitor = 0
-        self.pending: list[int] = []
-        #: signal -> its disposition before the client caught it.
-        self.caught: dict[int, object] = {}
-        self.mask = mask
-        for signo in range(1, 65):
-            if signo not in NOT_FORWARDED and signo not in ignored:
-                try:
-                    self.caught[signo] = _signal.signal(signo, self._forward)
-                except (OSError, ValueError):
-                    pass
-        # A signal the parent left blocked still reaches the payload (blocked there,
-        # as in a cold km, whose own mask is its forwarding's).
-        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, self.caught)
-
-    def _forward(self, signo: int, frame: object) -> None:
-        if self.monitor:
-            try:
-                posix.kill(self.monitor, signo)
-            except OSError:
-                pass
-        else:
-            self.pending.append(signo)
+        #: Signals received before that: (signo, code, pid, uid).
+        self.pending: list[tuple[int, int, int, int]] = []
+        #: What the reader thread left to the main thread: "cold", or ("K", signo).
+        self.outcome: object = None
+        self.forwarded = [s for s in range(1, 65) if s not in NOT_FORWARDED]
+        # (A signal the parent left ignored is forwarded too: the payload ignores it.)
+        self.mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, self.forwarded)
 
     def run(self, body: bytes, rights: bytes, cwd: int) -> None:
         sock = self.sock
@@ -178,15 +170,47 @@ class _Session:
             return self._cold()
         finally:
             posix.close(cwd)
+        main = _thread.get_ident()
+        _thread.start_new_thread(self._read, (main,))
+        while True:
+            info = _signal.sigwaitinfo(self.forwarded)
+            if info.si_pid == self.pid and info.si_signo == SIGCHLD and self.outcome:
+                break  # (the reader's call: no other process sends with this pid)
+            self._forward((info.si_signo, info.si_code, info.si_pid, info.si_uid))
+        if self.outcome == "cold":
+            return self._cold()
+        _die(self.outcome[1])
+
+    def _forward(self, signal: tuple[int, int, int, int]) -> None:
+        with self.lock:
+            if not self.monitor:
+                self.pending.append(signal)
+                return
+            if signal[0] == SIGCONT:
+                # A stopped monitor cannot post it to itself: only a SIGCONT sent to it
+                # goes on (the payload sees this client as its sender).
+                try:
+                    posix.kill(self.monitor, SIGCONT)
+                except OSError:
+                    pass
+                return
+            try:
+                self.sock.sendall(b"".join(v.to_bytes(4, "little", signed=True)
+                                           for v in signal))
+            except OSError:
+                pass
+
+    def _read(self, main: int) -> None:
+        """The reader thread: the server's answers."""
         buffer = b""
         while True:
             try:
-                data = sock.recv(256)
+                data = self.sock.recv(256)
             except OSError:
                 data = b""
             if not data:
                 if not self.monitor:
-                    return self._cold()
+                    return self._wake(main, "cold")
                 posix.write(2, b"km: the warm server's monitor ended without a status\n")
                 posix._exit(1)
             buffer += data
@@ -194,28 +218,31 @@ class _Session:
                 kind, value = buffer[:1], int.from_bytes(buffer[1:5], "little", signed=True)
                 buffer = buffer[5:]
                 if kind == b"R":  # declined: before anything ran
-                    return self._cold()
+                    return self._wake(main, "cold")
                 if kind == b"G":  # the monitor's pid: signals go to it from now on
-                    self.monitor = value
-                    for signo in self.pending:
-                        self._forward(signo, None)
+                    with self.lock:
+                        self.monitor = value
+                        pending, self.pending = self.pending, []
+                    for signal in pending:
+                        self._forward(signal)
                 elif kind == b"T":  # the payload stopped: so does this job
-                    posix.kill(posix.getpid(), SIGSTOP)
+                    posix.kill(self.pid, SIGSTOP)
                 elif kind == b"X":
                     posix._exit(value)
-                elif kind == b"K":
-                    _die(value)
+                elif kind == b"K":  # (signal dispositions are the main thread's to change)
+                    return self._wake(main, ("K", value))
+
+    def _wake(self, main: int, outcome: object) -> None:
+        self.outcome = outcome
+        _signal.pthread_kill(main, SIGCHLD)
 
     def _cold(self) -> None:
-        """Leave no trace of the attempt: the dispositions and mask as they were, and
-        signals received meanwhile taken as a cold km would have taken them."""
+        """Leave no trace of the attempt: the mask as it was, and signals received
+        meanwhile taken as a cold km would have taken them."""
         self.sock.close()
-        for signo, disposition in self.caught.items():
-            _signal.signal(signo, disposition)
-        blocked = [s for s in self.caught if self.mask >> (s - 1) & 1]
-        _signal.pthread_sigmask(_signal.SIG_BLOCK, blocked)
-        for signo in self.pending:
-            posix.kill(posix.getpid(), signo)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, self.mask)
+        for signal in self.pending:
+            posix.kill(self.pid, signal[0])
 
 
 def _die(signo: int) -> None:

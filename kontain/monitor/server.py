@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import _signal
 import _thread
+import ctypes
 import errno
 import fcntl
 import gc
@@ -50,12 +51,13 @@ import os
 import resource
 import select
 import socket
+import struct
 
 from kontain.cli import km
 from kontain.kvm.api import Kvm
 from kontain.linux import hostcall as host
 from kontain.linux.numbers import NUMBERS as NR
-from kontain.monitor.exits import die_by_signal
+from kontain.monitor.exits import die_by_signal, end_monitor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -129,11 +131,21 @@ def _listen(path: str) -> socket.socket:
     return listener
 
 
+def _same_file(path: str, st: os.stat_result) -> bool:
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
 class Server:
     """The resident process: keeps spares forked, tells clients what waitpid says."""
 
     def __init__(self, path: str, listener: socket.socket, kvm: Kvm) -> None:
         self.path, self.listener, self.kvm = path, listener, kvm
+        #: The socket file made: removed at the end only if it is still this one.
+        self.bound = os.stat(path)
         #: Spares tell the server they took a client (and hand it the connection).
         self.notify_read, self.notify_write = socket.socketpair(socket.AF_UNIX,
                                                                 socket.SOCK_DGRAM)
@@ -230,10 +242,11 @@ class Server:
 
     def close(self) -> None:
         """Stop taking clients: spares leave (the pipe's EOF), monitors go on."""
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
+        if _same_file(self.path, self.bound):
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
         self.listener.close()
         os.close(self.alive_write)
         for conn in self.monitors.values():
@@ -489,15 +502,23 @@ class Monitor:
         os.register_at_fork(after_in_child=self._forget_client)
 
     def _forget_client(self) -> None:
-        for fd in (self.conn.fileno(), self.pidfd):
+        """In a guest fork's km: close the client's connection and pidfd, once (the
+        numbers are other descriptors' in that km's own children)."""
+        if self.pidfd < 0:
+            return
+        for fd in (self.conn.detach(), self.pidfd):
             try:
                 os.close(fd)
             except OSError:
                 pass
+        self.pidfd = -1
 
     def _report(self, outcome: Outcome, proc: Process) -> None:
         """The payload is over: tell the client, once the payload's descriptors are
-        closed (a pipe's reader sees its EOF, a lock is free, when the client exits)."""
+        closed (a pipe's reader sees its EOF, a lock is free, when the client exits).
+        A guest fork's km (no client of its own) ends as a cold km's would."""
+        if self.pidfd < 0:
+            end_monitor(outcome, proc.trace.write, "km")
         if outcome.internal:
             proc.trace.write(f"km: internal error: {outcome.reason}\n")
         os.closerange(0, proc.fds.km_base)
@@ -529,22 +550,46 @@ def _populate() -> None:
             host.syscall(NR["madvise"], start, end - start, MADV_POPULATE_WRITE)
 
 
+#: The sender's si_code kept for a forwarded signal (kill, the kernel's, sigqueue,
+#: tgkill); any other is taken as kill's: the client receives no timer's or child's.
+SENDER_CODES = frozenset({0, 0x80, -1, -6})
+
+
 def _watch(conn: int, pidfd: int) -> None:
+    """The watcher thread: posts the signals the client forwards to this process, as
+    their sender sent them; kills this process when the client is gone."""
     poller = select.poll()
-    poller.register(conn, select.POLLIN | select.POLLRDHUP)
+    poller.register(conn, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
+    siginfo = ctypes.create_string_buffer(128)
+    tid = _thread.get_native_id()
+    buffer = b""
     while True:
         try:
             events = poller.poll()
         except InterruptedError:
             continue
-        for fd, flags in events:
-            if fd == pidfd or flags & (select.POLLHUP | select.POLLRDHUP | select.POLLERR):
-                os.kill(os.getpid(), _signal.SIGKILL)
+        for fd, _flags in events:
+            if fd == pidfd:
+                os.kill(os.getpid(), _signal.SIGKILL)  # the client exited: so does its km
             try:
-                os.read(conn, 256)  # (the client sends nothing after its request)
+                data = os.read(conn, 4096)
             except OSError:
-                pass
+                data = b""
+            if not data:
+                os.kill(os.getpid(), _signal.SIGKILL)
+            buffer += data
+            while len(buffer) >= 16:
+                signo, code, pid, uid = struct.unpack_from("<iiiI", buffer)
+                buffer = buffer[16:]
+                if 1 <= signo <= 64:
+                    # To itself, a task may queue a signal with any sender's code: km
+                    # reads it from its signalfd as if the sender had sent it to km.
+                    # (Named by this thread's own id, as the kernel wants, it still goes
+                    # to the whole process.)
+                    struct.pack_into("<iiiiiI", siginfo, 0, signo, 0,
+                                     code if code in SENDER_CODES else 0, 0, pid, uid)
+                    host.syscall(NR["rt_sigqueueinfo"], tid, signo, ctypes.addressof(siginfo))
 
 
 def _move(fd: int, base: int) -> int:
