@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 #: Monitors forked ahead of time, waiting for a client.
 SPARES = 2
 SO_PEERCRED, SO_PEERGROUPS, SO_PEERPIDFD = 17, 59, 77
-PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 4, 38
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 36, 38
 #: What a client's process must share with the server's (a forked monitor cannot take
 #: them on): namespaces, the cgroup, /proc/PID/status lines, the LSM label.
 NAMESPACES = ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time")
@@ -152,7 +152,9 @@ class Server:
         #: Spares see EOF on this pipe when the server is gone, and leave.
         self.alive_read, self.alive_write = os.pipe2(os.O_CLOEXEC)
         self.wake_read, self.wake_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        #: Spares waiting for a client; the processes forking one (see _fork_spare).
         self.spares: set[int] = set()
+        self.starting: set[int] = set()
         #: pid -> the connection to its client (the server's copy).
         self.monitors: dict[int, socket.socket] = {}
         self.stopping = False
@@ -162,6 +164,8 @@ class Server:
         self.stopping = True
 
     def loop(self) -> None:
+        # Spares are the server's grandchildren (see _fork_spare): its children still.
+        host.syscall(NR["prctl"], PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         _signal.set_wakeup_fd(self.wake_write)
         _signal.signal(_signal.SIGCHLD, lambda signo, frame: None)
         for signo in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
@@ -171,8 +175,8 @@ class Server:
         poller.register(self.wake_read, select.POLLIN)
         gc.freeze()  # the spares share what the server made, untouched by collections
         while not self.stopping:
-            while len(self.spares) < SPARES and self.failed_spares < 10:
-                self.spares.add(self._fork_spare())
+            while len(self.spares) + len(self.starting) < SPARES and self.failed_spares < 10:
+                self.starting.add(self._fork_spare())
             try:
                 poller.poll()
             except InterruptedError:
@@ -189,10 +193,19 @@ class Server:
                 return
 
     def _fork_spare(self) -> int:
+        """Fork a process that makes a spare: in a session of its own (no signal meant
+        for the server's terminal reaches a payload) without leading it or its process
+        group (a payload may call setsid, as a cold km's may when it is not a job of an
+        interactive shell). Its pid; the spare's comes as an 'S' notification."""
         pid = os.fork()
         if pid == 0:
             try:
-                self._spare()
+                os.setsid()
+                spare = os.fork()
+                if spare == 0:
+                    self._spare()
+                self.notify_write.send(b"S" + spare.to_bytes(8, "little"))
+                os._exit(0)
             except BaseException as e:  # noqa: BLE001 - a km bug: said on the server's stderr
                 _error(f"internal error in a monitor: {e!r}")
             finally:
@@ -203,11 +216,14 @@ class Server:
         while True:
             try:
                 data, ancdata, _flags, _addr = self.notify_read.recvmsg(
-                    8, socket.CMSG_SPACE(4), socket.MSG_DONTWAIT)
+                    9, socket.CMSG_SPACE(4), socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 return
-            pid = int.from_bytes(data[:8], "little")
-            self.spares.discard(pid)
+            kind, pid = data[:1], int.from_bytes(data[1:9], "little")
+            if kind == b"S":  # a new spare
+                self.spares.add(pid)
+                continue
+            self.spares.discard(pid)  # ('A': it accepted a client)
             self.failed_spares = 0
             for level, kind, payload in ancdata:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -223,6 +239,10 @@ class Server:
             if pid == 0:
                 return
             conn = self.monitors.get(pid)
+            if pid in self.starting:
+                self.starting.discard(pid)
+                if status != 0:
+                    self.failed_spares += 1
             if pid in self.spares:  # died before taking a client: a broken host?
                 self.spares.discard(pid)
                 self.failed_spares += 1
@@ -256,7 +276,6 @@ class Server:
 
     def _spare(self) -> None:
         """Wait for a client; become its monitor (does not return)."""
-        os.setsid()  # its own session: the server's terminal's signals are not the payload's
         _signal.set_wakeup_fd(-1)
         for signo in (_signal.SIGCHLD, _signal.SIGTERM, _signal.SIGHUP):
             _signal.signal(signo, _signal.SIG_DFL)
@@ -282,7 +301,7 @@ class Server:
         self.listener.close()
         os.close(self.alive_read)
         try:
-            self.notify_write.sendmsg([os.getpid().to_bytes(8, "little")],
+            self.notify_write.sendmsg([b"A" + os.getpid().to_bytes(8, "little")],
                                       [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                         conn.fileno().to_bytes(4, "little"))])
         except OSError:
