@@ -351,6 +351,8 @@ class Monitor:
         self.conn, self.kvm = conn, kvm
         self.pidfd = self.log_fd = -1
         self.no_new_privs = False
+        #: Held by the thread that reports the payload's end (the first to end it).
+        self.reporting = _thread.allocate_lock()
 
     def serve(self) -> None:
         received: list[int] = []
@@ -538,14 +540,26 @@ class Monitor:
         A guest fork's km (no client of its own) ends as a cold km's would."""
         if self.pidfd < 0:
             end_monitor(outcome, proc.trace.write, "km")
+        if not self.reporting.acquire(blocking=False):
+            self.reporting.acquire()  # another thread is ending the process: wait for it
         if outcome.internal:
             proc.trace.write(f"km: internal error: {outcome.reason}\n")
-        os.closerange(0, proc.fds.km_base)
+        # With the GIL held from here (PyDLL calls keep it), no guest thread runs on:
+        # one whose read the close ends must not go on to exit with another status.
+        message = (b"K" if outcome.signal else b"X") + (
+            outcome.signal or outcome.status).to_bytes(4, "little", signed=True)
+        _held_libc.syscall(NR["close_range"], 0, proc.fds.km_base - 1, 0)
+        _held_libc.send(self.conn.fileno(), message, len(message),
+                        socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
         if outcome.signal:
-            _send(self.conn, b"K", outcome.signal)
             die_by_signal(outcome.signal)
-        _send(self.conn, b"X", outcome.status)
         os._exit(outcome.status)
+
+
+#: libc through ctypes.PyDLL: its calls keep the GIL (see Monitor._report).
+_held_libc = ctypes.PyDLL(None)
+_held_libc.syscall.argtypes = [ctypes.c_long, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint]
+_held_libc.send.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int]
 
 
 MADV_POPULATE_WRITE = 23

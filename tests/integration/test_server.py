@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BASE_ENV, REPO, child_setup, compare_runs, run
+from tests.conftest import BASE_ENV, REPO, Flavour, child_setup, compare_runs, run
 
 NOBODY = 65534
 
@@ -95,6 +95,18 @@ def test_same_as_cold_and_native(km, server, probe, tmp_path, args):
     hot = warm(km, server, [probe, *args], cwd=tmp_path)
     compare_runs(native, hot)
     compare_runs(cold, hot)
+
+
+def test_exit_from_another_thread(km, server, payloads, tmp_path):
+    """A worker's exit(7) while main is blocked in a read: the status is the worker's.
+    (The monitor closes the payload's descriptors before it reports: main's read must
+    not then end, and exit 0, before the report.)"""
+    thr_basic = payloads.build("thr_basic", Flavour("glibc-pthread", "gcc",
+                                                    ("-static", "-O2", "-pthread"), pie=False))
+    native = run([thr_basic, "exit"], cwd=tmp_path)
+    assert native.returncode == 7
+    for _ in range(8):
+        compare_runs(native, warm(km, server, [thr_basic, "exit"], cwd=tmp_path))
 
 
 def test_km_errors_same_as_cold(km, server, tmp_path):
