@@ -74,7 +74,7 @@ class CommandLine:
         #: The payload's argv[0], when it is not the payload's name (--argv0).
         self.argv0: str | None = None
         self.strict = False
-        #: km --server SOCKET: the warm server's socket (kontain.monitor.server).
+        #: km --server SOCKET: the warm server's socket (kontain.cli.km_server).
         self.server: str | None = None
 
 
@@ -186,7 +186,7 @@ def command_line(argv: list[str], allow_server: bool = True) -> tuple[CommandLin
         if cl.payload or not allow_server:
             _error("--server takes no payload" if allow_server else "--server: not here")
             return None, 2
-        from kontain.monitor.server import serve
+        from kontain.cli.km_server import serve
         return None, serve(cl.server)
     if not cl.payload:
         _error("no payload given (km --help for usage)")
@@ -210,7 +210,7 @@ def run(cl: CommandLine, ignored: frozenset[int], mask: int, personality: int,
     """Run cl's payload as a program started with this signal state and personality
     (env None: km's own environment, as it was exec'd; kvm: /dev/kvm already open).
     Returns only km's own failure status: the payload's end ends km (before_exit first).
-    (The hooks are the warm server's: kontain.monitor.server.)"""
+    (The hooks are the warm server's: kontain.cli.km_server.)"""
     from kontain.monitor.exits import end_monitor
     from kontain.monitor.launch import LaunchError, LaunchSpec, launch
     from kontain.syscalls.registry import all_handlers

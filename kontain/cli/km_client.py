@@ -2,7 +2,7 @@
 SOCKET`) and end as the payload ends.
 
 With KM_SERVER=SOCKET in its environment, km first asks that server, which forks a
-monitor with every km module already imported (kontain.monitor.server). The client sends
+monitor with every km module already imported (kontain.cli.km_server). The client sends
 what a cold km would have inherited: its command line, environment (as exec'd, from
 /proc/self/environ), working directory (a descriptor), every inheritable descriptor,
 umask, personality, ignored signals and signal mask; the server takes the client's

@@ -7,7 +7,7 @@ import resource
 import pytest
 
 from kontain.cli import km
-from kontain.monitor import server
+from kontain.cli import km_server as server
 
 
 def request(*fields: bytes) -> bytes:
