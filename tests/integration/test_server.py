@@ -291,6 +291,8 @@ def test_concurrent_clients(km, server, probe, tmp_path):
 def test_client_credentials(km, server, probe, directory):
     """A client running as nobody gets a payload running as nobody (never the server's
     root), with the server's /dev/kvm lent to it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (a root server, a client made nobody)")
     server.socket.chmod(0o666)  # (the socket's mode says who may use the server)
 
     def as_nobody() -> None:
@@ -314,8 +316,8 @@ def test_other_sandbox_runs_cold(km, server, probe, tmp_path):
     """A client in another namespace than the server's is declined: its km starts cold,
     inside its own sandbox (a warm monitor would have escaped it)."""
     unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("no unshare(1)")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs unshare(1) and root")
     proc = subprocess.Popen([unshare, "--net", *km, probe, "parent"], cwd=tmp_path,
                             env=server.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             preexec_fn=child_setup)
