@@ -22,6 +22,9 @@ from kontain.machine.layout import DYNAMIC_PA, HUGE_PAGE_SIZE, PAGE_SIZE
 FIRST_SLOT_SIZE = 32 << 20
 #: Memslot numbers from here on hold host ranges that are not guest RAM.
 FOREIGN_SLOT_BASE = 256
+#: A memslot made and deleted only to make KVM drop every shadow page (flush_shadow),
+#: at a guest-physical address nothing else uses.
+_FLUSH_SLOT, _FLUSH_PA = FOREIGN_SLOT_BASE - 1, 1 << 44
 
 
 def ladder(size: int) -> list[tuple[int, int]]:
@@ -83,6 +86,13 @@ class PhysicalMemory:
         slot = FOREIGN_SLOT_BASE + len(self.foreign)
         self._vm.set_user_memory_region(slot, guest_phys, size, host_address)
         self.foreign.append((slot, guest_phys, size, host_address))
+
+    def flush_shadow(self) -> None:
+        """Make KVM drop every shadow page table of this VM (the next accesses fault
+        them in again): deleting a memslot zaps them all (x86's SLOT_ZAP_ALL quirk, on
+        by default). For the rare case in kontain.mm.space that needs it."""
+        self._vm.set_user_memory_region(_FLUSH_SLOT, _FLUSH_PA, PAGE_SIZE, self.host_base)
+        self._vm.set_user_memory_region(_FLUSH_SLOT, _FLUSH_PA, 0, self.host_base)
 
     def host_address(self, pa: int) -> int:
         return self.host_base + pa

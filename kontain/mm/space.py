@@ -51,6 +51,7 @@ from kontain.linux.abi import (
     MAP_PRIVATE,
     MAP_SHARED,
     MAP_SHARED_VALIDATE,
+    MAP_STACK,
     MAP_TYPE,
     MREMAP_DONTUNMAP,
     MREMAP_FIXED,
@@ -65,7 +66,7 @@ from kontain.linux.abi import (
     PROT_WRITE,
 )
 from kontain.machine import hostmem
-from kontain.machine.layout import MMAP_MIN_ADDR, MMAP_TOP, PAGE_SIZE, USER_END
+from kontain.machine.layout import HUGE_PAGE_SIZE, MMAP_MIN_ADDR, MMAP_TOP, PAGE_SIZE, USER_END
 from kontain.machine.memory import OutOfPhysicalMemory, PhysicalMemory
 from kontain.machine.paging import PageTables
 from kontain.mm.access import GuestFault, GuestMemory, SplitBuffer
@@ -76,6 +77,9 @@ _PAGE_MASK = PAGE_SIZE - 1
 DEMAND_BACKED_MIN = 256 << 20
 #: How much of a demand-backed mapping one first touch backs (aligned).
 DEMAND_CHUNK = 4 << 20
+_HUGE_MASK = HUGE_PAGE_SIZE - 1
+#: At most this many 2 MiB leaves at once (each costs the host a mapping boundary).
+MAX_HUGE_LEAVES = 8192
 #: What /proc/PID/maps shows for a shared anonymous mapping: Linux backs it with a
 #: deleted file of the internal shmem mount (device 00:01).
 SHARED_ANONYMOUS_NAME = "/dev/zero (deleted)"
@@ -229,18 +233,19 @@ class _Edit:
         self.vmas[i] = new
         self.starts[i] = new.start
 
-    def find_free(self, length: int, top: int = MMAP_TOP) -> int:
-        """Highest gap of `length` bytes below top (top-down, as Linux's mmap)."""
+    def find_free(self, length: int, top: int = MMAP_TOP, align: int = PAGE_SIZE) -> int:
+        """Highest gap of `length` bytes below top, at an `align` multiple (top-down,
+        as Linux's mmap)."""
         end = top
         i = bisect.bisect_left(self.starts, end) - 1
         while i >= 0:
             vma = self.vmas[i]
-            if vma.end <= end - length:
-                return end - length
+            if vma.end <= (end - length) & -align:
+                return (end - length) & -align
             end = min(end, vma.start)
             i -= 1
-        if end - length >= MMAP_MIN_ADDR:
-            return end - length
+        if (end - length) & -align >= MMAP_MIN_ADDR:
+            return (end - length) & -align
         raise OSError(errno.ENOMEM, "no free address range")
 
 
@@ -260,6 +265,10 @@ class AddressSpace(GuestMemory):
         #: Bumped around every invalidation: a vCPU whose KVM_RUN failed with EFAULT
         #: while host pages were being invalidated retries (kontain.monitor.thread).
         self.invalidation_epoch = 0
+        #: A 2 MiB leaf went whose host huge page had been split: KVM may hold 4 KiB
+        #: shadow entries of it that no longer match the tables ("2 MiB pages").
+        self._shadow_suspect = False
+        page_tables.on_huge_gone = self._huge_gone
 
     # ---- publishing and releasing ------------------------------------------------------
 
@@ -278,6 +287,7 @@ class AddressSpace(GuestMemory):
             self.pt.unmap(vma.start, vma.size)
             if not vma.foreign:
                 self.phys.free(vma.pa if vma.pa is not None else vma.held_pa, vma.size)
+        self._settle()
 
     def _invalidate(self, vma: Vma) -> None:
         """KVM must forget what it cached of this VMA's old translations (its pages
@@ -306,9 +316,85 @@ class AddressSpace(GuestMemory):
                     self.pt.map(va, vma.foreign_pa + va - vma.start, PAGE_SIZE,
                                 pte_flags(vma.prot))
         elif vma.prot and vma.pa is not None:
-            self.pt.map(vma.start, vma.pa, vma.size, pte_flags(vma.prot))
+            if self._huge_eligible(vma):
+                self._map_leaving_slots(vma)
+            else:
+                self.pt.map(vma.start, vma.pa, vma.size, pte_flags(vma.prot))
         else:
             self.pt.unmap(vma.start, vma.size)
+        self._settle()
+
+    # ---- 2 MiB pages ------------------------------------------------------------------
+
+    @staticmethod
+    def _huge_eligible(vma: Vma) -> bool:
+        """Whether the whole 2 MiB slots of vma may be 2 MiB leaves: private anonymous
+        memory that is not executable (KVM maps executable memory with 4 KiB pages
+        where the iTLB-multihit mitigation is on) nor a thread stack, whose virtual
+        and physical addresses agree modulo 2 MiB."""
+        return vma.size >= HUGE_PAGE_SIZE and not vma.inode and vma.foreign_pa is None \
+            and vma.flags & MAP_TYPE == MAP_PRIVATE and not vma.flags & MAP_STACK \
+            and not vma.prot & PROT_EXEC and not (vma.pa - vma.start) & _HUGE_MASK
+
+    def _map_leaving_slots(self, vma: Vma) -> None:
+        """Map vma with 4 KiB leaves except its whole 2 MiB slots, which keep their
+        2 MiB leaf (with the new flags) or stay empty until first touched
+        (fill_slot): a 2 MiB leaf is worth it only once touched."""
+        flags = pte_flags(vma.prot)
+        first = (vma.start + _HUGE_MASK) & ~_HUGE_MASK
+        last = vma.end & ~_HUGE_MASK
+        pt = self.pt
+        if vma.start < first:
+            pt.map(vma.start, vma.pa, first - vma.start, flags)
+        for slot in range(first, last, HUGE_PAGE_SIZE):
+            pa = vma.pa + slot - vma.start
+            huge = pt.huge.get(slot >> 21)
+            if huge is not None and huge[0] == pa:
+                pt.map_huge(slot, pa, flags)
+            elif huge is not None or pt.tabled(slot):
+                pt.map(slot, pa, HUGE_PAGE_SIZE, flags)
+        if last < vma.end:
+            pt.map(last, vma.pa + last - vma.start, vma.end - last, flags)
+
+    def fill_slot(self, va: int) -> bool:
+        """Map the untouched 2 MiB slot around va (see _map_leaving_slots): with one
+        2 MiB leaf over a host huge page km makes now, or with 4 KiB leaves where the
+        host gives none. False if va is in no such slot."""
+        with self.lock:
+            vma = self.find(va)
+            slot = va & ~_HUGE_MASK
+            if vma is None or not vma.prot or vma.pa is None or not self._huge_eligible(vma) \
+                    or slot < vma.start or slot + HUGE_PAGE_SIZE > vma.end \
+                    or (slot >> 21) in self.pt.huge or self.pt.tabled(slot):
+                return False
+            pa = vma.pa + slot - vma.start
+            flags = pte_flags(vma.prot)
+            if len(self.pt.huge) < MAX_HUGE_LEAVES \
+                    and hostmem.back_huge(self.phys.host_address(pa), self.relocate_fd):
+                self.pt.map_huge(slot, pa, flags)
+            else:
+                self.pt.map(slot, pa, HUGE_PAGE_SIZE, flags)
+            return True
+
+    def _huge_gone(self, pa: int) -> None:
+        if not hostmem.huge_mapped(self.phys.host_address(pa), self.relocate_fd):
+            self._shadow_suspect = True
+
+    def _settle(self) -> None:
+        """After a change of the tables: if a 2 MiB leaf went whose host page had been
+        split, KVM may have shadowed the leaf with a 4 KiB table it would now reuse
+        for whatever km put in its place, so it must forget all its shadow tables."""
+        if self._shadow_suspect:
+            self._shadow_suspect = False
+            self.phys.flush_shadow()
+
+    def prepare_for_fork(self) -> None:
+        """Before a host fork: its copy-on-write splits the host's huge pages, under
+        which KVM would shadow 2 MiB leaves with 4 KiB tables (in both processes), so
+        every 2 MiB leaf becomes an equivalent table first."""
+        with self.lock:
+            self.pt.split_all()
+            self._settle()
 
     def poke(self, va: int, data: bytes) -> None:
         """Write guest memory whatever its protection (km loading a program, as the
@@ -363,6 +449,7 @@ class AddressSpace(GuestMemory):
             self._publish(edit)
             for new in backed:
                 self._map(new)
+            self.fill_slot(va)
             return True
 
     # ---- file pages past the end of the file ----------------------------------------
@@ -520,7 +607,14 @@ class AddressSpace(GuestMemory):
         if addr and MMAP_MIN_ADDR <= addr and addr + length <= USER_END \
                 and not edit.overlaps(addr, addr + length):
             return addr
-        return edit.find_free(length, self.mmap_top)
+        # Large private anonymous memory 2 MiB-aligned, as Linux aligns it for
+        # transparent huge pages: so its slots can be 2 MiB leaves.
+        align = HUGE_PAGE_SIZE if length >= HUGE_PAGE_SIZE and flags & MAP_ANONYMOUS \
+            and flags & MAP_TYPE == MAP_PRIVATE and not flags & MAP_STACK else PAGE_SIZE
+        try:
+            return edit.find_free(length, self.mmap_top, align)
+        except OSError:
+            return edit.find_free(length, self.mmap_top)
 
     def _back(self, pa: int, length: int, prot: int, flags: int, fd: int, offset: int,
               anonymous: bool) -> None:
@@ -805,7 +899,12 @@ class AddressSpace(GuestMemory):
             raise OSError(errno.EINVAL, "madvise")
         end = addr + page_up(length)
         with self.lock:
-            for vma in self._edit().covering(addr, end):
+            vmas = self._edit().covering(addr, end)
+            # The advice may drop or split the host's huge pages (DONTNEED, PAGEOUT,
+            # ...): the 2 MiB leaves over them become tables first.
+            self.pt.split_range(addr, end)
+            self._settle()
+            for vma in vmas:
                 if vma.pa is None or vma.foreign:
                     continue
                 start, stop = max(addr, vma.start), min(end, vma.end)
