@@ -95,12 +95,22 @@ _pagemap: list[int] = [0, -1]
 _region = ctypes.create_string_buffer(24 * 2)  # two struct page_region
 
 
-def _thp_enabled() -> bool:
+def _read_setting(path: str) -> bytes:
     try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled", "rb") as f:
-            return b"[never]" not in f.read()
+        with open(path, "rb") as f:
+            return f.read().strip().lower()
     except OSError:
-        return False
+        return b""
+
+
+# Read when km starts (its jail may hide /sys later).
+#: Whether the host makes transparent huge pages where asked (madvise or always).
+_THP_SETTING = _read_setting("/sys/kernel/mm/transparent_hugepage/enabled")
+THP_ENABLED = bool(_THP_SETTING) and b"[never]" not in _THP_SETTING
+#: Whether KVM maps executable guest memory with huge pages: not where its iTLB-multihit
+#: mitigation (kvm.nx_huge_pages) is on, which splits them into 4 KiB pages.
+EXECUTABLE_HUGE_PAGES = _read_setting("/sys/module/kvm/parameters/nx_huge_pages") in (
+    b"n", b"never", b"off", b"0")
 
 
 def _same(fd: int) -> int:
@@ -140,15 +150,15 @@ def huge_mapped(addr: int, relocate: Callable[[int], int] = _same) -> bool:
         and categories == _PAGE_IS_PRESENT | _PAGE_IS_HUGE
 
 
-_thp: list[bool] = []
+def huge_pages_possible(relocate: Callable[[int], int] = _same) -> bool:
+    """Whether km can have host huge pages and tell that it has them."""
+    return THP_ENABLED and _pagemap_fd(relocate) >= 0
 
 
 def back_huge(addr: int, relocate: Callable[[int], int] = _same) -> bool:
     """Give the empty 2 MiB at addr (aligned) a transparent huge page now; True if the
     host maps it with one huge page (else it holds 4 KiB pages, or nothing)."""
-    if not _thp:
-        _thp.append(_thp_enabled() and _pagemap_fd(relocate) >= 0)
-    if not _thp[0]:
+    if not huge_pages_possible(relocate):
         return False
     try:
         madvise(addr, HUGE_PAGE, MADV_HUGEPAGE)

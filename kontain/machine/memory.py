@@ -97,12 +97,19 @@ class PhysicalMemory:
     def host_address(self, pa: int) -> int:
         return self.host_base + pa
 
-    def allocate(self, size: int) -> int:
-        """A free physical range of size bytes (page multiple), lowest address first."""
-        align = HUGE_PAGE_SIZE if size >= HUGE_PAGE_SIZE else PAGE_SIZE
+    def allocate(self, size: int, congruent: int | None = None) -> int:
+        """A free physical range of size bytes (page multiple), lowest address first.
+        One of 2 MiB or more starts 2 MiB-aligned, or, given congruent (the virtual
+        address it will be mapped at), at the same offset within 2 MiB: so the whole
+        2 MiB slots of the mapping can be 2 MiB pages."""
+        big = size >= HUGE_PAGE_SIZE
+        align = HUGE_PAGE_SIZE if big else PAGE_SIZE
+        offset = congruent & (HUGE_PAGE_SIZE - 1) if big and congruent is not None else 0
         starts, ends = self._free_starts, self._free_ends
         for i, start in enumerate(starts):
-            aligned = (start + align - 1) & -align
+            aligned = ((start - offset + align - 1) & -align) + offset
+            if aligned < start:
+                aligned += align
             if aligned + size <= ends[i]:
                 self._take(i, aligned, aligned + size)
                 self._ensure_slots(aligned + size)

@@ -41,6 +41,7 @@ import bisect
 import errno
 import os
 
+from kontain.linux import hostcall as host_call
 from kontain.linux.abi import (
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -65,6 +66,7 @@ from kontain.linux.abi import (
     PROT_SEM,
     PROT_WRITE,
 )
+from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine import hostmem
 from kontain.machine.layout import HUGE_PAGE_SIZE, MMAP_MIN_ADDR, MMAP_TOP, PAGE_SIZE, USER_END
 from kontain.machine.memory import OutOfPhysicalMemory, PhysicalMemory
@@ -302,9 +304,10 @@ class AddressSpace(GuestMemory):
         finally:
             self.invalidation_epoch += 1
 
-    def _allocate_pa(self, size: int) -> int:
+    def _allocate_pa(self, size: int, va: int | None = None) -> int:
+        """Physical memory for size bytes (to be mapped at va: see PhysicalMemory.allocate)."""
         try:
-            return self.phys.allocate(size)
+            return self.phys.allocate(size, va)
         except OutOfPhysicalMemory:
             raise OSError(errno.ENOMEM, "guest memory exhausted") from None
 
@@ -330,13 +333,16 @@ class AddressSpace(GuestMemory):
 
     @staticmethod
     def _huge_eligible(vma: Vma) -> bool:
-        """Whether the whole 2 MiB slots of vma may be 2 MiB leaves: private anonymous
-        memory that is not executable (KVM maps executable memory with 4 KiB pages
-        where the iTLB-multihit mitigation is on) nor a thread stack, whose virtual
-        and physical addresses agree modulo 2 MiB."""
-        return vma.size >= HUGE_PAGE_SIZE and not vma.inode and vma.foreign_pa is None \
+        """Whether the whole 2 MiB slots of vma may be 2 MiB leaves: private memory,
+        anonymous or a file's (then not writable: its slots become copies of the file
+        when first touched), not a thread stack, executable only where KVM maps
+        executable memory with 2 MiB pages (no iTLB-multihit mitigation), whose
+        virtual and physical addresses agree modulo 2 MiB."""
+        return vma.size >= HUGE_PAGE_SIZE and vma.foreign_pa is None \
             and vma.flags & MAP_TYPE == MAP_PRIVATE and not vma.flags & MAP_STACK \
-            and not vma.prot & PROT_EXEC and not (vma.pa - vma.start) & _HUGE_MASK
+            and not (vma.inode and vma.prot & PROT_WRITE) \
+            and (hostmem.EXECUTABLE_HUGE_PAGES or not vma.prot & PROT_EXEC) \
+            and not (vma.pa - vma.start) & _HUGE_MASK
 
     def _map_leaving_slots(self, vma: Vma) -> None:
         """Map vma with 4 KiB leaves except its whole 2 MiB slots, which keep their
@@ -359,24 +365,57 @@ class AddressSpace(GuestMemory):
             pt.map(last, vma.pa + last - vma.start, vma.end - last, flags)
 
     def fill_slot(self, va: int) -> bool:
-        """Map the untouched 2 MiB slot around va (see _map_leaving_slots): with one
-        2 MiB leaf over a host huge page km makes now, or with 4 KiB leaves where the
-        host gives none. False if va is in no such slot."""
+        """Map the page at va if it was left for its first touch (_map_leaving_slots):
+        its whole 2 MiB slot with one 2 MiB leaf over a host huge page km makes now, or
+        with 4 KiB leaves where the host gives none or the slot is no longer whole in
+        one mapping (a change since cut the mapping it was left in). False if va is
+        mapped already, or not in memory that may be."""
         with self.lock:
             vma = self.find(va)
-            slot = va & ~_HUGE_MASK
-            if vma is None or not vma.prot or vma.pa is None or not self._huge_eligible(vma) \
-                    or slot < vma.start or slot + HUGE_PAGE_SIZE > vma.end \
-                    or (slot >> 21) in self.pt.huge or self.pt.tabled(slot):
+            if vma is None or not vma.prot or vma.pa is None or vma.foreign_pa is not None \
+                    or self.pt.translate(va) is not None:
                 return False
-            pa = vma.pa + slot - vma.start
+            slot = va & ~_HUGE_MASK
             flags = pte_flags(vma.prot)
-            if len(self.pt.huge) < MAX_HUGE_LEAVES \
-                    and hostmem.back_huge(self.phys.host_address(pa), self.relocate_fd):
+            start, end = max(vma.start, slot), min(vma.end, slot + HUGE_PAGE_SIZE)
+            if end - start < HUGE_PAGE_SIZE or not self._huge_eligible(vma) \
+                    or self.pt.tabled(slot):
+                self.pt.map(start, vma.pa + start - vma.start, end - start, flags)
+                return True
+            pa = vma.pa + slot - vma.start
+            host = self.phys.host_address(pa)
+            room = len(self.pt.huge) < MAX_HUGE_LEAVES
+            if vma.inode:
+                huge = room and self._copy_file_slot(host)
+            else:
+                huge = room and hostmem.back_huge(host, self.relocate_fd)
+            if huge:
                 self.pt.map_huge(slot, pa, flags)
             else:
                 self.pt.map(slot, pa, HUGE_PAGE_SIZE, flags)
             return True
+
+    def _copy_file_slot(self, host: int) -> bool:
+        """Replace 2 MiB of a private file mapping's host pages by a copy in a huge
+        page (a first touch of program text or read-only data then faults once, not
+        512 times; the copy costs 2 MiB of memory the page cache would have shared).
+        False if the file's pages cannot all be read (it shrank: they stay as they
+        were) or the host gives no huge page (the copy stays, in 4 KiB pages)."""
+        if not hostmem.huge_pages_possible(self.relocate_fd):
+            return False
+        scratch = self._scratch_fd()
+        size = HUGE_PAGE_SIZE
+        try:
+            if host_call.syscall(NR["pwrite64"], scratch, host, size, 0) != size:
+                return False  # through the kernel: EFAULT, not SIGBUS in km
+            hostmem.reset_anonymous(host, size)
+            hostmem.madvise(host, size, hostmem.MADV_HUGEPAGE)
+            if host_call.syscall(NR["pread64"], scratch, host, size, 0) != size:
+                self.view[host - self.host_base:host - self.host_base + size] = \
+                    os.pread(scratch, size, 0)
+            return hostmem.huge_mapped(host, self.relocate_fd)
+        finally:
+            os.ftruncate(scratch, 0)
 
     def _huge_gone(self, pa: int) -> None:
         if not hostmem.huge_mapped(self.phys.host_address(pa), self.relocate_fd):
@@ -437,7 +476,7 @@ class AddressSpace(GuestMemory):
                 i += 1
             end = min(end, edit.vmas[i].end)
             try:
-                pa = self._allocate_pa(end - start)
+                pa = self._allocate_pa(end - start, start)
             except OSError:
                 return False
             if vma.shared:
@@ -574,7 +613,7 @@ class AddressSpace(GuestMemory):
                 replaced = edit.remove(start, start + length)
             pa = None
             if not anonymous or prot and (length < DEMAND_BACKED_MIN or kind != MAP_PRIVATE):
-                pa = self._allocate_pa(length)
+                pa = self._allocate_pa(length, start)
                 try:
                     self._back(pa, length, prot, flags, fd, offset, anonymous)
                 except OSError:
@@ -726,7 +765,7 @@ class AddressSpace(GuestMemory):
                              hostmem.PROT_READ | hostmem.PROT_WRITE)
         if prot and vma.pa is None and not vma.file_backed \
                 and (vma.size < DEMAND_BACKED_MIN or vma.shared):
-            pa = self._allocate_pa(vma.size)
+            pa = self._allocate_pa(vma.size, vma.start)
             if vma.shared:
                 self._back(pa, vma.size, prot, vma.flags, -1, 0, True)
             return vma.replace(prot=prot, pa=pa)

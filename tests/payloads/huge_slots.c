@@ -102,6 +102,17 @@ int main(void) {
 	fill(moved, 24 * MIB, 11);
 	printf("parent writes after fork: wrong %ld\n", wrong(moved, 24 * MIB, 11));
 
+	/* Changes to slots never touched: the pieces left must map when touched. */
+	char *u = map(8 * MIB);
+	mprotect(u + MIB, PAGE, PROT_READ);
+	munmap(u + 3 * MIB, PAGE);
+	mmap(u + 5 * MIB, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	long cut_faults = 0;
+	for (size_t i = 0; i < 8 * MIB; i += PAGE)
+		if (i != MIB && i != 3 * MIB) cut_faults += faults_on(u + i, 1);
+	printf("untouched slots cut first: faults %ld, read-only faults %d, hole faults %d\n",
+	       cut_faults, faults_on(u + MIB, 1), faults_on(u + 3 * MIB, 0));
+
 	char *c = map(8 * MIB);
 	pthread_t t[4];
 	for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, toucher, c);

@@ -94,10 +94,31 @@ def test_large_anonymous_mappings_are_2mib_aligned_and_wait_for_their_first_touc
 @pytest.mark.parametrize("prot, flags", [(RW | PROT_EXEC, ANON), (RW, ANON | MAP_STACK),
                                          (PROT_NONE, ANON)])
 def test_executable_stack_and_inaccessible_memory_get_no_huge_leaves(
-        mm: AddressSpace, prot: int, flags: int) -> None:
+        mm: AddressSpace, prot: int, flags: int, monkeypatch) -> None:
+    monkeypatch.setattr(hostmem, "EXECUTABLE_HUGE_PAGES", False)
     base = mm.mmap(0, 4 * MIB, prot, flags)
-    assert not mm.fill_slot(base)
+    mm.fill_slot(base)
     assert not mm.pt.huge
+
+
+@pytest.mark.parametrize("change", ["MAP_FIXED", "munmap", "mprotect"])
+def test_an_untouched_slot_cut_by_a_change_is_mapped_at_its_first_touch(
+        mm: AddressSpace, change: str) -> None:
+    """A slot left for its first touch, then cut by a change to part of it: the pieces
+    left are no whole slot, and must still map when touched."""
+    base = mm.mmap(0, 4 * MIB, RW, ANON)
+    middle = base + MIB
+    if change == "MAP_FIXED":
+        mm.mmap(middle, 0x1000, RW, ANON | 0x10)
+    elif change == "munmap":
+        mm.munmap(middle, 0x1000)
+    else:
+        mm.mprotect(middle, 0x1000, PROT_READ)
+    for va in (base, middle - 0x1000, middle + 0x1000, base + HUGE - 0x1000):
+        if mm.pt.translate(va) is None:
+            assert mm.fill_slot(va)
+        assert mm.pt.translate(va) is not None, hex(va - base)
+    assert (mm.pt.translate(middle) is None) == (change == "munmap")
 
 
 def test_first_touch_makes_a_huge_leaf_over_a_host_huge_page(huge_mm: AddressSpace) -> None:
