@@ -5,11 +5,12 @@ first, while the caller can still get the error: the `#!` chain is followed (fiv
 levels, as Linux), the final ELF is opened and parsed, its interpreter looked for.
 Then, past the point of no return, the calling thread raises ExecImage; its run loop
 unwinds to kontain.monitor.group, and the process replaces its image
-(Process.replace_image): the other threads vanish, the VM and its memory are destroyed
-and a new one made, descriptors marked close-on-exec are closed, handled signals go
-back to their default action, and the new program is loaded and run by this same
-host thread. The pid stays, and so does everything execve keeps: ignored signals, the
-mask, pending signals, the working directory, limits, timers of alarm/setitimer.
+(Process.replace_image): the other threads vanish, guest memory is dropped and the VM
+made new for the next program (Machine.reset: the same VM, memslots and vCPUs, all
+reset), descriptors marked close-on-exec are closed, handled signals go back to their
+default action, and the new program is loaded and run by this same host thread. The
+pid stays, and so does everything execve keeps: ignored signals, the mask, pending
+signals, the working directory, limits, timers of alarm/setitimer.
 
 No new km is started: an exec costs what loading a program costs, it works after the
 payload dropped the privileges km's own files need, and a close-on-exec descriptor
