@@ -98,7 +98,7 @@ class Machine:
         self.phys.rebind(self.vm)
         self._close_spares()  # the old VM's
 
-    def reset(self, vcpus: list[Vcpu], current: Vcpu) -> None:
+    def reset(self, vcpus: list[Vcpu], current: Vcpu | None) -> None:
         """Make this machine new for the next program of an execve, keeping the VM,
         its memslots and its vCPUs: guest memory is dropped (PhysicalMemory.reset, which
         also makes KVM forget every translation), new page tables get the kernel
