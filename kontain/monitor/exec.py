@@ -25,7 +25,7 @@ import stat
 
 from kontain.linux.abi import O_PATH
 from kontain.linux.hostcall import SyscallError
-from kontain.loader.elf import ExecError, read_elf
+from kontain.loader.elf import ElfImage, ExecError, read_elf
 from kontain.loader.script import BINPRM_BUF_SIZE, MAX_SCRIPT_DEPTH, script_argv
 from kontain.monitor.exits import ExecImage
 
@@ -44,7 +44,7 @@ class ExecRequest:
     """What execve will run, opened and checked before the point of no return."""
 
     def __init__(self, fd: int, name: str, argv: list[bytes], envp: list[bytes],
-                 execfn: bytes) -> None:
+                 execfn: bytes, image: ElfImage | None = None, host_path: str = "") -> None:
         #: km's descriptor on the executable (close-on-exec, above the guest's range).
         self.fd = fd
         #: The executable as the guest names it (mapping names, /proc/self/exe).
@@ -53,6 +53,10 @@ class ExecRequest:
         self.envp = envp
         #: The path execve was given (AT_EXECFN).
         self.execfn = execfn
+        #: The executable's headers and its host path, as prepare found them (so that
+        #: loading it does not read them again).
+        self.image = image
+        self.host_path = host_path
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -89,10 +93,11 @@ def prepare(proc: Process, path: bytes, argv: list[bytes], envp: list[bytes], *,
                     except OSError:
                         raise ExecError(errno.ENOENT, f"interpreter {image.interpreter} "
                                                       "not found") from None
-                name = proc.root.guest_path_of_host(
-                    os.readlink(b"/proc/self/fd/%d" % fd))
+                host_path = os.readlink(b"/proc/self/fd/%d" % fd)
+                name = proc.root.guest_path_of_host(host_path)
                 request = ExecRequest(proc.fds.move_high(fd), os.fsdecode(
-                    name if name is not None else path), argv, envp, execfn)
+                    name if name is not None else path), argv, envp, execfn, image,
+                    os.fsdecode(host_path))
                 fd = -1
                 return request
         finally:

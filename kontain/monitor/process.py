@@ -132,10 +132,12 @@ class Process:
         """Map the executable (and its interpreter), build the stack, create thread 1."""
         fd, argv, envp, execfn = request.fd, request.argv, request.envp, request.execfn
         try:
-            self.exe = os.readlink(f"/proc/self/fd/{fd}")  # the file itself, links resolved
+            # The file itself, links resolved.
+            self.exe = request.host_path or os.readlink(f"/proc/self/fd/{fd}")
             #: The payload's path as the guest names it (differs from exe under --root).
             self.guest_exe = request.name
-            image = read_elf(self.guest_exe, fd)
+            image = request.image or read_elf(self.guest_exe, fd)
+            image.path = self.guest_exe  # (what its mappings are named)
             layout = aslr.choose(self.personality)
             self.mm.mmap_top = layout.mmap_top
             # A PIE goes at its randomised base; an ET_DYN run without an interpreter (a
@@ -170,7 +172,7 @@ class Process:
         # glibc uses to make the stack executable for a library that asks for it.)
         self.mm.mmap(stack_top - STACK_SIZE, STACK_SIZE, 3,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_GROWSDOWN, name="[stack]")
-        host = stack.host_auxv()
+        host = _host_auxv()
         from kontain.monitor import vdso
         vdso_address = vdso.install(self, layout.vdso_base)
         auxv = [(stack.AT_SYSINFO_EHDR, vdso_address)] if vdso_address else []
@@ -374,6 +376,17 @@ class Process:
 
     def stats_report(self) -> str:
         return self.syscalls.report(0, time.monotonic_ns() - self._started)
+
+
+_host_auxv_cache: list[dict[int, int]] = []
+
+
+def _host_auxv() -> dict[int, int]:
+    """km's own auxiliary vector, read once: it is the same for every program km runs
+    (an exec is in the same km process, a fork's child has its parent's)."""
+    if not _host_auxv_cache:
+        _host_auxv_cache.append(stack.host_auxv())
+    return _host_auxv_cache[0]
 
 
 def _string_ranges(rsp: int, stack_image: bytes, argc: int,
