@@ -38,8 +38,9 @@ class Machine:
         if kvm is None:
             kvm = Kvm()
             kvm.fd = relocate_fd(kvm.fd)
-        #: The /dev/kvm handle: kept for the next VM (an exec), which may have to be made
-        #: after the payload dropped the privileges /dev/kvm asks for.
+        #: The /dev/kvm handle: kept for the next VM (a fork's child: an exec keeps this
+        #: one), which may have to be made after the payload dropped the privileges
+        #: /dev/kvm asks for.
         self.kvm = kvm
         self.vm = self.kvm.create_vm()
         self.vm.fd = relocate_fd(self.vm.fd)
