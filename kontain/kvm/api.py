@@ -21,6 +21,9 @@ _libc_mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_
 _libc_munmap = _libc.munmap
 _libc_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 
+#: _IOW(KVMIO, 0xa0, struct kvm_vcpu_events) (64 bytes)
+KVM_SET_VCPU_EVENTS = 0x4040AEA0
+
 
 class Kvm:
     """The /dev/kvm system handle."""
@@ -80,6 +83,11 @@ class Vm:
                                host_addr: int, flags: int = 0) -> None:
         region = s.UserspaceMemoryRegion(slot, flags, guest_phys, size, host_addr)
         fcntl.ioctl(self.fd, k.KVM_SET_USER_MEMORY_REGION, region)
+
+    def delete_user_memory_region(self, slot: int, guest_phys: int) -> None:
+        """Unregister a memslot (a region of size 0). On x86 this also makes KVM drop
+        every shadow page of the VM (kvm_arch_flush_shadow_memslot: zap all)."""
+        self.set_user_memory_region(slot, guest_phys, 0, 0)
 
     def set_tss_addr(self, addr: int) -> None:
         fcntl.ioctl(self.fd, k.KVM_SET_TSS_ADDR, addr)
@@ -175,6 +183,9 @@ class Vcpu:
 
     def set_debugregs(self, debugregs: s.Debugregs) -> None:
         fcntl.ioctl(self.fd, k.KVM_SET_DEBUGREGS, debugregs)
+
+    def set_vcpu_events(self, events: s.VcpuEvents) -> None:
+        fcntl.ioctl(self.fd, KVM_SET_VCPU_EVENTS, events)
 
     def get_fpu(self) -> s.Fpu:
         fpu = s.Fpu()

@@ -82,7 +82,10 @@ class PhysicalMemory:
             vm.set_user_memory_region(slot, guest_phys, size, host_address)
 
     def map_foreign(self, guest_phys: int, host_address: int, size: int) -> None:
-        """Make a range of km's own memory (outside the guest RAM) guest-physical."""
+        """Make a range of km's own memory (outside the guest RAM) guest-physical. The
+        same range again (the vDSO of the next program after an execve) is a no-op."""
+        if any(f[1:] == (guest_phys, size, host_address) for f in self.foreign):
+            return
         slot = FOREIGN_SLOT_BASE + len(self.foreign)
         self._vm.set_user_memory_region(slot, guest_phys, size, host_address)
         self.foreign.append((slot, guest_phys, size, host_address))
@@ -164,3 +167,19 @@ class PhysicalMemory:
 
     def free_bytes(self) -> int:
         return sum(e - s for s, e in zip(self._free_starts, self._free_ends, strict=True))
+
+    def reset(self) -> None:
+        """Take every allocation back at once, for the next program of an execve. The
+        part of the range ever handed out gets fresh private zero pages again (what
+        km mapped over it, shared and file mappings included, goes), and the free
+        list starts over. The memslots stay registered, but the first one is
+        registered anew: removing a memslot makes KVM drop every shadow page of the VM
+        (x86's kvm_arch_flush_shadow_memslot zaps all), and the old program's must not
+        be found again for the new page tables, which reuse the same physical pages."""
+        start, size = self._slots[self._registered - 1]
+        hostmem.reset_anonymous(self.host_base + DYNAMIC_PA, start + size - DYNAMIC_PA)
+        self._vm.delete_user_memory_region(0, self._slots[0][0])
+        first, first_size = self._slots[0]
+        self._vm.set_user_memory_region(0, first, first_size, self.host_base + first)
+        self._free_starts = [DYNAMIC_PA]
+        self._free_ends = [self.size]
