@@ -84,11 +84,6 @@ class Vm:
         region = s.UserspaceMemoryRegion(slot, flags, guest_phys, size, host_addr)
         fcntl.ioctl(self.fd, k.KVM_SET_USER_MEMORY_REGION, region)
 
-    def delete_user_memory_region(self, slot: int, guest_phys: int) -> None:
-        """Unregister a memslot (a region of size 0). On x86 this also makes KVM drop
-        every shadow page of the VM (kvm_arch_flush_shadow_memslot: zap all)."""
-        self.set_user_memory_region(slot, guest_phys, 0, 0)
-
     def set_tss_addr(self, addr: int) -> None:
         fcntl.ioctl(self.fd, k.KVM_SET_TSS_ADDR, addr)
 

@@ -172,14 +172,11 @@ class PhysicalMemory:
         """Take every allocation back at once, for the next program of an execve. The
         part of the range ever handed out gets fresh private zero pages again (what
         km mapped over it, shared and file mappings included, goes), and the free
-        list starts over. The memslots stay registered, but the first one is
-        registered anew: removing a memslot makes KVM drop every shadow page of the VM
-        (x86's kvm_arch_flush_shadow_memslot zaps all), and the old program's must not
-        be found again for the new page tables, which reuse the same physical pages."""
+        list starts over. The memslots stay registered, and KVM drops every shadow page
+        (flush_shadow): the old program's must not be found again for the new page
+        tables, which reuse the same physical pages."""
         start, size = self._slots[self._registered - 1]
         hostmem.reset_anonymous(self.host_base + DYNAMIC_PA, start + size - DYNAMIC_PA)
-        self._vm.delete_user_memory_region(0, self._slots[0][0])
-        first, first_size = self._slots[0]
-        self._vm.set_user_memory_region(0, first, first_size, self.host_base + first)
+        self.flush_shadow()
         self._free_starts = [DYNAMIC_PA]
         self._free_ends = [self.size]

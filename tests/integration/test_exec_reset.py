@@ -74,7 +74,8 @@ def test_200_execs_in_a_row_leave_km_as_it_was(exec_reset, km):
     out, [(rss_before, fds_before), (rss_after, fds_after)] = _chain(
         [*km, str(exec_reset)], 200, 180)
     assert out == expected
-    assert fds_after == fds_before
+    # (one more at most: km's own /proc/self/pagemap, opened at its first 2 MiB page)
+    assert fds_before <= fds_after <= fds_before + 1
     assert rss_after - rss_before < 2048, (rss_before, rss_after)
 
 
