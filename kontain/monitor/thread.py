@@ -206,11 +206,11 @@ class GuestThread:
             regs.rsp = self._frame_va
         self.run_struct.kvm_dirty_regs = k.KVM_SYNC_X86_REGS
 
-    def clone_state(self, new_stack: int, tls: int | None) -> cpustate.CpuState:
+    def clone_state(self, new_stack: int, tls: int | None) -> cpustate.ThreadState:
         """The CPU state a child created by this thread's clone/fork starts with: this
         thread's, returning 0 from the system call, on new_stack if given, with tls as
         its FS base if given (CLONE_SETTLS)."""
-        state = cpustate.capture(self.vcpu, self.regs)
+        state = cpustate.capture_thread(self.vcpu, self.regs)
         regs = state.regs
         regs.rax = 0
         regs.rip = self.regs.rcx  # where `syscall` returns
@@ -652,17 +652,20 @@ class GuestThread:
     # ---- thread end -----------------------------------------------------------------
 
     def exit_thread(self) -> None:
-        """This thread ends: *clear_child_tid = 0 and a futex wake there (CLONE_CHILD_CLEARTID)."""
+        """This thread ends: its robust futexes are released (then wake_joiner)."""
         self.exited = True
         if self.robust_list:
             self._release_robust_futexes()
+
+    def wake_joiner(self) -> None:
+        """The last step of a thread's end that the payload sees: *clear_child_tid = 0
+        and a futex wake there (CLONE_CHILD_CLEARTID), which a pthread_join waits for."""
         if self.clear_child_tid:
             try:
                 self.mm.write(self.clear_child_tid, b"\0\0\0\0")
                 self.proc.futex_wake(self.clear_child_tid, 1)
             except GuestFault:
                 pass
-
 
     def _release_robust_futexes(self) -> None:
         """Mark the robust futexes this thread still holds FUTEX_OWNER_DIED and wake a
