@@ -59,13 +59,15 @@ class _Parked:
     the next guest thread to run (job) and opens its gate; so does a new image
     (execve), with no job: then the host thread ends."""
 
-    __slots__ = ("gate", "vcpu", "tid", "ident", "job")
+    __slots__ = ("gate", "vcpu", "tid", "ident", "job", "lineage")
 
-    def __init__(self, vcpu, tid: int, ident: int) -> None:
+    def __init__(self, thread: GuestThread) -> None:
         self.gate = _thread.allocate_lock()
         self.gate.acquire()
-        self.vcpu, self.tid, self.ident = vcpu, tid, ident
+        self.vcpu, self.tid, self.ident = thread.vcpu, thread.tid, thread.host_ident
         self.job: GuestThread | None = None
+        #: What the host thread carries of the thread that ended (GuestThread.lineage).
+        self.lineage = thread.lineage
 
 
 class ThreadGroup:
@@ -114,14 +116,20 @@ class ThreadGroup:
               child_tid: int, tls: int) -> int:
         """clone() of a thread: returns the new thread's tid.
 
-        The new thread runs on a parked host thread if there is one: its vCPU gets the
-        whole state (cpustate.apply_thread), its tid is known, and one lock release
-        starts it. Otherwise a new host thread starts, and tells its tid."""
+        The new thread runs on a parked host thread if there is one that carries what
+        the new thread would inherit from its parent's (GuestThread.lineage): its vCPU
+        gets the whole state (cpustate.apply_thread), its tid is known, and one lock
+        release starts it. Otherwise a new host thread starts, and tells its tid."""
         required = CLONE_VM | CLONE_THREAD | CLONE_SIGHAND
         if flags & required != required:
             raise SyscallError(errno.EINVAL if flags & CLONE_THREAD else errno.ENOSYS)
+        parked = None
         with self._lock:
-            parked = self._parked.pop() if self._parked else None
+            pool = self._parked
+            for i in range(len(pool) - 1, -1, -1):  # the newest first: its cache is warm
+                if pool[i].lineage is parent.lineage:
+                    parked = pool.pop(i)
+                    break
         if parked is None:
             return self._spawn_host_thread(parent, flags, stack, parent_tid, child_tid, tls)
         vcpu = parked.vcpu
@@ -151,6 +159,7 @@ class ThreadGroup:
         cpustate.apply_thread(child.vcpu, parent.clone_state(
             stack, tls if flags & CLONE_SETTLS else None))
         child.signal_mask = parent.signal_mask
+        child.lineage = parent.lineage
         if flags & CLONE_CHILD_CLEARTID:
             child.clear_child_tid = child_tid
 
@@ -331,21 +340,27 @@ class ThreadGroup:
     def _thread_ended(self, thread: GuestThread, status: int) -> GuestThread | None:
         """exit(2) of one thread, in its host thread. That host thread then parks with
         its vCPU for the next clone, and returns the thread the clone gives it; or it
-        ends (None), when POOL_LIMIT are parked already or an execve is under way."""
+        ends (None): the process's main thread, or during an execve. At most POOL_LIMIT
+        are parked: the oldest then ends."""
         thread.exit_thread()
         proc = self._proc
-        parked = None
+        parked = evicted = None
         with self._lock:
             self.threads.pop(thread.tid, None)
             remaining = len(self.threads)
             wake = self._wake_fds.pop(thread.tid, None)
             owner = self._exec_owner
-            if remaining and owner is None and len(self._parked) < POOL_LIMIT \
-                    and thread.tid != proc.pid and thread.host_ident != self._main_ident:
-                parked = _Parked(thread.vcpu, thread.tid, thread.host_ident)
+            if remaining and owner is None and thread.tid != proc.pid \
+                    and thread.host_ident != self._main_ident:
+                if len(self._parked) >= POOL_LIMIT:  # the oldest makes room, and ends
+                    evicted = self._parked.pop(0)
+                    self._idle_vcpus.append(evicted.vcpu)
+                parked = _Parked(thread)
                 self._parked.append(parked)
             else:
                 self._idle_vcpus.append(thread.vcpu)
+        if evicted is not None:
+            evicted.gate.release()
         # The joiner (pthread_join) waits for this alone: wake it before the rest.
         thread.wake_joiner()
         if wake is not None:

@@ -122,6 +122,12 @@ class GuestThread:
         self._stub_start = machine.syscall_entry
         self._last_fault = (0, 0)  # (address, count) of repeated spurious page faults
         self._fault_epoch = -1  # mm.invalidation_epoch at the last EFAULT from KVM_RUN
+        #: What this thread's host thread carries for it and a thread it creates
+        #: inherits: name, credentials, CPU affinity, scheduling policy and nice value,
+        #: timer slack. A new identity whenever one of those changes
+        #: (host_state_changed); a clone inherits its parent's, and runs on a parked
+        #: host thread only if that one's last thread had the same (ThreadGroup.spawn).
+        self.lineage = object()
         #: Thread bookkeeping the payload's libc sets up (set_tid_address, robust lists).
         self.clear_child_tid = 0
         self.robust_list = 0
@@ -150,6 +156,11 @@ class GuestThread:
         #: Guest buffers a handler passed to the host through a copy in km (they span
         #: two mappings): (guest address, km's copy, copy back to the guest after).
         self.bounced: list[tuple[int, ctypes.Array, bool]] = []
+
+    def host_state_changed(self) -> None:
+        """This thread's host thread was changed in what a new thread inherits (see
+        lineage), by the thread itself or another."""
+        self.lineage = object()
 
     # ---- buffers the host cannot reach in place ----------------------------------------
 
