@@ -350,7 +350,7 @@ class ThreadGroup:
             remaining = len(self.threads)
             wake = self._wake_fds.pop(thread.tid, None)
             owner = self._exec_owner
-            if remaining and owner is None and thread.tid != proc.pid \
+            if remaining and owner is None and thread.parkable and thread.tid != proc.pid \
                     and thread.host_ident != self._main_ident:
                 if len(self._parked) >= POOL_LIMIT:  # the oldest makes room, and ends
                     evicted = self._parked.pop(0)

@@ -128,6 +128,9 @@ class GuestThread:
         #: (host_state_changed); a clone inherits its parent's, and runs on a parked
         #: host thread only if that one's last thread had the same (ThreadGroup.spawn).
         self.lineage = object()
+        #: Whether the host thread may park for another thread when this one ends
+        #: (not after PI futexes: kontain.syscalls.thread).
+        self.parkable = True
         #: Thread bookkeeping the payload's libc sets up (set_tid_address, robust lists).
         self.clear_child_tid = 0
         self.robust_list = 0
@@ -265,6 +268,7 @@ class GuestThread:
         context_set = CONTEXT_SET
         clock = perf_counter_ns
         may_wait = MAY_WAIT
+        eintr, restart_low, restartsys = -errno.EINTR, -ERESTART_RESTARTBLOCK, -ERESTARTSYS
         while True:
             try:
                 ioctl(vcpu_fd, kvm_run, 0)
@@ -303,8 +307,7 @@ class GuestThread:
                 if ret is context_set:  # the handler set the whole context (rt_sigreturn)
                     continue
                 if (own_pending.bits | shared_pending.bits) & ~self.signal_mask or \
-                        -ERESTART_RESTARTBLOCK <= ret <= -errno.EINTR and (
-                        ret == -errno.EINTR or ret <= -ERESTARTSYS):
+                        restart_low <= ret <= eintr and (ret == eintr or ret <= restartsys):
                     self._syscall_return_slow(nr, ret)
                     continue
                 # (no handler changes rcx, r11 or rsp and returns: those that set the
