@@ -2,8 +2,9 @@
 
 clone(CLONE_VM|CLONE_THREAD) creates a GuestThread on a vCPU (reused from threads that
 ended: KVM cannot destroy a vCPU) and a host thread runs it: one parked when its last
-guest thread ended, or a new one. The guest tid is
-the host thread's tid, so tids are unique and tgkill-able like native ones. Each thread
+guest thread ended, or a new one. The guest tid is the host thread's tid, so tids are
+unique among live threads and tgkill-able like native ones (a parked host thread's tid
+comes back at once with its next thread, where Linux hands out tids in turn). Each thread
 has an eventfd km uses to wake it from waits (sigsuspend, sigtimedwait, pause).
 
 The process ends when its last thread exits, or at once when one thread calls
@@ -343,6 +344,10 @@ class ThreadGroup:
         ends (None): the process's main thread, or during an execve. At most POOL_LIMIT
         are parked: the oldest then ends."""
         thread.exit_thread()
+        # The joiner (pthread_join) waits for this alone: wake it before the rest. (While
+        # the thread is still in self.threads: an execve waits for that, and only then
+        # replaces the memory written here.)
+        thread.wake_joiner()
         proc = self._proc
         parked = evicted = None
         with self._lock:
@@ -361,8 +366,6 @@ class ThreadGroup:
                 self._idle_vcpus.append(thread.vcpu)
         if evicted is not None:
             evicted.gate.release()
-        # The joiner (pthread_join) waits for this alone: wake it before the rest.
-        thread.wake_joiner()
         if wake is not None:
             os.close(wake)
         proc.trace.log("thread", f"[{thread.tid}] exit({status}), {remaining} left")
