@@ -177,7 +177,7 @@ def _child_vm(proc: Process, snapshot: ForkSnapshot) -> GuestThread:
     vcpu = proc.group.new_vcpu()
     vcpu.enter_without_running()
     thread = GuestThread(proc, vcpu, proc.pid)
-    cpustate.apply(vcpu, snapshot.cpu, sregs=False)
+    cpustate.apply_thread(vcpu, snapshot.cpu)
     thread.signal_mask = snapshot.signal_mask
     thread.altstack = snapshot.altstack
     thread.name = snapshot.name

@@ -1,8 +1,10 @@
 """The payload's threads: one vCPU and one host thread each.
 
 clone(CLONE_VM|CLONE_THREAD) creates a GuestThread on a vCPU (reused from threads that
-ended: KVM cannot destroy a vCPU) and starts a host thread to run it. The guest tid is
-the host thread's tid, so tids are unique and tgkill-able like native ones. Each thread
+ended: KVM cannot destroy a vCPU) and a host thread runs it: one parked when its last
+guest thread ended, or a new one. The guest tid is the host thread's tid, so tids are
+unique among live threads and tgkill-able like native ones (a parked host thread's tid
+comes back at once with its next thread, where Linux hands out tids in turn). Each thread
 has an eventfd km uses to wake it from waits (sigsuspend, sigtimedwait, pause).
 
 The process ends when its last thread exits, or at once when one thread calls
@@ -26,7 +28,6 @@ from kontain.linux.abi import (
     CLONE_SIGHAND,
     CLONE_THREAD,
     CLONE_VM,
-    FUTEX_PRIVATE_FLAG,
     FUTEX_WAKE,
 )
 from kontain.linux.hostcall import SyscallError
@@ -49,6 +50,25 @@ if TYPE_CHECKING:
     from kontain.monitor.process import Process
 
 KICK_RETRY_SECONDS = 0.003
+#: Host threads a process keeps parked, each with its vCPU, after their guest threads
+#: ended: the next clones run on them (see ThreadGroup.spawn).
+POOL_LIMIT = 8
+
+
+class _Parked:
+    """A host thread whose guest thread ended, parked with its vCPU: a clone hands it
+    the next guest thread to run (job) and opens its gate; so does a new image
+    (execve), with no job: then the host thread ends."""
+
+    __slots__ = ("gate", "vcpu", "tid", "ident", "job", "lineage")
+
+    def __init__(self, thread: GuestThread) -> None:
+        self.gate = _thread.allocate_lock()
+        self.gate.acquire()
+        self.vcpu, self.tid, self.ident = thread.vcpu, thread.tid, thread.host_ident
+        self.job: GuestThread | None = None
+        #: What the host thread carries of the thread that ended (GuestThread.lineage).
+        self.lineage = thread.lineage
 
 
 class ThreadGroup:
@@ -76,6 +96,8 @@ class ThreadGroup:
         self._retired_vcpus: list = []
         #: The host thread that started the process (it parks rather than end).
         self._main_ident = _thread.get_ident()
+        #: Host threads parked for the next clones (at most POOL_LIMIT), newest last.
+        self._parked: list[_Parked] = []
 
     # ---- creation -------------------------------------------------------------------
 
@@ -93,17 +115,68 @@ class ThreadGroup:
 
     def spawn(self, parent: GuestThread, flags: int, stack: int, parent_tid: int,
               child_tid: int, tls: int) -> int:
-        """clone() of a thread: returns the new thread's tid."""
+        """clone() of a thread: returns the new thread's tid.
+
+        The new thread runs on a parked host thread if there is one that carries what
+        the new thread would inherit from its parent's (GuestThread.lineage): its vCPU
+        gets the whole state (cpustate.apply_thread), its tid is known, and one lock
+        release starts it. Otherwise a new host thread starts, and tells its tid."""
         required = CLONE_VM | CLONE_THREAD | CLONE_SIGHAND
         if flags & required != required:
             raise SyscallError(errno.EINVAL if flags & CLONE_THREAD else errno.ENOSYS)
-        vcpu = self.new_vcpu()
-        child = GuestThread(self._proc, vcpu, 0)
-        cpustate.apply(vcpu, parent.clone_state(stack, tls if flags & CLONE_SETTLS else None),
-                       sregs=False)
+        parked = None
+        with self._lock:
+            pool = self._parked
+            for i in range(len(pool) - 1, -1, -1):  # the newest first: its cache is warm
+                if pool[i].lineage is parent.lineage:
+                    parked = pool.pop(i)
+                    break
+        if parked is None:
+            return self._spawn_host_thread(parent, flags, stack, parent_tid, child_tid, tls)
+        vcpu = parked.vcpu
+        child = GuestThread(self._proc, vcpu, parked.tid)
+        child.host_ident = parked.ident
+        try:
+            self._prepare(child, parent, flags, stack, child_tid, tls)
+        except BaseException:
+            with self._lock:
+                self._parked.append(parked)
+            raise
+        vcpu.run.immediate_exit = 0  # (a late kick meant for the thread that ended)
+        self.add(child)
+        try:
+            self._set_tids(parent, flags, parent_tid, child_tid, child.tid)
+        finally:
+            parked.job = child
+            parked.gate.release()
+        self._proc.trace.log("thread", f"[{parent.tid}] clone -> thread {child.tid} on "
+                                       f"vCPU {vcpu.id} (parked host thread)")
+        return child.tid
+
+    @staticmethod
+    def _prepare(child: GuestThread, parent: GuestThread, flags: int, stack: int,
+                 child_tid: int, tls: int) -> None:
+        """The new thread's CPU state and what it inherits of its parent's."""
+        cpustate.apply_thread(child.vcpu, parent.clone_state(
+            stack, tls if flags & CLONE_SETTLS else None))
         child.signal_mask = parent.signal_mask
+        child.lineage = parent.lineage
         if flags & CLONE_CHILD_CLEARTID:
             child.clear_child_tid = child_tid
+
+    @staticmethod
+    def _set_tids(parent: GuestThread, flags: int, parent_tid: int, child_tid: int,
+                  tid: int) -> None:
+        if flags & CLONE_PARENT_SETTID:
+            parent.mm.write(parent_tid, tid.to_bytes(4, "little"))
+        if flags & CLONE_CHILD_SETTID:
+            parent.mm.write(child_tid, tid.to_bytes(4, "little"))
+
+    def _spawn_host_thread(self, parent: GuestThread, flags: int, stack: int,
+                           parent_tid: int, child_tid: int, tls: int) -> int:
+        vcpu = self.new_vcpu()
+        child = GuestThread(self._proc, vcpu, 0)
+        self._prepare(child, parent, flags, stack, child_tid, tls)
         ready, go = _thread.allocate_lock(), _thread.allocate_lock()
         ready.acquire()
         go.acquire()
@@ -116,10 +189,7 @@ class ThreadGroup:
         ready.acquire()  # the child knows its tid
         tid = child.tid
         try:
-            if flags & CLONE_PARENT_SETTID:
-                parent.mm.write(parent_tid, tid.to_bytes(4, "little"))
-            if flags & CLONE_CHILD_SETTID:
-                parent.mm.write(child_tid, tid.to_bytes(4, "little"))
+            self._set_tids(parent, flags, parent_tid, child_tid, tid)
         finally:
             go.release()
         self._proc.trace.log("thread", f"[{parent.tid}] clone -> thread {tid} on vCPU {vcpu.id}")
@@ -148,7 +218,10 @@ class ThreadGroup:
             except ThreadVanish:
                 self._vanished(thread)
             except ThreadExit as e:
-                self._thread_ended(thread, e.status)
+                next_thread = self._thread_ended(thread, e.status)
+                if next_thread is not None:  # this host thread parked, and a clone came
+                    thread = next_thread
+                    continue
             except ExitProcess as e:
                 proc.end(proc.outcome(status=e.status))
             except KillProcess as e:
@@ -256,28 +329,59 @@ class ThreadGroup:
             self._wake_fds = {}
             self.threads = {}
             self._idle_vcpus = []
+            parked, self._parked = self._parked, []
+            vcpus += [p.vcpu for p in parked]
             self._retired_vcpus = []
             self._next_vcpu_id = 0
             self._exec_owner = None
+        for p in parked:  # their vCPUs go with the old VM: the host threads end
+            p.gate.release()
         return vcpus
 
-    def _thread_ended(self, thread: GuestThread, status: int) -> None:
+    def _thread_ended(self, thread: GuestThread, status: int) -> GuestThread | None:
+        """exit(2) of one thread, in its host thread. That host thread then parks with
+        its vCPU for the next clone, and returns the thread the clone gives it; or it
+        ends (None): the process's main thread, or during an execve. At most POOL_LIMIT
+        are parked: the oldest then ends."""
         thread.exit_thread()
+        # The joiner (pthread_join) waits for this alone: wake it before the rest. (While
+        # the thread is still in self.threads: an execve waits for that, and only then
+        # replaces the memory written here.)
+        thread.wake_joiner()
+        proc = self._proc
+        parked = evicted = None
         with self._lock:
             self.threads.pop(thread.tid, None)
             remaining = len(self.threads)
-            self._idle_vcpus.append(thread.vcpu)
             wake = self._wake_fds.pop(thread.tid, None)
+            owner = self._exec_owner
+            if remaining and owner is None and thread.parkable and thread.tid != proc.pid \
+                    and thread.host_ident != self._main_ident:
+                if len(self._parked) >= POOL_LIMIT:  # the oldest makes room, and ends
+                    evicted = self._parked.pop(0)
+                    self._idle_vcpus.append(evicted.vcpu)
+                parked = _Parked(thread)
+                self._parked.append(parked)
+            else:
+                self._idle_vcpus.append(thread.vcpu)
+        if evicted is not None:
+            evicted.gate.release()
         if wake is not None:
             os.close(wake)
-        self._proc.trace.log("thread", f"[{thread.tid}] exit({status}), {remaining} left")
+        proc.trace.log("thread", f"[{thread.tid}] exit({status}), {remaining} left")
         if remaining == 0:
-            self._proc.end(self._proc.outcome(status=status))
-        if thread.tid == self._proc.pid:
+            proc.end(proc.outcome(status=status))
+        if owner is not None:
+            self.wake(owner)  # an execve waits for the other threads to be gone
+        if thread.tid == proc.pid:
             # The main host thread must outlive the process: park it.
             lock = _thread.allocate_lock()
             lock.acquire()
             lock.acquire()
+        if parked is None:
+            return None
+        parked.gate.acquire()  # until spawn gives it a thread (or an execve, none)
+        return parked.job
 
     # ---- waking threads -------------------------------------------------------------------
 
@@ -324,10 +428,10 @@ class ThreadGroup:
         host_address = self._proc.mm.host_address(address)
         if host_address is None:
             return
-        # Waiters may have used a shared or a private futex on the word: wake both kinds
-        # (the kernel's own clear_child_tid wake is the shared one).
-        host.syscall(NR["futex"], host_address, FUTEX_WAKE, count)
-        host.syscall(NR["futex"], host_address, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, count)
+        # A shared wake, as the kernel's own (mm_release, handle_futex_death): on
+        # Linux it wakes the waiters of a shared FUTEX_WAIT only (a private one has
+        # another key), and here too, the guest's futexes being the host's.
+        host.syscall4(NR["futex"], host_address, FUTEX_WAKE, count, 0)
 
     def keep_kicking(self, thread: GuestThread) -> None:
         """Re-kick thread every few milliseconds until it has taken its signal.
@@ -386,7 +490,8 @@ class ThreadGroup:
         for fd in self._wake_fds.values():
             os.close(fd)
         self._wake_fds = {}
-        return [t.vcpu for t in self.threads.values()] + list(self._idle_vcpus)
+        return [t.vcpu for t in self.threads.values()] + list(self._idle_vcpus) \
+            + [p.vcpu for p in self._parked]  # (their host threads did not survive)
 
     def all(self) -> list[GuestThread]:
         with self._lock:

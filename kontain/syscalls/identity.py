@@ -57,6 +57,18 @@ def _plain(name: str):
     return handler
 
 
+def _own_credentials(name: str):
+    """A set*id call, made on the host as it is: it changes the calling host thread's
+    credentials (libcs make it in every thread), which a thread it creates inherits."""
+    number = NR[name]
+
+    def handler(t: GuestThread, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+        t.host_state_changed()
+        return host.call(number, a0, a1, a2, a3, a4, a5)
+    handler.__name__ = f"sys_{name}"
+    return handler
+
+
 def sys_getresuid(t: GuestThread, ruid: int, euid: int, suid: int, *_: int) -> int:
     return host.call(NR["getresuid"], args.out_ptr(t, ruid, 4), args.out_ptr(t, euid, 4),
                      args.out_ptr(t, suid, 4))
@@ -86,6 +98,7 @@ def sys_setgroups(t: GuestThread, size: int, lst: int, *_: int) -> int:
     size = args.s32(size)
     if not 0 <= size <= 65536:
         raise SyscallError(errno.EINVAL)
+    t.host_state_changed()
     return host.call(NR["setgroups"], size, args.in_ptr(t, lst, 4 * size) if size else 0)
 
 
@@ -176,7 +189,11 @@ def sys_getpriority(t: GuestThread, which: int, who: int, *_: int) -> int:
 
 
 def sys_setpriority(t: GuestThread, which: int, who: int, prio: int, *_: int) -> int:
-    return host.call(NR["setpriority"], *_priority_target(t, which, who), args.s32(prio))
+    which, host_who = _priority_target(t, which, who)
+    target = t if host_who in (0, t.tid) else t.proc.group.threads.get(host_who)
+    if target is not None:  # (a nice value is a thread's, and a new thread inherits it)
+        target.host_state_changed()
+    return host.call(NR["setpriority"], which, host_who, args.s32(prio))
 
 
 # ---- limits ------------------------------------------------------------------------------
@@ -272,6 +289,7 @@ def sys_sched_setaffinity(t: GuestThread, pid: int, size: int, mask: int, *_: in
     pid = args.s32(pid)
     if pid not in (0, t.proc.pid, t.tid):
         raise SyscallError(errno.ESRCH)
+    t.host_state_changed()
     return host.call(NR["sched_setaffinity"], 0, size, args.in_ptr(t, mask, size))
 
 
@@ -289,6 +307,8 @@ def _sched_for_self(name: str, size: int, out: bool, needs_param: bool):
         pointer = 0 if out else args.in_ptr(t, a1, size)  # read before the pid is looked for
         if pid not in (0, t.proc.pid, t.tid):
             raise SyscallError(errno.ESRCH)
+        if not out:
+            t.host_state_changed()
         return host.call(number, 0, args.out_ptr(t, a1, size) if out else pointer, a2)
     handler.__name__ = f"sys_{name}"
     return handler
@@ -301,6 +321,7 @@ def sys_sched_setscheduler(t: GuestThread, pid: int, policy: int, param: int, *_
     pointer = args.in_ptr(t, param, 4)  # read before the pid is looked for, as Linux
     if pid not in (0, t.proc.pid, t.tid):
         raise SyscallError(errno.ESRCH)
+    t.host_state_changed()
     return host.call(NR["sched_setscheduler"], 0, policy, pointer)
 
 
@@ -369,6 +390,7 @@ def sys_prctl(t: GuestThread, option: int, a2: int, a3: int, a4: int, a5: int, *
         # Guest threads are host threads: the name is the host thread's comm, which is
         # what /proc shows (km renamed itself after the payload at start).
         t.name = t.mm.cstring(a2, 16)[:15]
+        t.host_state_changed()
         name = t.name
         return host.call(NR["prctl"], PR_SET_NAME, host.address_of(name))
     if option == PR_GET_NAME:
@@ -386,6 +408,8 @@ def sys_prctl(t: GuestThread, option: int, a2: int, a3: int, a4: int, a5: int, *
     if option in (PR_GET_PDEATHSIG, PR_GET_CHILD_SUBREAPER):
         return host.call(NR["prctl"], option, args.out_ptr(t, a2, 4))
     if option in _HOST_PRCTL:
+        if option == PR_SET_TIMERSLACK or option == PR_SET_PDEATHSIG:
+            t.host_state_changed()  # (the thread's own, and a new thread inherits them)
         return host.call(NR["prctl"], option, a2, a3, a4, a5)
     raise SyscallError(errno.EINVAL)
 
@@ -397,10 +421,11 @@ HANDLERS = {
     "getuid": _plain("getuid"), "geteuid": _plain("geteuid"), "getgid": _plain("getgid"),
     "getegid": _plain("getegid"), "getresuid": sys_getresuid, "getresgid": sys_getresgid,
     "getgroups": sys_getgroups, "setgroups": sys_setgroups,
-    "setuid": _plain("setuid"), "setgid": _plain("setgid"), "setreuid": _plain("setreuid"),
-    "setregid": _plain("setregid"), "setresuid": _plain("setresuid"),
-    "setresgid": _plain("setresgid"), "setfsuid": _plain("setfsuid"),
-    "setfsgid": _plain("setfsgid"),
+    "setuid": _own_credentials("setuid"), "setgid": _own_credentials("setgid"),
+    "setreuid": _own_credentials("setreuid"),
+    "setregid": _own_credentials("setregid"), "setresuid": _own_credentials("setresuid"),
+    "setresgid": _own_credentials("setresgid"), "setfsuid": _own_credentials("setfsuid"),
+    "setfsgid": _own_credentials("setfsgid"),
     "getpgrp": _plain("getpgrp"), "getpgid": _plain("getpgid"), "getsid": _plain("getsid"),
     "setsid": _plain("setsid"), "setpgid": _plain("setpgid"),
     "prlimit64": sys_prlimit64, "getrlimit": sys_getrlimit, "setrlimit": sys_setrlimit,
