@@ -40,7 +40,7 @@ def _run(mode: str) -> subprocess.CompletedProcess:
 def test_a_forwarder_bug_is_survived_and_counted() -> None:
     done = _run("lenient")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "['signal forwarding']"
+    assert done.stdout.startswith("['signal forwarding'")
 
 
 def test_a_forwarder_bug_ends_the_process_under_strict() -> None:
