@@ -283,10 +283,10 @@ def dump_size(vma: Vma, proc: Process) -> int:
         return vma.size
     if vma.shared:  # a shared file mapping: only an anonymous one (shmem) is dumped
         return vma.size if vma.name.endswith(" (deleted)") else 0
+    if vma.offset == 0 and not vma.prot & PROT_WRITE:
+        return PAGE_SIZE  # the ELF header of an executable or a library (its build-id)
     if vma.prot & PROT_EXEC and not vma.prot & PROT_WRITE:
         return 0  # code: gdb reads it from the file
-    if vma.offset == 0 and not vma.prot & PROT_WRITE:
-        return PAGE_SIZE  # the ELF header of an executable or a library
     return vma.size
 
 
