@@ -250,3 +250,19 @@ def test_coredump_template_inside_root(payloads, km, tmp_path):
     text = gdb(program, core, "bt", "p global_counter")
     assert frames(text)[:2] == ["segv_here", "main"], text
     assert values(text) == ["4243"], text
+
+
+def test_threads_blocked_in_system_calls_are_stopped_and_dumped(payloads, km, tmp_path):
+    """The other threads are stopped wherever they are (a futex, a read, a nanosleep,
+    guest code, a join) and each shows its own function; the dying one is thread 1."""
+    program = payloads.build("core_threads", FLAVOURS["glibc-dynamic"])
+    status = run_with_core_limit([*km, program], tmp_path)
+    assert os.WTERMSIG(status) == signal.SIGSEGV, hex(status)
+    text = gdb(program, one_core(tmp_path), "bt 1", "info threads", "thread apply all bt")
+    assert frames(text)[0] == "crashes", text
+    listed = [line for line in output(text).splitlines()
+              if "Thread 0x" in line and "LWP" in line and not line.startswith("Thread ")]
+    assert len(listed) == 6, text
+    names = set(frames(text))
+    assert {"in_condwait", "in_read", "in_nanosleep", "in_busy_loop", "crashes",
+            "main"} <= names, text
