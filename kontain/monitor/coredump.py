@@ -78,7 +78,10 @@ USER_CS, USER_SS = 0x33, 0x2B
 PF_DUMPCORE, PF_SIGNALED = 0x200, 0x400
 #: Blocks of one pwrite (a mapping is written in pieces this large, at most).
 WRITE_CHUNK = 64 << 20
+#: The top byte of a /proc/self/pagemap entry: bit 63 present, 62 swapped, 61 a file
+#: page (or shared anonymous memory). Page is backed by the host / is km's own copy.
 _PRESENT_OR_SWAPPED = bytes(1 if b & 0xC0 else 0 for b in range(256))
+_ANONYMOUS = bytes(1 if b & 0x40 or b & 0xA0 == 0x80 else 0 for b in range(256))
 
 
 class CoreError(Exception):
@@ -273,7 +276,7 @@ def notes(proc: Process, threads: list[ThreadImage], info: bytes, vmas: list[Vma
 
 # ---- memory ------------------------------------------------------------------------------
 
-def dump_size(vma: Vma, proc: Process) -> int:
+def dump_size(vma: Vma, proc: Process, pagemap: int = -1) -> int:
     """How many bytes of vma the core holds (Linux's vma_dump_size, default filter)."""
     if vma.pa is None or not vma.prot & PROT_READ:
         return 0
@@ -283,11 +286,30 @@ def dump_size(vma: Vma, proc: Process) -> int:
         return vma.size
     if vma.shared:  # a shared file mapping: only an anonymous one (shmem) is dumped
         return vma.size if vma.name.endswith(" (deleted)") else 0
-    if vma.offset == 0 and not vma.prot & PROT_WRITE:
+    if vma.prot & PROT_WRITE or _written(pagemap, _host_address(vma, proc), vma.size):
+        return vma.size  # written to (Linux: it has an anon_vma): data, bss, relro
+    if vma.offset == 0:
         return PAGE_SIZE  # the ELF header of an executable or a library (its build-id)
-    if vma.prot & PROT_EXEC and not vma.prot & PROT_WRITE:
-        return 0  # code: gdb reads it from the file
-    return vma.size
+    return 0  # code, read-only data: gdb reads them from the file
+
+
+def _written(pagemap: int, address: int, size: int) -> bool:
+    """Whether a private file mapping of km's (at address) has a page of its own: one
+    present and not the file's (a copy made by a write), or swapped out. Unknown
+    (no pagemap): True, the whole mapping is dumped."""
+    if pagemap < 0:
+        return True
+    first, pages = address // PAGE_SIZE, size // PAGE_SIZE
+    step = 1 << 16
+    for base in range(0, pages, step):
+        count = min(step, pages - base)
+        try:
+            entries = os.pread(pagemap, count * 8, (first + base) * 8)
+        except OSError:
+            return True
+        if len(entries) != count * 8 or entries[7::8].translate(_ANONYMOUS).find(1) >= 0:
+            return True
+    return False
 
 
 def _host_address(vma: Vma, proc: Process) -> int:
@@ -353,8 +375,22 @@ def write_core(fd: int, proc: Process, threads: list[ThreadImage], info: bytes,
                dying: GuestThread | None, limit: int) -> int:
     """Write the core to fd; returns its size (at most limit, where Linux stops)."""
     vmas = proc.mm.vmas()
-    sizes = [dump_size(v, proc) for v in vmas]
-    body = notes(proc, threads, info, vmas, dying)
+    pagemap = -1
+    try:
+        pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        pass
+    try:
+        sizes = [dump_size(v, proc, pagemap) for v in vmas]
+        return _write(fd, proc, vmas, sizes, notes(proc, threads, info, vmas, dying),
+                      limit, pagemap)
+    finally:
+        if pagemap >= 0:
+            os.close(pagemap)
+
+
+def _write(fd: int, proc: Process, vmas: list[Vma], sizes: list[int], body: bytes,
+           limit: int, pagemap: int) -> int:
     phnum = len(vmas) + 1
     extended = phnum >= PN_XNUM
     offset = EHDR.size + phnum * PHDR.size
@@ -386,25 +422,16 @@ def write_core(fd: int, proc: Process, threads: list[ThreadImage], info: bytes,
     written = os.pwrite(fd, head[:limit], 0)
     if written != min(len(head), limit):
         raise CoreError("short write of the headers")
-    pagemap = -1
-    try:
-        pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        pass
-    try:
-        for vma, filesz, at in zip(vmas, sizes, placed, strict=True):
-            if not filesz or at >= limit:
-                continue
-            address = _host_address(vma, proc)
-            if vma.file_backed or vma.foreign:  # file data is data even where untouched
-                runs = [(0, filesz)]
-            else:
-                runs = _present_runs(pagemap, address, filesz)
-            for start, length in runs:
-                _write_range(fd, address + start, length, at + start, limit)
-    finally:
-        if pagemap >= 0:
-            os.close(pagemap)
+    for vma, filesz, at in zip(vmas, sizes, placed, strict=True):
+        if not filesz or at >= limit:
+            continue
+        address = _host_address(vma, proc)
+        if vma.file_backed or vma.foreign:  # file data is data even where untouched
+            runs = [(0, filesz)]
+        else:
+            runs = _present_runs(pagemap, address, filesz)
+        for start, length in runs:
+            _write_range(fd, address + start, length, at + start, limit)
     return total
 
 

@@ -15,6 +15,7 @@ from kontain.linux.abi import (
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_PRIVATE,
+    PROT_EXEC,
     PROT_NONE,
     PROT_READ,
     PROT_WRITE,
@@ -124,3 +125,37 @@ def test_core_path_template():
     assert coredump.core_path(None, proc, 43) == b"core.py_thon.42"
     assert coredump.core_path("/cores/%e.%p.%i.%%.%q", proc, 43) == b"/cores/py_thon.42.43.%.%q"
     assert coredump.core_path("dir/", proc, 43) == b"dir/core.py_thon.42"
+
+
+def test_private_file_mappings_go_in_when_written_to(tmp_path):
+    """Linux's default filter: a private file mapping is dumped whole once written to
+    (its own pages: data, relro even after it became read-only), else only the first
+    page of one at offset 0 (the ELF header); code and read-only data come from the file."""
+    proc, _thread_ = _dying_process(tmp_path)
+    library = tmp_path / "lib.so"
+    library.write_bytes(b"\x7fELF" + bytes(4 * PAGE - 4))
+    fd = os.open(library, os.O_RDONLY)
+    base = 0x5000_0000
+    fixed = MAP_PRIVATE | MAP_FIXED
+    proc.mm.mmap(base, PAGE, PROT_READ, fixed, fd, 0, name=str(library))           # header
+    proc.mm.mmap(base + PAGE, PAGE, PROT_READ | PROT_EXEC, fixed, fd, PAGE, name=str(library))
+    proc.mm.mmap(base + 2 * PAGE, PAGE, PROT_READ | PROT_WRITE, fixed, fd, 2 * PAGE,
+                 name=str(library))                                                # relro
+    proc.mm.write(base + 2 * PAGE, b"relocated")
+    proc.mm.mprotect(base + 2 * PAGE, PAGE, PROT_READ)
+    proc.mm.mmap(base + 3 * PAGE, PAGE, PROT_READ, fixed, fd, 3 * PAGE, name=str(library))
+    os.close(fd)
+    image = open(coredump.dump(proc, sig.SIGSEGV, str(tmp_path / "core")), "rb").read()
+    phoff, phnum = coredump.EHDR.unpack_from(image)[5], coredump.EHDR.unpack_from(image)[10]
+    loads = {h[3]: h for h in (coredump.PHDR.unpack_from(image, phoff + i * 56)
+                               for i in range(phnum))}
+    assert [loads[base + i * PAGE][5] for i in range(4)] == [PAGE, 0, PAGE, 0]
+    assert image[loads[base][2]:][:4] == b"\x7fELF"
+    assert image[loads[base + 2 * PAGE][2]:][:9] == b"relocated"
+    files = next(n[2] for n in _notes(image[loads[0][2]:][:loads[0][5]])
+                 if n[1] == coredump.NT_FILE)
+    count, page = struct.unpack_from("<QQ", files)
+    table = [struct.unpack_from("<QQQ", files, 16 + 24 * i) for i in range(count)]
+    assert page == PAGE and table == [(base + i * PAGE, base + (i + 1) * PAGE, i)
+                                      for i in range(4)]
+    assert files[16 + 24 * count:].split(b"\0")[:4] == [os.fsencode(library)] * 4
