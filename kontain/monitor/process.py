@@ -236,18 +236,21 @@ class Process:
     def end(self, outcome: Outcome) -> None:
         """The process is over (exit_group, last thread's exit, or a fatal signal)."""
         with self._ending:
-            if self.vfork_release is not None:
-                self.vfork_release()
-            if outcome.signal:
-                if outcome.signal in sig.DEFAULT_CORE and not outcome.internal:
-                    self._dump_core(outcome)
-                self.trace.log("exit", f"killed by signal {outcome.signal}: {outcome.reason}"
-                               + (" (core dumped)" if outcome.core else ""))
-            else:
-                self.trace.log("exit", f"exit status {outcome.status}")
-            if self._on_exit is not None:
-                self._on_exit(outcome)
-            raise SystemExit(outcome.status or 128 + outcome.signal)
+            self._end(outcome)
+
+    def _end(self, outcome: Outcome) -> None:
+        if self.vfork_release is not None:
+            self.vfork_release()
+        if outcome.signal:
+            if outcome.signal in sig.DEFAULT_CORE and not outcome.internal:
+                self._dump_core(outcome)
+            self.trace.log("exit", f"killed by signal {outcome.signal}: {outcome.reason}"
+                           + (" (core dumped)" if outcome.core else ""))
+        else:
+            self.trace.log("exit", f"exit status {outcome.status}")
+        if self._on_exit is not None:
+            self._on_exit(outcome)
+        raise SystemExit(outcome.status or 128 + outcome.signal)
 
     def _dump_core(self, outcome: Outcome) -> None:
         """The default action of a core-dumping signal (kontain.monitor.coredump). A
