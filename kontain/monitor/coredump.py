@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from kontain.monitor.process import Process
     from kontain.monitor.thread import GuestThread
 
-RLIMIT_CORE = 4
+RLIMIT_FSIZE, RLIMIT_CORE = 1, 4
 #: Linux writes no core when RLIMIT_CORE is below binfmt_elf's min_coredump (a page).
 MIN_COREDUMP = PAGE_SIZE
 #: How long the dying thread waits for the others to stop before it takes their state
@@ -442,6 +442,9 @@ def dump(proc: Process, signo: int, template: str | None) -> bytes | None:
     limit = proc.guest_rlimit(RLIMIT_CORE)[0]
     if limit < MIN_COREDUMP:
         return None
+    # The file also stops at RLIMIT_FSIZE, as the kernel's writes of a core do (and
+    # km's host limit is the payload's: a write past it would fail with EFBIG).
+    limit = min(limit, proc.guest_rlimit(RLIMIT_FSIZE)[0])
     me = _thread.get_ident()
     dying = next((t for t in proc.group.all() if t.host_ident == me and not t.exited), None)
     threads, stopped = stop_threads(proc, dying)

@@ -120,6 +120,13 @@ def test_rlimit_core_cuts_the_file(tmp_path):
     assert os.stat(path).st_size == 3 * PAGE
 
 
+def test_rlimit_fsize_cuts_the_file_too(tmp_path):
+    proc, _thread_ = _dying_process(tmp_path)
+    proc.rlimits[1] = (2 * PAGE, 2 * PAGE)  # RLIMIT_FSIZE (km's host limit is left alone)
+    path = coredump.dump(proc, sig.SIGSEGV, str(tmp_path / "core"))
+    assert os.stat(path).st_size == 2 * PAGE
+
+
 def test_core_path_template():
     proc = SimpleNamespace(guest_exe="/usr/bin/py%thon", pid=42)
     assert coredump.core_path(None, proc, 43) == b"core.py_thon.42"
