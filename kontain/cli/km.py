@@ -31,6 +31,10 @@ options:
   --mem-size SIZE          largest guest physical memory (e.g. 512M, 4G; default 64G)
   --root DIR               make DIR the payload's / (paths cannot leave it)
   --argv0 NAME             the payload's argv[0] (default: PAYLOAD as given)
+  --coredump PATH          where a payload killed by a core-dumping signal writes its
+                           core when its RLIMIT_CORE allows (a path in the payload's
+                           view, relative to its cwd; %p pid, %e program, %t time;
+                           default core.PROGRAM.PID)
   -v, --version            print km's version
   -h, --help               print this help
 """
@@ -61,6 +65,8 @@ class CommandLine:
         #: The payload's argv[0], when it is not the payload's name (--argv0).
         self.argv0: str | None = None
         self.strict = False
+        #: Where the payload's core dump goes (--coredump), None: the default name.
+        self.coredump: str | None = None
 
 
 def parse_size(text: str) -> int:
@@ -116,7 +122,7 @@ def parse(argv: list[str]) -> CommandLine:
             cl.putenv = None
         elif arg == "--strict":
             cl.strict = True
-        elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root"):
+        elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root", "--coredump"):
             if not eq:
                 i += 1
                 if i >= len(argv):
@@ -128,6 +134,10 @@ def parse(argv: list[str]) -> CommandLine:
                 cl.argv0 = value
             elif name == "--root":
                 cl.root = value
+            elif name == "--coredump":
+                if not value:
+                    raise UsageError("--coredump needs a path")
+                cl.coredump = value
             else:
                 if "=" not in value:
                     raise UsageError(f"{arg} takes NAME=VALUE, not {value!r}")
@@ -200,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                       env=None if cl.putenv is None else [os.fsencode(e) for e in cl.putenv],
                       root=cl.root, mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose,
                       strict=cl.strict, ignored_signals=ignored, signal_mask=mask,
-                      personality=inherited_personality())
+                      personality=inherited_personality(), coredump=cl.coredump)
 
     def finish(outcome: Outcome) -> None:
         """The payload is over (called from whichever thread ended it): leave km."""

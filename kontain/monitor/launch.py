@@ -54,7 +54,8 @@ class LaunchSpec:
                  keep_capabilities: bool = False,
                  syscall_filter: SeccompPolicy | None = None,
                  no_new_privs: bool | None = None,
-                 device_rules: DeviceRules | None = None) -> None:
+                 device_rules: DeviceRules | None = None,
+                 coredump: str | None = None) -> None:
         #: The program, as named: looked up in PATH (inside the root) when it has no slash.
         self.payload = payload
         self.args = list(args or [])
@@ -87,6 +88,9 @@ class LaunchSpec:
         #: A container's device rules, checked on each open of a device node
         #: (kontain.monitor.devices); None: no such check.
         self.device_rules = device_rules
+        #: Where a core dump goes (a guest path template; None: core.PROGRAM.PID in the
+        #: payload's working directory): kontain.monitor.coredump.
+        self.coredump = coredump
 
     @property
     def argv(self) -> list[bytes]:
@@ -166,7 +170,7 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
     path = _payload_path(spec, root)
     options = Options(mem_size=spec.mem_size, stats=spec.stats, verbose=spec.verbose,
                       root=root, strict=spec.strict, syscall_filter=spec.syscall_filter,
-                      device_rules=spec.device_rules)
+                      device_rules=spec.device_rules, coredump=spec.coredump)
     try:
         proc = Process(options, fds, diagnostics, handlers, on_exit, kvm)
     except OSError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import errno
 import fcntl
 import os
@@ -18,7 +19,7 @@ from kontain.loader.load import load_image
 from kontain.machine.layout import PAGE_SIZE, PIE_BASE, STACK_SIZE, USER_END
 from kontain.machine.vm import Machine
 from kontain.mm.space import AddressSpace
-from kontain.monitor import aslr
+from kontain.monitor import aslr, coredump
 from kontain.monitor import signals as sig
 from kontain.monitor.dispatch import SyscallTable
 from kontain.monitor.errors import where
@@ -53,8 +54,12 @@ class Options:
     def __init__(self, mem_size: int = 64 * GiB, stats: bool = False,
                  verbose: str | None = None, root: str = "/", strict: bool = False,
                  syscall_filter: SeccompPolicy | None = None,
-                 device_rules: DeviceRules | None = None) -> None:
+                 device_rules: DeviceRules | None = None,
+                 coredump: str | None = None) -> None:
         self.mem_size = mem_size
+        #: Where a payload killed by a core-dumping signal writes its core (km
+        #: --coredump, a guest path template: kontain.monitor.coredump.core_path).
+        self.coredump = coredump
         #: A container's device rules, checked as the payload opens a device node.
         self.device_rules = device_rules
         #: The payload's seccomp profile, enforced by dispatch on its every call (a
@@ -75,6 +80,8 @@ class Outcome:
     def __init__(self, status: int = 0, signal: int = 0, reason: str = "",
                  internal: bool = False) -> None:
         self.status, self.signal, self.reason, self.internal = status, signal, reason, internal
+        #: The guest path of the core the payload dumped (None: none).
+        self.core: bytes | None = None
 
 
 class Process:
@@ -124,6 +131,9 @@ class Process:
         self.uts_names: dict[str, bytes] = {}
         #: Set in a vfork child: called when it execs or exits (kontain.monitor.fork).
         self.vfork_release: Callable[[], None] | None = None
+        #: Held by the thread ending the process: one that ends it meanwhile (a
+        #: second fatal signal, exit_group) waits while a core is being written.
+        self._ending = _thread.RLock()
         self._started = time.monotonic_ns()
 
     # ---- exec -----------------------------------------------------------------------
@@ -225,15 +235,35 @@ class Process:
 
     def end(self, outcome: Outcome) -> None:
         """The process is over (exit_group, last thread's exit, or a fatal signal)."""
+        with self._ending:
+            self._end(outcome)
+
+    def _end(self, outcome: Outcome) -> None:
         if self.vfork_release is not None:
             self.vfork_release()
         if outcome.signal:
-            self.trace.log("exit", f"killed by signal {outcome.signal}: {outcome.reason}")
+            if outcome.signal in sig.DEFAULT_CORE and not outcome.internal:
+                self._dump_core(outcome)
+            self.trace.log("exit", f"killed by signal {outcome.signal}: {outcome.reason}"
+                           + (" (core dumped)" if outcome.core else ""))
         else:
             self.trace.log("exit", f"exit status {outcome.status}")
         if self._on_exit is not None:
             self._on_exit(outcome)
         raise SystemExit(outcome.status or 128 + outcome.signal)
+
+    def _dump_core(self, outcome: Outcome) -> None:
+        """The default action of a core-dumping signal (kontain.monitor.coredump). A
+        core that cannot be written is no core, as on Linux: the process dies all the
+        same, and -V=exit says why."""
+        try:
+            outcome.core = coredump.dump(self, outcome.signal, self.options.coredump)
+        except (OSError, coredump.CoreError) as e:
+            self.trace.log("exit", f"no core: {e}")
+        except Exception as e:  # a km bug must not keep the process from dying
+            self.internal_error("core dump", e)
+        if outcome.core is not None:
+            self.trace.log("exit", f"core dumped to {os.fsdecode(outcome.core)}")
 
     # ---- signals and threads --------------------------------------------------------------
 
