@@ -440,7 +440,7 @@ def dump(proc: Process, signo: int, template: str | None) -> bytes | None:
     returns the core's guest path (None: no core). Called by the dying thread, with
     the process over: every other thread is stopped first and stays stopped."""
     limit = proc.guest_rlimit(RLIMIT_CORE)[0]
-    if limit < MIN_COREDUMP:
+    if limit < MIN_COREDUMP or not proc.dumpable:  # (prctl, or changed credentials)
         return None
     # The file also stops at RLIMIT_FSIZE, as the kernel's writes of a core do (and
     # km's host limit is the payload's: a write past it would fail with EFBIG).

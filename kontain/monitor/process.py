@@ -118,6 +118,9 @@ class Process:
         self.signalfds = SignalFds(self)
         #: The payload's no_new_privs (prctl; kept across fork and execve).
         self.no_new_privs = False
+        #: The payload's dumpable flag (prctl; 0 after its credentials change, 1 again
+        #: after an execve): whether it leaves a core. km itself never is.
+        self.dumpable = 1
         #: The guest's POSIX timers (host timer ids): exec deletes them.
         self.timers: set[int] = set()
         #: Host timer id -> the guest thread its signal goes to (SIGEV_THREAD_ID timers).
@@ -322,6 +325,7 @@ class Process:
             self.mm.relocate_fd = self.fds.move_high
             self._exec_signals()
             self._close_on_exec()
+            self.dumpable = 1  # (no set-id execs under km: its jail sets no_new_privs)
             new = self.load(request)
         except (OSError, ExecError) as e:
             # Past the point of no return Linux kills the process (force_fatal_sig).

@@ -64,9 +64,21 @@ def _own_credentials(name: str):
 
     def handler(t: GuestThread, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
         t.host_state_changed()
-        return host.call(number, a0, a1, a2, a3, a4, a5)
+        before = _effective_ids()
+        result = host.call(number, a0, a1, a2, a3, a4, a5)
+        if _effective_ids() != before:
+            # Linux's commit_creds: a process whose effective or filesystem ids
+            # change is no longer dumpable (fs.suid_dumpable is 0 by default).
+            t.proc.dumpable = 0
+        return result
     handler.__name__ = f"sys_{name}"
     return handler
+
+
+def _effective_ids() -> tuple[int, int, int, int]:
+    """The calling host thread's effective and filesystem uid and gid."""
+    return (os.geteuid(), os.getegid(), host.call(NR["setfsuid"], -1),
+            host.call(NR["setfsgid"], -1))
 
 
 def sys_getresuid(t: GuestThread, ruid: int, euid: int, suid: int, *_: int) -> int:
@@ -378,7 +390,7 @@ PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
 PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 38, 39
 PR_SET_THP_DISABLE, PR_GET_THP_DISABLE = 41, 42
 PR_SET_VMA = 0x53564D41
-_HOST_PRCTL = {PR_SET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE, PR_CAPBSET_READ,
+_HOST_PRCTL = {PR_SET_PDEATHSIG, PR_CAPBSET_READ,
                PR_GET_TIMERSLACK, PR_SET_TIMERSLACK, PR_SET_CHILD_SUBREAPER,
                PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS, PR_SET_THP_DISABLE,
                PR_GET_THP_DISABLE, PR_GET_SECCOMP}
@@ -405,6 +417,15 @@ def sys_prctl(t: GuestThread, option: int, a2: int, a3: int, a4: int, a5: int, *
             t.proc.no_new_privs = True
             return 0
         return int(t.proc.no_new_privs)
+    if option in (PR_SET_DUMPABLE, PR_GET_DUMPABLE):
+        # The payload's own flag (it decides whether it leaves a core). km itself is
+        # never dumpable: the host would let other processes read km's memory.
+        if option == PR_GET_DUMPABLE:
+            return t.proc.dumpable
+        if a2 not in (0, 1):
+            raise SyscallError(errno.EINVAL)
+        t.proc.dumpable = a2
+        return 0
     if option in (PR_GET_PDEATHSIG, PR_GET_CHILD_SUBREAPER):
         return host.call(NR["prctl"], option, args.out_ptr(t, a2, 4))
     if option in _HOST_PRCTL:

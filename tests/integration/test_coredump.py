@@ -199,6 +199,22 @@ def test_payload_that_sets_its_rlimit_core_to_zero_dumps_no_core(payloads, km, t
     assert list(tmp_path.iterdir()) == []
 
 
+def test_payload_that_makes_itself_not_dumpable_dumps_no_core(payloads, km, tmp_path):
+    program = payloads.build("core_crash", FLAVOURS["musl"])
+    status = run_with_core_limit([*km, program, "segv", "nodump"], tmp_path)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSEGV
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dumpable_again_dumps_and_km_itself_stays_undumpable(payloads, km, tmp_path):
+    """PR_SET_DUMPABLE is the payload's flag: set back to 1 it dumps again, and it never
+    reaches the host (km dumpable would let other processes read its memory)."""
+    program = payloads.build("core_crash", FLAVOURS["musl"])
+    status = run_with_core_limit([*km, program, "segv", "redump"], tmp_path)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSEGV
+    assert len(list(tmp_path.iterdir())) == 1
+
+
 def test_wait_status_has_the_signal_without_the_host_core_flag(payloads, km, tmp_path):
     """What km's parent sees: the payload's signal. The kernel sets the core flag
     (0x80) only when it dumped the dying process itself, and km, which holds the

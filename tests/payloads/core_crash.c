@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -61,6 +62,14 @@ int main(int argc, char **argv)
                 pthread_create(&t[j], NULL, worker_wait, NULL);
             while (__atomic_load_n(&started, __ATOMIC_SEQ_CST) < 3)
                 sched_yield();
+        } else if (!strcmp(argv[i], "nodump")) {
+            /* Not dumpable: no core. Setting it again must read back (prctl's own flag). */
+            if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || prctl(PR_GET_DUMPABLE) != 0)
+                perror("prctl");
+        } else if (!strcmp(argv[i], "redump")) {
+            prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+            if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0 || prctl(PR_GET_DUMPABLE) != 1)
+                perror("prctl");
         } else if (!strcmp(argv[i], "rlimit0")) {
             struct rlimit none = {0, RLIM_INFINITY};
             if (setrlimit(RLIMIT_CORE, &none) != 0)
