@@ -71,6 +71,7 @@ def fork_process(proc: Process, parent: GuestThread, flags: int, stack: int, par
     try:
         # Hold the locks other threads might hold, so the child does not inherit them taken.
         with proc.mm.lock, proc.signals.lock:
+            proc.mm.prepare_for_fork()
             pid = os.fork()
     except BaseException:
         os.close(report_read)

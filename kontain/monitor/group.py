@@ -319,8 +319,9 @@ class ThreadGroup:
             lock.acquire()
 
     def reset(self) -> list:
-        """For a new VM (execve): forget every thread and return the old vCPUs (to
-        close). The caller's thread is the only one left, and is replaced."""
+        """For an execve: forget every thread and return every vCPU (Machine.reset
+        keeps them, reset, for the new program's threads). The caller's thread is the
+        only one left, and is replaced; parked host threads end."""
         with self._lock:
             vcpus = [t.vcpu for t in self.threads.values()] + self._idle_vcpus \
                 + self._retired_vcpus
@@ -334,7 +335,7 @@ class ThreadGroup:
             self._retired_vcpus = []
             self._next_vcpu_id = 0
             self._exec_owner = None
-        for p in parked:  # their vCPUs go with the old VM: the host threads end
+        for p in parked:  # their vCPUs are the machine's again: the host threads end
             p.gate.release()
         return vcpus
 

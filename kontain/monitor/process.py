@@ -132,10 +132,12 @@ class Process:
         """Map the executable (and its interpreter), build the stack, create thread 1."""
         fd, argv, envp, execfn = request.fd, request.argv, request.envp, request.execfn
         try:
-            self.exe = os.readlink(f"/proc/self/fd/{fd}")  # the file itself, links resolved
+            # The file itself, links resolved.
+            self.exe = request.host_path or os.readlink(f"/proc/self/fd/{fd}")
             #: The payload's path as the guest names it (differs from exe under --root).
             self.guest_exe = request.name
-            image = read_elf(self.guest_exe, fd)
+            image = request.image or read_elf(self.guest_exe, fd)
+            image.path = self.guest_exe  # (what its mappings are named)
             layout = aslr.choose(self.personality)
             self.mm.mmap_top = layout.mmap_top
             # A PIE goes at its randomised base; an ET_DYN run without an interpreter (a
@@ -170,7 +172,7 @@ class Process:
         # glibc uses to make the stack executable for a library that asks for it.)
         self.mm.mmap(stack_top - STACK_SIZE, STACK_SIZE, 3,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_GROWSDOWN, name="[stack]")
-        host = stack.host_auxv()
+        host = _host_auxv()
         from kontain.monitor import vdso
         vdso_address = vdso.install(self, layout.vdso_base)
         auxv = [(stack.AT_SYSINFO_EHDR, vdso_address)] if vdso_address else []
@@ -280,19 +282,17 @@ class Process:
         of the guest thread that called it: returns the new program's first thread."""
         try:
             self.group.stop_others(thread)
-            self.trace.log("process", f"exec {request.name}: new VM")
+            self.trace.log("process", f"exec {request.name}: same VM, reset")
             kept_mask, kept_pending = thread.signal_mask, thread.pending
-            for vcpu in self.group.reset():
-                vcpu.close()
-            self.machine.close()
-            self.machine = Machine(self.options.mem_size, self.fds.move_high, self.machine.kvm)
+            # The VM, its memslots and its vCPUs stay (KVM cannot destroy a vCPU); the
+            # first thread gets vCPU 0 again, the caller's own when it was thread 1.
+            self.machine.reset(self.group.reset(), thread.vcpu)
             self.mm.close()
             self.mm = AddressSpace(self.machine.phys, self.machine.page_tables)
             self.mm.relocate_fd = self.fds.move_high
             self._exec_signals()
             self._close_on_exec()
             new = self.load(request)
-            _start_vm(new)
         except (OSError, ExecError) as e:
             # Past the point of no return Linux kills the process (force_fatal_sig).
             raise KillProcess(sig.SIGSEGV, f"exec failed after the point of no return: {e}",
@@ -302,6 +302,7 @@ class Process:
         new.signal_mask, new.pending = kept_mask, kept_pending
         new.host_ident = thread.host_ident
         new.name = b""
+        thread.exited = True  # the old program's thread object: nothing kicks it now
         self.group.add(new)
         return new
 
@@ -311,9 +312,15 @@ class Process:
         (alarm and setitimer timers stay)."""
         state = self.signals
         with state.lock:
+            actions = state.actions
             for signo in range(1, sig.NSIG + 1):
-                ignored = state.action(signo).handler == sig.SIG_IGN
-                state.actions[signo] = sig.Disposition(sig.SIG_IGN if ignored else sig.SIG_DFL)
+                action = actions[signo]
+                # (Dispositions are replaced, never changed in place: one that already
+                # is a bare SIG_DFL or SIG_IGN stays as it is.)
+                if action.handler not in (sig.SIG_DFL, sig.SIG_IGN) or action.flags \
+                        or action.mask or action.restorer:
+                    actions[signo] = sig.Disposition(
+                        sig.SIG_IGN if action.handler == sig.SIG_IGN else sig.SIG_DFL)
             state.timer_overruns.clear()
         self.host_signals.disposition_changed(sig.SIGCHLD)
         for timer in list(self.timers):
@@ -371,6 +378,17 @@ class Process:
         return self.syscalls.report(0, time.monotonic_ns() - self._started)
 
 
+_host_auxv_cache: list[dict[int, int]] = []
+
+
+def _host_auxv() -> dict[int, int]:
+    """km's own auxiliary vector, read once: it is the same for every program km runs
+    (an exec is in the same km process, a fork's child has its parent's)."""
+    if not _host_auxv_cache:
+        _host_auxv_cache.append(stack.host_auxv())
+    return _host_auxv_cache[0]
+
+
 def _string_ranges(rsp: int, stack_image: bytes, argc: int,
                    envc: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """Guest address ranges of the argument and environment strings of an initial stack
@@ -392,23 +410,3 @@ def _auxv_of(stack_image: bytes, start: int) -> bytes:
     while stack_image[end:end + 8] != bytes(8):
         end += 16
     return stack_image[start:end + 16]
-
-
-def _start_vm(thread: GuestThread) -> None:
-    """KVM's first-run work for a new VM (its NX-huge-page worker task) before the
-    payload runs. The worker of the VM just closed may still be counted against a pids
-    cgroup limit for a moment, so a refusal is tried again briefly; a process limit
-    that leaves no room at all ends the process with SIGKILL, as the OOM killer ends one
-    that memory cannot hold. (Linux's exec creates no task, so it has no such case.)"""
-    delay = 0.0005
-    while True:
-        try:
-            thread.vcpu.enter_without_running()
-            return
-        except BlockingIOError:
-            if delay > 0.05:
-                raise KillProcess(sig.SIGKILL, "exec: no room under the process limit "
-                                  "(pids cgroup or RLIMIT_NPROC) for the new VM's task") \
-                    from None
-            time.sleep(delay)
-            delay *= 2
