@@ -99,6 +99,10 @@ class ThreadGroup:
         self._main_ident = _thread.get_ident()
         #: Spare host threads for the next clones (at most SPARE_LIMIT), newest last.
         self._spares: list[_Spare] = []
+        #: The lineages of those spares, and of the threads that made clones lately:
+        #: only a thread of one of these starts a spare (before_wait).
+        self._spare_lineages: set = set()
+        self._cloners: set = set()
 
     # ---- creation -------------------------------------------------------------------
 
@@ -121,16 +125,23 @@ class ThreadGroup:
         The new thread runs on a spare host thread if one was started ahead that
         carries what the new thread inherits from its parent's (GuestThread.lineage):
         its tid is known, and one lock release starts it. Otherwise a new host thread
-        starts, and tells its tid. Either way the new thread starts the next spare."""
+        starts, and tells its tid. Spares are started by threads that made clones, as
+        they wait (before_wait): off the path of the clone and of the new thread."""
         required = CLONE_VM | CLONE_THREAD | CLONE_SIGHAND
         if flags & required != required:
             raise SyscallError(errno.EINVAL if flags & CLONE_THREAD else errno.ENOSYS)
         spare = None
+        lineage = parent.lineage
         with self._lock:
+            if lineage not in self._cloners:
+                if len(self._cloners) >= 4 * SPARE_LIMIT:
+                    self._cloners.clear()  # (lineages whose threads changed since)
+                self._cloners.add(lineage)
             spares = self._spares
             for i in range(len(spares) - 1, -1, -1):
-                if spares[i].lineage is parent.lineage and spares[i].tid:
+                if spares[i].lineage is lineage and spares[i].tid:
                     spare = spares.pop(i)
+                    self._spare_lineages.discard(lineage)
                     break
         if spare is None:
             return self._spawn_host_thread(parent, flags, stack, parent_tid, child_tid, tls)
@@ -143,6 +154,7 @@ class ThreadGroup:
             with self._lock:
                 self._idle_vcpus.append(vcpu)
                 self._spares.append(spare)
+                self._spare_lineages.add(lineage)
             raise
         vcpu.run.immediate_exit = 0  # (a late kick meant for a thread that ended)
         self.add(child)
@@ -203,22 +215,26 @@ class ThreadGroup:
         self.add(child)
         ready.release()
         go.acquire()
-        self._start_spare(child.lineage)
         self.run(child)
 
-    def _start_spare(self, lineage: object) -> None:
-        """Start a spare host thread for the next clone by a thread of this lineage,
-        unless one is there: from this host thread, which carries that lineage and has
-        run no guest code yet, so the spare inherits the same."""
+    def before_wait(self, thread: GuestThread) -> None:
+        """thread is about to wait (a futex wait: a join, a lock, a condition): if it
+        made clones lately and no spare host thread is there for its next one, start
+        one now, while it has nothing else to do. From thread's host thread, which
+        carries thread.lineage, so the spare inherits the same."""
+        lineage = thread.lineage
+        if lineage not in self._cloners or lineage in self._spare_lineages:
+            return
         spare = _Spare(lineage)
         evicted = None
         with self._lock:
-            if self._exec_owner is not None or any(
-                    s.lineage is lineage for s in self._spares):
+            if self._exec_owner is not None or lineage in self._spare_lineages:
                 return
             if len(self._spares) >= SPARE_LIMIT:
                 evicted = self._spares.pop(0)  # the oldest ends
+                self._spare_lineages.discard(evicted.lineage)
             self._spares.append(spare)
+            self._spare_lineages.add(lineage)
         if evicted is not None:
             evicted.gate.release()
         try:
@@ -227,15 +243,14 @@ class ThreadGroup:
             with self._lock:
                 if spare in self._spares:
                     self._spares.remove(spare)
+                    self._spare_lineages.discard(lineage)
 
     def _spare_thread(self, spare: _Spare) -> None:
         spare.ident = _thread.get_ident()
         spare.tid = _thread.get_native_id()  # (last: spawn takes a spare with a tid)
         spare.gate.acquire()  # until a clone gives it a thread (or an execve, none)
-        child = spare.job
-        if child is not None:
-            self._start_spare(child.lineage)
-            self.run(child)
+        if spare.job is not None:
+            self.run(spare.job)
 
     # ---- running and ending ------------------------------------------------------------
 
@@ -362,6 +377,8 @@ class ThreadGroup:
             self.threads = {}
             self._idle_vcpus = []
             spares, self._spares = self._spares, []
+            self._spare_lineages = set()
+            self._cloners = set()
             self._retired_vcpus = []
             self._next_vcpu_id = 0
             self._exec_owner = None

@@ -181,8 +181,10 @@ def sys_futex(t: GuestThread, uaddr: int, op: int, val: int, timeout: int, uaddr
         except GuestFault:
             pass
         else:
-            if op == _WAIT_PRIVATE and timeout:
-                timeout = args.in_ptr(t, timeout, 16)
+            if op == _WAIT_PRIVATE:
+                t.proc.group.before_wait(t)
+                if timeout:
+                    timeout = args.in_ptr(t, timeout, 16)
             result = host.syscall4(_FUTEX, word, op, val & 0xFFFFFFFF, timeout)
             if result < 0:
                 raise SyscallError(-result)
@@ -195,6 +197,8 @@ def sys_futex(t: GuestThread, uaddr: int, op: int, val: int, timeout: int, uaddr
     fourth = timeout
     if command in _TIMEOUT_OPS:
         fourth = args.in_ptr(t, timeout, 16)
+        if command == FUTEX_WAIT or command == FUTEX_WAIT_BITSET:
+            t.proc.group.before_wait(t)
     second = _word(t, uaddr2, command in _WRITES_SECOND, shared) \
         if command in _SECOND_WORD_OPS else uaddr2
     return host.call(_FUTEX, word, op, val & 0xFFFFFFFF, fourth, second,
