@@ -56,6 +56,15 @@ def call(nr: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 
     return result
 
 
+def call3(nr: int, a0: int, a1: int, a2: int) -> int:
+    """call() of a call whose kernel side reads only its first three arguments (pass 0
+    for those of the three it does not take): the others are not set (see _prototype)."""
+    result = _syscall3(nr, a0, a1, a2)
+    if result == -1:
+        raise SyscallError(_get_errno())
+    return result
+
+
 def syscall3(nr: int, a0: int, a1: int, a2: int) -> int:
     """syscall() of a call whose kernel side reads only its first three arguments
     (read, write, readv, writev, lseek...): the others are not set (see _prototype)."""

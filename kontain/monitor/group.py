@@ -1,11 +1,11 @@
 """The payload's threads: one vCPU and one host thread each.
 
 clone(CLONE_VM|CLONE_THREAD) creates a GuestThread on a vCPU (reused from threads that
-ended: KVM cannot destroy a vCPU) and a host thread runs it: one parked when its last
-guest thread ended, or a new one. The guest tid is the host thread's tid, so tids are
-unique among live threads and tgkill-able like native ones (a parked host thread's tid
-comes back at once with its next thread, where Linux hands out tids in turn). Each thread
-has an eventfd km uses to wake it from waits (sigsuspend, sigtimedwait, pause).
+ended: KVM cannot destroy a vCPU) and a host thread runs it: a spare one started ahead
+by an earlier thread, or a new one. The guest tid is the host thread's tid, so tids are
+unique and tgkill-able like native ones; a host thread ends with its guest thread, so a
+tid does not come back at once (Linux hands them out in turn). Each thread has an eventfd
+km uses to wake it from waits (sigsuspend, sigtimedwait, pause).
 
 The process ends when its last thread exits, or at once when one thread calls
 exit_group or dies of a signal: Process.end() never returns.
@@ -50,25 +50,26 @@ if TYPE_CHECKING:
     from kontain.monitor.process import Process
 
 KICK_RETRY_SECONDS = 0.003
-#: Host threads a process keeps parked, each with its vCPU, after their guest threads
-#: ended: the next clones run on them (see ThreadGroup.spawn).
-POOL_LIMIT = 8
+#: Spare host threads a process keeps started ahead of clones (see ThreadGroup.spawn).
+SPARE_LIMIT = 2
 
 
-class _Parked:
-    """A host thread whose guest thread ended, parked with its vCPU: a clone hands it
-    the next guest thread to run (job) and opens its gate; so does a new image
-    (execve), with no job: then the host thread ends."""
+class _Spare:
+    """A host thread started ahead of a clone, waiting for the guest thread it is to
+    run (job): a clone hands it one and opens its gate; a new image (execve), or a
+    newer spare taking its place, opens it with none, and the host thread ends. It has
+    never run a guest thread, so its tid is a new one, as Linux's for a new thread (a
+    host thread that ran one ends with it: its tid must not come back at once)."""
 
-    __slots__ = ("gate", "vcpu", "tid", "ident", "job", "lineage")
+    __slots__ = ("gate", "tid", "ident", "job", "lineage")
 
-    def __init__(self, thread: GuestThread) -> None:
+    def __init__(self, lineage: object) -> None:
         self.gate = _thread.allocate_lock()
         self.gate.acquire()
-        self.vcpu, self.tid, self.ident = thread.vcpu, thread.tid, thread.host_ident
+        self.tid = self.ident = 0  # set by the host thread once it runs
         self.job: GuestThread | None = None
-        #: What the host thread carries of the thread that ended (GuestThread.lineage).
-        self.lineage = thread.lineage
+        #: What the host thread carries (GuestThread.lineage): its creator's.
+        self.lineage = lineage
 
 
 class ThreadGroup:
@@ -96,8 +97,12 @@ class ThreadGroup:
         self._retired_vcpus: list = []
         #: The host thread that started the process (it parks rather than end).
         self._main_ident = _thread.get_ident()
-        #: Host threads parked for the next clones (at most POOL_LIMIT), newest last.
-        self._parked: list[_Parked] = []
+        #: Spare host threads for the next clones (at most SPARE_LIMIT), newest last.
+        self._spares: list[_Spare] = []
+        #: The lineages of those spares, and of the threads that made clones lately:
+        #: only a thread of one of these starts a spare (before_wait).
+        self._spare_lineages: set = set()
+        self._cloners: set = set()
 
     # ---- creation -------------------------------------------------------------------
 
@@ -117,40 +122,49 @@ class ThreadGroup:
               child_tid: int, tls: int) -> int:
         """clone() of a thread: returns the new thread's tid.
 
-        The new thread runs on a parked host thread if there is one that carries what
-        the new thread would inherit from its parent's (GuestThread.lineage): its vCPU
-        gets the whole state (cpustate.apply_thread), its tid is known, and one lock
-        release starts it. Otherwise a new host thread starts, and tells its tid."""
+        The new thread runs on a spare host thread if one was started ahead that
+        carries what the new thread inherits from its parent's (GuestThread.lineage):
+        its tid is known, and one lock release starts it. Otherwise a new host thread
+        starts, and tells its tid. Spares are started by threads that made clones, as
+        they wait (before_wait): off the path of the clone and of the new thread."""
         required = CLONE_VM | CLONE_THREAD | CLONE_SIGHAND
         if flags & required != required:
             raise SyscallError(errno.EINVAL if flags & CLONE_THREAD else errno.ENOSYS)
-        parked = None
+        spare = None
+        lineage = parent.lineage
         with self._lock:
-            pool = self._parked
-            for i in range(len(pool) - 1, -1, -1):  # the newest first: its cache is warm
-                if pool[i].lineage is parent.lineage:
-                    parked = pool.pop(i)
+            if lineage not in self._cloners:
+                if len(self._cloners) >= 4 * SPARE_LIMIT:
+                    self._cloners.clear()  # (lineages whose threads changed since)
+                self._cloners.add(lineage)
+            spares = self._spares
+            for i in range(len(spares) - 1, -1, -1):
+                if spares[i].lineage is lineage and spares[i].tid:
+                    spare = spares.pop(i)
+                    self._spare_lineages.discard(lineage)
                     break
-        if parked is None:
+        if spare is None:
             return self._spawn_host_thread(parent, flags, stack, parent_tid, child_tid, tls)
-        vcpu = parked.vcpu
-        child = GuestThread(self._proc, vcpu, parked.tid)
-        child.host_ident = parked.ident
+        vcpu = self.new_vcpu()
+        child = GuestThread(self._proc, vcpu, spare.tid)
+        child.host_ident = spare.ident
         try:
             self._prepare(child, parent, flags, stack, child_tid, tls)
         except BaseException:
             with self._lock:
-                self._parked.append(parked)
+                self._idle_vcpus.append(vcpu)
+                self._spares.append(spare)
+                self._spare_lineages.add(lineage)
             raise
-        vcpu.run.immediate_exit = 0  # (a late kick meant for the thread that ended)
+        vcpu.run.immediate_exit = 0  # (a late kick meant for a thread that ended)
         self.add(child)
         try:
             self._set_tids(parent, flags, parent_tid, child_tid, child.tid)
         finally:
-            parked.job = child
-            parked.gate.release()
+            spare.job = child
+            spare.gate.release()
         self._proc.trace.log("thread", f"[{parent.tid}] clone -> thread {child.tid} on "
-                                       f"vCPU {vcpu.id} (parked host thread)")
+                                       f"vCPU {vcpu.id} (spare host thread)")
         return child.tid
 
     @staticmethod
@@ -203,6 +217,41 @@ class ThreadGroup:
         go.acquire()
         self.run(child)
 
+    def before_wait(self, thread: GuestThread) -> None:
+        """thread is about to wait (a futex wait: a join, a lock, a condition): if it
+        made clones lately and no spare host thread is there for its next one, start
+        one now, while it has nothing else to do. From thread's host thread, which
+        carries thread.lineage, so the spare inherits the same."""
+        lineage = thread.lineage
+        if lineage not in self._cloners or lineage in self._spare_lineages:
+            return
+        spare = _Spare(lineage)
+        evicted = None
+        with self._lock:
+            if self._exec_owner is not None or lineage in self._spare_lineages:
+                return
+            if len(self._spares) >= SPARE_LIMIT:
+                evicted = self._spares.pop(0)  # the oldest ends
+                self._spare_lineages.discard(evicted.lineage)
+            self._spares.append(spare)
+            self._spare_lineages.add(lineage)
+        if evicted is not None:
+            evicted.gate.release()
+        try:
+            _thread.start_new_thread(self._spare_thread, (spare,))
+        except RuntimeError:  # no host task to spare: the payload's own come first
+            with self._lock:
+                if spare in self._spares:
+                    self._spares.remove(spare)
+                    self._spare_lineages.discard(lineage)
+
+    def _spare_thread(self, spare: _Spare) -> None:
+        spare.ident = _thread.get_ident()
+        spare.tid = _thread.get_native_id()  # (last: spawn takes a spare with a tid)
+        spare.gate.acquire()  # until a clone gives it a thread (or an execve, none)
+        if spare.job is not None:
+            self.run(spare.job)
+
     # ---- running and ending ------------------------------------------------------------
 
     def run(self, thread: GuestThread) -> None:
@@ -218,10 +267,7 @@ class ThreadGroup:
             except ThreadVanish:
                 self._vanished(thread)
             except ThreadExit as e:
-                next_thread = self._thread_ended(thread, e.status)
-                if next_thread is not None:  # this host thread parked, and a clone came
-                    thread = next_thread
-                    continue
+                self._thread_ended(thread, e.status)
             except ExitProcess as e:
                 proc.end(proc.outcome(status=e.status))
             except KillProcess as e:
@@ -321,7 +367,7 @@ class ThreadGroup:
     def reset(self) -> list:
         """For an execve: forget every thread and return every vCPU (Machine.reset
         keeps them, reset, for the new program's threads). The caller's thread is the
-        only one left, and is replaced; parked host threads end."""
+        only one left, and is replaced; spare host threads end."""
         with self._lock:
             vcpus = [t.vcpu for t in self.threads.values()] + self._idle_vcpus \
                 + self._retired_vcpus
@@ -330,43 +376,29 @@ class ThreadGroup:
             self._wake_fds = {}
             self.threads = {}
             self._idle_vcpus = []
-            parked, self._parked = self._parked, []
-            vcpus += [p.vcpu for p in parked]
+            spares, self._spares = self._spares, []
+            self._spare_lineages = set()
+            self._cloners = set()
             self._retired_vcpus = []
             self._next_vcpu_id = 0
             self._exec_owner = None
-        for p in parked:  # their vCPUs are the machine's again: the host threads end
-            p.gate.release()
+        for spare in spares:  # the host threads end
+            spare.gate.release()
         return vcpus
 
-    def _thread_ended(self, thread: GuestThread, status: int) -> GuestThread | None:
-        """exit(2) of one thread, in its host thread. That host thread then parks with
-        its vCPU for the next clone, and returns the thread the clone gives it; or it
-        ends (None): the process's main thread, or during an execve. At most POOL_LIMIT
-        are parked: the oldest then ends."""
+    def _thread_ended(self, thread: GuestThread, status: int) -> None:
         thread.exit_thread()
         # The joiner (pthread_join) waits for this alone: wake it before the rest. (While
         # the thread is still in self.threads: an execve waits for that, and only then
         # replaces the memory written here.)
         thread.wake_joiner()
         proc = self._proc
-        parked = evicted = None
         with self._lock:
             self.threads.pop(thread.tid, None)
             remaining = len(self.threads)
+            self._idle_vcpus.append(thread.vcpu)
             wake = self._wake_fds.pop(thread.tid, None)
             owner = self._exec_owner
-            if remaining and owner is None and thread.parkable and thread.tid != proc.pid \
-                    and thread.host_ident != self._main_ident:
-                if len(self._parked) >= POOL_LIMIT:  # the oldest makes room, and ends
-                    evicted = self._parked.pop(0)
-                    self._idle_vcpus.append(evicted.vcpu)
-                parked = _Parked(thread)
-                self._parked.append(parked)
-            else:
-                self._idle_vcpus.append(thread.vcpu)
-        if evicted is not None:
-            evicted.gate.release()
         if wake is not None:
             os.close(wake)
         proc.trace.log("thread", f"[{thread.tid}] exit({status}), {remaining} left")
@@ -379,10 +411,6 @@ class ThreadGroup:
             lock = _thread.allocate_lock()
             lock.acquire()
             lock.acquire()
-        if parked is None:
-            return None
-        parked.gate.acquire()  # until spawn gives it a thread (or an execve, none)
-        return parked.job
 
     # ---- waking threads -------------------------------------------------------------------
 
@@ -491,8 +519,7 @@ class ThreadGroup:
         for fd in self._wake_fds.values():
             os.close(fd)
         self._wake_fds = {}
-        return [t.vcpu for t in self.threads.values()] + list(self._idle_vcpus) \
-            + [p.vcpu for p in self._parked]  # (their host threads did not survive)
+        return [t.vcpu for t in self.threads.values()] + list(self._idle_vcpus)
 
     def all(self) -> list[GuestThread]:
         with self._lock:

@@ -125,12 +125,9 @@ class GuestThread:
         #: What this thread's host thread carries for it and a thread it creates
         #: inherits: name, credentials, CPU affinity, scheduling policy and nice value,
         #: timer slack. A new identity whenever one of those changes
-        #: (host_state_changed); a clone inherits its parent's, and runs on a parked
-        #: host thread only if that one's last thread had the same (ThreadGroup.spawn).
+        #: (host_state_changed); a clone inherits its parent's, and runs on a spare
+        #: host thread only if one of the same started it (ThreadGroup.spawn).
         self.lineage = object()
-        #: Whether the host thread may park for another thread when this one ends
-        #: (not after PI futexes: kontain.syscalls.thread).
-        self.parkable = True
         #: Thread bookkeeping the payload's libc sets up (set_tid_address, robust lists).
         self.clear_child_tid = 0
         self.robust_list = 0

@@ -70,9 +70,6 @@ _SECOND_WORD_OPS = frozenset({FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP,
 #: only read it, and Linux takes a read-only word for them.
 _WRITES_FIRST = frozenset({FUTEX_LOCK_PI, FUTEX_UNLOCK_PI, FUTEX_TRYLOCK_PI, FUTEX_LOCK_PI2})
 _WRITES_SECOND = frozenset({FUTEX_WAKE_OP, FUTEX_WAIT_REQUEUE_PI, FUTEX_CMP_REQUEUE_PI})
-#: Priority-inheritance operations: the host kernel ties the lock to the host thread.
-_PI_OPS = frozenset({FUTEX_LOCK_PI, FUTEX_UNLOCK_PI, FUTEX_TRYLOCK_PI, FUTEX_LOCK_PI2,
-                     FUTEX_WAIT_REQUEUE_PI, FUTEX_CMP_REQUEUE_PI})
 
 
 def _refused_flags(flags: int) -> bool:
@@ -184,8 +181,10 @@ def sys_futex(t: GuestThread, uaddr: int, op: int, val: int, timeout: int, uaddr
         except GuestFault:
             pass
         else:
-            if op == _WAIT_PRIVATE and timeout:
-                timeout = args.in_ptr(t, timeout, 16)
+            if op == _WAIT_PRIVATE:
+                t.proc.group.before_wait(t)
+                if timeout:
+                    timeout = args.in_ptr(t, timeout, 16)
             result = host.syscall4(_FUTEX, word, op, val & 0xFFFFFFFF, timeout)
             if result < 0:
                 raise SyscallError(-result)
@@ -193,15 +192,13 @@ def sys_futex(t: GuestThread, uaddr: int, op: int, val: int, timeout: int, uaddr
     command = op & FUTEX_CMD_MASK
     if command in (FUTEX_FD,) or command > FUTEX_LOCK_PI2:
         raise SyscallError(errno.ENOSYS)
-    if command in _PI_OPS:
-        # A PI lock the thread still holds when it ends is released by the host kernel
-        # as its host thread ends (exit_pi_state_list): that one must end, not park.
-        t.parkable = False
     shared = not op & FUTEX_PRIVATE_FLAG
     word = _word(t, uaddr, command in _WRITES_FIRST, shared)
     fourth = timeout
     if command in _TIMEOUT_OPS:
         fourth = args.in_ptr(t, timeout, 16)
+        if command == FUTEX_WAIT or command == FUTEX_WAIT_BITSET:
+            t.proc.group.before_wait(t)
     second = _word(t, uaddr2, command in _WRITES_SECOND, shared) \
         if command in _SECOND_WORD_OPS else uaddr2
     return host.call(_FUTEX, word, op, val & 0xFFFFFFFF, fourth, second,

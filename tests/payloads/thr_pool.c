@@ -1,8 +1,8 @@
 /*
  * thr_pool MODE: threads created one after another, many times, while others end, and
- * around fork and execve. Under km a thread's host thread and vCPU are parked when it
- * ends and given to the next thread created: nothing of the old thread may show in the
- * new one. Prints only deterministic facts.
+ * around fork and execve. Under km a vCPU of a thread that ended runs the next thread
+ * created, on a spare host thread started ahead: nothing of the old thread may show in
+ * the new one, and no tid comes back. Prints only deterministic facts.
  *
  *   cycles   300 create/join; every other thread dirties what a thread owns (signal
  *            mask, a pending signal, alternate stack, SSE rounding, GS base, name,
@@ -10,8 +10,8 @@
  *            clean, with its own tid and TLS; then threads inherit a creator's name
  *   churn    4 threads each create and join 100 threads while detached ones come and go
  *   signals  a signal sent to a thread that runs on a reused host thread reaches it
- *   fork     fork (with threads parked) and threads in the child and in the parent after
- *   exec     execve with threads parked and one running; from main, and from a thread
+ *   fork     fork (with spare host threads) and threads in the child and the parent after
+ *   exec     execve with spare host threads and one blocked; from main, and from a thread
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -85,6 +85,16 @@ static long main_slack;
 static int main_cpus;
 #define CHECKS 11
 static int bad[CHECKS];
+static pid_t seen[400];
+static int nseen, seen_again;
+
+static void saw(pid_t me)
+{
+	for (int i = 0; i < nseen; i++)
+		seen_again += seen[i] == me;
+	if (nseen < 400)
+		seen[nseen++] = me;
+}
 static const char *bad_names[CHECKS] = {"mask", "pending", "altstack", "rounding", "gs base",
 					"name", "tid", "tls", "nice", "timer slack", "affinity"};
 
@@ -98,6 +108,7 @@ static int cpus(void)
 /* What km keeps per guest thread or per vCPU: the next thread on the vCPU starts clean. */
 static void *dirty_thread_state(void *arg)
 {
+	saw(tid());
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
@@ -114,6 +125,7 @@ static void *dirty_thread_state(void *arg)
 /* What the host keeps per host thread: the next thread must not inherit it. */
 static void *dirty_host_thread(void *arg)
 {
+	saw(tid());
 	prctl(PR_SET_NAME, "dirty-thread");
 	setpriority(PRIO_PROCESS, tid(), main_nice + 3);
 	prctl(PR_SET_TIMERSLACK, 123456UL);
@@ -127,6 +139,7 @@ static void *dirty_host_thread(void *arg)
 
 static void *check(void *arg)
 {
+	saw(tid());
 	sigset_t set, pending;
 	pthread_sigmask(SIG_BLOCK, NULL, &set);
 	bad[0] += sigismember(&set, SIGUSR1);
@@ -190,6 +203,7 @@ static int mode_cycles(void)
 	}
 	printf("cycles: 300, every checked thread started clean: %s\n", all ? "yes" : "no");
 	printf("SIGUSR1 handled: %d\n", atomic_load(&usr1_count));
+	printf("threads with the tid of one before them: %d\n", seen_again);
 	run_threads(1, creator_thread);
 	printf("threads inheriting their creator's name and timer slack: %d/5\n", inherited);
 	return 0;
@@ -356,7 +370,7 @@ static int mode_exec(int from_thread)
 	pthread_mutex_lock(&hold);
 	pthread_t t;
 	must(pthread_create(&t, NULL, blocked, NULL), "pthread_create");
-	printf("before exec: threads parked and one blocked\n");
+	printf("before exec: threads ran and one is blocked\n");
 	fflush(stdout);
 	if (from_thread) {
 		must(pthread_create(&t, NULL, exec_from_thread, NULL), "pthread_create");
