@@ -31,6 +31,10 @@ options:
   --mem-size SIZE          largest guest physical memory (e.g. 512M, 4G; default 64G)
   --root DIR               make DIR the payload's / (paths cannot leave it)
   --argv0 NAME             the payload's argv[0] (default: PAYLOAD as given)
+  --policy FILE            enforce the kontain.Policy in TOML file FILE
+                           (docs/python-api.md)
+  --stats-fd N             write JSON lines to descriptor N: the start (or why the
+                           payload could not start), then a summary at its exit
   -v, --version            print km's version
   -h, --help               print this help
 """
@@ -61,6 +65,9 @@ class CommandLine:
         #: The payload's argv[0], when it is not the payload's name (--argv0).
         self.argv0: str | None = None
         self.strict = False
+        #: km --policy FILE, --stats-fd N (kontain.monitor.enforce, statsfd).
+        self.policy: str | None = None
+        self.stats_fd: int | None = None
 
 
 def parse_size(text: str) -> int:
@@ -116,7 +123,8 @@ def parse(argv: list[str]) -> CommandLine:
             cl.putenv = None
         elif arg == "--strict":
             cl.strict = True
-        elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root"):
+        elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root", "--policy",
+                      "--stats-fd"):
             if not eq:
                 i += 1
                 if i >= len(argv):
@@ -128,6 +136,12 @@ def parse(argv: list[str]) -> CommandLine:
                 cl.argv0 = value
             elif name == "--root":
                 cl.root = value
+            elif name == "--policy":
+                cl.policy = value
+            elif name == "--stats-fd":
+                if not value.isdigit():
+                    raise UsageError(f"--stats-fd takes a descriptor number, not {value!r}")
+                cl.stats_fd = int(value)
             else:
                 if "=" not in value:
                     raise UsageError(f"{arg} takes NAME=VALUE, not {value!r}")
@@ -202,18 +216,35 @@ def main(argv: list[str] | None = None) -> int:
                       strict=cl.strict, ignored_signals=ignored, signal_mask=mask,
                       personality=inherited_personality())
 
+    handlers = all_handlers()
+    extras = None
+    if cl.policy is not None or cl.stats_fd is not None:
+        from kontain.monitor.enforce import Extras
+        try:
+            extras = Extras(cl.policy, cl.stats_fd)
+            handlers = extras.configure(spec, handlers)
+        except (OSError, ValueError) as e:
+            _error(f"{'--policy' if cl.policy else '--stats-fd'}: {e}")
+            return 2
+
     def finish(outcome: Outcome) -> None:
         """The payload is over (called from whichever thread ended it): leave km."""
         proc = launched.proc
+        if extras is not None:
+            extras.finished(proc, outcome)
         if cl.stats:
             proc.trace.write(proc.stats_report())
         end_monitor(outcome, proc.trace.write, "km")
 
     try:
-        launched = launch(spec, all_handlers(), finish)
+        launched = launch(spec, handlers, finish)
     except LaunchError as e:
         _error(str(e))
+        if extras is not None:
+            extras.failed(e)
         return e.status
+    if extras is not None:
+        extras.launched(launched.proc)
     # What start-up made lives as long as km: out of the collector's sight (also keeps
     # the pages a forked km shares with its parent from being written by collections).
     gc.freeze()

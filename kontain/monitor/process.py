@@ -67,6 +67,10 @@ class Options:
         self.root = root
         #: None: no tracing; "": every category; else a regex selecting categories.
         self.verbose = verbose
+        #: km --policy's allow_exec: whether execve may run a program (its guest path).
+        self.exec_allowed: Callable[[str], bool] | None = None
+        #: km --policy's process and thread limits (kontain.monitor.procpolicy).
+        self.process_limits: object | None = None
 
 
 class Outcome:

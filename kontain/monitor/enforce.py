@@ -1,0 +1,189 @@
+"""km --policy FILE: a kontain.Policy mapped onto what km enforces.
+
+Each knob becomes the mechanism km already has, or a small check of its own:
+
+- root, memory: the launch's root and guest memory size (km --root, --mem-size);
+- cpu_time, max_file_size: RLIMIT_CPU and RLIMIT_FSIZE, set on km itself (km carries
+  out the payload's work, so the host enforces them as it would on the payload: SIGXCPU
+  forwarded to the payload, SIGKILL at the hard limit a second later; EFBIG) and shown
+  to the payload by getrlimit; max_open_files: the payload's RLIMIT_NOFILE (EMFILE);
+- allow / deny: an OCI seccomp profile for the payload's calls
+  (kontain.monitor.syscall_filter), denials counted for the stats;
+- read_only, writable, hidden, tmpfs, mounts: km's own mount namespace
+  (kontain.monitor.mountpolicy), so the host kernel gives EROFS and friends;
+- network, allow_connect: kontain.monitor.netpolicy, checked on socket calls;
+- max_processes, max_threads: kontain.monitor.procpolicy, checked on fork and clone;
+- allow_exec: checked on the file execve opened (kontain.monitor.exec).
+
+wall_time and max_output are the caller's (kontain.api): km knows neither.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from kontain.monitor.launch import LaunchSpec
+    from kontain.monitor.process import Process
+    from kontain.policy import Policy
+
+RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_NOFILE = 0, 1, 7
+
+
+class Denials:
+    """Calls the policy refused: counts by name, and each one when deny_log is set."""
+
+    #: The most denials kept one by one (the counts go on).
+    LOG_MAX = 1000
+
+    def __init__(self, log: bool) -> None:
+        self.counts: dict[str, int] = {}
+        self.log: list[dict] | None = [] if log else None
+
+    def record(self, name: str, verdict: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+        if self.log is not None and len(self.log) < self.LOG_MAX:
+            self.log.append({"call": name, "verdict": verdict})
+
+
+class Enforcement:
+    """One policy, applied to one launch (configure), then to its process (attach)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.denials = Denials(bool(policy.deny_log))
+        self.processes = None
+
+    def configure(self, spec: LaunchSpec, handlers: dict[str, Callable[..., int]]
+                  ) -> dict[str, Callable[..., int]]:
+        """Set the launch up for the policy; returns the handlers the payload gets."""
+        p = self.policy
+        if p.root is not None:
+            spec.root = p.root
+        if p.memory is not None:
+            spec.mem_size = p.memory
+        if p.cpu_time is not None:
+            soft = max(1, math.ceil(p.cpu_time))
+            self._host_limit(spec, RLIMIT_CPU, soft, soft + 1)
+        if p.max_file_size is not None:
+            self._host_limit(spec, RLIMIT_FSIZE, p.max_file_size, p.max_file_size)
+        if p.allow is not None or p.deny:
+            spec.syscall_filter = self.syscall_filter()
+        if any(getattr(p, name) for name in ("read_only", "writable", "hidden", "tmpfs",
+                                             "mounts")):
+            from kontain.monitor import mountpolicy
+            spec.prepare_root = lambda root: mountpolicy.prepare(p, root)
+        if p.allow_exec is not None and p.allow_exec is not True:
+            spec.exec_allowed = self._exec_allowed
+        handlers = dict(handlers)
+        if p.network not in (None, "host") or p.allow_connect:
+            from kontain.monitor import netpolicy
+            handlers = netpolicy.wrap(handlers, p.network or "host",
+                                      p.allow_connect or (), self.denials)
+        if p.max_processes is not None or p.max_threads is not None:
+            from kontain.monitor import procpolicy
+            self.processes = procpolicy.Limits(p.max_processes, p.max_threads, self.denials)
+            handlers = self.processes.wrap(handlers)
+            spec.process_limits = self.processes
+        return handlers
+
+    def attach(self, proc: Process) -> None:
+        """After the launch: what lives in the process itself."""
+        if self.policy.max_open_files is not None:
+            n = min(self.policy.max_open_files, proc.fds.guest_hard)
+            proc.fds.set_limit(n, n)
+
+    def syscall_filter(self):
+        """allow / deny as an OCI seccomp profile (kontain.monitor.syscall_filter)."""
+        from kontain.monitor.syscall_filter import compile_profile
+        p = self.policy
+        rules = []
+        if p.allow is not None:
+            profile = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+                       "architectures": ["SCMP_ARCH_X86_64"]}
+            allowed = set(p.allow) - set(p.deny or ())
+            if allowed:
+                rules.append({"names": sorted(allowed), "action": "SCMP_ACT_ALLOW"})
+        else:
+            profile = {"defaultAction": "SCMP_ACT_ALLOW"}
+        for name, verdict in (p.deny or {}).items():
+            if verdict == "kill":
+                rules.append({"names": [name], "action": "SCMP_ACT_KILL_PROCESS"})
+            else:
+                rules.append({"names": [name], "action": "SCMP_ACT_ERRNO",
+                              "errnoRet": verdict})
+        profile["syscalls"] = rules
+        compiled = compile_profile(profile)
+        compiled.on_deny = self.denials.record
+        return compiled
+
+    def _exec_allowed(self, guest_path: str) -> bool:
+        allowed = self.policy.allow_exec
+        ok = bool(allowed) if isinstance(allowed, bool) else guest_path in allowed
+        if not ok:
+            self.denials.record("execve", "EACCES")
+        return ok
+
+    @staticmethod
+    def _host_limit(spec: LaunchSpec, resource_id: int, soft: int, hard: int) -> None:
+        """A limit the host enforces on km (never above the one km has)."""
+        _old_soft, old_hard = resource.getrlimit(resource_id)
+        if old_hard != resource.RLIM_INFINITY:
+            soft, hard = min(soft, old_hard), min(hard, old_hard)
+        resource.setrlimit(resource_id, (soft, hard))
+        spec.rlimits[resource_id] = (soft, hard)
+
+
+def load(path: str) -> Enforcement:
+    """The policy in TOML file path (ValueError, OSError when it cannot be used)."""
+    from kontain.policy import Policy
+    return Enforcement(Policy.load(path))
+
+
+class Extras:
+    """km --policy FILE and --stats-fd N, for km's command line: one object it asks at
+    the launch's few points (configure, launched or failed, finished)."""
+
+    def __init__(self, policy_path: str | None, stats_fd: int | None) -> None:
+        self.enforcement = load(policy_path) if policy_path else None
+        self.stats = None
+        if stats_fd is not None:
+            from kontain.monitor.statsfd import StatsReport
+            self.stats = StatsReport(stats_fd)
+            self.stats.enforcement = self.enforcement
+
+    def configure(self, spec: LaunchSpec, handlers: dict[str, Callable[..., int]]
+                  ) -> dict[str, Callable[..., int]]:
+        if self.enforcement is not None:
+            handlers = self.enforcement.configure(spec, handlers)
+        if self.stats is not None:
+            spec.stats = True  # (the per-call counts)
+        limits = self.enforcement.processes if self.enforcement is not None else None
+
+        def adopt(fds) -> None:
+            if self.stats is not None:
+                self.stats.adopt_fds(fds)
+            if limits is not None:
+                limits.adopt_fds(fds)
+        spec.adopt_fds = adopt
+        return handlers
+
+    def launched(self, proc: Process) -> None:
+        if self.enforcement is not None:
+            self.enforcement.attach(proc)
+        if self.stats is not None:
+            self.stats.launched(proc.pid)
+
+    def failed(self, error: Exception) -> None:
+        if self.stats is not None:
+            self.stats.failed(error)
+
+    def finished(self, proc: Process, outcome) -> None:
+        if self.stats is not None:
+            self.stats.finished(proc, outcome)
+        if self.enforcement is not None and self.enforcement.processes is not None:
+            self.enforcement.processes.release()
