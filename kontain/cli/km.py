@@ -239,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         launched = launch(spec, handlers, finish)
     except LaunchError as e:
-        _error(str(e))
-        if extras is not None:
+        if extras is None or extras.stats is None:
+            _error(str(e))
+        else:  # (said on the stats descriptor, to a caller that raises it as subprocess)
             extras.failed(e)
         return e.status
     if extras is not None:

@@ -21,6 +21,7 @@ wall_time and max_output are the caller's (kontain.api): km knows neither.
 from __future__ import annotations
 
 import math
+import os
 import resource
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
@@ -150,6 +151,11 @@ class Extras:
 
     def __init__(self, policy_path: str | None, stats_fd: int | None) -> None:
         self.enforcement = load(policy_path) if policy_path else None
+        if policy_path and policy_path.startswith("/dev/fd/"):
+            # Handed over as a pipe (kontain.api): not a descriptor for the payload.
+            import contextlib
+            with contextlib.suppress(ValueError, OSError):
+                os.close(int(policy_path[len("/dev/fd/"):]))
         self.stats = None
         if stats_fd is not None:
             from kontain.monitor.statsfd import StatsReport
