@@ -58,6 +58,7 @@ class Enforcement:
         self.policy = policy
         self.denials = Denials(bool(policy.deny_log))
         self.processes = None
+        self._programs: set[str] | None = None
 
     def configure(self, spec: LaunchSpec, handlers: dict[str, Callable[..., int]]
                   ) -> dict[str, Callable[..., int]]:
@@ -81,6 +82,8 @@ class Enforcement:
         if p.allow_exec is not None and p.allow_exec is not True:
             spec.exec_allowed = self._exec_allowed
         handlers = dict(handlers)
+        if p.max_file_size is not None:
+            handlers = _file_size_signal(handlers)
         if p.network not in (None, "host") or p.allow_connect:
             from kontain.monitor import netpolicy
             handlers = netpolicy.wrap(handlers, p.network or "host",
@@ -122,12 +125,29 @@ class Enforcement:
         compiled.on_deny = self.denials.record
         return compiled
 
-    def _exec_allowed(self, guest_path: str) -> bool:
+    def _exec_allowed(self, proc: Process, host_path: str) -> bool:
+        """Whether execve may run the file at host_path (its real path: the program
+        opened, links resolved), for allow_exec's guest paths resolved the same way."""
         allowed = self.policy.allow_exec
-        ok = bool(allowed) if isinstance(allowed, bool) else guest_path in allowed
+        if isinstance(allowed, bool):
+            ok = allowed
+        else:
+            ok = host_path in self._allowed_programs(proc, allowed)
         if not ok:
             self.denials.record("execve", "EACCES")
         return ok
+
+    def _allowed_programs(self, proc: Process, paths: tuple[str, ...]) -> set[str]:
+        if self._programs is None:
+            programs = set()
+            for path in paths:
+                try:
+                    programs.add(os.path.realpath(os.fsdecode(
+                        proc.host_path(os.fsencode(path)))))
+                except OSError:
+                    pass  # (not in the root: nothing to allow)
+            self._programs = programs
+        return self._programs
 
     @staticmethod
     def _host_limit(spec: LaunchSpec, resource_id: int, soft: int, hard: int) -> None:
@@ -137,6 +157,43 @@ class Enforcement:
             soft, hard = min(soft, old_hard), min(hard, old_hard)
         resource.setrlimit(resource_id, (soft, hard))
         spec.rlimits[resource_id] = (soft, hard)
+
+
+#: Calls that can grow a file: past RLIMIT_FSIZE Linux sends SIGXFSZ, then fails them
+#: with EFBIG (generic_write_check_limits, inode_newsize_ok).
+GROWING_CALLS = ("write", "pwrite64", "writev", "pwritev", "pwritev2", "truncate",
+                 "ftruncate", "fallocate", "copy_file_range", "sendfile", "splice")
+SIGXFSZ, EFBIG = 25, 27
+
+
+def _file_size_signal(handlers: dict[str, Callable[..., int]]) -> dict[str, Callable[..., int]]:
+    """The calls that can grow a file, sending SIGXFSZ as Linux does when they fail with
+    EFBIG. (The host did send it, to km's thread, where it is blocked like every signal
+    km forwards but not to its signalfd's thread: it is taken back here.)"""
+    import _signal
+
+    from kontain.monitor import signals as sig
+    out = dict(handlers)
+
+    def make(original: Callable[..., int]) -> Callable[..., int]:
+        def checked(t, *args: int) -> int:
+            try:
+                return original(t, *args)
+            except OSError as e:
+                if e.errno == EFBIG:
+                    try:
+                        _signal.sigtimedwait([SIGXFSZ], 0)
+                    except OSError:
+                        pass
+                    t.proc.post_signal(SIGXFSZ, sig.siginfo(SIGXFSZ, sig.SI_USER,
+                                                            pid=t.proc.pid, uid=os.getuid()),
+                                       t, sender=t)
+                raise
+        return checked
+    for name in GROWING_CALLS:
+        if name in out:
+            out[name] = make(out[name])
+    return out
 
 
 def load(path: str) -> Enforcement:

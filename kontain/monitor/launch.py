@@ -92,8 +92,8 @@ class LaunchSpec:
         #: Builds the payload's view of its root (a mount namespace of km's own) before
         #: km's jail; returns the root to use.
         self.prepare_root: Callable[[str], str] | None = None
-        #: Whether execve may run a program (its guest path); None: any.
-        self.exec_allowed: Callable[[str], bool] | None = None
+        #: Whether execve may run a program (the process, its real host path); None: any.
+        self.exec_allowed: Callable[[Process, str], bool] | None = None
         #: The process tree's fork and clone limits (kontain.monitor.procpolicy).
         self.process_limits: object | None = None
         #: Called with km's FdSpace as soon as it exists: descriptors km was handed for
