@@ -168,9 +168,9 @@ def _read_line(fd: int) -> bytes:
     return line
 
 
-def _pipe_holders(fd: int) -> list[int]:
-    """The processes (other than this one) holding the pipe fd is an end of."""
-    target = f"pipe:[{os.fstat(fd).st_ino}]"
+def _pipe_holders(inode: int) -> list[int]:
+    """The processes (other than this one) holding an end of pipe inode."""
+    target = f"pipe:[{inode}]"
     me = os.getpid()
     holders = []
     for entry in os.listdir("/proc"):
@@ -190,10 +190,11 @@ def kill_tree(stats_fd: int) -> None:
     """SIGKILL every process of a payload: each is a km holding its stats pipe. Repeated
     until none holds it (a process forked between a look and the kill is found next
     time; one that was killed cannot fork)."""
+    inode = os.fstat(stats_fd).st_ino
     for _ in range(100):
         if _writers_gone(stats_fd):
             return
-        holders = _pipe_holders(stats_fd)
+        holders = _pipe_holders(inode)
         if not holders:
             return
         for pid in holders:
@@ -255,6 +256,9 @@ class Popen:
         self.stats: Stats | None = None
         self._limit: str | None = None
         self._lock = threading.Lock()
+        #: Held while the stats pipe is used to find the tree, and to close it.
+        self._tree_lock = threading.Lock()
+        self._timer: threading.Timer | None = None
         self._stats_data = b""
         host_cwd = cwd
         if cwd is not None and self.policy.root is not None:
@@ -269,7 +273,6 @@ class Popen:
         line = _read_line(self._stats_fd)
         if not line.startswith(b'{"started"'):
             self._fail_to_start(line, argv[0])
-        self._timer = None
         if self.policy.wall_time is not None:
             self._timer = threading.Timer(self.policy.wall_time, self._wall_time_hit)
             self._timer.daemon = True
@@ -305,13 +308,16 @@ class Popen:
 
     def kill_tree(self) -> None:
         """SIGKILL the payload and every process it made."""
-        if self._stats_fd >= 0:
-            kill_tree(self._stats_fd)
+        with self._tree_lock:  # (the wall_time timer's thread, and the caller's)
+            if self._stats_fd >= 0:
+                kill_tree(self._stats_fd)
 
     def _wall_time_hit(self) -> None:
-        if self._km.poll() is None:
+        with self._tree_lock:
+            if self._stats_fd < 0 or self._km.poll() is not None:
+                return
             self._limit = "wall_time"
-            self.kill_tree()
+            kill_tree(self._stats_fd)
 
     def _finish(self) -> None:
         """After the first process ended and was reaped: stats, returncode."""
@@ -347,10 +353,13 @@ class Popen:
 
     def close(self) -> None:
         """Kill what is left of the tree and drop the stats pipe (the process reaped)."""
-        self.kill_tree()
-        if self._stats_fd >= 0:
-            os.close(self._stats_fd)
-            self._stats_fd = -1
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._tree_lock:
+            if self._stats_fd >= 0:
+                kill_tree(self._stats_fd)
+                os.close(self._stats_fd)
+                self._stats_fd = -1
 
     def __enter__(self) -> Popen:
         return self

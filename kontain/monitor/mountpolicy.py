@@ -8,8 +8,10 @@ ENOSPC on a full tmpfs), for every call and every path that reaches them, symlin
 
 1. read_only: True makes the whole root read-only (recursively: mount_setattr); paths,
    those only (each bound onto itself, then read-only);
-2. writable: each path bound onto itself and made writable again;
-3. tmpfs: a new, empty tmpfs on each path (tmpfs_size each; default 64 MiB);
+2. tmpfs: a new, empty tmpfs on each path (tmpfs_size each; default 64 MiB);
+3. writable: each path bound (from the host's tree as it was before 2: a writable
+   directory under a tmpfs path gets a mount point made in that tmpfs) and made
+   writable again;
 4. mounts: each host path bound at its guest path (which must exist), "ro" or "rw";
 5. hidden: a directory gets an empty read-only tmpfs over it, a file an empty read-only
    file: nothing of theirs can be read.
@@ -74,6 +76,27 @@ class _View:
     def name(fd: int) -> bytes:
         return b"/proc/self/fd/%d" % fd
 
+    def mount_point(self, guest_path: str, source: int) -> int:
+        """A descriptor on guest_path, made (as source's kind) if a tmpfs of the payload's
+        covers it now; only there: km never creates anything in the payload's root."""
+        try:
+            return self.open(guest_path)
+        except FileNotFoundError:
+            pass
+        parent, _, name = guest_path.rstrip("/").rpartition("/")
+        fd = self.mount_point(parent or "/", -1)
+        try:
+            directory = source < 0 or stat.S_ISDIR(os.stat(self.name(source)).st_mode)
+            if not _on_tmpfs(self.name(fd)):
+                raise OSError(errno.ENOENT, f"{guest_path}: no such mount point in the root")
+            if directory:
+                os.mkdir(name, 0o755, dir_fd=fd)
+            else:
+                os.close(os.open(name, os.O_CREAT | os.O_WRONLY | O_CLOEXEC, 0o644, dir_fd=fd))
+        finally:
+            os.close(fd)
+        return self.open(guest_path)
+
     def bind_self(self, guest_path: str) -> int:
         """guest_path bound onto itself (a mount of its own); returns a descriptor on
         the new mount."""
@@ -119,20 +142,32 @@ def _build(policy: Policy, view: _View) -> None:
                 _set_read_only(fd, True)
             finally:
                 os.close(fd)
-    for path in policy.writable or ():
-        fd = view.bind_self(path)
-        try:
-            _set_read_only(fd, False)
-        finally:
-            os.close(fd)
-    size = policy.tmpfs_size or DEFAULT_TMPFS_SIZE
-    for path in policy.tmpfs or ():
-        fd = view.open(path)
-        try:
-            _libc_mount(b"tmpfs", view.name(fd), b"tmpfs", MS_NOSUID | MS_NODEV,
-                        b"mode=1777,size=%d" % size)
-        finally:
-            os.close(fd)
+    # Writable paths are taken before a tmpfs may cover them (a writable directory
+    # under /tmp stays the host's, inside the payload's private /tmp).
+    writable = [(path, view.open(path)) for path in policy.writable or ()]
+    try:
+        size = policy.tmpfs_size or DEFAULT_TMPFS_SIZE
+        for path in policy.tmpfs or ():
+            fd = view.open(path)
+            try:
+                _libc_mount(b"tmpfs", view.name(fd), b"tmpfs", MS_NOSUID | MS_NODEV,
+                            b"mode=1777,size=%d" % size)
+            finally:
+                os.close(fd)
+        for path, source in writable:
+            fd = view.mount_point(path, source)
+            try:
+                mount(view.name(source), view.name(fd), None, MS_BIND | MS_REC)
+            finally:
+                os.close(fd)
+            fd = view.open(path)
+            try:
+                _set_read_only(fd, False)
+            finally:
+                os.close(fd)
+    finally:
+        for _path, source in writable:
+            os.close(source)
     for target, (source, mode) in (policy.mounts or {}).items():
         fd = view.open(target)
         try:
@@ -189,6 +224,15 @@ def _empty_file() -> tuple[bytes, bytes]:
     path = staging + b"/hidden"
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY | O_CLOEXEC, 0))
     return staging, path
+
+
+def _on_tmpfs(path: bytes) -> bool:
+    TMPFS_MAGIC = 0x01021994
+    buffer = ctypes.create_string_buffer(120)
+    _libc.statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    if _libc.statfs(path, buffer) != 0:
+        return False
+    return struct.unpack_from("<q", buffer.raw)[0] == TMPFS_MAGIC
 
 
 def _libc_mount(source: bytes, target: bytes, fstype: bytes, flags: int, data: bytes) -> None:
