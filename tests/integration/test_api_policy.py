@@ -56,8 +56,9 @@ def test_read_only_root_gives_erofs_and_the_host_file_keeps_its_content(canary):
 def test_writable_and_tmpfs_inside_a_read_only_root(tmp_path, canary):
     writable = tmp_path / "out"
     writable.mkdir()
+    # (tmp_path is under /tmp: the canary's directory is then the private tmpfs's)
     result = sh(f"echo a > {writable}/f && echo b > /tmp/private && cat /tmp/private "
-                f"{writable}/f && echo x > {canary}",
+                f"{writable}/f && echo x > {canary}; echo x > /etc/kontain-never",
                 Policy(read_only=True, writable=[str(writable)], tmpfs=["/tmp"]))
     assert result.stdout == "b\na\n"
     assert "Read-only file system" in result.stderr
