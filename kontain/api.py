@@ -75,8 +75,10 @@ class Stats:
     guest_memory: int | None = None
     #: System calls by name.
     syscalls: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    #: VM exits for system calls (one per call).
+    #: VM exits of the first process's vCPUs, as KVM counts them (all kinds).
     vm_exits: int | None = None
+    #: System calls the first process made (each one VM exit).
+    hypercalls: int | None = None
     #: Calls the policy refused, by name (the first process's).
     denied: Mapping[str, int] = dataclasses.field(default_factory=dict)
     #: Each refused call, {"call": name, "verdict": ...} (policy.deny_log).
@@ -227,7 +229,8 @@ def _parse_stats(data: bytes, wall: float, limit: str | None) -> Stats:
         return Stats(wall_time=wall, limit=limit)
     return Stats(wall_time=summary.get("wall_time", wall), cpu_time=summary.get("cpu_time"),
                  peak_memory=summary.get("peak_rss"), guest_memory=summary.get("guest_memory"),
-                 syscalls=summary.get("syscalls", {}), vm_exits=summary.get("hypercalls"),
+                 syscalls=summary.get("syscalls", {}), vm_exits=summary.get("vm_exits"),
+                 hypercalls=summary.get("hypercalls"),
                  denied=summary.get("denied", {}), denials=tuple(summary.get("denials", ())),
                  limit=limit)
 

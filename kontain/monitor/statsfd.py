@@ -16,8 +16,9 @@ process of the payload ends, its summary:
 Times are seconds; cpu_time is km's own (all its threads: the guest's time in its VM and
 km's work for it) plus its waited-for children's; peak_rss is km's peak resident memory
 (the guest's memory it touched and km's own); guest_memory is the guest memory in use at
-the end. Each system call is one VM exit, so hypercalls counts those VM exits; exits of
-other kinds (page faults of km's lazy memory, signals' kicks) are not counted. The
+the end. hypercalls counts the system calls (each is one VM exit); vm_exits is every VM
+exit of every vCPU of the process, as KVM counts them (its binary statistics, "exits"),
+null where KVM has no statistics. The
 descriptor is kept above the payload's range; processes the payload forks inherit it
 but write nothing: the summary is the first process's.
 """
@@ -78,6 +79,7 @@ class StatsReport:
             "peak_rss": own.ru_maxrss * 1024,
             "guest_memory": proc.machine.phys.size - proc.machine.phys.free_bytes(),
             "syscalls": syscalls, "hypercalls": sum(syscalls.values()),
+            "vm_exits": vm_exits(),
             "internal_errors": proc.syscalls.internal_errors,
             "denied": {}, "denials": [],
         }
@@ -85,6 +87,48 @@ class StatsReport:
             record["denied"] = dict(self.enforcement.denials.counts)
             record["denials"] = list(self.enforcement.denials.log or [])
         self._write(record)
+
+
+KVM_GET_STATS_FD = 0xAECE  # _IO(KVMIO, 0xce)
+_STATS_HEADER = "<6I"  # flags, name_size, num_desc, id_offset, desc_offset, data_offset
+
+
+def vm_exits() -> int | None:
+    """Every VM exit of this km's vCPUs so far: KVM's "exits" statistic of each vCPU
+    descriptor km holds (Documentation/virt/kvm/api.rst, KVM_GET_STATS_FD)."""
+    import fcntl
+    import struct
+    total, found = 0, False
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    for name in names:
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("anon_inode:kvm-vcpu"):
+                continue
+            stats = fcntl.ioctl(int(name), KVM_GET_STATS_FD, 0)
+        except OSError:
+            continue
+        try:
+            header = os.pread(stats, 24, 0)
+            _flags, name_size, count, _id, desc_offset, data_offset = struct.unpack(
+                _STATS_HEADER, header)
+            size = 16 + name_size
+            descriptors = os.pread(stats, size * count, desc_offset)
+            for i in range(count):
+                at = i * size
+                offset = struct.unpack_from("<I", descriptors, at + 8)[0]
+                label = descriptors[at + 16:at + size].split(b"\0", 1)[0]
+                if label == b"exits":
+                    total += struct.unpack("<Q", os.pread(stats, 8, data_offset + offset))[0]
+                    found = True
+                    break
+        except (OSError, struct.error):
+            pass
+        finally:
+            os.close(stats)
+    return total if found else None
 
 
 def dumps(value: object) -> str:
