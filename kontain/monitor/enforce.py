@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from kontain.monitor.launch import LaunchSpec
+    from kontain.monitor.policy import Policy
     from kontain.monitor.process import Process
-    from kontain.policy import Policy
 
 RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_NOFILE = 0, 1, 7
 
@@ -198,7 +198,7 @@ def _file_size_signal(handlers: dict[str, Callable[..., int]]) -> dict[str, Call
 
 def load(path: str) -> Enforcement:
     """The policy in TOML file path (ValueError, OSError when it cannot be used)."""
-    from kontain.policy import Policy
+    from kontain.monitor.policy import Policy
     return Enforcement(Policy.load(path))
 
 

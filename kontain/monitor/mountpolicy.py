@@ -39,7 +39,7 @@ from kontain.monitor.root import openat2
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
-    from kontain.policy import Policy
+    from kontain.monitor.policy import Policy
 
 MS_PRIVATE = 0x40000
 MNT_DETACH = 2
