@@ -64,7 +64,7 @@ class Enforcement:
                   ) -> dict[str, Callable[..., int]]:
         """Set the launch up for the policy; returns the handlers the payload gets."""
         p = self.policy
-        if p.root is not None:
+        if p.root is not None and spec.root == "/":  # (km --root DIR wins)
             spec.root = p.root
         if p.memory is not None:
             spec.mem_size = p.memory
@@ -208,6 +208,13 @@ class Extras:
 
     def __init__(self, policy_path: str | None, stats_fd: int | None) -> None:
         self.enforcement = load(policy_path) if policy_path else None
+        if self.enforcement is not None:
+            policy = self.enforcement.policy
+            ignored = [n for n in ("wall_time", "max_output") if getattr(policy, n) is not None]
+            if ignored:  # (kontain.run's to enforce: it leaves them out of what it hands km)
+                verb = "is" if len(ignored) == 1 else "are"
+                os.write(2, f"km: --policy: {' and '.join(ignored)} {verb} enforced by "
+                            "kontain.run, not by km: ignored\n".encode())
         if policy_path and policy_path.startswith("/dev/fd/"):
             # Handed over as a pipe (kontain.api): not a descriptor for the payload.
             import contextlib
