@@ -278,6 +278,11 @@ def test_km_policy_file(tmp_path):
                             capture_output=True, text=True)
     assert "Operation not permitted" in result.stderr
     assert "Address family not supported" in result.stderr
+    path.write_text("wall_time = 1\n")
+    result = subprocess.run(km + KM + ["--policy", str(path), SH, "true"], capture_output=True,
+                            text=True)
+    assert result.stderr == ("km: --policy: wall_time is enforced by kontain.run, not by "
+                             "km: ignored\n")
     bad = subprocess.run(km + ["--policy", "/no/such/policy.toml", SH, "true"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("km: --policy:")
