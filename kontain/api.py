@@ -293,9 +293,11 @@ class Popen:
     # ---- the process's end -----------------------------------------------------------
 
     def _ended(self) -> None:
-        """The first process ended: collect the stats, clear what is left of the tree."""
+        """The first process ended and was reaped: its stats, its returncode."""
         with self._lock:
-            if self.returncode is not None:
+            if self.returncode is not None or self._stats_fd < 0:
+                if self.returncode is None:
+                    self.returncode = self._km.returncode
                 return
             if self._timer is not None:
                 self._timer.cancel()
@@ -322,13 +324,9 @@ class Popen:
             self._limit = "wall_time"
             kill_tree(self._stats_fd)
 
-    def _finish(self) -> None:
-        """After the first process ended and was reaped: stats, returncode."""
-        self._ended()
-
     def poll(self) -> int | None:
         if self._km.poll() is not None:
-            self._finish()
+            self._ended()
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -336,7 +334,7 @@ class Popen:
             self._km.wait(timeout)
         except TimeoutExpired:
             raise TimeoutExpired(self.args, timeout) from None
-        self._finish()
+        self._ended()
         assert self.returncode is not None
         return self.returncode
 
