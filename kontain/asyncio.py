@@ -4,7 +4,8 @@ Returns a Process with asyncio.subprocess.Process's interface (pid, stdin, stdou
 stderr as StreamWriter/StreamReader, wait, communicate, send_signal, terminate, kill,
 returncode) and `.stats` once it has ended. Raises FileNotFoundError (and the other
 OSErrors of an execve) as asyncio's does. The policy's wall_time kills the payload's
-whole tree, as in kontain.api; kill() does too, and so does the end of wait().
+whole tree, as in kontain.api, and so does max_output in communicate(); kill() does too,
+and so does the end of wait().
 """
 
 from __future__ import annotations
@@ -68,9 +69,46 @@ class Process:
         return code
 
     async def communicate(self, input: bytes | None = None) -> tuple[bytes | None, bytes | None]:
-        out = await self._process.communicate(input)
-        self._ended()
-        return out
+        """As asyncio's; past policy.max_output (stdout and stderr together) the tree is
+        killed and the first max_output bytes kept."""
+        cap = self.policy.max_output
+        if cap is None:
+            out = await self._process.communicate(input)
+            self._ended()
+            return out
+        taken = [0]
+
+        async def feed() -> None:
+            if self.stdin is None:
+                return
+            try:
+                if input:
+                    self.stdin.write(input)
+                    await self.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            finally:
+                self.stdin.close()
+
+        async def collect(stream: asyncio.StreamReader | None) -> bytes | None:
+            if stream is None:
+                return None
+            chunks = []
+            while chunk := await stream.read(65536):
+                room = cap - taken[0]
+                if len(chunk) > room:
+                    chunks.append(chunk[:room])
+                    taken[0] = cap
+                    if self._limit is None:
+                        self._limit = "max_output"
+                        self.kill()
+                    break
+                chunks.append(chunk)
+                taken[0] += len(chunk)
+            return b"".join(chunks)
+        _fed, out, err = await asyncio.gather(feed(), collect(self.stdout), collect(self.stderr))
+        await self.wait()
+        return out, err
 
     def send_signal(self, signal: int) -> None:
         self._process.send_signal(signal)

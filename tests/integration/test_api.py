@@ -221,3 +221,15 @@ def test_asyncio_wall_time_kills_the_tree():
         return await p.wait(), p.stats
     code, stats = asyncio.run(main())
     assert code == -signal.SIGKILL and stats.limit == "wall_time"
+
+
+def test_asyncio_max_output():
+    async def main():
+        p = await kontain.asyncio.create_subprocess_exec(
+            SH, "yes", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            policy=Policy(max_output=1000), km_options=KM)
+        out, err = await p.communicate()
+        return out, err, p.returncode, p.stats
+    out, err, code, stats = asyncio.run(main())
+    assert (out, err, code) == (b"y\n" * 500, b"", -signal.SIGKILL)
+    assert stats.limit == "max_output"
