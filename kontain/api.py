@@ -170,8 +170,18 @@ def _read_line(fd: int) -> bytes:
     return line
 
 
-def _pipe_holders(inode: int) -> list[int]:
-    """The processes (other than this one) holding an end of pipe inode."""
+def _parent_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _pipe_holders(inode: int, km_pid: int) -> list[int]:
+    """The processes of a payload: those holding an end of pipe inode, but this one and
+    its other children. (A child this process is starting in another thread holds every
+    descriptor of ours until its exec closes them: it is not the payload's.)"""
     target = f"pipe:[{inode}]"
     me = os.getpid()
     holders = []
@@ -181,22 +191,24 @@ def _pipe_holders(inode: int) -> list[int]:
         try:
             for name in os.listdir(f"/proc/{entry}/fd"):
                 if os.readlink(f"/proc/{entry}/fd/{name}") == target:
-                    holders.append(int(entry))
+                    pid = int(entry)
+                    if pid == km_pid or _parent_of(pid) != me:
+                        holders.append(pid)
                     break
         except OSError:
             continue
     return holders
 
 
-def kill_tree(stats_fd: int) -> None:
-    """SIGKILL every process of a payload: each is a km holding its stats pipe. Repeated
-    until none holds it (a process forked between a look and the kill is found next
-    time; one that was killed cannot fork)."""
+def kill_tree(stats_fd: int, km_pid: int) -> None:
+    """SIGKILL every process of a payload: each is a km holding its stats pipe (km_pid,
+    the first, and what it forked). Repeated until none holds it (a process forked
+    between a look and the kill is found next time; one that was killed cannot fork)."""
     inode = os.fstat(stats_fd).st_ino
     for _ in range(100):
         if _writers_gone(stats_fd):
             return
-        holders = _pipe_holders(inode)
+        holders = _pipe_holders(inode, km_pid)
         if not holders:
             return
         for pid in holders:
@@ -315,14 +327,14 @@ class Popen:
         """SIGKILL the payload and every process it made."""
         with self._tree_lock:  # (the wall_time timer's thread, and the caller's)
             if self._stats_fd >= 0:
-                kill_tree(self._stats_fd)
+                kill_tree(self._stats_fd, self.pid)
 
     def _wall_time_hit(self) -> None:
         with self._tree_lock:
             if self._stats_fd < 0 or self._km.poll() is not None:
                 return
             self._limit = "wall_time"
-            kill_tree(self._stats_fd)
+            kill_tree(self._stats_fd, self.pid)
 
     def poll(self) -> int | None:
         if self._km.poll() is not None:
@@ -358,7 +370,7 @@ class Popen:
             self._timer.cancel()
         with self._tree_lock:
             if self._stats_fd >= 0:
-                kill_tree(self._stats_fd)
+                kill_tree(self._stats_fd, self.pid)
                 os.close(self._stats_fd)
                 self._stats_fd = -1
 

@@ -59,7 +59,7 @@ class Process:
         except BlockingIOError:
             pass
         self.stats = api._parse_stats(data, time.monotonic() - self._started, self._limit)
-        api.kill_tree(self._stats_fd)
+        api.kill_tree(self._stats_fd, self.pid)
         os.close(self._stats_fd)
         self._stats_fd = -1
 
@@ -121,7 +121,7 @@ class Process:
         if self._process.returncode is None:
             self._process.kill()
         if self._stats_fd >= 0:
-            api.kill_tree(self._stats_fd)
+            api.kill_tree(self._stats_fd, self.pid)
 
     def __repr__(self) -> str:
         return f"<kontain.asyncio.Process {self.pid}>"

@@ -156,3 +156,20 @@ def test_50_concurrent_runs_from_asyncio():
     async def main():
         return await asyncio.gather(*(one(i) for i in range(RUNS)))
     assert asyncio.run(main()) == [(0, f"run {i}\n".encode()) for i in range(RUNS)]
+
+
+def test_killing_one_tree_never_reaches_another_run():
+    """A run starting in another thread holds every descriptor of this process until its
+    exec: the kill of a tree must not take it for a process of that tree."""
+    def one(i: int) -> tuple[int, str]:
+        if i % 2:
+            result = kontain.run(["/bin/busybox", "sh", "-c", "sleep 100 & sleep 100"],
+                                 policy=Policy(wall_time=0.2), km_options=KM)
+            return result.returncode, result.stats.limit or ""
+        result = kontain.run(["/bin/busybox", "echo", str(i)], capture_output=True,
+                             text=True, km_options=KM)
+        return result.returncode, result.stdout
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(40)))
+    assert results == [(-signal.SIGKILL, "wall_time") if i % 2 else (0, f"{i}\n")
+                       for i in range(40)]
