@@ -35,6 +35,10 @@ options:
                            core when its RLIMIT_CORE allows (a path in the payload's
                            view, relative to its cwd; %p pid, %e program, %t time;
                            default core.PROGRAM.PID)
+  --policy FILE            enforce the kontain.Policy in TOML file FILE
+                           (docs/python-api.md)
+  --stats-fd N             write JSON lines to descriptor N: the start (or why the
+                           payload could not start), then a summary at its exit
   -v, --version            print km's version
   -h, --help               print this help
 """
@@ -67,6 +71,9 @@ class CommandLine:
         self.strict = False
         #: Where the payload's core dump goes (--coredump), None: the default name.
         self.coredump: str | None = None
+        #: km --policy FILE, --stats-fd N (kontain.monitor.enforce, statsfd).
+        self.policy: str | None = None
+        self.stats_fd: int | None = None
 
 
 def parse_size(text: str) -> int:
@@ -122,7 +129,8 @@ def parse(argv: list[str]) -> CommandLine:
             cl.putenv = None
         elif arg == "--strict":
             cl.strict = True
-        elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root", "--coredump"):
+        elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root", "--coredump",
+                      "--policy", "--stats-fd"):
             if not eq:
                 i += 1
                 if i >= len(argv):
@@ -138,6 +146,12 @@ def parse(argv: list[str]) -> CommandLine:
                 if not value:
                     raise UsageError("--coredump needs a path")
                 cl.coredump = value
+            elif name == "--policy":
+                cl.policy = value
+            elif name == "--stats-fd":
+                if not value.isdigit():
+                    raise UsageError(f"--stats-fd takes a descriptor number, not {value!r}")
+                cl.stats_fd = int(value)
             else:
                 if "=" not in value:
                     raise UsageError(f"{arg} takes NAME=VALUE, not {value!r}")
@@ -212,18 +226,36 @@ def main(argv: list[str] | None = None) -> int:
                       strict=cl.strict, ignored_signals=ignored, signal_mask=mask,
                       personality=inherited_personality(), coredump=cl.coredump)
 
+    handlers = all_handlers()
+    extras = None
+    if cl.policy is not None or cl.stats_fd is not None:
+        from kontain.monitor.enforce import Extras
+        try:
+            extras = Extras(cl.policy, cl.stats_fd)
+            handlers = extras.configure(spec, handlers)
+        except (OSError, ValueError) as e:
+            _error(f"{'--policy' if cl.policy else '--stats-fd'}: {e}")
+            return 2
+
     def finish(outcome: Outcome) -> None:
         """The payload is over (called from whichever thread ended it): leave km."""
         proc = launched.proc
+        if extras is not None:
+            extras.finished(proc, outcome)
         if cl.stats:
             proc.trace.write(proc.stats_report())
         end_monitor(outcome, proc.trace.write, "km")
 
     try:
-        launched = launch(spec, all_handlers(), finish)
+        launched = launch(spec, handlers, finish)
     except LaunchError as e:
-        _error(str(e))
+        if extras is None or extras.stats is None:
+            _error(str(e))
+        else:  # (said on the stats descriptor, to a caller that raises it as subprocess)
+            extras.failed(e)
         return e.status
+    if extras is not None:
+        extras.launched(launched.proc)
     # What start-up made lives as long as km: out of the collector's sight (also keeps
     # the pages a forked km shares with its parent from being written by collections).
     gc.freeze()

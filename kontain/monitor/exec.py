@@ -95,6 +95,9 @@ def prepare(proc: Process, path: bytes, argv: list[bytes], envp: list[bytes], *,
                                                       "not found") from None
                 host_path = os.readlink(b"/proc/self/fd/%d" % fd)
                 name = proc.root.guest_path_of_host(host_path)
+                allowed = proc.options.exec_allowed  # km --policy's allow_exec
+                if allowed is not None and not allowed(proc, os.fsdecode(host_path)):
+                    raise ExecError(errno.EACCES, "not a program the policy allows")
                 request = ExecRequest(proc.fds.move_high(fd), os.fsdecode(
                     name if name is not None else path), argv, envp, execfn, image,
                     os.fsdecode(host_path))

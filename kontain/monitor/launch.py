@@ -39,6 +39,7 @@ EXIT_CANNOT_EXECUTE = 126
 EXIT_KM_ERROR = 1
 GiB = 1 << 30
 PR_GET_NO_NEW_PRIVS = 39
+ENOENT, EACCES = 2, 13
 
 
 class LaunchSpec:
@@ -91,6 +92,17 @@ class LaunchSpec:
         #: Where a core dump goes (a guest path template; None: core.PROGRAM.PID in the
         #: payload's working directory): kontain.monitor.coredump.
         self.coredump = coredump
+        # ---- km --policy (kontain.monitor.enforce) --------------------------------------
+        #: Builds the payload's view of its root (a mount namespace of km's own) before
+        #: km's jail; returns the root to use.
+        self.prepare_root: Callable[[str], str] | None = None
+        #: Whether execve may run a program (the process, its real host path); None: any.
+        self.exec_allowed: Callable[[Process, str], bool] | None = None
+        #: The process tree's fork and clone limits (kontain.monitor.procpolicy).
+        self.process_limits: object | None = None
+        #: Called with km's FdSpace as soon as it exists: descriptors km was handed for
+        #: itself (--stats-fd) leave the payload's range there.
+        self.adopt_fds: Callable[[FdSpace], None] | None = None
 
     @property
     def argv(self) -> list[bytes]:
@@ -100,9 +112,11 @@ class LaunchSpec:
 class LaunchError(Exception):
     """The payload cannot be started; status is what km's command line exits with."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, errno: int = 0) -> None:
         super().__init__(message)
         self.status = status
+        #: What execve of the payload would have failed with (0: not an exec error).
+        self.errno = errno
 
 
 class Launched:
@@ -146,6 +160,8 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
     if spec.root != "/" and not os.path.isdir(spec.root):
         raise LaunchError(f"--root {spec.root}: not a directory", EXIT_KM_ERROR)
     fds = FdSpace()
+    if spec.adopt_fds is not None:
+        spec.adopt_fds(fds)
     try:
         diagnostics = fds.move_high(os.dup(spec.diagnostics_fd))
     except OSError:  # started with stderr closed: km's own messages go nowhere
@@ -161,7 +177,13 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
     no_new_privs = spec.no_new_privs
     if no_new_privs is None:  # (before the jail sets km's)
         no_new_privs = host.syscall(NR["prctl"], PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1
-    root = Jail(trace, drop_capabilities=not spec.keep_capabilities).enter(spec.root)
+    root = spec.root
+    if spec.prepare_root is not None:
+        try:
+            root = spec.prepare_root(root)
+        except OSError as e:
+            raise LaunchError(f"policy: {e}", EXIT_KM_ERROR) from None
+    root = Jail(trace, drop_capabilities=not spec.keep_capabilities).enter(root)
     if spec.cwd is not None:
         try:
             os.chdir(spec.cwd if root == "/" else host_path_in_root(root, spec.cwd, None))
@@ -184,11 +206,13 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
         thread = proc.load(prepare(proc, execfn, spec.argv, env))
     except ExecError as e:
         raise LaunchError(f"{path}: {e}", EXIT_NOT_FOUND if e.errno == 2
-                          else EXIT_CANNOT_EXECUTE) from None
+                          else EXIT_CANNOT_EXECUTE, e.errno) from None
     except OSError as e:
         raise LaunchError(f"{path}: {e.strerror}", EXIT_NOT_FOUND if e.errno == 2
-                          else EXIT_CANNOT_EXECUTE) from None
+                          else EXIT_CANNOT_EXECUTE, e.errno or 0) from None
     _inherit(proc, thread, spec)
+    # (after the first program is loaded: allow_exec is about what the payload execs)
+    options.exec_allowed, options.process_limits = spec.exec_allowed, spec.process_limits
     return Launched(proc, thread)
 
 
@@ -199,11 +223,12 @@ def _payload_path(spec: LaunchSpec, root: str) -> str:
         else:
             path = find_payload(spec.payload, os.environ.get("PATH"))
     except FileNotFoundError:
-        raise LaunchError(f"{spec.payload}: command not found", EXIT_NOT_FOUND) from None
+        raise LaunchError(f"{spec.payload}: command not found", EXIT_NOT_FOUND,
+                          ENOENT) from None
     if not os.path.exists(path):
-        raise LaunchError(f"{path}: No such file or directory", EXIT_NOT_FOUND)
+        raise LaunchError(f"{path}: No such file or directory", EXIT_NOT_FOUND, ENOENT)
     if os.path.isdir(path) or not os.access(path, os.X_OK):
-        raise LaunchError(f"{path}: Permission denied", EXIT_CANNOT_EXECUTE)
+        raise LaunchError(f"{path}: Permission denied", EXIT_CANNOT_EXECUTE, EACCES)
     return path
 
 

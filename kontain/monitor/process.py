@@ -72,6 +72,10 @@ class Options:
         self.root = root
         #: None: no tracing; "": every category; else a regex selecting categories.
         self.verbose = verbose
+        #: km --policy's allow_exec: whether execve may run a program (its real path).
+        self.exec_allowed: Callable[[Process, str], bool] | None = None
+        #: km --policy's process and thread limits (kontain.monitor.procpolicy).
+        self.process_limits: object | None = None
 
 
 class Outcome:
