@@ -31,6 +31,9 @@ options:
   --mem-size SIZE          largest guest physical memory (e.g. 512M, 4G; default 64G)
   --root DIR               make DIR the payload's / (paths cannot leave it)
   --argv0 NAME             the payload's argv[0] (default: PAYLOAD as given)
+  -g[PORT], -g PORT         gdb stub: wait for `target remote :PORT` (default 2159;
+                           a path: a unix socket) before the payload's first instruction
+  --gdb-listen[=PORT]      gdb stub, but the payload runs: gdb may attach later
   -v, --version            print km's version
   -h, --help               print this help
 """
@@ -61,6 +64,9 @@ class CommandLine:
         #: The payload's argv[0], when it is not the payload's name (--argv0).
         self.argv0: str | None = None
         self.strict = False
+        #: The gdb stub's address (-g, --gdb-listen): "" the default, None no stub.
+        self.gdb: str | None = None
+        self.gdb_listen = False
 
 
 def parse_size(text: str) -> int:
@@ -114,6 +120,15 @@ def parse(argv: list[str]) -> CommandLine:
             cl.stats = True
         elif arg == "--copyenv":
             cl.putenv = None
+        elif arg.startswith("-g") and not arg.startswith("--"):
+            cl.gdb = arg[2:]
+            if not cl.gdb and i + 1 < len(argv) and argv[i + 1].isdigit():
+                i += 1
+                cl.gdb = argv[i]
+        elif name == "--gdb-listen":
+            cl.gdb_listen = True
+            if eq or cl.gdb is None:
+                cl.gdb = value
         elif arg == "--strict":
             cl.strict = True
         elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root"):
@@ -194,6 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     from kontain.monitor.vdso import install as _vdso  # noqa: F401 - imported for later
     from kontain.syscalls.registry import all_handlers
 
+    gdb_socket = None
+    if cl.gdb is not None:  # (before launch: km's jail allows no new listening socket)
+        from kontain.monitor import debugger
+        try:
+            gdb_socket = debugger.listen(debugger.port_argument(cl.gdb))
+        except (OSError, ValueError) as e:
+            _error(f"gdb stub: {e}")
+            return EXIT_KM_ERROR
+
     ignored, mask = inherited_signal_state()
     spec = LaunchSpec(cl.payload[0], [os.fsencode(a) for a in cl.payload[1:]],
                       argv0=None if cl.argv0 is None else os.fsencode(cl.argv0),
@@ -205,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     def finish(outcome: Outcome) -> None:
         """The payload is over (called from whichever thread ended it): leave km."""
         proc = launched.proc
+        if proc.debugger is not None:
+            proc.debugger.exited(outcome)
         if cl.stats:
             proc.trace.write(proc.stats_report())
         end_monitor(outcome, proc.trace.write, "km")
@@ -216,6 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         return e.status
     # What start-up made lives as long as km: out of the collector's sight (also keeps
     # the pages a forked km shares with its parent from being written by collections).
+    if gdb_socket is not None:
+        from kontain.monitor.debugger import Debugger, announce
+        proc = launched.proc
+        exe = proc.exe if cl.root == "/" else os.path.join(
+            os.path.abspath(cl.root), proc.guest_exe.lstrip("/"))
+        announce(gdb_socket, not cl.gdb_listen)
+        proc.debugger = Debugger(proc, gdb_socket, exe)
+        proc.debugger.start(None if cl.gdb_listen else launched.thread)
     gc.freeze()
     gc.enable()
     launched.run()  # does not return: finish() ends km

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from kontain.kvm.api import Kvm
+    from kontain.monitor.debugger import Debugger
     from kontain.monitor.devices import DeviceRules
     from kontain.monitor.exec import ExecRequest
     from kontain.monitor.syscall_filter import SeccompPolicy
@@ -125,6 +126,8 @@ class Process:
         #: Set in a vfork child: called when it execs or exits (kontain.monitor.fork).
         self.vfork_release: Callable[[], None] | None = None
         self._started = time.monotonic_ns()
+        #: The gdb stub's debug state (kontain.monitor.debugger), with km -g.
+        self.debugger: Debugger | None = None
 
     # ---- exec -----------------------------------------------------------------------
 
