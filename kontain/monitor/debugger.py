@@ -148,13 +148,22 @@ class Debugger(Target):
         rip, rsp, rflags = thread.user_context()
         tid = thread.tid
         if vector == BREAKPOINT:
-            if rip - 1 not in self.breakpoints:
-                return False
+            if rip - 1 not in self.breakpoints or self._read(rip - 1, 1) != INT3:
+                return False  # the payload's own int3 (or one of an image since exec'd)
             thread.resume_at(rip - 1, rsp, rflags)
             self._stop(thread, StopEvent(tid, SIGTRAP, "swbreak"))
             return True
-        if vector != DEBUG or tid not in self._gdb_step and tid not in self._km_step:
+        if vector != DEBUG:
             return False
+        if tid not in self._gdb_step and tid not in self._km_step:
+            if not (self._gdb_step or self._km_step) or not rflags & RFLAGS_TF:
+                return False  # the payload's own TF
+            # A thread created by a stepping one inherited its TF (Linux clears it in a
+            # traced child): it steps for the watchpoints, or goes on.
+            if not self.watchpoints:
+                thread.resume_at(rip, rsp, rflags & ~RFLAGS_TF)
+                return True
+            self._km_step.add(tid)
         changed = self._watch_hit()
         if tid in self._gdb_step or changed is not None:
             self._gdb_step.discard(tid)

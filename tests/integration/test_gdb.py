@@ -1,0 +1,179 @@
+"""km's gdb stub (km -g, --gdb-listen) against the real gdb in batch mode.
+
+Each test starts km with `-g0` (the stub takes a free port and says which on stderr:
+the test reads that line, no fixed sleeps), runs `gdb -batch -ex ...` against it, and
+checks what gdb printed and how km ended. Payloads: tests/payloads/gdb_target.c, built
+with debug info as static musl, static glibc and dynamic glibc programs.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import BASE_ENV, Flavour
+
+GDB_FLAVOURS = {
+    "musl": Flavour("musl-gdb", "musl-gcc", ("-static", "-g", "-O0"), pie=False),
+    "glibc": Flavour("glibc-gdb", "gcc", ("-static", "-g", "-O0", "-pthread"), pie=False),
+    "glibc-dynamic": Flavour("glibc-dyn-gdb", "gcc", ("-g", "-O0", "-pthread"), pie=True),
+}
+TIMEOUT = 90
+
+pytestmark = pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed")
+
+
+@pytest.fixture(params=list(GDB_FLAVOURS), ids=list(GDB_FLAVOURS))
+def program(request, payloads):
+    return payloads.build("gdb_target", GDB_FLAVOURS[request.param])
+
+
+@pytest.fixture
+def glibc_program(payloads):
+    return payloads.build("gdb_target", GDB_FLAVOURS["glibc"])
+
+
+class Km:
+    """km running a payload under its gdb stub; address: where gdb connects."""
+
+    def __init__(self, km: list[str], program, args: list[str], option: str = "-g0") -> None:
+        self.proc = subprocess.Popen([*km, option, str(program), *args], env=BASE_ENV,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        line = self.proc.stderr.readline().decode()  # km says where it listens, first
+        match = re.search(r"listening on (\S+)", line)
+        assert match, f"km did not start its gdb stub: {line!r}"
+        self.address = match.group(1)
+
+    def finish(self) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=TIMEOUT)
+        return self.proc.returncode, out.decode(), err.decode()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=TIMEOUT)
+
+
+def gdb_command(program, address: str, commands: list[str]) -> list[str]:
+    args = ["gdb", "-nx", "-batch", "-ex", "set pagination off", "-ex", "set confirm off",
+            "-ex", f"target remote {address}"]
+    for command in commands:
+        args += ["-ex", command]
+    return args + [str(program)]
+
+
+def gdb(program, address: str, commands: list[str]) -> str:
+    done = subprocess.run(gdb_command(program, address, commands), capture_output=True,
+                          text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+    return done.stdout + done.stderr
+
+
+def test_break_bt_registers_print_step_next_finish_continue(km, program):
+    session = Km(km, program, [])
+    out = gdb(program, session.address, [
+        "break add", "continue", "bt", "info registers rip", "p counter", "next", "p s",
+        "step", "finish", "delete", "continue"])
+    status, stdout, stderr = session.finish()
+    assert re.search(r"Breakpoint 1, add \(a=0, b=10\) at .*gdb_target.c:15", out), out
+    assert re.search(r"#0  add \(a=0, b=10\).*\n#1  0x[0-9a-f]+ in main ", out), out
+    assert re.search(r"rip +0x[0-9a-f]+ +0x[0-9a-f]+ <add\+\d+>", out), out
+    assert "$1 = 0\n" in out, out  # counter before the first add
+    assert "$2 = 10\n" in out, out  # s after `next` over its assignment
+    assert "Value returned is $3 = 10" in out, out
+    assert "exited with code 01" in out, out
+    assert status == 1 and stdout == "total 33\n", (status, stdout, stderr)
+
+
+def test_watch_a_global(km, glibc_program):
+    """Write watchpoints without debug registers (PVM has none that work): km single-
+    steps the running threads itself and stops the one that changed the bytes."""
+    session = Km(km, glibc_program, [])
+    out = gdb(glibc_program, session.address, [
+        "break add", "continue", "finish", "delete", "watch counter", "continue",
+        "continue", "delete", "continue"])
+    status, stdout, _ = session.finish()
+    assert "atchpoint 2: counter" in out, out
+    assert re.search(r"Old value = 10\s+New value = 21", out), out
+    assert re.search(r"Old value = 21\s+New value = 33", out), out
+    assert "exited with code 01" in out and status == 1, out
+
+
+def test_eight_threads_info_threads_and_thread_apply_all_bt(km, program):
+    session = Km(km, program, ["threads"])
+    out = gdb(program, session.address, [
+        "break add", "continue", "info threads", "thread apply all bt", "delete",
+        "continue"])
+    status, stdout, _ = session.finish()
+    listed = re.findall(r"^[ *] +\d+ +Thread ", out, re.MULTILINE)
+    assert len(listed) == 9, out  # main and 8 workers
+    assert len(re.findall(r"^Thread \d+ \(Thread \d+\)", out, re.MULTILINE)) == 9, out
+    if "musl" not in program.name:  # (musl's static libc has no unwind info to go past
+        assert out.count(" in worker (") == 8, out  # its system call wrappers)
+    assert re.search(r"#0  add \(a=1, b=2\)", out), out
+    assert status == 1 and stdout == "total 33\n", out
+
+
+def test_ctrl_c_interrupts_the_running_payload_then_kill(km, glibc_program):
+    session = Km(km, glibc_program, ["spin"])
+    gdb_process = subprocess.Popen(
+        gdb_command(glibc_program, session.address,
+                    ["continue", "p spins > 0", "bt", "kill"]),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        assert session.proc.stdout.readline() == b"spinning\n"  # running: interrupt it
+        deadline = time.monotonic() + TIMEOUT
+        out = ""
+        while gdb_process.poll() is None and time.monotonic() < deadline:
+            # (gdb may not have sent `continue` yet: it ignores an early SIGINT, so again)
+            gdb_process.send_signal(signal.SIGINT)
+            try:
+                out = gdb_process.communicate(timeout=1)[0]
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        if gdb_process.poll() is None:
+            gdb_process.kill()
+    assert "Program received signal SIGINT" in out, out
+    # (where it stopped: in the loop, or still on its way back from the write)
+    assert re.search(r"\$1 = [01]\n", out) and " in main (" in out, out
+    session.proc.wait(timeout=TIMEOUT)
+    assert session.proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), out
+    session.kill()
+
+
+def test_detach_lets_the_payload_finish(km, glibc_program):
+    session = Km(km, glibc_program, [])
+    out = gdb(glibc_program, session.address, ["break add", "continue", "detach"])
+    status, stdout, _ = session.finish()
+    assert "Breakpoint 1, add" in out and "(Remote target) detached" in out, out
+    assert status == 1 and stdout == "total 33\n"  # the breakpoint is gone: no SIGTRAP
+
+
+def test_break_in_a_libc_function_of_a_dynamic_payload(km, payloads):
+    program = payloads.build("gdb_target", GDB_FLAVOURS["glibc-dynamic"])
+    session = Km(km, program, [])
+    out = gdb(program, session.address, [
+        "set sysroot /", "break main", "continue", "break printf", "continue", "bt",
+        "info sharedlibrary", "delete", "continue"])
+    status, stdout, _ = session.finish()
+    assert re.search(r"Breakpoint 2, [^\n]*printf", out), out
+    assert re.search(r"#1  0x[0-9a-f]+ in main ", out), out
+    assert "libc.so.6" in out, out
+    assert status == 1 and stdout == "total 33\n", out
+
+
+def test_gdb_listen_attaches_to_a_running_payload(km, glibc_program):
+    session = Km(km, glibc_program, ["spin"], option="--gdb-listen=0")
+    try:
+        assert session.proc.stdout.readline() == b"spinning\n"  # it runs before gdb comes
+        out = gdb(glibc_program, session.address, ["p spins > 0", "bt", "detach"])
+        assert "$1 = 1" in out and " in main (" in out, out
+        assert session.proc.poll() is None, out  # detached: still running
+    finally:
+        session.kill()

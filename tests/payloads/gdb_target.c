@@ -1,0 +1,51 @@
+/* A payload for the gdb stub tests (tests/integration/test_gdb.py): a function to
+ * break in, a global to print and watch, a local, and with an argument 8 threads
+ * waiting while main stops in add(); "spin" loops until interrupted. */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int counter;
+volatile int spin_stop;
+volatile unsigned long spins;
+
+int add(int a, int b)
+{
+    int s = a + b;
+    counter += s;
+    return s;
+}
+
+static void *worker(void *arg)
+{
+    while (!spin_stop)
+        usleep(1000);
+    return arg;
+}
+
+int main(int argc, char **argv)
+{
+    int total = 0;
+    pthread_t t[8];
+    if (argc > 1 && strcmp(argv[1], "spin") == 0) {
+        printf("spinning\n");
+        fflush(stdout);
+        for (;;)
+            spins++;
+    }
+    if (argc > 1 && strcmp(argv[1], "threads") == 0) {
+        for (long i = 0; i < 8; i++)
+            pthread_create(&t[i], 0, worker, (void *)i);
+        usleep(20000);
+        add(1, 2);
+        spin_stop = 1;
+        for (int i = 0; i < 8; i++)
+            pthread_join(t[i], 0);
+        counter = 0;
+    }
+    for (int i = 0; i < 3; i++)
+        total += add(i, 10);
+    printf("total %d\n", total);
+    return total & 7;
+}
