@@ -23,6 +23,26 @@ INTERRUPT = 0x03
 
 SIGTRAP, SIGINT, SIGKILL = 5, 2, 9
 
+#: Linux's signal numbers (x86-64) -> gdb's own (the protocol's: gdb/signals.def, in
+#: the order `info signals` lists them). They differ from 7 on: SIGBUS is 10 for gdb,
+#: SIGUSR1 30, SIGCHLD 20, and the real-time signals are numbered apart.
+_TO_GDB = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 10, 8: 8, 9: 9, 10: 30, 11: 11, 12: 31,
+           13: 13, 14: 14, 15: 15, 17: 20, 18: 19, 19: 17, 20: 18, 21: 21, 22: 22, 23: 16,
+           24: 24, 25: 25, 26: 26, 27: 27, 28: 28, 29: 23, 30: 32, 31: 12, 32: 77, 64: 78}
+_TO_GDB.update({n: n + 12 for n in range(33, 64)})  # SIG33..SIG63: 45..75
+_FROM_GDB = {g: n for n, g in _TO_GDB.items()}
+GDB_SIGNAL_UNKNOWN = 143
+
+
+def to_gdb_signal(signo: int) -> int:
+    """A Linux signal number as the protocol gives it (0 stays 0: no signal)."""
+    return _TO_GDB.get(signo, GDB_SIGNAL_UNKNOWN) if signo else 0
+
+
+def from_gdb_signal(number: int) -> int:
+    """gdb's signal number as Linux's (0: none, or one Linux does not have)."""
+    return _FROM_GDB.get(number, 0)
+
 # ---- registers: the layout km describes in target.xml and uses for g/G/p/P -----------
 #: (name, bits, type, group): the order is gdb's amd64 one, which is also the g packet's.
 GENERAL = [(n, 64, "int64") for n in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi")] + [
@@ -312,9 +332,9 @@ class Session:
             return b"W%02x" % (event.exit_status & 0xFF)
         if event.killed_by is not None:
             self.closed = True
-            return b"X%02x" % (event.killed_by & 0x7F)
+            return b"X%02x" % to_gdb_signal(event.killed_by & 0x7F)
         self.current = event.tid
-        reply = b"T%02xthread:%x;" % (event.signo & 0xFF, event.tid)
+        reply = b"T%02xthread:%x;" % (to_gdb_signal(event.signo) & 0xFF, event.tid)
         if event.reason == "swbreak":
             reply += b"swbreak:;"
         elif event.reason == "watch":
@@ -340,7 +360,7 @@ class Session:
         if packet.startswith(b"qXfer:"):
             return self._xfer(packet)
         if packet.startswith(b"QPassSignals:"):
-            signals = {_hex_int(s) for s in packet[13:].split(b";") if s}
+            signals = {from_gdb_signal(_hex_int(s)) for s in packet[13:].split(b";") if s}
             self.target.pass_signals(signals)
             return b"OK"
         if packet == b"qC":
@@ -508,7 +528,7 @@ class Session:
             op = action[:1].decode()
             if op not in ("c", "C", "s", "S"):
                 return b"E01"  # (t, r: not offered in vCont?)
-            signo = _hex_int(action[1:]) if op in ("C", "S") else 0
+            signo = from_gdb_signal(_hex_int(action[1:])) if op in ("C", "S") else 0
             entry = (op.lower(), signo)
             if not thread or _thread_id(thread) == -1:
                 if default is None:
@@ -523,7 +543,7 @@ class Session:
         op = packet[:1].decode()
         signo = 0
         if op in ("C", "S"):
-            signo = _hex_int(packet[1:].partition(b";")[0])
+            signo = from_gdb_signal(_hex_int(packet[1:].partition(b";")[0]))
         if packet[1:] and op in ("c", "s"):
             return b"E01"  # (resuming at another address: gdb does not use it)
         tid = self._register_thread()

@@ -1,7 +1,9 @@
 /* A payload for the gdb stub tests (tests/integration/test_gdb.py): a function to
  * break in, a global to print and watch, a local, and with an argument 8 threads
- * waiting while main stops in add(); "spin" loops until interrupted. */
+ * waiting while main stops in add(); "spin" loops until interrupted; "signals" raises
+ * SIGUSR1 (a handler) then dies of SIGSEGV. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,6 +17,12 @@ int add(int a, int b)
     int s = a + b;
     counter += s;
     return s;
+}
+
+static void on_usr1(int signo)
+{
+    (void)signo;
+    write(1, "handler\n", 8);
 }
 
 static void *worker(void *arg)
@@ -33,6 +41,12 @@ int main(int argc, char **argv)
         fflush(stdout);
         for (;;)
             spins++;
+    }
+    if (argc > 1 && strcmp(argv[1], "signals") == 0) {
+        signal(SIGUSR1, on_usr1);
+        raise(SIGUSR1);
+        write(1, "after raise\n", 12);
+        *(volatile int *)8 = 1;
     }
     if (argc > 1 && strcmp(argv[1], "threads") == 0) {
         for (long i = 0; i < 8; i++)
