@@ -535,6 +535,9 @@ class Session:
                     default = entry
             else:
                 actions.setdefault(_thread_id(thread), entry)
+        known = self.target.threads()
+        if any(tid not in known for tid in actions) or default is None and not actions:
+            return b"E01"  # (a thread that is gone: nothing would run, gdb would wait)
         self.running = True
         self.target.resume(actions, default)
         return None

@@ -192,3 +192,34 @@ def test_gdb_listen_attaches_to_a_running_payload(km, glibc_program):
         assert session.proc.poll() is None, out  # detached: still running
     finally:
         session.kill()
+
+
+def test_malformed_packets_do_not_hurt_km(km, glibc_program, tmp_path):
+    """A hostile client on the stub's socket (here a unix socket): bad checksums,
+    garbage, reads and writes of addresses the guest does not map (km's own among
+    them), breakpoints there; then it goes away: the payload runs on, undisturbed."""
+    import socket
+    path = tmp_path / "gdb.sock"
+    session = Km(km, glibc_program, [], option=f"-g{path}")
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(session.address)
+    from kontain.monitor.gdbstub import frame
+    garbage = [b"$m0,ffffffff#00", b"\x00\xff" * 100, b"$" + b"A" * 70000, b"#zz"]
+    packets = [b"m0,ffffffffff", b"mffffff8000000000,100", b"Mffffff8000000000,1:cc",
+               b"Xffffff8000000000,1:\xcc", b"Z0,ffffff8000000000,1", b"Z0,0,1",
+               b"Gzz", b"P10=zz", b"vCont;s:99999", b"Hg-5", b"qXfer:features:read:a:b",
+               b"mffffffffffffffff,10", b"M10,ffffffffffffff:00", b"?", b"g"]
+    for item in garbage:
+        client.sendall(item)
+    for packet in packets:
+        client.sendall(frame(packet))
+    client.settimeout(TIMEOUT)
+    received = b""
+    while received.count(b"#") < len(packets):
+        chunk = client.recv(65536)
+        assert chunk, received
+        received += chunk
+    assert b"$T05thread:" in received  # `?` still answered
+    client.close()  # gone without D: km lets the payload go on
+    status, stdout, stderr = session.finish()
+    assert status == 1 and stdout == "total 33\n", (status, stdout, stderr)
