@@ -245,10 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     if gdb_socket is not None:
         from kontain.monitor.debugger import Debugger, announce
         proc = launched.proc
-        exe = proc.exe if cl.root == "/" else os.path.join(
-            os.path.abspath(cl.root), proc.guest_exe.lstrip("/"))
         announce(gdb_socket, not cl.gdb_listen)
-        proc.debugger = Debugger(proc, gdb_socket, exe)
+        proc.debugger = Debugger(proc, gdb_socket,
+                                 "/" if cl.root == "/" else os.path.abspath(cl.root))
         proc.debugger.start(None if cl.gdb_listen else launched.thread)
     gc.freeze()
     gc.enable()

@@ -91,11 +91,11 @@ def describe(sock: _socket.socket) -> str:
 class Debugger(Target):
     """The debug state of one process and its gdb server thread."""
 
-    def __init__(self, proc: Process, sock: _socket.socket, exec_path: str) -> None:
+    def __init__(self, proc: Process, sock: _socket.socket, root: str) -> None:
         self.proc = proc
         self.group = proc.group
         self.pid = proc.pid
-        self._exec_path = os.fsencode(exec_path)
+        self._root = root
         fd = proc.fds.move_high(sock.detach())
         self._listener = _socket.socket(sock.family, sock.type, 0, fd)
         self.avx = bool(proc.machine.xcr0 & 4)
@@ -219,6 +219,27 @@ class Debugger(Target):
         else:
             event = StopEvent(exit_status=outcome.status)
         self._send_packet(session.stop_reply(event))
+
+    def exec_done(self, thread: GuestThread) -> None:
+        """execve replaced the program: its breakpoints went with the old memory. A
+        client that takes exec events stops at the new program's first instruction (an
+        `exec:` stop: gdb loads its symbols, sets its breakpoints again, goes on)."""
+        if self.proc.pid != self.pid:
+            return
+        with self._cond:
+            self.breakpoints.clear()
+            self.watchpoints.clear()
+            self._gdb_step.clear()
+            self._km_step.clear()
+            self._held.clear()
+            session = self._session
+            if not self.attached or session is None \
+                    or b"exec-events" not in session.client_features:
+                return
+            self._events.append(StopEvent(thread.tid, SIGTRAP, "exec"))
+        self.group.pause(timeout=0)
+        thread.run_struct.immediate_exit = 1  # parks before its first instruction
+        self._wake_server()
 
     def _trap_in_child(self, thread: GuestThread, vector: int) -> bool:
         """A forked child runs without the debugger: a breakpoint it inherited is taken
@@ -616,7 +637,11 @@ class Debugger(Target):
         return bytes(self.proc.procfs.auxv or b"")
 
     def exec_file(self) -> bytes:
-        return self._exec_path
+        """The payload's executable as gdb on the host can open it."""
+        proc = self.proc
+        if self._root == "/":
+            return os.fsencode(proc.exe)
+        return os.fsencode(os.path.join(self._root, proc.guest_exe.lstrip("/")))
 
     def kill(self) -> None:
         with self._cond:

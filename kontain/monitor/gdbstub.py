@@ -301,6 +301,8 @@ class Session:
         self.closed = False
         self._thread_list: list[int] = []
         self._layout = register_layout(target.avx)
+        #: What the client said it supports in qSupported (e.g. b"exec-events").
+        self.client_features: set[bytes] = set()
 
     # ---- sending -------------------------------------------------------------------------
 
@@ -339,6 +341,8 @@ class Session:
             reply += b"swbreak:;"
         elif event.reason == "watch":
             reply += b"watch:%x;" % event.address
+        elif event.reason == "exec":
+            reply += b"exec:%s;" % self.target.exec_file().hex().encode()
         return reply
 
     # ---- packets ---------------------------------------------------------------------------
@@ -350,9 +354,11 @@ class Session:
         if packet.startswith(b"vCont"):
             return self._vcont(packet)
         if packet.startswith(b"qSupported"):
+            self.client_features = {f[:-1] for f in packet[11:].split(b";")
+                                    if f.endswith(b"+")}
             return (b"PacketSize=%x;QStartNoAckMode+;qXfer:features:read+;"
                     b"qXfer:threads:read+;qXfer:auxv:read+;qXfer:exec-file:read+;"
-                    b"QPassSignals+;swbreak+;vContSupported+" % PACKET_SIZE)
+                    b"QPassSignals+;swbreak+;vContSupported+;exec-events+" % PACKET_SIZE)
         if packet == b"QStartNoAckMode":
             self.send_packet(b"OK")  # acknowledged (this one still with an ack)
             self.ack = False

@@ -307,6 +307,8 @@ class Process:
         new.name = b""
         thread.exited = True  # the old program's thread object: nothing kicks it now
         self.group.add(new)
+        if self.debugger is not None:
+            self.debugger.exec_done(new)  # gdb hears of the new program
         return new
 
     def _exec_signals(self) -> None:

@@ -183,6 +183,17 @@ def test_signals_stop_the_thread_and_gdb_decides(km, glibc_program, passed):
     assert status in (-signal.SIGSEGV, 128 + signal.SIGSEGV), status
 
 
+def test_exec_event_loads_the_new_program(km, glibc_program):
+    """execve: gdb hears of it (an exec stop), sets its breakpoints in the new program."""
+    session = Km(km, glibc_program, ["exec"])
+    out = gdb(glibc_program, session.address, [
+        "break add", "continue", "bt 1", "delete", "continue"])
+    status, stdout, _ = session.finish()
+    assert "is executing new program" in out, out
+    assert re.search(r"Breakpoint 1, add \(a=0, b=10\)", out), out
+    assert status == 1 and stdout == "total 33\n", out
+
+
 def test_gdb_listen_attaches_to_a_running_payload(km, glibc_program):
     session = Km(km, glibc_program, ["spin"], option="--gdb-listen=0")
     try:

@@ -1,7 +1,7 @@
 /* A payload for the gdb stub tests (tests/integration/test_gdb.py): a function to
  * break in, a global to print and watch, a local, and with an argument 8 threads
  * waiting while main stops in add(); "spin" loops until interrupted; "signals" raises
- * SIGUSR1 (a handler) then dies of SIGSEGV. */
+ * SIGUSR1 (a handler) then dies of SIGSEGV; "exec" runs itself again without arguments. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,6 +41,11 @@ int main(int argc, char **argv)
         fflush(stdout);
         for (;;)
             spins++;
+    }
+    if (argc > 1 && strcmp(argv[1], "exec") == 0) {
+        char *again[] = {argv[0], 0};
+        execv(argv[0], again);
+        return 99;
     }
     if (argc > 1 && strcmp(argv[1], "signals") == 0) {
         signal(SIGUSR1, on_usr1);
