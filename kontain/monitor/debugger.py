@@ -64,6 +64,7 @@ HOLD_POLL_SECONDS = 0.05
 _GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12",
          "r13", "r14", "r15")
 _XSAVE_AVX = 576  # offset of the AVX state (YMM upper halves) in the standard XSAVE layout
+_XSAVE_HEADER = 512  # XSTATE_BV: which components the image holds
 
 
 def listen(address: tuple[str, int] | str) -> _socket.socket:
@@ -497,7 +498,15 @@ class Debugger(Target):
             image = bytearray(bytes(xsave))
             for (offset, size), value in changes:
                 image[offset:offset + size] = value[:size]
-            image[24:28] = bytes(image[24:28])  # (MXCSR as given: KVM rejects bad bits)
+            # XSTATE_BV (the XSAVE header's first word) says which components hold
+            # state: one left "in its initial state" would ignore what was written.
+            features = 0
+            for name in values:
+                if name in fp:
+                    features |= 4 if name.startswith("ymm") else 2 \
+                        if name.startswith("xmm") or name == "mxcsr" else 1
+            bv = int.from_bytes(image[_XSAVE_HEADER:_XSAVE_HEADER + 8], "little") | features
+            image[_XSAVE_HEADER:_XSAVE_HEADER + 8] = bv.to_bytes(8, "little")
             import ctypes
             ctypes.memmove(ctypes.addressof(xsave), bytes(image), len(image))
             try:

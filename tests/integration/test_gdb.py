@@ -234,3 +234,18 @@ def test_malformed_packets_do_not_hurt_km(km, glibc_program, tmp_path):
     client.close()  # gone without D: km lets the payload go on
     status, stdout, stderr = session.finish()
     assert status == 1 and stdout == "total 33\n", (status, stdout, stderr)
+
+
+def test_registers_beyond_the_general_ones(km, glibc_program):
+    """fs_base, SSE and (where the CPU has it) AVX state: read, written, read back."""
+    session = Km(km, glibc_program, [])
+    out = gdb(glibc_program, session.address, [
+        "break add", "continue", "p $fs_base != 0", "p $orig_rax",
+        "set $xmm1.v4_int32[0] = 5", "p $xmm1.v4_int32[0]", "set $rbx = 0x1234",
+        "p/x $rbx", "set $st0 = 2.5", "p $st0", "p $mxcsr",
+        "set $ymm1.v8_int32[7] = 9", "p $ymm1.v8_int32[7]", "kill"])
+    session.kill()
+    assert "$1 = 1\n$2 = -1\n$3 = 5\n$4 = 0x1234\n$5 = 2.5\n" in out, out
+    assert "$6 = [ IM DM ZM OM UM PM ]" in out, out
+    if "$7 = 9" not in out:  # no AVX on this CPU: gdb has no $ymm1
+        assert "$ymm1" in out or "void" in out, out
