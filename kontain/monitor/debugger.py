@@ -34,6 +34,7 @@ from __future__ import annotations
 import _socket
 import os
 import select
+import stat
 import sys
 import threading
 
@@ -71,7 +72,8 @@ def listen(address: tuple[str, int] | str) -> _socket.socket:
     """The stub's listening socket (made before km's jail, which forbids new ones)."""
     if isinstance(address, str):
         try:
-            os.unlink(address)
+            if stat.S_ISSOCK(os.lstat(address).st_mode):  # a stale one: only a socket
+                os.unlink(address)
         except OSError:
             pass
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
