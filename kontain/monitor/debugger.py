@@ -165,6 +165,7 @@ class Debugger(Target):
             # traced child): it steps for the watchpoints, or goes on.
             if not self.watchpoints:
                 thread.resume_at(rip, rsp, rflags & ~RFLAGS_TF)
+                thread.park_if_paused()
                 return True
             self._km_step.add(tid)
         changed = self._watch_hit()
@@ -176,7 +177,12 @@ class Debugger(Target):
             if changed is not None:
                 event.reason, event.address = "watch", changed
             self._stop(thread, event)
-        return True  # (a step km takes for a watchpoint: TF stays, the thread goes on)
+            return True
+        # A step km takes for a watchpoint: TF stays, the thread goes on. A thread that
+        # only steps never reaches the run loop's paused point (a kick finds it in the
+        # stub): it parks here when the process is being paused.
+        thread.park_if_paused()
+        return True
 
     def signal_stop(self, thread: GuestThread, signo: int) -> bool:
         """A signal about to be acted on in thread: report it, and return whether gdb
@@ -314,8 +320,12 @@ class Debugger(Target):
             self.attached = True
             self._events.clear()
         session = self._session = Session(self, self._send_raw)
-        session.last_stop = self._first_stop
-        session.current = self._first_stop.tid
+        first = self._first_stop
+        threads = self.threads()
+        if first.tid not in threads and threads:  # (the main thread has ended)
+            first = StopEvent(threads[0], first.signo)
+        session.last_stop = first
+        session.current = first.tid
         reader = PacketReader()
         poller = select.poll()
         poller.register(conn.fileno(), select.POLLIN)
@@ -384,6 +394,9 @@ class Debugger(Target):
     def _release_all(self) -> None:
         """The client is gone (D, or its connection closed): breakpoints out, steps off,
         every thread goes on."""
+        if self._gdb_step or self._km_step or self.group.paused:
+            # Stopped first (the steps still the debugger's meanwhile): TF comes off.
+            self._pause_all()
         with self._cond:
             self.attached = False
             for address, original in self.breakpoints.items():
@@ -394,14 +407,13 @@ class Debugger(Target):
             self._events.clear()
             self._decisions.clear()
             self._passed.clear()
-        if self.group.paused:
-            self._pause_all()
-            for thread in self.group.all():
-                if thread.tid in self._gdb_step or thread.tid in self._km_step:
-                    rip, rsp, rflags = thread.user_context()
-                    thread.resume_at(rip, rsp, rflags & ~RFLAGS_TF)
-        self._gdb_step.clear()
-        self._km_step.clear()
+            if self.group.paused:
+                for thread in self.group.all():
+                    if thread.tid in self._gdb_step or thread.tid in self._km_step:
+                        rip, rsp, rflags = thread.user_context()
+                        thread.resume_at(rip, rsp, rflags & ~RFLAGS_TF)
+            self._gdb_step.clear()
+            self._km_step.clear()
         self.group.resume()
         with self._cond:
             self._cond.notify_all()

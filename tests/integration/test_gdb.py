@@ -249,3 +249,26 @@ def test_registers_beyond_the_general_ones(km, glibc_program):
     assert "$6 = [ IM DM ZM OM UM PM ]" in out, out
     if "$7 = 9" not in out:  # no AVX on this CPU: gdb has no $ymm1
         assert "$ymm1" in out or "void" in out, out
+
+
+def test_a_client_gone_mid_run_leaves_the_payload_running(km, glibc_program):
+    """gdb killed while the payload runs under a watchpoint (km single-stepping it):
+    km takes the steps and breakpoints out, the payload goes on, and the next client
+    finds it running where it should be."""
+    session = Km(km, glibc_program, ["spin"], option="--gdb-listen=0")
+    try:
+        assert session.proc.stdout.readline() == b"spinning\n"
+        first = subprocess.Popen(
+            gdb_command(glibc_program, session.address, ["watch counter", "continue"]),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        for line in first.stdout:  # (then it sends its `continue`)
+            if "atchpoint 1: counter" in line:
+                break
+        first.kill()
+        first.communicate(timeout=TIMEOUT)
+        out = gdb(glibc_program, session.address, ["p spins > 0", "bt 1", "detach"])
+        assert "$1 = 1" in out and " in main (" in out, out
+        assert session.proc.poll() is None, out
+    finally:
+        session.kill()
