@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 BREAKPOINT, DEBUG = 3, 1
 INT3 = b"\xcc"
+SYSCALL_INSTRUCTION = b"\x0f\x05"
 #: How long a held thread sleeps between looks at whether a pause began (it is also
 #: notified; this bounds a missed notification).
 HOLD_POLL_SECONDS = 0.05
@@ -114,6 +115,12 @@ class Debugger(Target):
         #: Threads gdb asked to step, and threads km steps for watchpoints.
         self._gdb_step: set[int] = set()
         self._km_step: set[int] = set()
+        #: Threads stepping over a `syscall` instruction: tid -> the address after it.
+        #: TF would trap one instruction late there (PVM: the flags km returns to the
+        #: payload with carry TF past the call), so km puts a temporary int3 after it.
+        self._syscall_steps: dict[int, int] = {}
+        #: Temporary int3s: address -> the byte each replaced.
+        self._temporary: dict[int, bytes] = {}
         #: Threads a resume left stopped (after_park holds them).
         self._held: set[int] = set()
         #: Threads stopped in signal_stop: tid -> the signal gdb says to deliver.
@@ -151,6 +158,9 @@ class Debugger(Target):
         rip, rsp, rflags = thread.user_context()
         tid = thread.tid
         if vector == BREAKPOINT:
+            at = rip - 1
+            if self._syscall_steps.get(tid) == at or at in self._temporary:
+                return self._after_syscall(thread, at, rsp, rflags)
             if rip - 1 not in self.breakpoints or self._read(rip - 1, 1) != INT3:
                 return False  # the payload's own int3 (or one of an image since exec'd)
             thread.resume_at(rip - 1, rsp, rflags)
@@ -183,6 +193,47 @@ class Debugger(Target):
         # stub): it parks here when the process is being paused.
         thread.park_if_paused()
         return True
+
+    def _after_syscall(self, thread: GuestThread, at: int, rsp: int, rflags: int) -> bool:
+        """An int3 at `at`, where a thread's step over a syscall ends: that thread's
+        step is done; another thread waits there until the int3 is gone."""
+        tid = thread.tid
+        if self._read(at, 1) != INT3:
+            return False
+        thread.resume_at(at, rsp, rflags)
+        if self._syscall_steps.get(tid) == at:
+            with self._cond:
+                del self._syscall_steps[tid]
+                self._drop_temporary(at)
+            self._stop(thread, StopEvent(tid, SIGTRAP))
+            return True
+        while True:
+            with self._cond:
+                owners = [t for t, a in self._syscall_steps.items() if a == at]
+                if at not in self._temporary or not self.attached:
+                    return True
+                if not any(t in self.group.threads for t in owners):  # the stepper is gone
+                    for t in owners:
+                        del self._syscall_steps[t]
+                    self._drop_temporary(at)
+                    return True
+                if not self.group.paused:
+                    self._cond.wait(HOLD_POLL_SECONDS)
+                    continue
+            thread.park_if_paused()
+
+    def _drop_temporary(self, at: int) -> None:
+        """Take out a temporary int3 no step needs any more (under self._cond)."""
+        if at in self._temporary and at not in self._syscall_steps.values():
+            original = self._temporary.pop(at)
+            if self._read(at, 1) == INT3:
+                self._poke(at, original)
+            self._cond.notify_all()
+
+    def _clear_temporary(self) -> None:
+        self._syscall_steps.clear()
+        for at in list(self._temporary):
+            self._drop_temporary(at)
 
     def signal_stop(self, thread: GuestThread, signo: int) -> bool:
         """A signal about to be acted on in thread: report it, and return whether gdb
@@ -238,6 +289,8 @@ class Debugger(Target):
         with self._cond:
             self.breakpoints.clear()
             self.watchpoints.clear()
+            self._temporary.clear()
+            self._syscall_steps.clear()
             self._gdb_step.clear()
             self._km_step.clear()
             self._held.clear()
@@ -254,8 +307,8 @@ class Debugger(Target):
         """A forked child runs without the debugger: a breakpoint it inherited is taken
         out of its memory (as gdb detaching from a fork child does) and run again."""
         rip, rsp, rflags = thread.user_context()
-        if vector == BREAKPOINT and rip - 1 in self.breakpoints:
-            for address, original in self.breakpoints.items():
+        if vector == BREAKPOINT and (rip - 1 in self.breakpoints or rip - 1 in self._temporary):
+            for address, original in [*self.breakpoints.items(), *self._temporary.items()]:
                 self._poke(address, original)
             thread.resume_at(rip - 1, rsp, rflags)
             return True
@@ -402,6 +455,7 @@ class Debugger(Target):
             for address, original in self.breakpoints.items():
                 self._poke(address, original)
             self.breakpoints.clear()
+            self._clear_temporary()
             self.watchpoints.clear()
             self._held.clear()
             self._events.clear()
@@ -550,9 +604,9 @@ class Debugger(Target):
                 out += piece
                 at += step
             data = bytes(out)
-        if self.breakpoints and data:  # gdb sees the bytes its breakpoints replaced
+        if (self.breakpoints or self._temporary) and data:  # the bytes int3s replaced
             image = bytearray(data)
-            for bp, original in self.breakpoints.items():
+            for bp, original in [*self.breakpoints.items(), *self._temporary.items()]:
                 if address <= bp < address + len(image):
                     image[bp - address] = original[0]
             data = bytes(image)
@@ -627,6 +681,7 @@ class Debugger(Target):
                 self._wake_server()
                 return
             self._held = set()
+            self._clear_temporary()
             for thread in self.group.all():
                 tid = thread.tid
                 action = actions.get(tid, default)
@@ -641,7 +696,10 @@ class Debugger(Target):
                 was_stepping = tid in self._gdb_step or tid in self._km_step
                 self._gdb_step.discard(tid)
                 self._km_step.discard(tid)
-                if op == "s":
+                if op == "s" and self._read(rip, 2) == SYSCALL_INSTRUCTION \
+                        and self._step_over_syscall(tid, rip + 2):
+                    pass  # (no TF: the int3 after it ends the step)
+                elif op == "s":
                     self._gdb_step.add(tid)
                 elif self.watchpoints:
                     self._km_step.add(tid)
@@ -652,6 +710,17 @@ class Debugger(Target):
         self.group.resume()
         with self._cond:
             self._cond.notify_all()
+
+    def _step_over_syscall(self, tid: int, after: int) -> bool:
+        """Step a thread over the `syscall` before `after` with an int3 there (gdb's own
+        breakpoint, if it has one there); False if km cannot put one there."""
+        if after not in self.breakpoints and after not in self._temporary:
+            original = self._read(after, 1)
+            if not original or not self._poke(after, INT3):
+                return False
+            self._temporary[after] = original
+        self._syscall_steps[tid] = after
+        return True
 
     def pass_signals(self, signals: set[int]) -> None:
         self._passed = set(signals)

@@ -183,6 +183,20 @@ def test_signals_stop_the_thread_and_gdb_decides(km, glibc_program, passed):
     assert status in (-signal.SIGSEGV, 128 + signal.SIGSEGV), status
 
 
+def test_stepi_over_a_syscall_stops_right_after_it(km, glibc_program):
+    """(TF would trap one instruction late there on PVM: km ends this step with an
+    int3 after the syscall instead.)"""
+    session = Km(km, glibc_program, ["syscall"])
+    out = gdb(glibc_program, session.address, [
+        "break at_syscall", "continue", "stepi", "x/i $pc", "stepi", "x/i $pc",
+        "continue"])
+    status, stdout, _ = session.finish()
+    at = int(re.search(r"Breakpoint 1 at (0x[0-9a-f]+)", out).group(1), 16)
+    pcs = [int(pc, 16) for pc in re.findall(r"=> (0x[0-9a-f]+) <", out)]
+    assert pcs == [at + 2, at + 3], out  # after the 2-byte syscall, then after a nop
+    assert status == 0 and stdout == "pid ok\n", out
+
+
 def test_exec_event_loads_the_new_program(km, glibc_program):
     """execve: gdb hears of it (an exec stop), sets its breakpoints in the new program."""
     session = Km(km, glibc_program, ["exec"])

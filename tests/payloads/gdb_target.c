@@ -1,7 +1,8 @@
 /* A payload for the gdb stub tests (tests/integration/test_gdb.py): a function to
  * break in, a global to print and watch, a local, and with an argument 8 threads
  * waiting while main stops in add(); "spin" loops until interrupted; "signals" raises
- * SIGUSR1 (a handler) then dies of SIGSEGV; "exec" runs itself again without arguments. */
+ * SIGUSR1 (a handler) then dies of SIGSEGV; "exec" runs itself again without arguments;
+ * "syscall" makes a system call from labelled instructions (stepi over it). */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,6 +42,14 @@ int main(int argc, char **argv)
         fflush(stdout);
         for (;;)
             spins++;
+    }
+    if (argc > 1 && strcmp(argv[1], "syscall") == 0) {
+        long pid;
+        __asm__ volatile(".globl at_syscall\nat_syscall: syscall\n"
+                         ".globl after_syscall\nafter_syscall: nop\nnop\n"
+                         : "=a"(pid) : "a"(39L) : "rcx", "r11", "memory");
+        printf("pid %s\n", pid == getpid() ? "ok" : "wrong");
+        return 0;
     }
     if (argc > 1 && strcmp(argv[1], "exec") == 0) {
         char *again[] = {argv[0], 0};
