@@ -125,3 +125,37 @@ def test_tag_word_and_listen_addresses():
     assert dbg._full_tag_word(0) == 0xFFFF and dbg._full_tag_word(0xFF) == 0
     assert dbg.port_argument("") == ("127.0.0.1", 2159)
     assert dbg.port_argument("7") == ("127.0.0.1", 7)
+
+
+def test_a_step_over_a_syscall_ends_at_an_int3_after_it(setup, monkeypatch):
+    proc, thread, debugger = setup
+    stops = []
+    monkeypatch.setattr(debugger, "_stop", lambda t, event: stops.append(event))
+    debugger.write_memory(TEXT + 16, b"\x0f\x05")
+    thread.regs.rip, thread.regs.rsp, thread.regs.rflags = TEXT + 16, DATA, 0x202
+    thread.enter_context(INTERRUPTED)
+    debugger.resume({thread.tid: ("s", 0)}, None)
+    assert proc.mm.read(TEXT + 18, 1) == b"\xcc"  # no TF: an int3 after the syscall
+    assert not thread.user_context()[2] & RFLAGS_TF
+    assert debugger.read_memory(TEXT + 18, 1) == bytes([18])  # hidden from gdb
+    thread.regs.rip = TEXT + 19  # the syscall was made, the int3 hit
+    thread.enter_context(INTERRUPTED)
+    assert debugger.trap(thread, dbg.BREAKPOINT)
+    assert stops[-1].signo == 5 and stops[-1].reason == ""  # a step's end
+    assert thread.user_context()[0] == TEXT + 18
+    assert proc.mm.read(TEXT + 18, 1) == bytes([18]) and not debugger._temporary
+
+
+def test_another_thread_at_the_int3_goes_on_once_its_stepper_is_gone(setup):
+    proc, thread, debugger = setup
+    other = make_thread(proc)
+    other.tid = thread.tid + 1
+    proc.group.threads[other.tid] = other
+    debugger.write_memory(TEXT + 16, b"\x0f\x05")
+    debugger._step_over_syscall(thread.tid, TEXT + 18)
+    proc.group.threads.pop(thread.tid)  # the stepper exited in its system call
+    other.regs.rip, other.regs.rsp, other.regs.rflags = TEXT + 19, DATA, 0x202
+    other.enter_context(INTERRUPTED)
+    assert debugger.trap(other, dbg.BREAKPOINT)
+    assert other.user_context()[0] == TEXT + 18  # runs the original instruction
+    assert proc.mm.read(TEXT + 18, 1) == bytes([18]) and not debugger._syscall_steps
