@@ -441,8 +441,12 @@ class Debugger(Target):
         self.group.pause(timeout=0)
         with self._cond:
             self._cond.notify_all()  # held threads park
+        # (again every second: a thread that began meanwhile was not kicked; and none
+        # at all for a moment, before the first thread runs or while an exec replaces it)
         while not (self.group.pause(timeout=1.0) and self.group.all()):
-            pass
+            if not self.group.all():
+                with self._cond:
+                    self._cond.wait(0.001)
 
     def _release_all(self) -> None:
         """The client is gone (D, or its connection closed): breakpoints out, steps off,
