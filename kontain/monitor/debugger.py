@@ -261,10 +261,10 @@ class Debugger(Target):
         tid = thread.tid
         while True:
             with self._cond:
-                while tid in self._held and not self.group.paused:
+                while tid in self._held and not self.group.paused and not thread.must_leave:
                     self._cond.wait(HOLD_POLL_SECONDS)
-                if tid not in self._held:
-                    return
+                if tid not in self._held or thread.must_leave:
+                    return  # (must_leave: another thread's execve, it vanishes)
             self.group.park(thread)
 
     def exited(self, outcome: Outcome) -> None:
