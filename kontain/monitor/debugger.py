@@ -41,6 +41,7 @@ import threading
 from kontain.machine.cpu import MSR_FS_BASE, MSR_GS_BASE, RFLAGS_TF
 from kontain.mm.access import GuestFault
 from kontain.monitor import signals as sig
+from kontain.monitor.exits import ThreadVanish
 from kontain.monitor.gdbstub import (
     DEFAULT_PORT,
     SIGINT,
@@ -212,6 +213,8 @@ class Debugger(Target):
                 owners = [t for t, a in self._syscall_steps.items() if a == at]
                 if at not in self._temporary or not self.attached:
                     return True
+                if thread.must_leave:  # another thread's execve: this one vanishes now
+                    raise ThreadVanish()
                 if not any(t in self.group.threads for t in owners):  # the stepper is gone
                     for t in owners:
                         del self._syscall_steps[t]
