@@ -31,8 +31,9 @@ options:
   --mem-size SIZE          largest guest physical memory (e.g. 512M, 4G; default 64G)
   --root DIR               make DIR the payload's / (paths cannot leave it)
   --argv0 NAME             the payload's argv[0] (default: PAYLOAD as given)
-  -g[PORT], -g PORT         gdb stub: wait for `target remote :PORT` (default 2159;
-                           a path: a unix socket) before the payload's first instruction
+  -g[PORT]                 gdb stub: wait for `target remote :PORT` (default 2159;
+                           0: any free port; a path: a unix socket) before the
+                           payload's first instruction (also `-g PORT`)
   --gdb-listen[=PORT]      gdb stub, but the payload runs: gdb may attach later
   -v, --version            print km's version
   -h, --help               print this help
