@@ -39,6 +39,10 @@ options:
                            (docs/python-api.md)
   --stats-fd N             write JSON lines to descriptor N: the start (or why the
                            payload could not start), then a summary at its exit
+  -g[PORT]                 gdb stub: wait for `target remote :PORT` (default 2159;
+                           0: any free port; a path: a unix socket) before the
+                           payload's first instruction (also `-g PORT`)
+  --gdb-listen[=PORT]      gdb stub, but the payload runs: gdb may attach later
   -v, --version            print km's version
   -h, --help               print this help
 """
@@ -74,6 +78,9 @@ class CommandLine:
         #: km --policy FILE, --stats-fd N (kontain.monitor.enforce, statsfd).
         self.policy: str | None = None
         self.stats_fd: int | None = None
+        #: The gdb stub's address (-g, --gdb-listen): "" the default, None no stub.
+        self.gdb: str | None = None
+        self.gdb_listen = False
 
 
 def parse_size(text: str) -> int:
@@ -127,6 +134,15 @@ def parse(argv: list[str]) -> CommandLine:
             cl.stats = True
         elif arg == "--copyenv":
             cl.putenv = None
+        elif arg.startswith("-g") and not arg.startswith("--"):
+            cl.gdb = arg[2:]
+            if not cl.gdb and i + 1 < len(argv) and argv[i + 1].isdigit():
+                i += 1
+                cl.gdb = argv[i]
+        elif name == "--gdb-listen":
+            cl.gdb_listen = True
+            if eq or cl.gdb is None:
+                cl.gdb = value
         elif arg == "--strict":
             cl.strict = True
         elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root", "--coredump",
@@ -218,6 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     from kontain.monitor.vdso import install as _vdso  # noqa: F401 - imported for later
     from kontain.syscalls.registry import all_handlers
 
+    gdb_socket = None
+    if cl.gdb is not None:  # (before launch: km's jail allows no new listening socket)
+        from kontain.monitor import debugger
+        try:
+            gdb_socket = debugger.listen(debugger.port_argument(cl.gdb))
+        except (OSError, ValueError) as e:
+            _error(f"gdb stub: {e}")
+            return EXIT_KM_ERROR
+
     ignored, mask = inherited_signal_state()
     spec = LaunchSpec(cl.payload[0], [os.fsencode(a) for a in cl.payload[1:]],
                       argv0=None if cl.argv0 is None else os.fsencode(cl.argv0),
@@ -242,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         proc = launched.proc
         if extras is not None:
             extras.finished(proc, outcome)
+        if proc.debugger is not None:
+            proc.debugger.exited(outcome)
         if cl.stats:
             proc.trace.write(proc.stats_report())
         end_monitor(outcome, proc.trace.write, "km")
@@ -258,6 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         extras.launched(launched.proc)
     # What start-up made lives as long as km: out of the collector's sight (also keeps
     # the pages a forked km shares with its parent from being written by collections).
+    if gdb_socket is not None:
+        from kontain.monitor.debugger import Debugger, announce
+        proc = launched.proc
+        announce(gdb_socket, not cl.gdb_listen)
+        proc.debugger = Debugger(proc, gdb_socket,
+                                 "/" if cl.root == "/" else os.path.abspath(cl.root))
+        proc.debugger.start(None if cl.gdb_listen else launched.thread)
     gc.freeze()
     gc.enable()
     launched.run()  # does not return: finish() ends km

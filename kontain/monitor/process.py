@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from kontain.kvm.api import Kvm
+    from kontain.monitor.debugger import Debugger
     from kontain.monitor.devices import DeviceRules
     from kontain.monitor.exec import ExecRequest
     from kontain.monitor.syscall_filter import SeccompPolicy
@@ -142,6 +143,8 @@ class Process:
         #: second fatal signal, exit_group) waits while a core is being written.
         self._ending = _thread.RLock()
         self._started = time.monotonic_ns()
+        #: The gdb stub's debug state (kontain.monitor.debugger), with km -g.
+        self.debugger: Debugger | None = None
 
     # ---- exec -----------------------------------------------------------------------
 
@@ -342,6 +345,8 @@ class Process:
         new.name = b""
         thread.exited = True  # the old program's thread object: nothing kicks it now
         self.group.add(new)
+        if self.debugger is not None:
+            self.debugger.exec_done(new)  # gdb hears of the new program
         return new
 
     def _exec_signals(self) -> None:

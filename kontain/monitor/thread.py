@@ -385,6 +385,8 @@ class GuestThread:
             return
         self.run_struct.kvm_dirty_regs = k.KVM_SYNC_X86_REGS  # edits made meanwhile count
         group.park(self)
+        if self.proc.debugger is not None:
+            self.proc.debugger.after_park(self)  # gdb may keep this one stopped
 
     def kick(self) -> None:
         """Make this thread leave KVM_RUN or a blocking host call soon, and keep at it
@@ -507,6 +509,9 @@ class GuestThread:
         if vector in stub.VECTORS_WITH_ERROR_CODE:
             error_code = int.from_bytes(view[pa - 8:pa], "little")
         self.trapno, self.error_code, self.cr2 = vector, error_code, 0
+        debugger = self.proc.debugger
+        if debugger is not None and vector in (1, 3) and debugger.trap(self, vector):
+            return  # a breakpoint or step of gdb's (kontain.monitor.debugger)
         repeats = 1
         if vector == faults.PAGE_FAULT:
             self.cr2 = self.vcpu.get_sregs().cr2
@@ -561,6 +566,8 @@ class GuestThread:
                 timer = sig.timer_of(info)
                 if timer is not None:
                     state.timer_overruns[timer[0]] = timer[1]
+            if proc.debugger is not None and not proc.debugger.signal_stop(self, signo):
+                continue  # gdb took it away (a stop of this thread, then `continue`)
             if handler == sig.SIG_IGN:
                 continue
             if handler == sig.SIG_DFL:
