@@ -44,6 +44,18 @@ options:
                            started with KM_SERVER=SOCKET in its environment asks it
                            to run its payload in a monitor forked from it (no
                            start-up cost; any other km option works as usual)
+  --coredump PATH          where a payload killed by a core-dumping signal writes its
+                           core when its RLIMIT_CORE allows (a path in the payload's
+                           view, relative to its cwd; %p pid, %e program, %t time;
+                           default core.PROGRAM.PID)
+  --policy FILE            enforce the kontain.Policy in TOML file FILE
+                           (docs/python-api.md)
+  --stats-fd N             write JSON lines to descriptor N: the start (or why the
+                           payload could not start), then a summary at its exit
+  -g[PORT]                 gdb stub: wait for `target remote :PORT` (default 2159;
+                           0: any free port; a path: a unix socket) before the
+                           payload's first instruction (also `-g PORT`)
+  --gdb-listen[=PORT]      gdb stub, but the payload runs: gdb may attach later
   -v, --version            print km's version
   -h, --help               print this help
 """
@@ -76,6 +88,14 @@ class CommandLine:
         self.strict = False
         #: km --server SOCKET: the warm server's socket (kontain.cli.km_server).
         self.server: str | None = None
+        #: Where the payload's core dump goes (--coredump), None: the default name.
+        self.coredump: str | None = None
+        #: km --policy FILE, --stats-fd N (kontain.monitor.enforce, statsfd).
+        self.policy: str | None = None
+        self.stats_fd: int | None = None
+        #: The gdb stub's address (-g, --gdb-listen): "" the default, None no stub.
+        self.gdb: str | None = None
+        self.gdb_listen = False
 
 
 def parse_size(text: str) -> int:
@@ -129,9 +149,19 @@ def parse(argv: list[str]) -> CommandLine:
             cl.stats = True
         elif arg == "--copyenv":
             cl.putenv = None
+        elif arg.startswith("-g") and not arg.startswith("--"):
+            cl.gdb = arg[2:]
+            if not cl.gdb and i + 1 < len(argv) and argv[i + 1].isdigit():
+                i += 1
+                cl.gdb = argv[i]
+        elif name == "--gdb-listen":
+            cl.gdb_listen = True
+            if eq or cl.gdb is None:
+                cl.gdb = value
         elif arg == "--strict":
             cl.strict = True
-        elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root", "--server"):
+        elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root", "--server",
+                      "--coredump", "--policy", "--stats-fd"):
             if not eq:
                 i += 1
                 if i >= len(argv):
@@ -145,6 +175,16 @@ def parse(argv: list[str]) -> CommandLine:
                 cl.root = value
             elif name == "--server":
                 cl.server = value
+            elif name == "--coredump":
+                if not value:
+                    raise UsageError("--coredump needs a path")
+                cl.coredump = value
+            elif name == "--policy":
+                cl.policy = value
+            elif name == "--stats-fd":
+                if not value.isdigit():
+                    raise UsageError(f"--stats-fd takes a descriptor number, not {value!r}")
+                cl.stats_fd = int(value)
             else:
                 if "=" not in value:
                     raise UsageError(f"{arg} takes NAME=VALUE, not {value!r}")
@@ -215,16 +255,40 @@ def run(cl: CommandLine, ignored: frozenset[int], mask: int, personality: int,
     from kontain.monitor.launch import LaunchError, LaunchSpec, launch
     from kontain.syscalls.registry import all_handlers
 
+    gdb_socket = None
+    if cl.gdb is not None:  # (before launch: km's jail allows no new listening socket)
+        from kontain.monitor import debugger
+        try:
+            gdb_socket = debugger.listen(debugger.port_argument(cl.gdb))
+        except (OSError, ValueError) as e:
+            _error(f"gdb stub: {e}")
+            return EXIT_KM_ERROR
+
     spec = LaunchSpec(cl.payload[0], [os.fsencode(a) for a in cl.payload[1:]],
                       argv0=None if cl.argv0 is None else os.fsencode(cl.argv0),
                       env=env if cl.putenv is None else [os.fsencode(e) for e in cl.putenv],
                       root=cl.root, mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose,
                       strict=cl.strict, ignored_signals=ignored, signal_mask=mask,
-                      personality=personality, kvm=kvm)
+                      personality=personality, kvm=kvm, coredump=cl.coredump)
+
+    handlers = all_handlers()
+    extras = None
+    if cl.policy is not None or cl.stats_fd is not None:
+        from kontain.monitor.enforce import Extras
+        try:
+            extras = Extras(cl.policy, cl.stats_fd)
+            handlers = extras.configure(spec, handlers)
+        except (OSError, ValueError) as e:
+            _error(f"{'--policy' if cl.policy else '--stats-fd'}: {e}")
+            return 2
 
     def finish(outcome: Outcome) -> None:
         """The payload is over (called from whichever thread ended it): leave km."""
         proc = launched.proc
+        if extras is not None:
+            extras.finished(proc, outcome)
+        if proc.debugger is not None:
+            proc.debugger.exited(outcome)
         if cl.stats:
             proc.trace.write(proc.stats_report())
         if before_exit is not None:
@@ -232,14 +296,26 @@ def run(cl: CommandLine, ignored: frozenset[int], mask: int, personality: int,
         end_monitor(outcome, proc.trace.write, "km")
 
     try:
-        launched = launch(spec, all_handlers(), finish)
+        launched = launch(spec, handlers, finish)
     except LaunchError as e:
-        _error(str(e))
+        if extras is None or extras.stats is None:
+            _error(str(e))
+        else:  # (said on the stats descriptor, to a caller that raises it as subprocess)
+            extras.failed(e)
         return e.status
-    # What start-up made lives as long as km: out of the collector's sight (also keeps
-    # the pages a forked km shares with its parent from being written by collections).
+    if extras is not None:
+        extras.launched(launched.proc)
+    if gdb_socket is not None:
+        from kontain.monitor.debugger import Debugger, announce
+        proc = launched.proc
+        announce(gdb_socket, not cl.gdb_listen)
+        proc.debugger = Debugger(proc, gdb_socket,
+                                 "/" if cl.root == "/" else os.path.abspath(cl.root))
+        proc.debugger.start(None if cl.gdb_listen else launched.thread)
     if after_launch is not None:
         after_launch(launched)
+    # What start-up made lives as long as km: out of the collector's sight (also keeps
+    # the pages a forked km shares with its parent from being written by collections).
     gc.freeze()
     gc.enable()
     launched.run()  # does not return: finish() ends km

@@ -21,6 +21,9 @@ _libc_mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_
 _libc_munmap = _libc.munmap
 _libc_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 
+#: _IOW(KVMIO, 0xa0, struct kvm_vcpu_events) (64 bytes)
+KVM_SET_VCPU_EVENTS = 0x4040AEA0
+
 
 class Kvm:
     """The /dev/kvm system handle."""
@@ -175,6 +178,9 @@ class Vcpu:
 
     def set_debugregs(self, debugregs: s.Debugregs) -> None:
         fcntl.ioctl(self.fd, k.KVM_SET_DEBUGREGS, debugregs)
+
+    def set_vcpu_events(self, events: s.VcpuEvents) -> None:
+        fcntl.ioctl(self.fd, KVM_SET_VCPU_EVENTS, events)
 
     def get_fpu(self) -> s.Fpu:
         fpu = s.Fpu()

@@ -35,6 +35,16 @@ SYSCALL_MASK = RFLAGS_TF | RFLAGS_IF | RFLAGS_DF | RFLAGS_NT | RFLAGS_RF | RFLAG
 USER_RFLAGS_MASK = 0x240FD5
 
 XCR0_X87 = 1
+#: The initial x87/SSE control words, where they sit in the XSAVE legacy area, and the
+#: XSTATE_BV bits of those two components (Intel SDM vol. 1, 13.4 and 13.6).
+FCW_INIT, MXCSR_INIT = 0x37F, 0x1F80
+MXCSR_OFFSET, XSTATE_BV_OFFSET = 24, 512
+XFEATURE_X87, XFEATURE_SSE = 1, 2
+#: DR6 and DR7 at power-on: every breakpoint off (their reserved bits read as set).
+DR6_INIT, DR7_INIT = 0xFFFF0FF0, 0x400
+#: struct kvm_vcpu_events: where its flags field is, and the flags km sets.
+EVENTS_FLAGS_OFFSET = 20
+KVM_VCPUEVENT_VALID_NMI_PENDING, KVM_VCPUEVENT_VALID_SHADOW = 0x1, 0x4
 CPUID_1_ECX_OSXSAVE = 1 << 27
 CPUID_7_EBX_FSGSBASE = 1 << 0
 
@@ -75,8 +85,9 @@ def has_fsgsbase(cpuid: ctypes.Structure) -> bool:
 
 
 def configure(vcpu: Vcpu, cpuid: ctypes.Structure, pml4: int, tss_base: int,
-              syscall_entry: int) -> None:
-    """Put a freshly created vCPU in the state the ring-0 stub expects."""
+              syscall_entry: int) -> s.Sregs:
+    """Put a freshly created vCPU in the state the ring-0 stub expects. Returns the
+    segment and control registers it gave it (what reset gives it again)."""
     vcpu.set_cpuid2(cpuid)
     sregs = vcpu.get_sregs()
     sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG
@@ -93,12 +104,32 @@ def configure(vcpu: Vcpu, cpuid: ctypes.Structure, pml4: int, tss_base: int,
     sregs.tr = gdt.tss_segment(vcpu.id, tss_base)
     sregs.ldt.unusable = 1
     vcpu.set_sregs(sregs)
+    _set_registers(vcpu, supported_xcr0(cpuid), syscall_entry)
+    return sregs
 
+
+def reset(vcpu: Vcpu, sregs: s.Sregs, pml4: int, xcr0: int, syscall_entry: int) -> None:
+    """Put a vCPU that has run a program back in the state configure gave it when it
+    was new (sregs: the registers configure returned then), with pml4 as its page
+    tables, for the next program (an execve): nothing the old program left in it
+    survives. Its CPUID stays: KVM refuses to change it once a vCPU has run."""
+    sregs.cr3 = pml4
+    vcpu.set_sregs(sregs)  # (FS and GS bases included: the segments' bases are 0)
+    _set_registers(vcpu, xcr0, syscall_entry)
+    # x87/SSE/AVX registers and control words, as at power-on (and as Linux's exec
+    # leaves them: fpu__clear_user_states); hardware breakpoints off (exec flushes
+    # them); no exception, NMI or interrupt shadow pending.
+    vcpu.set_xsave(initial_xsave())
+    vcpu.set_debugregs(s.Debugregs(dr6=DR6_INIT, dr7=DR7_INIT))
+    vcpu.set_vcpu_events(cleared_events())
+
+
+def _set_registers(vcpu: Vcpu, xcr0: int, syscall_entry: int) -> None:
+    """XCR0, the syscall and segment-base MSRs, the general registers (all zero)."""
     xcrs = s.Xcrs(nr_xcrs=1)
     xcrs.xcrs[0].xcr = 0
-    xcrs.xcrs[0].value = supported_xcr0(cpuid)
+    xcrs.xcrs[0].value = xcr0
     vcpu.set_xcrs(xcrs)
-
     vcpu.set_msrs([
         (MSR_STAR, gdt.KERNEL_CS << 32 | (gdt.USER_DS - 8) << 48),
         (MSR_LSTAR, syscall_entry),
@@ -107,5 +138,24 @@ def configure(vcpu: Vcpu, cpuid: ctypes.Structure, pml4: int, tss_base: int,
         (MSR_FS_BASE, 0), (MSR_GS_BASE, 0), (MSR_KERNEL_GS_BASE, 0),
         (MSR_TSC_AUX, vcpu.id),
     ])
-    regs = s.Regs(rflags=USER_RFLAGS)
-    vcpu.set_regs(regs)
+    vcpu.set_regs(s.Regs(rflags=USER_RFLAGS))
+
+
+def initial_xsave() -> s.Xsave:
+    """The XSAVE image of x87/SSE in their initial state (FCW 0x37F, MXCSR 0x1F80, every
+    register empty or zero) and every other component in its init state. XSTATE_BV
+    names x87 and SSE: KVM takes MXCSR from the image only when one of them is listed,
+    and would otherwise keep the old program's rounding and exception masks."""
+    xsave = s.Xsave()
+    xsave.region[0] = FCW_INIT
+    xsave.region[MXCSR_OFFSET // 4] = MXCSR_INIT
+    xsave.region[XSTATE_BV_OFFSET // 4] = XFEATURE_X87 | XFEATURE_SSE
+    return xsave
+
+
+def cleared_events() -> s.VcpuEvents:
+    """struct kvm_vcpu_events with nothing pending or injected and no interrupt shadow,
+    its flags saying the NMI and shadow fields count too."""
+    events = s.VcpuEvents()
+    events.raw[EVENTS_FLAGS_OFFSET] = KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW
+    return events

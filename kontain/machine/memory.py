@@ -22,6 +22,9 @@ from kontain.machine.layout import DYNAMIC_PA, HUGE_PAGE_SIZE, PAGE_SIZE
 FIRST_SLOT_SIZE = 32 << 20
 #: Memslot numbers from here on hold host ranges that are not guest RAM.
 FOREIGN_SLOT_BASE = 256
+#: A memslot made and deleted only to make KVM drop every shadow page (flush_shadow),
+#: at a guest-physical address nothing else uses.
+_FLUSH_SLOT, _FLUSH_PA = FOREIGN_SLOT_BASE - 1, 1 << 44
 
 
 def ladder(size: int) -> list[tuple[int, int]]:
@@ -79,20 +82,37 @@ class PhysicalMemory:
             vm.set_user_memory_region(slot, guest_phys, size, host_address)
 
     def map_foreign(self, guest_phys: int, host_address: int, size: int) -> None:
-        """Make a range of km's own memory (outside the guest RAM) guest-physical."""
+        """Make a range of km's own memory (outside the guest RAM) guest-physical. The
+        same range again (the vDSO of the next program after an execve) is a no-op."""
+        if any(f[1:] == (guest_phys, size, host_address) for f in self.foreign):
+            return
         slot = FOREIGN_SLOT_BASE + len(self.foreign)
         self._vm.set_user_memory_region(slot, guest_phys, size, host_address)
         self.foreign.append((slot, guest_phys, size, host_address))
 
+    def flush_shadow(self) -> None:
+        """Make KVM drop every shadow page table of this VM (the next accesses fault
+        them in again): deleting a memslot zaps them all (x86's SLOT_ZAP_ALL quirk, on
+        by default). For the rare case in kontain.mm.space that needs it."""
+        self._vm.set_user_memory_region(_FLUSH_SLOT, _FLUSH_PA, PAGE_SIZE, self.host_base)
+        self._vm.set_user_memory_region(_FLUSH_SLOT, _FLUSH_PA, 0, self.host_base)
+
     def host_address(self, pa: int) -> int:
         return self.host_base + pa
 
-    def allocate(self, size: int) -> int:
-        """A free physical range of size bytes (page multiple), lowest address first."""
-        align = HUGE_PAGE_SIZE if size >= HUGE_PAGE_SIZE else PAGE_SIZE
+    def allocate(self, size: int, congruent: int | None = None) -> int:
+        """A free physical range of size bytes (page multiple), lowest address first.
+        One of 2 MiB or more starts 2 MiB-aligned, or, given congruent (the virtual
+        address it will be mapped at), at the same offset within 2 MiB: so the whole
+        2 MiB slots of the mapping can be 2 MiB pages."""
+        big = size >= HUGE_PAGE_SIZE
+        align = HUGE_PAGE_SIZE if big else PAGE_SIZE
+        offset = congruent & (HUGE_PAGE_SIZE - 1) if big and congruent is not None else 0
         starts, ends = self._free_starts, self._free_ends
         for i, start in enumerate(starts):
-            aligned = (start + align - 1) & -align
+            aligned = ((start - offset + align - 1) & -align) + offset
+            if aligned < start:
+                aligned += align
             if aligned + size <= ends[i]:
                 self._take(i, aligned, aligned + size)
                 self._ensure_slots(aligned + size)
@@ -147,3 +167,16 @@ class PhysicalMemory:
 
     def free_bytes(self) -> int:
         return sum(e - s for s, e in zip(self._free_starts, self._free_ends, strict=True))
+
+    def reset(self) -> None:
+        """Take every allocation back at once, for the next program of an execve. The
+        part of the range ever handed out gets fresh private zero pages again (what
+        km mapped over it, shared and file mappings included, goes), and the free
+        list starts over. The memslots stay registered, and KVM drops every shadow page
+        (flush_shadow): the old program's must not be found again for the new page
+        tables, which reuse the same physical pages."""
+        start, size = self._slots[self._registered - 1]
+        hostmem.reset_anonymous(self.host_base + DYNAMIC_PA, start + size - DYNAMIC_PA)
+        self.flush_shadow()
+        self._free_starts = [DYNAMIC_PA]
+        self._free_ends = [self.size]

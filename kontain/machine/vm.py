@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import struct
 
+from kontain.kvm import structs as s
 from kontain.kvm.api import Kvm, Vcpu
 from kontain.machine import cpu, gdt, idt, stub
 from kontain.machine.layout import (
-    DYNAMIC_PA,
     GDT_PA,
     IDT_PA,
     MAX_VCPUS,
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 #: The iret frame (rip, cs, rflags, rsp, ss) sits at the top of each vCPU's ring-0 stack.
 IRET_FRAME_SIZE = 5 * 8
 TSS_RSP0_OFFSET = 4
+_KERNEL_DATA = PTE_PRESENT | PTE_WRITE | PTE_NX
 
 
 class Machine:
@@ -37,8 +38,9 @@ class Machine:
         if kvm is None:
             kvm = Kvm()
             kvm.fd = relocate_fd(kvm.fd)
-        #: The /dev/kvm handle: kept for the next VM (an exec), which may have to be made
-        #: after the payload dropped the privileges /dev/kvm asks for.
+        #: The /dev/kvm handle: kept for the next VM (a fork's child: an exec keeps this
+        #: one), which may have to be made after the payload dropped the privileges
+        #: /dev/kvm asks for.
         self.kvm = kvm
         self.vm = self.kvm.create_vm()
         self.vm.fd = relocate_fd(self.vm.fd)
@@ -52,7 +54,15 @@ class Machine:
         #: The XSAVE features enabled in every vCPU, and the size of their save area.
         self.xcr0 = cpu.supported_xcr0(self.cpuid)
         self.xsave_size = cpu.xsave_size(self.cpuid)
+        #: vCPUs of the previous program (execve keeps the VM), by id: KVM cannot
+        #: destroy a vCPU, so create_vcpu hands these out again, reset, for their ids.
+        self._spare_vcpus: dict[int, Vcpu] = {}
+        #: Ids of spare vCPUs whose last exit may leave KVM work for their next entry.
+        self._unsettled: set[int] = set()
+        #: The segment and control registers each vCPU was configured with, by id.
+        self._sregs: dict[int, s.Sregs] = {}
         self._install_kernel_structures()
+        self._map_kernel_structures()
 
     def _install_kernel_structures(self) -> None:
         view = self.phys.view
@@ -63,15 +73,21 @@ class Machine:
         table = idt.build_idt(handlers)
         view[IDT_PA:IDT_PA + len(table)] = table
         view[STUB_PA:STUB_PA + len(stub.CODE)] = stub.CODE
+
+    def _map_kernel_structures(self) -> None:
+        """Map the GDT, IDT and stub in the current page tables. A vCPU's page is mapped
+        as the vCPU is made or reused (_install_vcpu_structures): mapping all MAX_VCPUS
+        pages ahead would cost a thousand PTEs at every start and exec."""
         # The stub is read-only and executable, and user-accessible (on PVM, `syscall`
         # runs it at CPL 3); the rest is supervisor-only data (the CPU writes iret
         # frames on the ring-0 stacks).
         pt = self.page_tables
-        kernel_data = PTE_PRESENT | PTE_WRITE | PTE_NX
-        pt.map(kernel_va(GDT_PA), GDT_PA, STUB_PA - GDT_PA, kernel_data)
+        pt.map(kernel_va(GDT_PA), GDT_PA, STUB_PA - GDT_PA, _KERNEL_DATA)
         pt.map(kernel_va(STUB_PA), STUB_PA, PAGE_SIZE, PTE_PRESENT | PTE_USER)
-        pt.map(kernel_va(STUB_PA + PAGE_SIZE), STUB_PA + PAGE_SIZE,
-               DYNAMIC_PA - STUB_PA - PAGE_SIZE, kernel_data)
+
+    def _map_vcpu_page(self, vcpu_id: int) -> None:
+        page = vcpu_page(vcpu_id)
+        self.page_tables.map(kernel_va(page), page, PAGE_SIZE, _KERNEL_DATA)
 
     def recreate_vm(self) -> None:
         """Give this machine a new KVM VM over the same memory (after a host fork: a VM
@@ -81,9 +97,31 @@ class Machine:
         self.vm.fd = self._relocate_fd(self.vm.fd)
         old.close()
         self.phys.rebind(self.vm)
+        self._close_spares()  # the old VM's
+
+    def reset(self, vcpus: list[Vcpu], current: Vcpu | None) -> None:
+        """Make this machine new for the next program of an execve, keeping the VM,
+        its memslots and its vCPUs: guest memory is dropped (PhysicalMemory.reset, which
+        also makes KVM forget every translation), new page tables get the kernel
+        structures (which stay in place below DYNAMIC_PA, with every vCPU's TSS), and
+        vcpus, all of the old program's, are kept for create_vcpu to hand out again.
+        current is the execve's caller's: its last exit was that system call."""
+        self._spare_vcpus = {vcpu.id: vcpu for vcpu in vcpus}
+        self._unsettled = {vcpu.id for vcpu in vcpus if vcpu is not current}
+        self.page_tables.release()
+        self.phys.reset()
+        self.page_tables = PageTables(self.phys)
+        self._map_kernel_structures()
+
+    def _close_spares(self) -> None:
+        for vcpu in self._spare_vcpus.values():
+            vcpu.close()
+        self._spare_vcpus = {}
+        self._unsettled = set()
 
     def close(self) -> None:
-        """Destroy the VM and give its memory back (its vCPUs are closed already)."""
+        """Destroy the VM and give its memory back (its vCPUs in use are closed already)."""
+        self._close_spares()
         self.vm.close()
         self.page_tables.release()
         self.phys.close()
@@ -98,6 +136,7 @@ class Machine:
     def _install_vcpu_structures(self, vcpu_id: int) -> None:
         """vCPU vcpu_id's TSS (RSP0 = top of its stack page) and its GDT descriptor."""
         page = vcpu_page(vcpu_id)
+        self._map_vcpu_page(vcpu_id)
         view = self.phys.view
         view[page + TSS_RSP0_OFFSET:page + TSS_RSP0_OFFSET + 8] = struct.pack(
             "<Q", kernel_va(page + PAGE_SIZE))
@@ -107,9 +146,31 @@ class Machine:
     def create_vcpu(self, vcpu_id: int) -> Vcpu:
         if not 0 <= vcpu_id < MAX_VCPUS:
             raise ValueError(f"vCPU id {vcpu_id} out of range")
+        spare = self._spare_vcpus.pop(vcpu_id, None)
+        if spare is not None:
+            self._reuse(spare)
+            return spare
         self._install_vcpu_structures(vcpu_id)
         vcpu = self.vm.create_vcpu(vcpu_id)
         vcpu.fd = self._relocate_fd(vcpu.fd)
-        cpu.configure(vcpu, self.cpuid, self.page_tables.root,
-                      kernel_va(vcpu_page(vcpu_id)), self.syscall_entry)
+        self._sregs[vcpu_id] = cpu.configure(vcpu, self.cpuid, self.page_tables.root,
+                                             kernel_va(vcpu_page(vcpu_id)), self.syscall_entry)
         return vcpu
+
+    def _reuse(self, vcpu: Vcpu) -> None:
+        """Give a vCPU of the previous program a new vCPU's state."""
+        vcpu.run.kvm_dirty_regs = 0  # the registers set below count, not kvm_run's copy
+        if vcpu.id in self._unsettled:
+            # A thread that vanished may have left an exit KVM completes on the next
+            # entry (an `in` it emulates). Complete it now, before the state is reset.
+            self._unsettled.discard(vcpu.id)
+            try:
+                vcpu.enter_without_running()
+            except OSError:
+                pass  # whatever it was, the reset below overwrites it
+        # Its TSS and ring-0 stack page as a new vCPU finds it (no old iret frames).
+        page = vcpu_page(vcpu.id)
+        self.phys.view[page:page + PAGE_SIZE] = bytes(PAGE_SIZE)
+        self._install_vcpu_structures(vcpu.id)
+        cpu.reset(vcpu, self._sregs[vcpu.id], self.page_tables.root, self.xcr0,
+                  self.syscall_entry)

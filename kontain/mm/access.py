@@ -109,6 +109,10 @@ class GuestMemory:
         size bytes; True if va is backed now (by this call or another thread's)."""
         return False
 
+    def fill_slot(self, va: int) -> bool:
+        """Map the untouched 2 MiB slot around va (kontain.mm.space); True if it was one."""
+        return False
+
     def segments(self, va: int, size: int, write: bool = False) -> list[tuple[int, int]]:
         """[(physical address, length)] covering [va, va+size), merged where contiguous."""
         if size <= 0:

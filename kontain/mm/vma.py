@@ -15,7 +15,14 @@ from __future__ import annotations
 from kontain.linux.abi import MAP_FIXED, MAP_SHARED, MAP_TYPE, PROT_EXEC, PROT_WRITE
 from kontain.machine import hostmem
 from kontain.machine.layout import PAGE_SIZE
-from kontain.machine.paging import PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITE
+from kontain.machine.paging import (
+    PTE_ACCESSED,
+    PTE_DIRTY,
+    PTE_NX,
+    PTE_PRESENT,
+    PTE_USER,
+    PTE_WRITE,
+)
 
 _PAGE_MASK = PAGE_SIZE - 1
 
@@ -25,8 +32,11 @@ def page_up(n: int) -> int:
 
 
 def pte_flags(prot: int) -> int:
-    """Leaf PTE flags for a protection. x86 cannot express write-only or exec-only."""
-    flags = PTE_PRESENT | PTE_USER
+    """Leaf PTE flags for a protection. x86 cannot express write-only or exec-only.
+
+    Accessed and dirty are preset: KVM would otherwise set them itself (a fault and
+    an emulated write per page) and prefetches only neighbours that have them."""
+    flags = PTE_PRESENT | PTE_USER | PTE_ACCESSED | PTE_DIRTY
     if prot & PROT_WRITE:
         flags |= PTE_WRITE
     if not prot & PROT_EXEC:

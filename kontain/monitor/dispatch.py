@@ -98,6 +98,8 @@ class SyscallTable:
                 return handler(t, *args) if handler is not None else unknown(t, nr)
             if policy.log:
                 log("syscall", f"[{t.tid}] seccomp: {name} -> {verdict!r}")
+            if policy.on_deny is not None:  # (km --policy: denials go to the stats)
+                policy.on_deny(name, repr(verdict))
             if kind == sf.ERRNO or kind == sf.TRACE:
                 if verdict.errno:
                     raise SyscallError(verdict.errno)

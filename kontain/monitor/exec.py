@@ -5,11 +5,12 @@ first, while the caller can still get the error: the `#!` chain is followed (fiv
 levels, as Linux), the final ELF is opened and parsed, its interpreter looked for.
 Then, past the point of no return, the calling thread raises ExecImage; its run loop
 unwinds to kontain.monitor.group, and the process replaces its image
-(Process.replace_image): the other threads vanish, the VM and its memory are destroyed
-and a new one made, descriptors marked close-on-exec are closed, handled signals go
-back to their default action, and the new program is loaded and run by this same
-host thread. The pid stays, and so does everything execve keeps: ignored signals, the
-mask, pending signals, the working directory, limits, timers of alarm/setitimer.
+(Process.replace_image): the other threads vanish, guest memory is dropped and the VM
+made new for the next program (Machine.reset: the same VM, memslots and vCPUs, all
+reset), descriptors marked close-on-exec are closed, handled signals go back to their
+default action, and the new program is loaded and run by this same host thread. The
+pid stays, and so does everything execve keeps: ignored signals, the mask, pending
+signals, the working directory, limits, timers of alarm/setitimer.
 
 No new km is started: an exec costs what loading a program costs, it works after the
 payload dropped the privileges km's own files need, and a close-on-exec descriptor
@@ -24,7 +25,7 @@ import stat
 
 from kontain.linux.abi import O_PATH
 from kontain.linux.hostcall import SyscallError
-from kontain.loader.elf import ExecError, read_elf
+from kontain.loader.elf import ElfImage, ExecError, read_elf
 from kontain.loader.script import BINPRM_BUF_SIZE, MAX_SCRIPT_DEPTH, script_argv
 from kontain.monitor.exits import ExecImage
 
@@ -43,7 +44,7 @@ class ExecRequest:
     """What execve will run, opened and checked before the point of no return."""
 
     def __init__(self, fd: int, name: str, argv: list[bytes], envp: list[bytes],
-                 execfn: bytes) -> None:
+                 execfn: bytes, image: ElfImage | None = None, host_path: str = "") -> None:
         #: km's descriptor on the executable (close-on-exec, above the guest's range).
         self.fd = fd
         #: The executable as the guest names it (mapping names, /proc/self/exe).
@@ -52,6 +53,10 @@ class ExecRequest:
         self.envp = envp
         #: The path execve was given (AT_EXECFN).
         self.execfn = execfn
+        #: The executable's headers and its host path, as prepare found them (so that
+        #: loading it does not read them again).
+        self.image = image
+        self.host_path = host_path
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -88,10 +93,14 @@ def prepare(proc: Process, path: bytes, argv: list[bytes], envp: list[bytes], *,
                     except OSError:
                         raise ExecError(errno.ENOENT, f"interpreter {image.interpreter} "
                                                       "not found") from None
-                name = proc.root.guest_path_of_host(
-                    os.readlink(b"/proc/self/fd/%d" % fd))
+                host_path = os.readlink(b"/proc/self/fd/%d" % fd)
+                name = proc.root.guest_path_of_host(host_path)
+                allowed = proc.options.exec_allowed  # km --policy's allow_exec
+                if allowed is not None and not allowed(proc, os.fsdecode(host_path)):
+                    raise ExecError(errno.EACCES, "not a program the policy allows")
                 request = ExecRequest(proc.fds.move_high(fd), os.fsdecode(
-                    name if name is not None else path), argv, envp, execfn)
+                    name if name is not None else path), argv, envp, execfn, image,
+                    os.fsdecode(host_path))
                 fd = -1
                 return request
         finally:

@@ -53,6 +53,9 @@ def _page_fault(error_code: int, cr2: int, memory: GuestMemory,
     if vma is not None and vma.pa is None and not error_code & PF_PROTECTION \
             and memory.populate(cr2, 1, write):
         return None  # the first touch of a demand-backed mapping: backed now, retry
+    if vma is not None and vma.pa is not None and not error_code & PF_PROTECTION \
+            and memory.fill_slot(cr2):
+        return None  # the first touch of a 2 MiB slot: mapped now, retry
     if repeats <= SPURIOUS_RETRIES and memory.access_allowed(cr2, write, fetch):
         # The mappings allow it: a stale translation (km widened a page since it was
         # cached). Make the access again, as Linux does for spurious faults.

@@ -61,6 +61,9 @@ def fork_process(proc: Process, parent: GuestThread, flags: int, stack: int, par
                  child_tid: int, tls: int) -> int:
     """fork/vfork/clone without CLONE_VM|CLONE_THREAD; returns the child's pid."""
     snapshot = ForkSnapshot(parent, flags, stack, tls)
+    limits = proc.options.process_limits  # km --policy's max_processes
+    if limits is not None:
+        limits.acquire()
     vfork = bool(flags & CLONE_VFORK)
     # km's descriptors, above the guest's range: the child may close_range its own.
     report_read, report_write = (proc.fds.move_high(fd) for fd in os.pipe2(os.O_CLOEXEC))
@@ -71,17 +74,25 @@ def fork_process(proc: Process, parent: GuestThread, flags: int, stack: int, par
     try:
         # Hold the locks other threads might hold, so the child does not inherit them taken.
         with proc.mm.lock, proc.signals.lock:
+            proc.mm.prepare_for_fork()
             pid = os.fork()
     except BaseException:
         os.close(report_read)
         os.close(report_write)
+        if limits is not None:
+            limits.release()
         raise
     if pid == 0:
         os.close(report_read)
         _become_child(proc, snapshot, flags, child_tid, report_write, shared_stack)  # no return
     os.close(report_write)
     try:
-        _wait_for_child_vm(pid, report_read)
+        try:
+            _wait_for_child_vm(pid, report_read)
+        except OSError:
+            if limits is not None:  # (the child ended without running: its token back)
+                limits.release()
+            raise
         proc.trace.log("process", f"[{parent.tid}] fork -> pid {pid}")
         if flags & CLONE_PARENT_SETTID:
             parent.mm.write(parent_tid, pid.to_bytes(4, "little"))
@@ -176,7 +187,7 @@ def _child_vm(proc: Process, snapshot: ForkSnapshot) -> GuestThread:
     vcpu = proc.group.new_vcpu()
     vcpu.enter_without_running()
     thread = GuestThread(proc, vcpu, proc.pid)
-    cpustate.apply(vcpu, snapshot.cpu, sregs=False)
+    cpustate.apply_thread(vcpu, snapshot.cpu)
     thread.signal_mask = snapshot.signal_mask
     thread.altstack = snapshot.altstack
     thread.name = snapshot.name

@@ -1,9 +1,11 @@
 """The payload's threads: one vCPU and one host thread each.
 
 clone(CLONE_VM|CLONE_THREAD) creates a GuestThread on a vCPU (reused from threads that
-ended: KVM cannot destroy a vCPU) and starts a host thread to run it. The guest tid is
-the host thread's tid, so tids are unique and tgkill-able like native ones. Each thread
-has an eventfd km uses to wake it from waits (sigsuspend, sigtimedwait, pause).
+ended: KVM cannot destroy a vCPU) and a host thread runs it: a spare one started ahead
+by an earlier thread, or a new one. The guest tid is the host thread's tid, so tids are
+unique and tgkill-able like native ones; a host thread ends with its guest thread, so a
+tid does not come back at once (Linux hands them out in turn). Each thread has an eventfd
+km uses to wake it from waits (sigsuspend, sigtimedwait, pause).
 
 The process ends when its last thread exits, or at once when one thread calls
 exit_group or dies of a signal: Process.end() never returns.
@@ -26,7 +28,6 @@ from kontain.linux.abi import (
     CLONE_SIGHAND,
     CLONE_THREAD,
     CLONE_VM,
-    FUTEX_PRIVATE_FLAG,
     FUTEX_WAKE,
 )
 from kontain.linux.hostcall import SyscallError
@@ -49,6 +50,26 @@ if TYPE_CHECKING:
     from kontain.monitor.process import Process
 
 KICK_RETRY_SECONDS = 0.003
+#: Spare host threads a process keeps started ahead of clones (see ThreadGroup.spawn).
+SPARE_LIMIT = 2
+
+
+class _Spare:
+    """A host thread started ahead of a clone, waiting for the guest thread it is to
+    run (job): a clone hands it one and opens its gate; a new image (execve), or a
+    newer spare taking its place, opens it with none, and the host thread ends. It has
+    never run a guest thread, so its tid is a new one, as Linux's for a new thread (a
+    host thread that ran one ends with it: its tid must not come back at once)."""
+
+    __slots__ = ("gate", "tid", "ident", "job", "lineage")
+
+    def __init__(self, lineage: object) -> None:
+        self.gate = _thread.allocate_lock()
+        self.gate.acquire()
+        self.tid = self.ident = 0  # set by the host thread once it runs
+        self.job: GuestThread | None = None
+        #: What the host thread carries (GuestThread.lineage): its creator's.
+        self.lineage = lineage
 
 
 class ThreadGroup:
@@ -76,6 +97,12 @@ class ThreadGroup:
         self._retired_vcpus: list = []
         #: The host thread that started the process (it parks rather than end).
         self._main_ident = _thread.get_ident()
+        #: Spare host threads for the next clones (at most SPARE_LIMIT), newest last.
+        self._spares: list[_Spare] = []
+        #: The lineages of those spares, and of the threads that made clones lately:
+        #: only a thread of one of these starts a spare (before_wait).
+        self._spare_lineages: set = set()
+        self._cloners: set = set()
 
     # ---- creation -------------------------------------------------------------------
 
@@ -93,17 +120,77 @@ class ThreadGroup:
 
     def spawn(self, parent: GuestThread, flags: int, stack: int, parent_tid: int,
               child_tid: int, tls: int) -> int:
-        """clone() of a thread: returns the new thread's tid."""
+        """clone() of a thread: returns the new thread's tid.
+
+        The new thread runs on a spare host thread if one was started ahead that
+        carries what the new thread inherits from its parent's (GuestThread.lineage):
+        its tid is known, and one lock release starts it. Otherwise a new host thread
+        starts, and tells its tid. Spares are started by threads that made clones, as
+        they wait (before_wait): off the path of the clone and of the new thread."""
         required = CLONE_VM | CLONE_THREAD | CLONE_SIGHAND
         if flags & required != required:
             raise SyscallError(errno.EINVAL if flags & CLONE_THREAD else errno.ENOSYS)
+        spare = None
+        lineage = parent.lineage
+        with self._lock:
+            if lineage not in self._cloners:
+                if len(self._cloners) >= 4 * SPARE_LIMIT:
+                    self._cloners.clear()  # (lineages whose threads changed since)
+                self._cloners.add(lineage)
+            spares = self._spares
+            for i in range(len(spares) - 1, -1, -1):
+                if spares[i].lineage is lineage and spares[i].tid:
+                    spare = spares.pop(i)
+                    self._spare_lineages.discard(lineage)
+                    break
+        if spare is None:
+            return self._spawn_host_thread(parent, flags, stack, parent_tid, child_tid, tls)
         vcpu = self.new_vcpu()
-        child = GuestThread(self._proc, vcpu, 0)
-        cpustate.apply(vcpu, parent.clone_state(stack, tls if flags & CLONE_SETTLS else None),
-                       sregs=False)
+        child = GuestThread(self._proc, vcpu, spare.tid)
+        child.host_ident = spare.ident
+        try:
+            self._prepare(child, parent, flags, stack, child_tid, tls)
+        except BaseException:
+            with self._lock:
+                self._idle_vcpus.append(vcpu)
+                self._spares.append(spare)
+                self._spare_lineages.add(lineage)
+            raise
+        vcpu.run.immediate_exit = 0  # (a late kick meant for a thread that ended)
+        self.add(child)
+        try:
+            self._set_tids(parent, flags, parent_tid, child_tid, child.tid)
+        finally:
+            spare.job = child
+            spare.gate.release()
+        self._proc.trace.log("thread", f"[{parent.tid}] clone -> thread {child.tid} on "
+                                       f"vCPU {vcpu.id} (spare host thread)")
+        return child.tid
+
+    @staticmethod
+    def _prepare(child: GuestThread, parent: GuestThread, flags: int, stack: int,
+                 child_tid: int, tls: int) -> None:
+        """The new thread's CPU state and what it inherits of its parent's."""
+        cpustate.apply_thread(child.vcpu, parent.clone_state(
+            stack, tls if flags & CLONE_SETTLS else None))
         child.signal_mask = parent.signal_mask
+        child.lineage = parent.lineage
         if flags & CLONE_CHILD_CLEARTID:
             child.clear_child_tid = child_tid
+
+    @staticmethod
+    def _set_tids(parent: GuestThread, flags: int, parent_tid: int, child_tid: int,
+                  tid: int) -> None:
+        if flags & CLONE_PARENT_SETTID:
+            parent.mm.write(parent_tid, tid.to_bytes(4, "little"))
+        if flags & CLONE_CHILD_SETTID:
+            parent.mm.write(child_tid, tid.to_bytes(4, "little"))
+
+    def _spawn_host_thread(self, parent: GuestThread, flags: int, stack: int,
+                           parent_tid: int, child_tid: int, tls: int) -> int:
+        vcpu = self.new_vcpu()
+        child = GuestThread(self._proc, vcpu, 0)
+        self._prepare(child, parent, flags, stack, child_tid, tls)
         ready, go = _thread.allocate_lock(), _thread.allocate_lock()
         ready.acquire()
         go.acquire()
@@ -116,10 +203,7 @@ class ThreadGroup:
         ready.acquire()  # the child knows its tid
         tid = child.tid
         try:
-            if flags & CLONE_PARENT_SETTID:
-                parent.mm.write(parent_tid, tid.to_bytes(4, "little"))
-            if flags & CLONE_CHILD_SETTID:
-                parent.mm.write(child_tid, tid.to_bytes(4, "little"))
+            self._set_tids(parent, flags, parent_tid, child_tid, tid)
         finally:
             go.release()
         self._proc.trace.log("thread", f"[{parent.tid}] clone -> thread {tid} on vCPU {vcpu.id}")
@@ -132,6 +216,41 @@ class ThreadGroup:
         ready.release()
         go.acquire()
         self.run(child)
+
+    def before_wait(self, thread: GuestThread) -> None:
+        """thread is about to wait (a futex wait: a join, a lock, a condition): if it
+        made clones lately and no spare host thread is there for its next one, start
+        one now, while it has nothing else to do. From thread's host thread, which
+        carries thread.lineage, so the spare inherits the same."""
+        lineage = thread.lineage
+        if lineage not in self._cloners or lineage in self._spare_lineages:
+            return
+        spare = _Spare(lineage)
+        evicted = None
+        with self._lock:
+            if self._exec_owner is not None or lineage in self._spare_lineages:
+                return
+            if len(self._spares) >= SPARE_LIMIT:
+                evicted = self._spares.pop(0)  # the oldest ends
+                self._spare_lineages.discard(evicted.lineage)
+            self._spares.append(spare)
+            self._spare_lineages.add(lineage)
+        if evicted is not None:
+            evicted.gate.release()
+        try:
+            _thread.start_new_thread(self._spare_thread, (spare,))
+        except RuntimeError:  # no host task to spare: the payload's own come first
+            with self._lock:
+                if spare in self._spares:
+                    self._spares.remove(spare)
+                    self._spare_lineages.discard(lineage)
+
+    def _spare_thread(self, spare: _Spare) -> None:
+        spare.ident = _thread.get_ident()
+        spare.tid = _thread.get_native_id()  # (last: spawn takes a spare with a tid)
+        spare.gate.acquire()  # until a clone gives it a thread (or an execve, none)
+        if spare.job is not None:
+            self.run(spare.job)
 
     # ---- running and ending ------------------------------------------------------------
 
@@ -246,8 +365,9 @@ class ThreadGroup:
             lock.acquire()
 
     def reset(self) -> list:
-        """For a new VM (execve): forget every thread and return the old vCPUs (to
-        close). The caller's thread is the only one left, and is replaced."""
+        """For an execve: forget every thread and return every vCPU (Machine.reset
+        keeps them, reset, for the new program's threads). The caller's thread is the
+        only one left, and is replaced; spare host threads end."""
         with self._lock:
             vcpus = [t.vcpu for t in self.threads.values()] + self._idle_vcpus \
                 + self._retired_vcpus
@@ -256,24 +376,37 @@ class ThreadGroup:
             self._wake_fds = {}
             self.threads = {}
             self._idle_vcpus = []
+            spares, self._spares = self._spares, []
+            self._spare_lineages = set()
+            self._cloners = set()
             self._retired_vcpus = []
             self._next_vcpu_id = 0
             self._exec_owner = None
+        for spare in spares:  # the host threads end
+            spare.gate.release()
         return vcpus
 
     def _thread_ended(self, thread: GuestThread, status: int) -> None:
         thread.exit_thread()
+        # The joiner (pthread_join) waits for this alone: wake it before the rest. (While
+        # the thread is still in self.threads: an execve waits for that, and only then
+        # replaces the memory written here.)
+        thread.wake_joiner()
+        proc = self._proc
         with self._lock:
             self.threads.pop(thread.tid, None)
             remaining = len(self.threads)
             self._idle_vcpus.append(thread.vcpu)
             wake = self._wake_fds.pop(thread.tid, None)
+            owner = self._exec_owner
         if wake is not None:
             os.close(wake)
-        self._proc.trace.log("thread", f"[{thread.tid}] exit({status}), {remaining} left")
+        proc.trace.log("thread", f"[{thread.tid}] exit({status}), {remaining} left")
         if remaining == 0:
-            self._proc.end(self._proc.outcome(status=status))
-        if thread.tid == self._proc.pid:
+            proc.end(proc.outcome(status=status))
+        if owner is not None:
+            self.wake(owner)  # an execve waits for the other threads to be gone
+        if thread.tid == proc.pid:
             # The main host thread must outlive the process: park it.
             lock = _thread.allocate_lock()
             lock.acquire()
@@ -324,10 +457,10 @@ class ThreadGroup:
         host_address = self._proc.mm.host_address(address)
         if host_address is None:
             return
-        # Waiters may have used a shared or a private futex on the word: wake both kinds
-        # (the kernel's own clear_child_tid wake is the shared one).
-        host.syscall(NR["futex"], host_address, FUTEX_WAKE, count)
-        host.syscall(NR["futex"], host_address, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, count)
+        # A shared wake, as the kernel's own (mm_release, handle_futex_death): on
+        # Linux it wakes the waiters of a shared FUTEX_WAIT only (a private one has
+        # another key), and here too, the guest's futexes being the host's.
+        host.syscall4(NR["futex"], host_address, FUTEX_WAKE, count, 0)
 
     def keep_kicking(self, thread: GuestThread) -> None:
         """Re-kick thread every few milliseconds until it has taken its signal.

@@ -114,6 +114,10 @@ class HostSignals:
                         return
             except Exception as e:  # noqa: BLE001 - a km bug must not end the forwarding
                 self._proc.internal_error("signal forwarding", e)
+                if self._proc.options.strict:
+                    # --strict (the test suite): a km bug ends the process, as in a
+                    # handler; there is no guest thread here to unwind, so at once.
+                    os._exit(128 + sig.SIGABRT)
 
     def _read_and_post(self) -> bool:
         """Post what the signalfd holds (the lock held); False once it is closed."""

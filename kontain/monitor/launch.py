@@ -39,6 +39,7 @@ EXIT_CANNOT_EXECUTE = 126
 EXIT_KM_ERROR = 1
 GiB = 1 << 30
 PR_GET_NO_NEW_PRIVS = 39
+ENOENT, EACCES = 2, 13
 
 
 class LaunchSpec:
@@ -54,7 +55,8 @@ class LaunchSpec:
                  keep_capabilities: bool = False,
                  syscall_filter: SeccompPolicy | None = None,
                  no_new_privs: bool | None = None,
-                 device_rules: DeviceRules | None = None) -> None:
+                 device_rules: DeviceRules | None = None,
+                 coredump: str | None = None) -> None:
         #: The program, as named: looked up in PATH (inside the root) when it has no slash.
         self.payload = payload
         self.args = list(args or [])
@@ -87,6 +89,20 @@ class LaunchSpec:
         #: A container's device rules, checked on each open of a device node
         #: (kontain.monitor.devices); None: no such check.
         self.device_rules = device_rules
+        #: Where a core dump goes (a guest path template; None: core.PROGRAM.PID in the
+        #: payload's working directory): kontain.monitor.coredump.
+        self.coredump = coredump
+        # ---- km --policy (kontain.monitor.enforce) --------------------------------------
+        #: Builds the payload's view of its root (a mount namespace of km's own) before
+        #: km's jail; returns the root to use.
+        self.prepare_root: Callable[[str], str] | None = None
+        #: Whether execve may run a program (the process, its real host path); None: any.
+        self.exec_allowed: Callable[[Process, str], bool] | None = None
+        #: The process tree's fork and clone limits (kontain.monitor.procpolicy).
+        self.process_limits: object | None = None
+        #: Called with km's FdSpace as soon as it exists: descriptors km was handed for
+        #: itself (--stats-fd) leave the payload's range there.
+        self.adopt_fds: Callable[[FdSpace], None] | None = None
 
     @property
     def argv(self) -> list[bytes]:
@@ -96,9 +112,11 @@ class LaunchSpec:
 class LaunchError(Exception):
     """The payload cannot be started; status is what km's command line exits with."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, errno: int = 0) -> None:
         super().__init__(message)
         self.status = status
+        #: What execve of the payload would have failed with (0: not an exec error).
+        self.errno = errno
 
 
 class Launched:
@@ -142,6 +160,8 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
     if spec.root != "/" and not os.path.isdir(spec.root):
         raise LaunchError(f"--root {spec.root}: not a directory", EXIT_KM_ERROR)
     fds = FdSpace()
+    if spec.adopt_fds is not None:
+        spec.adopt_fds(fds)
     try:
         diagnostics = fds.move_high(os.dup(spec.diagnostics_fd))
     except OSError:  # started with stderr closed: km's own messages go nowhere
@@ -157,7 +177,13 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
     no_new_privs = spec.no_new_privs
     if no_new_privs is None:  # (before the jail sets km's)
         no_new_privs = host.syscall(NR["prctl"], PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1
-    root = Jail(trace, drop_capabilities=not spec.keep_capabilities).enter(spec.root)
+    root = spec.root
+    if spec.prepare_root is not None:
+        try:
+            root = spec.prepare_root(root)
+        except OSError as e:
+            raise LaunchError(f"policy: {e}", EXIT_KM_ERROR) from None
+    root = Jail(trace, drop_capabilities=not spec.keep_capabilities).enter(root)
     if spec.cwd is not None:
         try:
             os.chdir(spec.cwd if root == "/" else host_path_in_root(root, spec.cwd, None))
@@ -166,7 +192,7 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
     path = _payload_path(spec, root)
     options = Options(mem_size=spec.mem_size, stats=spec.stats, verbose=spec.verbose,
                       root=root, strict=spec.strict, syscall_filter=spec.syscall_filter,
-                      device_rules=spec.device_rules)
+                      device_rules=spec.device_rules, coredump=spec.coredump)
     try:
         proc = Process(options, fds, diagnostics, handlers, on_exit, kvm)
     except OSError as e:
@@ -180,11 +206,13 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
         thread = proc.load(prepare(proc, execfn, spec.argv, env))
     except ExecError as e:
         raise LaunchError(f"{path}: {e}", EXIT_NOT_FOUND if e.errno == 2
-                          else EXIT_CANNOT_EXECUTE) from None
+                          else EXIT_CANNOT_EXECUTE, e.errno) from None
     except OSError as e:
         raise LaunchError(f"{path}: {e.strerror}", EXIT_NOT_FOUND if e.errno == 2
-                          else EXIT_CANNOT_EXECUTE) from None
+                          else EXIT_CANNOT_EXECUTE, e.errno or 0) from None
     _inherit(proc, thread, spec)
+    # (after the first program is loaded: allow_exec is about what the payload execs)
+    options.exec_allowed, options.process_limits = spec.exec_allowed, spec.process_limits
     return Launched(proc, thread)
 
 
@@ -195,11 +223,12 @@ def _payload_path(spec: LaunchSpec, root: str) -> str:
         else:
             path = find_payload(spec.payload, os.environ.get("PATH"))
     except FileNotFoundError:
-        raise LaunchError(f"{spec.payload}: command not found", EXIT_NOT_FOUND) from None
+        raise LaunchError(f"{spec.payload}: command not found", EXIT_NOT_FOUND,
+                          ENOENT) from None
     if not os.path.exists(path):
-        raise LaunchError(f"{path}: No such file or directory", EXIT_NOT_FOUND)
+        raise LaunchError(f"{path}: No such file or directory", EXIT_NOT_FOUND, ENOENT)
     if os.path.isdir(path) or not os.access(path, os.X_OK):
-        raise LaunchError(f"{path}: Permission denied", EXIT_CANNOT_EXECUTE)
+        raise LaunchError(f"{path}: Permission denied", EXIT_CANNOT_EXECUTE, EACCES)
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import errno
 import fcntl
 import os
@@ -18,7 +19,7 @@ from kontain.loader.load import load_image
 from kontain.machine.layout import PAGE_SIZE, PIE_BASE, STACK_SIZE, USER_END
 from kontain.machine.vm import Machine
 from kontain.mm.space import AddressSpace
-from kontain.monitor import aslr
+from kontain.monitor import aslr, coredump
 from kontain.monitor import signals as sig
 from kontain.monitor.dispatch import SyscallTable
 from kontain.monitor.errors import where
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from kontain.kvm.api import Kvm
+    from kontain.monitor.debugger import Debugger
     from kontain.monitor.devices import DeviceRules
     from kontain.monitor.exec import ExecRequest
     from kontain.monitor.syscall_filter import SeccompPolicy
@@ -53,8 +55,12 @@ class Options:
     def __init__(self, mem_size: int = 64 * GiB, stats: bool = False,
                  verbose: str | None = None, root: str = "/", strict: bool = False,
                  syscall_filter: SeccompPolicy | None = None,
-                 device_rules: DeviceRules | None = None) -> None:
+                 device_rules: DeviceRules | None = None,
+                 coredump: str | None = None) -> None:
         self.mem_size = mem_size
+        #: Where a payload killed by a core-dumping signal writes its core (km
+        #: --coredump, a guest path template: kontain.monitor.coredump.core_path).
+        self.coredump = coredump
         #: A container's device rules, checked as the payload opens a device node.
         self.device_rules = device_rules
         #: The payload's seccomp profile, enforced by dispatch on its every call (a
@@ -67,6 +73,10 @@ class Options:
         self.root = root
         #: None: no tracing; "": every category; else a regex selecting categories.
         self.verbose = verbose
+        #: km --policy's allow_exec: whether execve may run a program (its real path).
+        self.exec_allowed: Callable[[Process, str], bool] | None = None
+        #: km --policy's process and thread limits (kontain.monitor.procpolicy).
+        self.process_limits: object | None = None
 
 
 class Outcome:
@@ -75,6 +85,8 @@ class Outcome:
     def __init__(self, status: int = 0, signal: int = 0, reason: str = "",
                  internal: bool = False) -> None:
         self.status, self.signal, self.reason, self.internal = status, signal, reason, internal
+        #: The guest path of the core the payload dumped (None: none).
+        self.core: bytes | None = None
 
 
 class Process:
@@ -111,6 +123,9 @@ class Process:
         self.signalfds = SignalFds(self)
         #: The payload's no_new_privs (prctl; kept across fork and execve).
         self.no_new_privs = False
+        #: The payload's dumpable flag (prctl; 0 after its credentials change, 1 again
+        #: after an execve): whether it leaves a core. km itself never is.
+        self.dumpable = 1
         #: The guest's POSIX timers (host timer ids): exec deletes them.
         self.timers: set[int] = set()
         #: Host timer id -> the guest thread its signal goes to (SIGEV_THREAD_ID timers).
@@ -124,7 +139,12 @@ class Process:
         self.uts_names: dict[str, bytes] = {}
         #: Set in a vfork child: called when it execs or exits (kontain.monitor.fork).
         self.vfork_release: Callable[[], None] | None = None
+        #: Held by the thread ending the process: one that ends it meanwhile (a
+        #: second fatal signal, exit_group) waits while a core is being written.
+        self._ending = _thread.RLock()
         self._started = time.monotonic_ns()
+        #: The gdb stub's debug state (kontain.monitor.debugger), with km -g.
+        self.debugger: Debugger | None = None
 
     # ---- exec -----------------------------------------------------------------------
 
@@ -132,10 +152,12 @@ class Process:
         """Map the executable (and its interpreter), build the stack, create thread 1."""
         fd, argv, envp, execfn = request.fd, request.argv, request.envp, request.execfn
         try:
-            self.exe = os.readlink(f"/proc/self/fd/{fd}")  # the file itself, links resolved
+            # The file itself, links resolved.
+            self.exe = request.host_path or os.readlink(f"/proc/self/fd/{fd}")
             #: The payload's path as the guest names it (differs from exe under --root).
             self.guest_exe = request.name
-            image = read_elf(self.guest_exe, fd)
+            image = request.image or read_elf(self.guest_exe, fd)
+            image.path = self.guest_exe  # (what its mappings are named)
             layout = aslr.choose(self.personality)
             self.mm.mmap_top = layout.mmap_top
             # A PIE goes at its randomised base; an ET_DYN run without an interpreter (a
@@ -170,7 +192,7 @@ class Process:
         # glibc uses to make the stack executable for a library that asks for it.)
         self.mm.mmap(stack_top - STACK_SIZE, STACK_SIZE, 3,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_GROWSDOWN, name="[stack]")
-        host = stack.host_auxv()
+        host = _host_auxv()
         from kontain.monitor import vdso
         vdso_address = vdso.install(self, layout.vdso_base)
         auxv = [(stack.AT_SYSINFO_EHDR, vdso_address)] if vdso_address else []
@@ -223,15 +245,35 @@ class Process:
 
     def end(self, outcome: Outcome) -> None:
         """The process is over (exit_group, last thread's exit, or a fatal signal)."""
+        with self._ending:
+            self._end(outcome)
+
+    def _end(self, outcome: Outcome) -> None:
         if self.vfork_release is not None:
             self.vfork_release()
         if outcome.signal:
-            self.trace.log("exit", f"killed by signal {outcome.signal}: {outcome.reason}")
+            if outcome.signal in sig.DEFAULT_CORE and not outcome.internal:
+                self._dump_core(outcome)
+            self.trace.log("exit", f"killed by signal {outcome.signal}: {outcome.reason}"
+                           + (" (core dumped)" if outcome.core else ""))
         else:
             self.trace.log("exit", f"exit status {outcome.status}")
         if self._on_exit is not None:
             self._on_exit(outcome)
         raise SystemExit(outcome.status or 128 + outcome.signal)
+
+    def _dump_core(self, outcome: Outcome) -> None:
+        """The default action of a core-dumping signal (kontain.monitor.coredump). A
+        core that cannot be written is no core, as on Linux: the process dies all the
+        same, and -V=exit says why."""
+        try:
+            outcome.core = coredump.dump(self, outcome.signal, self.options.coredump)
+        except (OSError, coredump.CoreError) as e:
+            self.trace.log("exit", f"no core: {e}")
+        except Exception as e:  # a km bug must not keep the process from dying
+            self.internal_error("core dump", e)
+        if outcome.core is not None:
+            self.trace.log("exit", f"core dumped to {os.fsdecode(outcome.core)}")
 
     # ---- signals and threads --------------------------------------------------------------
 
@@ -280,19 +322,18 @@ class Process:
         of the guest thread that called it: returns the new program's first thread."""
         try:
             self.group.stop_others(thread)
-            self.trace.log("process", f"exec {request.name}: new VM")
+            self.trace.log("process", f"exec {request.name}: same VM, reset")
             kept_mask, kept_pending = thread.signal_mask, thread.pending
-            for vcpu in self.group.reset():
-                vcpu.close()
-            self.machine.close()
-            self.machine = Machine(self.options.mem_size, self.fds.move_high, self.machine.kvm)
+            # The VM, its memslots and its vCPUs stay (KVM cannot destroy a vCPU); the
+            # first thread gets vCPU 0 again, the caller's own when it was thread 1.
+            self.machine.reset(self.group.reset(), thread.vcpu)
             self.mm.close()
             self.mm = AddressSpace(self.machine.phys, self.machine.page_tables)
             self.mm.relocate_fd = self.fds.move_high
             self._exec_signals()
             self._close_on_exec()
+            self.dumpable = 1  # (no set-id execs under km: its jail sets no_new_privs)
             new = self.load(request)
-            _start_vm(new)
         except (OSError, ExecError) as e:
             # Past the point of no return Linux kills the process (force_fatal_sig).
             raise KillProcess(sig.SIGSEGV, f"exec failed after the point of no return: {e}",
@@ -302,7 +343,10 @@ class Process:
         new.signal_mask, new.pending = kept_mask, kept_pending
         new.host_ident = thread.host_ident
         new.name = b""
+        thread.exited = True  # the old program's thread object: nothing kicks it now
         self.group.add(new)
+        if self.debugger is not None:
+            self.debugger.exec_done(new)  # gdb hears of the new program
         return new
 
     def _exec_signals(self) -> None:
@@ -311,9 +355,15 @@ class Process:
         (alarm and setitimer timers stay)."""
         state = self.signals
         with state.lock:
+            actions = state.actions
             for signo in range(1, sig.NSIG + 1):
-                ignored = state.action(signo).handler == sig.SIG_IGN
-                state.actions[signo] = sig.Disposition(sig.SIG_IGN if ignored else sig.SIG_DFL)
+                action = actions[signo]
+                # (Dispositions are replaced, never changed in place: one that already
+                # is a bare SIG_DFL or SIG_IGN stays as it is.)
+                if action.handler not in (sig.SIG_DFL, sig.SIG_IGN) or action.flags \
+                        or action.mask or action.restorer:
+                    actions[signo] = sig.Disposition(
+                        sig.SIG_IGN if action.handler == sig.SIG_IGN else sig.SIG_DFL)
             state.timer_overruns.clear()
         self.host_signals.disposition_changed(sig.SIGCHLD)
         for timer in list(self.timers):
@@ -371,6 +421,17 @@ class Process:
         return self.syscalls.report(0, time.monotonic_ns() - self._started)
 
 
+_host_auxv_cache: list[dict[int, int]] = []
+
+
+def _host_auxv() -> dict[int, int]:
+    """km's own auxiliary vector, read once: it is the same for every program km runs
+    (an exec is in the same km process, a fork's child has its parent's)."""
+    if not _host_auxv_cache:
+        _host_auxv_cache.append(stack.host_auxv())
+    return _host_auxv_cache[0]
+
+
 def _string_ranges(rsp: int, stack_image: bytes, argc: int,
                    envc: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """Guest address ranges of the argument and environment strings of an initial stack
@@ -392,23 +453,3 @@ def _auxv_of(stack_image: bytes, start: int) -> bytes:
     while stack_image[end:end + 8] != bytes(8):
         end += 16
     return stack_image[start:end + 16]
-
-
-def _start_vm(thread: GuestThread) -> None:
-    """KVM's first-run work for a new VM (its NX-huge-page worker task) before the
-    payload runs. The worker of the VM just closed may still be counted against a pids
-    cgroup limit for a moment, so a refusal is tried again briefly; a process limit
-    that leaves no room at all ends the process with SIGKILL, as the OOM killer ends one
-    that memory cannot hold. (Linux's exec creates no task, so it has no such case.)"""
-    delay = 0.0005
-    while True:
-        try:
-            thread.vcpu.enter_without_running()
-            return
-        except BlockingIOError:
-            if delay > 0.05:
-                raise KillProcess(sig.SIGKILL, "exec: no room under the process limit "
-                                  "(pids cgroup or RLIMIT_NPROC) for the new VM's task") \
-                    from None
-            time.sleep(delay)
-            delay *= 2

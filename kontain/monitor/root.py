@@ -66,13 +66,26 @@ class OpenHow(ctypes.Structure):
                 ("resolve", ctypes.c_uint64)]
 
 
+#: How often openat2 is made again when the kernel saw a rename or mount race.
+RACE_RETRIES = 64
+
+
 def openat2(dirfd: int, path: bytes, flags: int, mode: int = 0,
             resolve: int = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) -> int:
-    """openat2(2); returns the fd or -errno."""
+    """openat2(2); returns the fd or -errno.
+
+    With RESOLVE_IN_ROOT or RESOLVE_BENEATH the kernel gives EAGAIN when a rename or
+    mount anywhere raced with a `..` on the way (it cannot then vouch the walk stayed
+    inside): the call is made again, as the kernel asks. (A payload renaming in a loop
+    would otherwise see EAGAIN from an open, which Linux never gives it.)"""
     how = OpenHow(flags, mode, resolve)
     # bytes objects are NUL-terminated in memory; `path` stays alive across the call.
-    return host.syscall(NR["openat2"], dirfd, host.address_of(path), ctypes.addressof(how),
-                        ctypes.sizeof(how))
+    for _attempt in range(RACE_RETRIES):
+        fd = host.syscall(NR["openat2"], dirfd, host.address_of(path), ctypes.addressof(how),
+                          ctypes.sizeof(how))
+        if fd != -errno.EAGAIN:
+            break
+    return fd
 
 
 def _error(code: int, what: bytes | str = "") -> OSError:

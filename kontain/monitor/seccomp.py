@@ -119,6 +119,9 @@ TERMINAL_IOCTLS = (0x5401, 0x5402, 0x5403, 0x5404, 0x5405, 0x5406, 0x5407, 0x540
                    0x5424, 0x5425, 0x5427, 0x5428, 0x5429, 0x802C542A, 0x402C542B,
                    0x402C542C, 0x402C542D, 0x80045430, 0x40045431, 0x80045432, 0x5450,
                    0x5451, 0x5452, 0x5460, 0x80081272)
+#: PAGEMAP_SCAN on km's own /proc/self/pagemap: whether guest RAM is held by huge pages
+#: (kontain.machine.hostmem.huge_mapped). It only reads km's page tables.
+PAGEMAP_SCAN = 0xC0606610
 KVMIO = 0xAE
 
 
@@ -177,7 +180,7 @@ def build_filter() -> bytes:
     p.op(BPF_RET_K, SECCOMP_RET_ALLOW)
     p.label("ioctl")  # the request is the low 32 bits of the second argument
     p.op(BPF_LD_W_ABS, DATA_ARGS + 8)
-    for request in TERMINAL_IOCTLS:
+    for request in (*TERMINAL_IOCTLS, PAGEMAP_SCAN):
         p.op(BPF_JEQ_K, request, 0, 1)
         p.op(BPF_RET_K, SECCOMP_RET_ALLOW)
     p.op(BPF_AND_K, 0xFF00)

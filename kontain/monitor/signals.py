@@ -33,6 +33,10 @@ BUS_ADRALN, ILL_ILLOPN, FPE_INTDIV, FPE_FLTINV, TRAP_BRKPT, TRAP_TRACE = 1, 2, 1
 DEFAULT_IGNORE = frozenset({SIGCHLD, SIGCONT, SIGURG, SIGWINCH})
 DEFAULT_STOP = frozenset({SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU})
 SYNCHRONOUS = frozenset({SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE, SIGSYS})
+#: Signals whose default action terminates the process with a core dump (kernel/signal.c
+#: SIG_KERNEL_COREDUMP_MASK): kontain.monitor.coredump.
+DEFAULT_CORE = frozenset({SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV,
+                          SIGXCPU, SIGXFSZ, SIGSYS})
 UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
 
 #: struct kernel_sigaction for x86-64: handler, flags, restorer, mask (8-byte sigset).

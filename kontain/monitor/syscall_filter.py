@@ -43,7 +43,7 @@ from kontain.linux.numbers import NUMBERS
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
 # Verdict kinds, as Linux's SECCOMP_RET_* action values (include/uapi/linux/seccomp.h).
 KILL_PROCESS = 0x80000000
@@ -237,6 +237,9 @@ class SeccompPolicy:
         self.ignored_names = ignored_names
         #: Numbers always carried out unchecked: a dispatcher can leave these unwrapped.
         self.always_allowed = frozenset(n for n, v in constant.items() if v.kind == ALLOW)
+        #: Called with (call name, verdict) for each call not allowed (km --policy's
+        #: stats); None: not counted.
+        self.on_deny: Callable[[str, str], object] | None = None
 
     def decide(self, nr: int, args: Sequence[int]) -> Verdict:
         """The verdict for system call `nr` with argument registers `args` (six ints)."""

@@ -40,12 +40,12 @@ from kontain.linux.abi import (
     FUTEX_WAITERS,
     ROBUST_LIST_LIMIT,
 )
-from kontain.linux.numbers import NAMES
+from kontain.linux.numbers import NAMES, NUMBERS
 from kontain.machine import cpu, cpustate, stub
 from kontain.mm.space import GuestFault
 from kontain.monitor import faults, sigframe
 from kontain.monitor import signals as sig
-from kontain.monitor.dispatch import CONTEXT_SET
+from kontain.monitor.dispatch import CONTEXT_SET, TABLE_SIZE
 from kontain.monitor.errors import stack
 from kontain.monitor.exits import (
     ExecImage,
@@ -80,6 +80,27 @@ KICK_SIGNAL = host_signal.SIGRTMAX
 
 SYSCALL, EXCEPTION, INTERRUPTED = 0, 1, 2
 
+#: kvm_run from exit_reason (offset 8) to s.regs.r11: exit_reason, io.port, then rax to
+#: r11 of the sync regs at offset 304 (struct kvm_run, kontain.kvm.structs.Run).
+_EXIT = struct.Struct("<I22xH268x12Q")
+#: Indexes of kvm_run's 64-bit words: kvm_dirty_regs, then s.regs' rax, rsp, rip, rflags.
+_DIRTY, _RAX = 296 // 8, 304 // 8
+_RSP, _RIP, _RFLAGS = _RAX + 6, _RAX + 16, _RAX + 17
+
+#: System calls that never wait for an event (no sleep a signal could end): the run
+#: loop does not time them to see whether host signals came meanwhile (BLOCKED_NS).
+NEVER_WAIT = frozenset(NUMBERS[name] for name in (
+    "getpid", "getppid", "gettid", "getuid", "geteuid", "getgid", "getegid", "getresuid",
+    "getresgid", "getpgrp", "getpgid", "getsid", "getgroups", "clock_gettime",
+    "clock_getres", "gettimeofday", "time", "rt_sigprocmask", "rt_sigaction",
+    "rt_sigpending", "rt_sigreturn", "sigaltstack", "arch_prctl", "set_tid_address",
+    "set_robust_list", "get_robust_list", "sched_yield", "getcpu", "uname", "umask",
+    "getrlimit", "prlimit64", "getrusage", "sched_getaffinity", "brk", "mmap", "mprotect",
+    "munmap", "madvise", "lseek", "dup", "dup2", "dup3", "getcwd", "fstat", "times",
+    "getpriority", "personality", "capget"))
+#: 1 for each number the run loop times, 0 for NEVER_WAIT ones (indexed by number).
+MAY_WAIT = bytes(0 if nr in NEVER_WAIT else 1 for nr in range(TABLE_SIZE))
+
 
 class GuestThread:
     """One thread of the payload, running on its own vCPU."""
@@ -101,6 +122,12 @@ class GuestThread:
         self._stub_start = machine.syscall_entry
         self._last_fault = (0, 0)  # (address, count) of repeated spurious page faults
         self._fault_epoch = -1  # mm.invalidation_epoch at the last EFAULT from KVM_RUN
+        #: What this thread's host thread carries for it and a thread it creates
+        #: inherits: name, credentials, CPU affinity, scheduling policy and nice value,
+        #: timer slack. A new identity whenever one of those changes
+        #: (host_state_changed); a clone inherits its parent's, and runs on a spare
+        #: host thread only if one of the same started it (ThreadGroup.spawn).
+        self.lineage = object()
         #: Thread bookkeeping the payload's libc sets up (set_tid_address, robust lists).
         self.clear_child_tid = 0
         self.robust_list = 0
@@ -129,6 +156,11 @@ class GuestThread:
         #: Guest buffers a handler passed to the host through a copy in km (they span
         #: two mappings): (guest address, km's copy, copy back to the guest after).
         self.bounced: list[tuple[int, ctypes.Array, bool]] = []
+
+    def host_state_changed(self) -> None:
+        """This thread's host thread was changed in what a new thread inherits (see
+        lineage), by the thread itself or another."""
+        self.lineage = object()
 
     # ---- buffers the host cannot reach in place ----------------------------------------
 
@@ -185,11 +217,11 @@ class GuestThread:
             regs.rsp = self._frame_va
         self.run_struct.kvm_dirty_regs = k.KVM_SYNC_X86_REGS
 
-    def clone_state(self, new_stack: int, tls: int | None) -> cpustate.CpuState:
+    def clone_state(self, new_stack: int, tls: int | None) -> cpustate.ThreadState:
         """The CPU state a child created by this thread's clone/fork starts with: this
         thread's, returning 0 from the system call, on new_stack if given, with tls as
         its FS base if given (CLONE_SETTLS)."""
-        state = cpustate.capture(self.vcpu, self.regs)
+        state = cpustate.capture_thread(self.vcpu, self.regs)
         regs = state.regs
         regs.rax = 0
         regs.rip = self.regs.rcx  # where `syscall` returns
@@ -206,8 +238,12 @@ class GuestThread:
         """Run the payload until the process exits (ExitProcess / KillProcess propagate)
         or this thread ends (ThreadExit)."""
         run = self.run_struct
-        regs = self.regs
-        io = run.exit.io
+        # kvm_run read in one unpack (exit reason, port, the registers up to r11) and
+        # written through a view of 64-bit words: ctypes field access costs 3-4 times
+        # as much, on every exit.
+        page = memoryview(run).cast("B")
+        words = page.cast("Q")
+        unpack = _EXIT.unpack_from
         vcpu_fd = self.vcpu.fd
         ioctl = self.run_ioctl
         kvm_run = k.KVM_RUN
@@ -228,6 +264,8 @@ class GuestThread:
         bounced = self.bounced
         context_set = CONTEXT_SET
         clock = perf_counter_ns
+        may_wait = MAY_WAIT
+        eintr, restart_low, restartsys = -errno.EINTR, -ERESTART_RESTARTBLOCK, -ERESTARTSYS
         while True:
             try:
                 ioctl(vcpu_fd, kvm_run, 0)
@@ -237,16 +275,15 @@ class GuestThread:
             except OSError as e:
                 self._run_failed(e)
                 continue
-            if run.exit_reason == exit_io and io.port == syscall_port:
-                nr = regs.rax
+            reason, port, nr, _, rcx, rdx, rsi, rdi, rsp, _, r8, r9, r10, r11 = unpack(page, 8)
+            if reason == exit_io and port == syscall_port:
                 handler = table[nr] if nr < ntable else None
                 if handler is None:
                     ret = proc.syscalls.unknown(self, nr)
                 else:
-                    started = clock()
+                    started = clock() if may_wait[nr] else 0
                     try:
-                        ret = handler(self, regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8,
-                                      regs.r9)
+                        ret = handler(self, rdi, rsi, rdx, r10, r8, r9)
                     except OSError as e:  # the one error channel (GuestFault included)
                         ret = -(e.errno or errno.EIO)
                     except RestartSyscall:
@@ -255,7 +292,7 @@ class GuestThread:
                         raise
                     except Exception as e:  # a km bug: the payload gets an error, km lives on
                         ret = self._handler_failed(nr, e)
-                    if clock() - started > BLOCKED_NS:
+                    if started and clock() - started > BLOCKED_NS:
                         # It waited (a read, a poll, a futex): a signal sent to us meanwhile
                         # is Linux's to deliver as the call returns, not whenever km's
                         # forwarding thread gets to run.
@@ -267,20 +304,21 @@ class GuestThread:
                 if ret is context_set:  # the handler set the whole context (rt_sigreturn)
                     continue
                 if (own_pending.bits | shared_pending.bits) & ~self.signal_mask or \
-                        -ERESTART_RESTARTBLOCK <= ret <= -errno.EINTR and (
-                        ret == -errno.EINTR or ret <= -ERESTARTSYS):
+                        restart_low <= ret <= eintr and (ret == eintr or ret <= restartsys):
                     self._syscall_return_slow(nr, ret)
                     continue
-                regs.rax = ret & _MASK64
+                # (no handler changes rcx, r11 or rsp and returns: those that set the
+                # context return CONTEXT_SET, the others raise)
+                words[_RAX] = ret & _MASK64
                 if in_user_mode:
-                    regs.rip = regs.rcx
-                    regs.rflags = regs.r11 & flags_mask | _USER_FLAGS
+                    words[_RIP] = rcx
+                    words[_RFLAGS] = r11 & flags_mask | _USER_FLAGS
                 else:
-                    frame[0] = regs.rcx
-                    frame[2] = regs.r11 & flags_mask | _USER_FLAGS
-                    frame[3] = regs.rsp
-                    regs.rsp = frame_va
-                run.kvm_dirty_regs = dirty
+                    frame[0] = rcx
+                    frame[2] = r11 & flags_mask | _USER_FLAGS
+                    frame[3] = rsp
+                    words[_RSP] = frame_va
+                words[_DIRTY] = dirty
                 continue
             self._other_exit()
 
@@ -347,6 +385,8 @@ class GuestThread:
             return
         self.run_struct.kvm_dirty_regs = k.KVM_SYNC_X86_REGS  # edits made meanwhile count
         group.park(self)
+        if self.proc.debugger is not None:
+            self.proc.debugger.after_park(self)  # gdb may keep this one stopped
 
     def kick(self) -> None:
         """Make this thread leave KVM_RUN or a blocking host call soon, and keep at it
@@ -469,6 +509,9 @@ class GuestThread:
         if vector in stub.VECTORS_WITH_ERROR_CODE:
             error_code = int.from_bytes(view[pa - 8:pa], "little")
         self.trapno, self.error_code, self.cr2 = vector, error_code, 0
+        debugger = self.proc.debugger
+        if debugger is not None and vector in (1, 3) and debugger.trap(self, vector):
+            return  # a breakpoint or step of gdb's (kontain.monitor.debugger)
         repeats = 1
         if vector == faults.PAGE_FAULT:
             self.cr2 = self.vcpu.get_sregs().cr2
@@ -523,6 +566,8 @@ class GuestThread:
                 timer = sig.timer_of(info)
                 if timer is not None:
                     state.timer_overruns[timer[0]] = timer[1]
+            if proc.debugger is not None and not proc.debugger.signal_stop(self, signo):
+                continue  # gdb took it away (a stop of this thread, then `continue`)
             if handler == sig.SIG_IGN:
                 continue
             if handler == sig.SIG_DFL:
@@ -625,17 +670,20 @@ class GuestThread:
     # ---- thread end -----------------------------------------------------------------
 
     def exit_thread(self) -> None:
-        """This thread ends: *clear_child_tid = 0 and a futex wake there (CLONE_CHILD_CLEARTID)."""
+        """This thread ends: its robust futexes are released (then wake_joiner)."""
         self.exited = True
         if self.robust_list:
             self._release_robust_futexes()
+
+    def wake_joiner(self) -> None:
+        """The last step of a thread's end that the payload sees: *clear_child_tid = 0
+        and a futex wake there (CLONE_CHILD_CLEARTID), which a pthread_join waits for."""
         if self.clear_child_tid:
             try:
                 self.mm.write(self.clear_child_tid, b"\0\0\0\0")
                 self.proc.futex_wake(self.clear_child_tid, 1)
             except GuestFault:
                 pass
-
 
     def _release_robust_futexes(self) -> None:
         """Mark the robust futexes this thread still holds FUTEX_OWNER_DIED and wake a

@@ -195,7 +195,7 @@ def sys_close(t: GuestThread, fd: int, *_: int) -> int:
     fd = args.fd(t, fd)
     t.proc.procfs.closed(fd)
     t.proc.signalfds.closed(fd)
-    return host.call(NR["close"], fd)
+    return host.call3(NR["close"], fd, 0, 0)
 
 
 CLOSE_RANGE_UNSHARE, CLOSE_RANGE_CLOEXEC = 2, 4
@@ -277,7 +277,7 @@ def sys_fcntl(t: GuestThread, fd: int, cmd: int, arg: int, *_: int) -> int:
             raise SyscallError(errno.EINVAL)
         return _duplicated(t, fd, _new_fd(t, host.call(NR["fcntl"], fd, cmd, lowest)))
     if cmd in _FCNTL_PLAIN:
-        result = host.call(NR["fcntl"], fd, cmd, arg)
+        result = host.call3(NR["fcntl"], fd, cmd, arg)
         if cmd == F_GETFL and fd in t.proc.signalfds.fds and t.proc.signalfds.lookup(fd):
             result = result & ~os.O_ACCMODE | os.O_RDWR  # a signalfd is opened O_RDWR
         return result
@@ -287,7 +287,7 @@ def sys_fcntl(t: GuestThread, fd: int, cmd: int, arg: int, *_: int) -> int:
         pointer = args.out_ptr(t, arg, size) if out else args.in_ptr(t, arg, size)
         if not pointer:
             raise SyscallError(errno.EFAULT)
-        return host.call(NR["fcntl"], fd, cmd, pointer)
+        return host.call3(NR["fcntl"], fd, cmd, pointer)
     raise SyscallError(errno.EINVAL)
 
 
@@ -330,11 +330,11 @@ def sys_ioctl(t: GuestThread, fd: int, request: int, arg: int, *_: int) -> int:
         raise SyscallError(errno.ENOTTY)
     size, direction = shape
     if direction == "value":
-        return host.call(NR["ioctl"], fd, request, arg)
+        return host.call3(NR["ioctl"], fd, request, arg)
     # A bad pointer (NULL included: no request here gives it a meaning) goes to the host
     # as a km address just as bad: EBADF, ENOTTY (not a terminal) come first, as Linux's.
     pointer = host_pointer(t, arg, size, direction != "in") or bad_pointer(0, size)
-    return host.call(NR["ioctl"], fd, request, pointer)
+    return host.call3(NR["ioctl"], fd, request, pointer)
 
 
 def sys_flock(t: GuestThread, fd: int, operation: int, *_: int) -> int:
@@ -362,7 +362,7 @@ STATX_MODE_OFFSET = 28  # struct statx's stx_mode
 
 def sys_fstat(t: GuestThread, fd: int, statbuf: int, *_: int) -> int:
     fd = args.fd(t, fd)
-    result = host.call(NR["fstat"], fd, args.out_ptr(t, statbuf, STAT_SIZE))
+    result = host.call3(NR["fstat"], fd, args.out_ptr(t, statbuf, STAT_SIZE), 0)
     _signalfd_mode(t, fd, statbuf + STAT_MODE_OFFSET, 4)
     return result
 

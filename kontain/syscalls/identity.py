@@ -57,6 +57,30 @@ def _plain(name: str):
     return handler
 
 
+def _own_credentials(name: str):
+    """A set*id call, made on the host as it is: it changes the calling host thread's
+    credentials (libcs make it in every thread), which a thread it creates inherits."""
+    number = NR[name]
+
+    def handler(t: GuestThread, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+        t.host_state_changed()
+        before = _effective_ids()
+        result = host.call(number, a0, a1, a2, a3, a4, a5)
+        if _effective_ids() != before:
+            # Linux's commit_creds: a process whose effective or filesystem ids
+            # change is no longer dumpable (fs.suid_dumpable is 0 by default).
+            t.proc.dumpable = 0
+        return result
+    handler.__name__ = f"sys_{name}"
+    return handler
+
+
+def _effective_ids() -> tuple[int, int, int, int]:
+    """The calling host thread's effective and filesystem uid and gid."""
+    return (os.geteuid(), os.getegid(), host.call(NR["setfsuid"], -1),
+            host.call(NR["setfsgid"], -1))
+
+
 def sys_getresuid(t: GuestThread, ruid: int, euid: int, suid: int, *_: int) -> int:
     return host.call(NR["getresuid"], args.out_ptr(t, ruid, 4), args.out_ptr(t, euid, 4),
                      args.out_ptr(t, suid, 4))
@@ -86,6 +110,7 @@ def sys_setgroups(t: GuestThread, size: int, lst: int, *_: int) -> int:
     size = args.s32(size)
     if not 0 <= size <= 65536:
         raise SyscallError(errno.EINVAL)
+    t.host_state_changed()
     return host.call(NR["setgroups"], size, args.in_ptr(t, lst, 4 * size) if size else 0)
 
 
@@ -176,7 +201,11 @@ def sys_getpriority(t: GuestThread, which: int, who: int, *_: int) -> int:
 
 
 def sys_setpriority(t: GuestThread, which: int, who: int, prio: int, *_: int) -> int:
-    return host.call(NR["setpriority"], *_priority_target(t, which, who), args.s32(prio))
+    which, host_who = _priority_target(t, which, who)
+    target = t if host_who in (0, t.tid) else t.proc.group.threads.get(host_who)
+    if target is not None:  # (a nice value is a thread's, and a new thread inherits it)
+        target.host_state_changed()
+    return host.call(NR["setpriority"], which, host_who, args.s32(prio))
 
 
 # ---- limits ------------------------------------------------------------------------------
@@ -272,6 +301,7 @@ def sys_sched_setaffinity(t: GuestThread, pid: int, size: int, mask: int, *_: in
     pid = args.s32(pid)
     if pid not in (0, t.proc.pid, t.tid):
         raise SyscallError(errno.ESRCH)
+    t.host_state_changed()
     return host.call(NR["sched_setaffinity"], 0, size, args.in_ptr(t, mask, size))
 
 
@@ -289,6 +319,8 @@ def _sched_for_self(name: str, size: int, out: bool, needs_param: bool):
         pointer = 0 if out else args.in_ptr(t, a1, size)  # read before the pid is looked for
         if pid not in (0, t.proc.pid, t.tid):
             raise SyscallError(errno.ESRCH)
+        if not out:
+            t.host_state_changed()
         return host.call(number, 0, args.out_ptr(t, a1, size) if out else pointer, a2)
     handler.__name__ = f"sys_{name}"
     return handler
@@ -301,6 +333,7 @@ def sys_sched_setscheduler(t: GuestThread, pid: int, policy: int, param: int, *_
     pointer = args.in_ptr(t, param, 4)  # read before the pid is looked for, as Linux
     if pid not in (0, t.proc.pid, t.tid):
         raise SyscallError(errno.ESRCH)
+    t.host_state_changed()
     return host.call(NR["sched_setscheduler"], 0, policy, pointer)
 
 
@@ -357,7 +390,7 @@ PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
 PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 38, 39
 PR_SET_THP_DISABLE, PR_GET_THP_DISABLE = 41, 42
 PR_SET_VMA = 0x53564D41
-_HOST_PRCTL = {PR_SET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE, PR_CAPBSET_READ,
+_HOST_PRCTL = {PR_SET_PDEATHSIG, PR_CAPBSET_READ,
                PR_GET_TIMERSLACK, PR_SET_TIMERSLACK, PR_SET_CHILD_SUBREAPER,
                PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS, PR_SET_THP_DISABLE,
                PR_GET_THP_DISABLE, PR_GET_SECCOMP}
@@ -369,6 +402,7 @@ def sys_prctl(t: GuestThread, option: int, a2: int, a3: int, a4: int, a5: int, *
         # Guest threads are host threads: the name is the host thread's comm, which is
         # what /proc shows (km renamed itself after the payload at start).
         t.name = t.mm.cstring(a2, 16)[:15]
+        t.host_state_changed()
         name = t.name
         return host.call(NR["prctl"], PR_SET_NAME, host.address_of(name))
     if option == PR_GET_NAME:
@@ -383,9 +417,20 @@ def sys_prctl(t: GuestThread, option: int, a2: int, a3: int, a4: int, a5: int, *
             t.proc.no_new_privs = True
             return 0
         return int(t.proc.no_new_privs)
+    if option in (PR_SET_DUMPABLE, PR_GET_DUMPABLE):
+        # The payload's own flag (it decides whether it leaves a core). km itself is
+        # never dumpable: the host would let other processes read km's memory.
+        if option == PR_GET_DUMPABLE:
+            return t.proc.dumpable
+        if a2 not in (0, 1):
+            raise SyscallError(errno.EINVAL)
+        t.proc.dumpable = a2
+        return 0
     if option in (PR_GET_PDEATHSIG, PR_GET_CHILD_SUBREAPER):
         return host.call(NR["prctl"], option, args.out_ptr(t, a2, 4))
     if option in _HOST_PRCTL:
+        if option == PR_SET_TIMERSLACK or option == PR_SET_PDEATHSIG:
+            t.host_state_changed()  # (the thread's own, and a new thread inherits them)
         return host.call(NR["prctl"], option, a2, a3, a4, a5)
     raise SyscallError(errno.EINVAL)
 
@@ -397,10 +442,11 @@ HANDLERS = {
     "getuid": _plain("getuid"), "geteuid": _plain("geteuid"), "getgid": _plain("getgid"),
     "getegid": _plain("getegid"), "getresuid": sys_getresuid, "getresgid": sys_getresgid,
     "getgroups": sys_getgroups, "setgroups": sys_setgroups,
-    "setuid": _plain("setuid"), "setgid": _plain("setgid"), "setreuid": _plain("setreuid"),
-    "setregid": _plain("setregid"), "setresuid": _plain("setresuid"),
-    "setresgid": _plain("setresgid"), "setfsuid": _plain("setfsuid"),
-    "setfsgid": _plain("setfsgid"),
+    "setuid": _own_credentials("setuid"), "setgid": _own_credentials("setgid"),
+    "setreuid": _own_credentials("setreuid"),
+    "setregid": _own_credentials("setregid"), "setresuid": _own_credentials("setresuid"),
+    "setresgid": _own_credentials("setresgid"), "setfsuid": _own_credentials("setfsuid"),
+    "setfsgid": _own_credentials("setfsgid"),
     "getpgrp": _plain("getpgrp"), "getpgid": _plain("getpgid"), "getsid": _plain("getsid"),
     "setsid": _plain("setsid"), "setpgid": _plain("setpgid"),
     "prlimit64": sys_prlimit64, "getrlimit": sys_getrlimit, "setrlimit": sys_setrlimit,

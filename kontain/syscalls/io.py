@@ -35,6 +35,7 @@ from kontain.linux.abi import (
     O_RDONLY,
     PROT_NONE,
 )
+from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine.layout import PAGE_SIZE, USER_END
 from kontain.mm.access import SplitBuffer
@@ -152,12 +153,41 @@ def _transfer(t: GuestThread, plain: int, vectored: int, fd: int, buf: int, coun
     return host.syscall(vectored, fd, ctypes.addressof(vector), len(flat) // 2, *extra, 0)
 
 
+_READ, _WRITE, _PREAD64, _PWRITE64 = NR["read"], NR["write"], NR["pread64"], NR["pwrite64"]
+_EPIPE, _EBADF = errno.EPIPE, errno.EBADF
+
+
+def _in_place(t: GuestThread, fd: int, buf: int, count: int, to_guest: bool) -> int:
+    """The fast path of read/write/pread64/pwrite64: km's address of the guest buffer
+    when the common case holds: fd a guest descriptor that is no signalfd, a count Linux
+    takes as is, and a buffer that is one accessible piece of km's memory. 0 otherwise
+    (then _transfer decides, with every check). The checks are those of args.fd and
+    _transfer, in a few comparisons: fd's low 32 bits as an int (a negative one is
+    above km_base too), the range below _TOP (so no access_ok refusal is possible)."""
+    proc = t.proc
+    if fd >= proc.fds.km_base or fd in proc.signalfds.fds or not 0 < count <= args.MAX_RW_COUNT \
+            or buf + count > _TOP:
+        return 0
+    mm = t.mm
+    try:
+        return mm.host_base + mm.translate(buf, count, to_guest)
+    except GuestFault:
+        return 0
+
+
 def sys_read(t: GuestThread, fd: int, buf: int, count: int, *_: int) -> int:
+    fd &= 0xFFFFFFFF
+    address = _in_place(t, fd, buf, count, True)
+    if address:
+        result = host.syscall3(_READ, fd, address, count)
+        if result < 0:
+            raise SyscallError(-result)
+        return result
     if fd in t.proc.signalfds.fds:
         file = t.proc.signalfds.lookup(fd)
         if file is not None:
             return signalfd_read(t, file, fd, count, lambda data: t.mm.write(buf, data))
-    return host.check(_transfer(t, NR["read"], NR["readv"], fd, buf, count, True))
+    return host.check(_transfer(t, _READ, NR["readv"], fd, buf, count, True))
 
 
 def _not_writable(t: GuestThread, fd: int) -> None:
@@ -167,22 +197,43 @@ def _not_writable(t: GuestThread, fd: int) -> None:
 
 
 def sys_write(t: GuestThread, fd: int, buf: int, count: int, *_: int) -> int:
-    _not_writable(t, fd)
-    result = _transfer(t, NR["write"], NR["writev"], fd, buf, count, False)
-    if result == -errno.EPIPE:
-        t.proc.broken_pipe(t)
-    return host.check(result)
+    fd &= 0xFFFFFFFF
+    address = _in_place(t, fd, buf, count, False)
+    if address:
+        result = host.syscall3(_WRITE, fd, address, count)
+    else:
+        _not_writable(t, fd)
+        result = _transfer(t, _WRITE, NR["writev"], fd, buf, count, False)
+    if result < 0:
+        if result == -_EPIPE:
+            t.proc.broken_pipe(t)
+        raise SyscallError(-result)
+    return result
 
 
 def sys_pread64(t: GuestThread, fd: int, buf: int, count: int, offset: int, *_: int) -> int:
-    return host.check(_transfer(t, NR["pread64"], NR["preadv"], fd, buf, count, True, offset))
+    fd &= 0xFFFFFFFF
+    address = _in_place(t, fd, buf, count, True)
+    if address:
+        result = host.syscall4(_PREAD64, fd, address, count, offset)
+        if result < 0:
+            raise SyscallError(-result)
+        return result
+    return host.check(_transfer(t, _PREAD64, NR["preadv"], fd, buf, count, True, offset))
 
 
 def sys_pwrite64(t: GuestThread, fd: int, buf: int, count: int, offset: int, *_: int) -> int:
-    result = _transfer(t, NR["pwrite64"], NR["pwritev"], fd, buf, count, False, offset)
-    if result == -errno.EPIPE:
-        t.proc.broken_pipe(t)
-    return host.check(result)
+    fd &= 0xFFFFFFFF
+    address = _in_place(t, fd, buf, count, False)
+    if address:
+        result = host.syscall4(_PWRITE64, fd, address, count, offset)
+    else:
+        result = _transfer(t, _PWRITE64, NR["pwritev"], fd, buf, count, False, offset)
+    if result < 0:
+        if result == -_EPIPE:
+            t.proc.broken_pipe(t)
+        raise SyscallError(-result)
+    return result
 
 
 def _vectored(name: str, write_to_guest: bool):

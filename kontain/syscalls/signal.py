@@ -101,15 +101,21 @@ def sys_rt_sigprocmask(t: GuestThread, how: int, set_: int, oldset: int, sigsets
     if oldset:
         t.mm.write_u64(oldset, t.signal_mask)
     if new is not None:
-        _host_signals_now(t)
+        old = t.signal_mask  # (only this thread changes its mask)
+        if how == SIG_BLOCK:
+            mask = old | new
+        elif how == SIG_UNBLOCK:
+            mask = old & ~new
+        else:
+            mask = new
+        mask &= ~sig.UNBLOCKABLE & ALL_SIGNALS
+        if old & ~mask:
+            # Signals it unblocks that the host holds for km count now. (One that
+            # only blocks more need not look: a host signal not yet posted is still
+            # on its way, and may as well come after the call.)
+            _host_signals_now(t)
         with t.proc.signals.lock:
-            if how == SIG_BLOCK:
-                t.signal_mask |= new
-            elif how == SIG_UNBLOCK:
-                t.signal_mask &= ~new
-            else:
-                t.signal_mask = new
-            t.signal_mask &= ~sig.UNBLOCKABLE & ALL_SIGNALS
+            t.signal_mask = mask
     return 0
 
 

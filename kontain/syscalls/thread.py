@@ -35,12 +35,14 @@ from kontain.linux.abi import (
     FUTEX_WAIT,
     FUTEX_WAIT_BITSET,
     FUTEX_WAIT_REQUEUE_PI,
+    FUTEX_WAKE,
     FUTEX_WAKE_OP,
     PROT_WRITE,
 )
 from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NUMBERS as NR
 from kontain.machine.layout import PAGE_SIZE, USER_END
+from kontain.mm.space import GuestFault
 from kontain.monitor.fork import fork_process
 from kontain.syscalls import args
 
@@ -163,9 +165,30 @@ def _word(t: GuestThread, va: int, write: bool, shared: bool) -> int:
     return address
 
 
+_FUTEX = NR["futex"]
+_WAIT_PRIVATE, _WAKE_PRIVATE = FUTEX_WAIT | FUTEX_PRIVATE_FLAG, FUTEX_WAKE | FUTEX_PRIVATE_FLAG
+
+
 def sys_futex(t: GuestThread, uaddr: int, op: int, val: int, timeout: int, uaddr2: int,
               val3: int) -> int:
     op &= 0xFFFFFFFF
+    if (op == _WAKE_PRIVATE or op == _WAIT_PRIVATE) and uaddr and not uaddr & 3:
+        # The common case (a lock, a condition variable, a join): one word, read only,
+        # no shared-memory check; the kernel reads no argument after the timeout.
+        mm = t.mm
+        try:
+            word = mm.host_base + mm.translate(uaddr, 4, False)
+        except GuestFault:
+            pass
+        else:
+            if op == _WAIT_PRIVATE:
+                t.proc.group.before_wait(t)
+                if timeout:
+                    timeout = args.in_ptr(t, timeout, 16)
+            result = host.syscall4(_FUTEX, word, op, val & 0xFFFFFFFF, timeout)
+            if result < 0:
+                raise SyscallError(-result)
+            return result
     command = op & FUTEX_CMD_MASK
     if command in (FUTEX_FD,) or command > FUTEX_LOCK_PI2:
         raise SyscallError(errno.ENOSYS)
@@ -174,9 +197,11 @@ def sys_futex(t: GuestThread, uaddr: int, op: int, val: int, timeout: int, uaddr
     fourth = timeout
     if command in _TIMEOUT_OPS:
         fourth = args.in_ptr(t, timeout, 16)
+        if command == FUTEX_WAIT or command == FUTEX_WAIT_BITSET:
+            t.proc.group.before_wait(t)
     second = _word(t, uaddr2, command in _WRITES_SECOND, shared) \
         if command in _SECOND_WORD_OPS else uaddr2
-    return host.call(NR["futex"], word, op, val & 0xFFFFFFFF, fourth, second,
+    return host.call(_FUTEX, word, op, val & 0xFFFFFFFF, fourth, second,
                      val3 & 0xFFFFFFFF)
 
 

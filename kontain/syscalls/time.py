@@ -26,11 +26,11 @@ _TIME = struct.Struct("<q")
 
 
 def sys_clock_gettime(t: GuestThread, clock: int, tp: int, *_: int) -> int:
-    return host.call(NR["clock_gettime"], args.s32(clock), args.out_ptr(t, tp, TIMESPEC))
+    return host.call3(NR["clock_gettime"], args.s32(clock), args.out_ptr(t, tp, TIMESPEC), 0)
 
 
 def sys_clock_getres(t: GuestThread, clock: int, res: int, *_: int) -> int:
-    return host.call(NR["clock_getres"], args.s32(clock), args.out_ptr(t, res, TIMESPEC))
+    return host.call3(NR["clock_getres"], args.s32(clock), args.out_ptr(t, res, TIMESPEC), 0)
 
 
 def sys_clock_settime(t: GuestThread, clock: int, tp: int, *_: int) -> int:
@@ -38,8 +38,8 @@ def sys_clock_settime(t: GuestThread, clock: int, tp: int, *_: int) -> int:
 
 
 def sys_gettimeofday(t: GuestThread, tv: int, tz: int, *_: int) -> int:
-    return host.call(NR["gettimeofday"], args.out_ptr(t, tv, TIMEVAL),
-                     args.out_ptr(t, tz, 8))
+    return host.call3(NR["gettimeofday"], args.out_ptr(t, tv, TIMEVAL),
+                      args.out_ptr(t, tz, 8), 0)
 
 
 def sys_time(t: GuestThread, tloc: int, *_: int) -> int:

@@ -82,3 +82,17 @@ def test_reservations_cost_no_memory(payloads, run_both, assert_same):
     assert "1 TiB MAP_NORESERVE: ok\n  touched" in runs.native.out, runs.native.out
     assert "mprotect 1 GiB of it: 0, 9\n" in runs.native.out
     assert_same(runs.native, runs.km)
+
+
+def test_2mib_pages_split_and_dropped_under_every_change_match_native(
+        payloads, flavour, run_both, assert_same):
+    """Large anonymous mappings (2 MiB guest pages once touched) under mprotect and
+    munmap of one page inside, MAP_FIXED over part, MADV_DONTNEED, mremap, fork and
+    threads: the payload sees what it sees natively."""
+    runs = run_both([payloads.build("huge_slots", flavour)])
+    out = runs.native.out
+    assert runs.native.returncode == 0, out
+    assert "guard page: read faults 1, write faults 1, neighbours wrong 0" in out
+    assert "child: inherited wrong 0, own writes wrong 0, hole faults 1" in out
+    assert "4 threads on fresh slots: wrong 0" in out
+    assert_same(runs.native, runs.km)

@@ -141,3 +141,59 @@ def test_memory_growing_under_running_threads(payloads, tflavour, run_both, asse
         runs = both(run_both, [program, case])
         assert runs.native.returncode == 0, runs.native.out
         assert_same(runs.native, runs.km)
+
+
+# ---- vCPUs reused, host threads started ahead: a thread's vCPU runs the next thread
+# created, on a spare host thread (kontain.monitor.group) --------------------------------
+
+@pytest.fixture
+def thr_pool(payloads, tflavour):
+    return payloads.build("thr_pool", tflavour)
+
+
+def test_a_thread_on_a_reused_vcpu_starts_clean(thr_pool, run_both, assert_same):
+    """Threads alternately dirty what a thread owns (signal mask and a pending signal,
+    alternate stack, SSE rounding, GS base, TLS; name, nice value, timer slack and CPU
+    affinity of its host thread) and check it, 300 times: every new thread has its
+    creator's, its own tid and TLS, whatever ran before on its vCPU, and no thread has
+    the tid of one before it (Linux hands tids out in turn); threads of a creator that
+    changed its name and timer slack inherit those."""
+    runs = both(run_both, [thr_pool, "cycles"])
+    out = runs.native.out
+    assert "cycles: 300, every checked thread started clean: yes\n" in out
+    assert "SIGUSR1 handled: 0\n" in out
+    assert "threads with the tid of one before them: 0\n" in out
+    assert "threads inheriting their creator's name and timer slack: 5/5\n" in out
+    assert_same(runs.native, runs.km)
+
+
+def test_threads_created_while_others_end(thr_pool, run_both, assert_same):
+    """4 threads each create and join 100 while 40 detached ones come and go: all run,
+    and no two live threads share a tid."""
+    runs = both(run_both, [thr_pool, "churn"])
+    assert "workers: 440 (expected 440), tids shared by two live threads: 0\n" in runs.native.out
+    assert_same(runs.native, runs.km)
+
+
+def test_signal_to_a_thread_on_a_spare_host_thread(thr_pool, run_both, assert_same):
+    runs = both(run_both, [thr_pool, "signals"])
+    assert "signals taken by the thread they were sent to: 20/20\n" in runs.native.out
+    assert_same(runs.native, runs.km)
+
+
+def test_fork_from_a_process_with_spare_host_threads(thr_pool, run_both, assert_same):
+    """The child runs threads of its own; the parent goes on running threads after."""
+    runs = both(run_both, [thr_pool, "fork"])
+    out = runs.native.out
+    assert "child 2: 30 threads\nparent 2: child exited 2\n" in out
+    assert "threads in the parent: 30\n" in out
+    assert_same(runs.native, runs.km)
+
+
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_exec_from_a_process_with_spare_host_threads(thr_pool, run_both, assert_same, where):
+    """execve (by main, or by another thread) with spare host threads and one thread
+    blocked: the new image's threads run."""
+    runs = both(run_both, [thr_pool, "exec", where])
+    assert f"after exec from {where}: pid is the tid: yes, threads: 40\n" in runs.native.out
+    assert_same(runs.native, runs.km)

@@ -447,6 +447,18 @@ def test_prctl_queries_like_linux(thread, guest, option, arg):
             native("prctl", option, arg, 0, 0, 0)
 
 
+def test_prctl_dumpable_is_the_payloads_own_flag(thread):
+    """PR_SET_DUMPABLE must never reach the host: a dumpable km lets other processes of
+    its user read its memory through /proc (km's jail made it non-dumpable)."""
+    PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
+    before = native("prctl", PR_GET_DUMPABLE, 0, 0, 0, 0)
+    assert call(thread, "prctl", PR_SET_DUMPABLE, 1 - before, 0, 0, 0) == 0
+    assert call(thread, "prctl", PR_GET_DUMPABLE, 0, 0, 0, 0) == 1 - before
+    assert native("prctl", PR_GET_DUMPABLE, 0, 0, 0, 0) == before
+    assert call(thread, "prctl", PR_SET_DUMPABLE, 2, 0, 0, 0) == \
+        native("prctl", PR_SET_DUMPABLE, 2, 0, 0, 0) == -errno.EINVAL
+
+
 # ---- hostile registers ---------------------------------------------------------------------
 
 #: Handlers never called with arbitrary registers here: they act on this process.
