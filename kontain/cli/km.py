@@ -35,6 +35,8 @@ options:
                            core when its RLIMIT_CORE allows (a path in the payload's
                            view, relative to its cwd; %p pid, %e program, %t time;
                            default core.PROGRAM.PID)
+  --snapshot FILE          where a snapshot the payload asks for goes (default
+                           ./kmsnap); `km FILE` resumes one (docs/ARCHITECTURE.md)
   --policy FILE            enforce the kontain.Policy in TOML file FILE
                            (docs/python-api.md)
   --stats-fd N             write JSON lines to descriptor N: the start (or why the
@@ -75,6 +77,8 @@ class CommandLine:
         self.strict = False
         #: Where the payload's core dump goes (--coredump), None: the default name.
         self.coredump: str | None = None
+        #: Where a snapshot goes (--snapshot), None: kmsnap in the payload's cwd.
+        self.snapshot: str | None = None
         #: km --policy FILE, --stats-fd N (kontain.monitor.enforce, statsfd).
         self.policy: str | None = None
         self.stats_fd: int | None = None
@@ -146,7 +150,7 @@ def parse(argv: list[str]) -> CommandLine:
         elif arg == "--strict":
             cl.strict = True
         elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root", "--coredump",
-                      "--policy", "--stats-fd"):
+                      "--policy", "--stats-fd", "--snapshot"):
             if not eq:
                 i += 1
                 if i >= len(argv):
@@ -162,6 +166,10 @@ def parse(argv: list[str]) -> CommandLine:
                 if not value:
                     raise UsageError("--coredump needs a path")
                 cl.coredump = value
+            elif name == "--snapshot":
+                if not value:
+                    raise UsageError("--snapshot needs a path")
+                cl.snapshot = value
             elif name == "--policy":
                 cl.policy = value
             elif name == "--stats-fd":
@@ -249,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                       env=None if cl.putenv is None else [os.fsencode(e) for e in cl.putenv],
                       root=cl.root, mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose,
                       strict=cl.strict, ignored_signals=ignored, signal_mask=mask,
-                      personality=inherited_personality(), coredump=cl.coredump)
+                      personality=inherited_personality(), coredump=cl.coredump,
+                      snapshot=cl.snapshot)
 
     handlers = all_handlers()
     extras = None

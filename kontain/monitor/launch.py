@@ -56,7 +56,7 @@ class LaunchSpec:
                  syscall_filter: SeccompPolicy | None = None,
                  no_new_privs: bool | None = None,
                  device_rules: DeviceRules | None = None,
-                 coredump: str | None = None) -> None:
+                 coredump: str | None = None, snapshot: str | None = None) -> None:
         #: The program, as named: looked up in PATH (inside the root) when it has no slash.
         self.payload = payload
         self.args = list(args or [])
@@ -92,6 +92,8 @@ class LaunchSpec:
         #: Where a core dump goes (a guest path template; None: core.PROGRAM.PID in the
         #: payload's working directory): kontain.monitor.coredump.
         self.coredump = coredump
+        #: Where a snapshot the payload asks for goes (kontain.monitor.snapshot).
+        self.snapshot = snapshot
         # ---- km --policy (kontain.monitor.enforce) --------------------------------------
         #: Builds the payload's view of its root (a mount namespace of km's own) before
         #: km's jail; returns the root to use.
@@ -193,6 +195,7 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
     options = Options(mem_size=spec.mem_size, stats=spec.stats, verbose=spec.verbose,
                       root=root, strict=spec.strict, syscall_filter=spec.syscall_filter,
                       device_rules=spec.device_rules, coredump=spec.coredump)
+    options.snapshot = spec.snapshot
     try:
         proc = Process(options, fds, diagnostics, handlers, on_exit, kvm)
     except OSError as e:

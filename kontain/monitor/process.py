@@ -61,6 +61,9 @@ class Options:
         #: Where a payload killed by a core-dumping signal writes its core (km
         #: --coredump, a guest path template: kontain.monitor.coredump.core_path).
         self.coredump = coredump
+        #: Where a snapshot the payload asks for goes (km --snapshot, a guest path;
+        #: None: kontain.monitor.snapshot.DEFAULT_PATH).
+        self.snapshot: str | None = None
         #: A container's device rules, checked as the payload opens a device node.
         self.device_rules = device_rules
         #: The payload's seccomp profile, enforced by dispatch on its every call (a

@@ -1,0 +1,364 @@
+"""Snapshots: the whole payload saved to one file, from which `km FILE` resumes it.
+
+The file is an ELF core (kontain.monitor.coredump writes it, so `gdb PAYLOAD SNAPSHOT`
+reads it as a core: threads, registers, memory), with one more note, km's own, for what
+a core does not hold and a resume needs:
+
+    name "KONTAIN", type NT_KONTAIN (0x4B4D0001), desc: "KMSNAP" + format version (u16)
+    + a marshal'd dict (Python's marshal, version 4) -- see state() for its keys.
+
+Memory follows the core's rules with one addition that makes it enough to resume:
+every PT_LOAD of anonymous memory holds all of it (never-touched pages are holes in a
+sparse file), and a private file mapping the payload wrote holds all of it; a file
+mapping it never wrote (code, read-only data) is re-mapped from its file at resume,
+which must be unchanged (inode, size, mtime are checked).
+
+A snapshot is taken in the paused state (ThreadGroup.pause, as a core): every other
+thread stopped with its whole user context in hand. What cannot be saved is refused,
+never faked, with a message naming it (SnapshotError): a socket (a connected one's
+peer is elsewhere; see the docs for the list), an eventfd/epoll/timerfd/signalfd or
+other anonymous-inode descriptor, the write end of a pipe whose reader is outside the
+process, a deleted or replaced mapped file, a process with children (they would not
+come back), a thread that does not stop (stuck in a host call that is not interrupted).
+
+The trigger is a km hypercall (HYPERCALL, a number Linux will never use): the payload
+makes it as a system call; it returns 0 in the original after the snapshot and 1 in a
+resumed instance, or -errno (EBUSY: refused, the reason on km's diagnostics stream).
+"""
+
+from __future__ import annotations
+
+import errno
+import marshal
+import os
+import stat
+import struct
+import time
+
+from kontain.linux import hostcall as host
+from kontain.monitor import coredump as core
+
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from kontain.monitor.process import Process
+    from kontain.monitor.thread import GuestThread
+
+#: The km hypercall: rax = HYPERCALL, rdi = flags (SNAP_LIVE), rsi = a label (a guest
+#: C string, or 0), rdx = the snapshot's path (a guest C string, or 0: km --snapshot).
+HYPERCALL = 0x4B4D0001
+SNAP_LIVE = 1
+NT_KONTAIN = 0x4B4D0001
+NOTE_NAME = b"KONTAIN"
+MAGIC = b"KMSNAP"
+VERSION = 1
+DEFAULT_PATH = "kmsnap"
+#: How long the other threads have to stop.
+STOP_TIMEOUT = 2.0
+_MASK64 = (1 << 64) - 1
+_FLAGS_MASK = 0x3F7FD7
+_USER_FLAGS = 0x202
+RLIMIT_COUNT = 16
+PR_GET_DUMPABLE = 3
+
+
+class SnapshotError(Exception):
+    """The snapshot is refused; the message names what cannot be saved."""
+
+
+# ---- the hypercall ---------------------------------------------------------------------
+
+def hypercall(t: GuestThread, flags: int, label: int, path: int) -> int:
+    """The payload asked for a snapshot. Returns 0 (written, the original goes on),
+    raises ExitProcess(0) (written, not live: the original ends) or returns -errno."""
+    from kontain.monitor.exits import ExitProcess
+    proc = t.proc
+    try:
+        name = t.mm.cstring(path) if path else None
+        tag = t.mm.cstring(label) if label else b""
+    except OSError:
+        return -errno.EFAULT
+    target = os.fsencode(name if name is not None else proc.options.snapshot or DEFAULT_PATH)
+    started = time.monotonic_ns()
+    try:
+        size = take(proc, t, target, tag)
+    except SnapshotError as e:
+        proc.trace.write(f"km: snapshot refused: {e}\n")
+        return -errno.EBUSY
+    except OSError as e:
+        proc.trace.write(f"km: snapshot {os.fsdecode(target)}: {e.strerror or e}\n")
+        return -(e.errno or errno.EIO)
+    proc.trace.log("snapshot", f"{os.fsdecode(target)}: {size} bytes in "
+                               f"{(time.monotonic_ns() - started) / 1e6:.1f} ms")
+    if not flags & SNAP_LIVE:
+        raise ExitProcess(0)
+    return 0
+
+
+def take(proc: Process, caller: GuestThread, path: bytes, label: bytes = b"") -> int:
+    """Pause the process, check it can be saved, write the snapshot to path (a guest
+    path, relative to the payload's cwd); returns the file's size."""
+    group = proc.group
+    others = [t for t in group.all() if t is not caller and not t.exited]
+    caller.parked = True  # (its context is in hand: the hypercall)
+    try:
+        if others and not group.pause(STOP_TIMEOUT):
+            stuck = [t.tid for t in group.all() if not t.parked and not t.exited]
+            raise SnapshotError(f"thread(s) {stuck} did not stop (in a host call that is "
+                                "not interrupted)")
+        return _write_snapshot(proc, caller, path, label)
+    finally:
+        caller.parked = False
+        if others:
+            group.resume()
+
+
+def _write_snapshot(proc: Process, caller: GuestThread, path: bytes, label: bytes) -> int:
+    _no_children()
+    threads = [caller] + [t for t in proc.group.all() if t is not caller and not t.exited]
+    saved, images = [], []
+    for t in threads:
+        record, image = _thread_state(proc, t, t is caller)
+        saved.append(record)
+        images.append(image)
+    vmas = proc.mm.vmas()
+    files = _mapped_files(proc, vmas)
+    fds = _descriptors(proc)
+    pagemap = -1
+    try:
+        pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        pass
+    try:
+        sizes = [_saved_size(v, proc, pagemap) for v in vmas]
+        state = _process_state(proc, label, saved, vmas, sizes, files, fds)
+        body = core.notes(proc, images, bytes(128), vmas, None)
+        body += core.note(NOTE_NAME, NT_KONTAIN,
+                          MAGIC + struct.pack("<H", VERSION) + marshal.dumps(state, 4))
+        fd = proc.root.open(-100, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                            0o600)
+        try:
+            return core._write(fd, proc, vmas, sizes, body, 1 << 62, pagemap)
+        finally:
+            os.close(fd)
+    finally:
+        if pagemap >= 0:
+            os.close(pagemap)
+
+
+def _no_children() -> None:
+    """A process with children cannot be saved: they would not be there on resume."""
+    try:
+        found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return
+    del found
+    raise SnapshotError("the process has child processes (they cannot be saved with it)")
+
+
+# ---- threads -----------------------------------------------------------------------------
+
+def _thread_state(proc: Process, t: GuestThread, caller: bool) -> tuple[dict, core.ThreadImage]:
+    """One thread's saved state, and its image for the core notes. The caller resumes
+    returning 1 from the hypercall; a parked thread where park_if_paused left it (a
+    system call it was waiting in is made again)."""
+    from kontain.kvm import structs as s
+    regs = s.Regs.from_buffer_copy(t.regs)
+    if caller:
+        regs.rip, regs.rflags = t.regs.rcx, t.regs.r11 & _FLAGS_MASK | _USER_FLAGS
+        regs.rax = 1
+    else:
+        regs.rip, regs.rsp, regs.rflags = t.user_context()
+    sregs = t.vcpu.get_sregs()
+    xsave = bytes(t.vcpu.get_xsave())
+    fs_base, gs_base = sregs.fs.base, sregs.gs.base
+    record = {
+        "tid": t.tid, "regs": bytes(regs), "fs": fs_base, "gs": gs_base,
+        "fs_selector": sregs.fs.selector, "gs_selector": sregs.gs.selector,
+        "xsave": xsave, "mask": t.signal_mask,
+        "pending": [(n, bytes(i)) for n, i in t.pending.entries], "pending_bits": t.pending.bits,
+        "altstack": tuple(t.altstack), "robust_list": t.robust_list,
+        "clear_child_tid": t.clear_child_tid, "name": bytes(t.name),
+        "saved_mask": t.saved_mask,
+    }
+    shown = (regs.r15, regs.r14, regs.r13, regs.r12, regs.rbp, regs.rbx, regs.r11, regs.r10,
+             regs.r9, regs.r8, 0 if caller else regs.rax, regs.rcx, regs.rdx, regs.rsi,
+             regs.rdi, _MASK64, regs.rip, core.USER_CS, regs.rflags, regs.rsp, core.USER_SS,
+             fs_base, gs_base, 0, 0, 0, 0)
+    image = core.ThreadImage(t.tid, shown, core._xstate(xsave, proc.machine.xsave_size,
+                                                        proc.machine.xcr0),
+                             t.pending.bits, t.signal_mask)
+    return record, image
+
+
+# ---- memory --------------------------------------------------------------------------------
+
+def _saved_size(vma, proc: Process, pagemap: int) -> int:
+    """Bytes of vma in the file: a core's, but all of anonymous memory and all of a
+    private file mapping the payload wrote (a resume needs every byte)."""
+    if vma.pa is None or vma.foreign:
+        return core.dump_size(vma, proc, pagemap) if vma.foreign else 0
+    if not vma.file_backed:
+        return vma.size
+    if vma.shared:
+        return 0
+    if core._written(pagemap, core._host_address(vma, proc), vma.size):
+        return vma.size
+    return core.dump_size(vma, proc, pagemap)
+
+
+def _mapped_files(proc: Process, vmas: list) -> dict[str, tuple[int, int, int, int]]:
+    """Each mapped file's identity now: path -> (device, inode, size, mtime_ns)."""
+    files: dict[str, tuple[int, int, int, int]] = {}
+    for vma in vmas:
+        if not vma.file_backed or vma.foreign or vma.name in files:
+            continue
+        if vma.name.endswith(" (deleted)") or not vma.name.startswith("/"):
+            if vma.shared and vma.name.startswith(("/dev/zero", "/SYSV", "/memfd:")) \
+                    or vma.name.endswith(" (deleted)") and vma.shared:
+                raise SnapshotError(f"mapping {vma.start:#x}-{vma.end:#x} of {vma.name}: "
+                                    "shared memory of a deleted file cannot be saved")
+            raise SnapshotError(f"mapping {vma.start:#x}-{vma.end:#x}: its file "
+                                f"{vma.name!r} is gone (deleted or unnamed)")
+        try:
+            st = os.stat(proc.host_path(os.fsencode(vma.name)))
+        except OSError as e:
+            raise SnapshotError(f"mapped file {vma.name}: {e.strerror}") from None
+        if (st.st_dev, st.st_ino) != (vma.device, vma.inode):
+            raise SnapshotError(f"mapped file {vma.name} was replaced since it was mapped")
+        files[vma.name] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return files
+
+
+def _vma_record(vma, size: int) -> tuple:
+    return (vma.start, vma.end, vma.prot, vma.flags, vma.name, vma.offset, vma.inode,
+            vma.device, vma.pa is not None, vma.held_pa is not None, vma.foreign, size)
+
+
+# ---- descriptors ---------------------------------------------------------------------------
+
+def _descriptors(proc: Process) -> list[tuple]:
+    """Every guest descriptor above 2 (0-2 are the resuming km's own stdio), as
+    (fd, kind, cloexec, ...): see resume.restore_descriptors."""
+    import fcntl
+    out: list[tuple] = []
+    pipes: dict[int, list[tuple[int, int]]] = {}
+    limit = proc.fds.km_base
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd < 3 or fd >= limit:
+            continue
+        try:
+            st = os.fstat(fd)
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            cloexec = bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+        except OSError:
+            continue  # (the listing's own descriptor, closed since)
+        mode = st.st_mode
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISCHR(mode):
+            path = proc.path_of_fd(fd)
+            if path.endswith(" (deleted)") or not path.startswith("/"):
+                raise SnapshotError(f"fd {fd}: {path!r} is deleted or unnamed")
+            offset = 0
+            if not stat.S_ISCHR(mode):
+                try:
+                    offset = os.lseek(fd, 0, os.SEEK_CUR)
+                except OSError:
+                    offset = 0
+            if stat.S_ISCHR(mode) and os.major(st.st_rdev) not in (1, 5) \
+                    or stat.S_ISCHR(mode) and os.major(st.st_rdev) == 5 \
+                    and os.minor(st.st_rdev) not in (0, 2):
+                raise SnapshotError(f"fd {fd}: device {path} (only memory devices such as "
+                                    "/dev/null, /dev/zero, /dev/urandom can be saved)")
+            kind = "dir" if stat.S_ISDIR(mode) else "file"
+            out.append((fd, kind, cloexec, flags, path, offset, st.st_dev, st.st_ino))
+        elif stat.S_ISFIFO(mode):
+            pipes.setdefault(st.st_ino, []).append((fd, flags))
+            out.append((fd, "pipe", cloexec, flags, st.st_ino))
+        elif stat.S_ISSOCK(mode):
+            raise SnapshotError(f"fd {fd}: a socket ({_socket_kind(fd)}); sockets cannot be "
+                                "saved (a connected one's peer is outside the snapshot)")
+        else:
+            raise SnapshotError(f"fd {fd}: {proc.path_of_fd(fd) or 'an anonymous inode'} "
+                                "cannot be saved (eventfd, epoll, timerfd, signalfd, ...)")
+    contents = {}
+    for inode, ends in pipes.items():
+        readers = [fd for fd, fl in ends if fl & os.O_ACCMODE == os.O_RDONLY]
+        writers = [fd for fd, fl in ends if fl & os.O_ACCMODE != os.O_RDONLY]
+        if writers and not readers:
+            raise SnapshotError(f"fd {writers[0]}: a pipe whose read end is outside the "
+                                "process")
+        contents[inode] = _pipe_bytes(readers[0], writers[0] if writers else -1)
+    return [d + (contents[d[4]],) if d[1] == "pipe" else d for d in out]
+
+
+def _socket_kind(fd: int) -> str:
+    import socket
+    try:
+        s = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return "unknown"
+    try:
+        return f"{s.family.name}, {s.type.name}"
+    finally:
+        s.close()
+
+
+def _pipe_bytes(reader: int, writer: int) -> bytes:
+    """The bytes buffered in a pipe, read out and (when the write end is here) written
+    back, in the paused state (no guest thread reads or writes meanwhile)."""
+    import fcntl
+    flags = fcntl.fcntl(reader, fcntl.F_GETFL)
+    fcntl.fcntl(reader, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    data = bytearray()
+    try:
+        while True:
+            try:
+                chunk = os.read(reader, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        fcntl.fcntl(reader, fcntl.F_SETFL, flags)
+    if data and writer >= 0:
+        view = memoryview(bytes(data))
+        while view:  # (fits: it came out of this very buffer)
+            try:
+                done = os.write(writer, view)
+            except OSError:
+                done = 0
+            if done <= 0:
+                raise SnapshotError(f"fd {writer}: the pipe's bytes could not be put back")
+            view = view[done:]
+    elif data:
+        raise SnapshotError(f"fd {reader}: a pipe with bytes in it and its write end "
+                            "outside the process")
+    return bytes(data)
+
+
+# ---- the process ---------------------------------------------------------------------------
+
+def _process_state(proc: Process, label: bytes, threads: list[dict], vmas: list,
+                   sizes: list[int], files: dict, fds: list[tuple]) -> dict:
+    from kontain.linux.numbers import NUMBERS as NR
+    umask = os.umask(0)
+    os.umask(umask)
+    actions = [(a.handler, a.flags, a.restorer, a.mask) for a in proc.signals.actions]
+    mm = proc.mm
+    return {
+        "label": label, "exe": proc.exe, "guest_exe": proc.guest_exe,
+        "argv": list(proc.argv), "threads": threads,
+        "vmas": [_vma_record(v, n) for v, n in zip(vmas, sizes, strict=True)],
+        "files": files, "fds": fds, "actions": actions,
+        "shared_pending": [(n, bytes(i)) for n, i in proc.signals.shared.entries],
+        "shared_bits": proc.signals.shared.bits,
+        "brk": (mm.brk_start, mm.brk_end), "mmap_top": mm.mmap_top,
+        "personality": proc.personality, "cwd": proc.root.getcwd(), "umask": umask,
+        "rlimits": {r: tuple(v) for r, v in proc.rlimits.items()},
+        "dumpable": proc.dumpable, "no_new_privs": proc.no_new_privs,
+        "uts": dict(proc.uts_names), "auxv": proc.procfs.auxv,
+        "argv_range": tuple(proc.procfs.argv_range),
+        "environ_range": tuple(proc.procfs.environ_range),
+        "host_dumpable": host.syscall(NR["prctl"], PR_GET_DUMPABLE, 0, 0, 0, 0),
+    }
