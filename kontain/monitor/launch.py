@@ -39,7 +39,7 @@ EXIT_CANNOT_EXECUTE = 126
 EXIT_KM_ERROR = 1
 GiB = 1 << 30
 PR_GET_NO_NEW_PRIVS = 39
-ENOENT, EACCES = 2, 13
+ENOENT, EACCES, ENOEXEC = 2, 13, 8
 
 
 class LaunchSpec:
@@ -208,6 +208,8 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
         proc.personality = spec.personality
         thread = proc.load(prepare(proc, execfn, spec.argv, env))
     except ExecError as e:
+        if e.errno in (ENOEXEC, EACCES) and _snapshot(path):
+            return _resume(proc, path)
         raise LaunchError(f"{path}: {e}", EXIT_NOT_FOUND if e.errno == 2
                           else EXIT_CANNOT_EXECUTE, e.errno) from None
     except OSError as e:
@@ -230,9 +232,38 @@ def _payload_path(spec: LaunchSpec, root: str) -> str:
                           ENOENT) from None
     if not os.path.exists(path):
         raise LaunchError(f"{path}: No such file or directory", EXIT_NOT_FOUND, ENOENT)
-    if os.path.isdir(path) or not os.access(path, os.X_OK):
+    if os.path.isdir(path) or not os.access(path, os.X_OK) and not _snapshot(path):
         raise LaunchError(f"{path}: Permission denied", EXIT_CANNOT_EXECUTE, EACCES)
     return path
+
+
+def _snapshot(path: str) -> bool:
+    """Whether path is a snapshot to resume (asked only of what cannot be exec'd)."""
+    from kontain.monitor.resume import is_snapshot
+    return is_snapshot(path)
+
+
+class _Resumed(Launched):
+    """A process resumed from a snapshot: its other threads start with the first."""
+
+    def __init__(self, proc: Process, thread: GuestThread, starters: list) -> None:
+        super().__init__(proc, thread)
+        self.starters = starters
+
+    def run(self) -> None:
+        for start in self.starters:
+            start()
+        self.proc.run(self.thread)
+
+
+def _resume(proc: Process, path: str) -> Launched:
+    """km FILE, FILE a snapshot (kontain.monitor.resume)."""
+    from kontain.monitor.resume import ResumeError, resume
+    try:
+        thread, starters = resume(proc, path)
+    except ResumeError as e:
+        raise LaunchError(f"{path}: cannot resume: {e}", EXIT_KM_ERROR) from None
+    return _Resumed(proc, thread, starters)
 
 
 def _inherit(proc: Process, thread: GuestThread, spec: LaunchSpec) -> None:

@@ -1,0 +1,328 @@
+"""Resume: `km FILE`, where FILE is a snapshot (kontain.monitor.snapshot), goes on from it.
+
+In a fresh VM: every mapping is made again at its address with its protection (so
+km's page tables, brk and the mmap area are as they were), then its bytes are put
+behind it with one host mmap MAP_PRIVATE of the snapshot file at that PT_LOAD's offset,
+over the mapping's physical range: nothing is read at resume, pages fault in when
+touched, and every resume of one file shares its page cache (a write makes the
+resumed process its own copy). A file mapping the payload never wrote is mapped from
+its file again, which must be the one that was mapped (inode, size and mtime as
+saved). The vDSO goes back at its address (the host's must be the same). Then the
+descriptors (files by path and offset, pipes with their bytes), signal state, limits,
+cwd and umask, and one vCPU per thread with its registers, FS/GS bases and XSAVE
+state. The thread that asked for the snapshot sees its hypercall return 1; the others
+go on where the pause stopped them (a system call they waited in is made again).
+
+Not carried: pids and tids (a resumed process has km's; glibc does not cache them),
+descriptors 0-2 (the resuming km's own stdio), the argv given to `km FILE ...`.
+"""
+
+from __future__ import annotations
+
+import _thread
+import marshal
+import os
+import struct
+
+from kontain.machine import hostmem
+from kontain.monitor import coredump as core
+from kontain.monitor import signals as sig
+from kontain.monitor import snapshot as snap
+from kontain.monitor.thread import GuestThread
+
+TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
+if TYPE_CHECKING:
+    from kontain.monitor.process import Process
+
+MAP_FIXED, MAP_ANONYMOUS, MAP_SHARED, MAP_TYPE = 0x10, 0x20, 0x01, 0x0F
+PROT_WRITE = 2
+F_SETPIPE_SZ = 1031
+DEFAULT_PIPE = 1 << 16
+
+
+class ResumeError(Exception):
+    """The snapshot cannot be resumed (the message says why)."""
+
+
+def is_snapshot(path: str) -> bool:
+    """Whether path is an ELF core (a snapshot km resumes, if it has km's note)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(18)
+    except OSError:
+        return False
+    return len(head) == 18 and head[:4] == b"\x7fELF" and \
+        struct.unpack_from("<H", head, 16)[0] == core.ET_CORE
+
+
+def read_state(fd: int) -> tuple[dict, list[tuple[int, int, int, int]]]:
+    """The snapshot's km note and its PT_LOADs (vaddr, offset, filesz, memsz)."""
+    head = os.pread(fd, core.EHDR.size, 0)
+    if len(head) != core.EHDR.size:
+        raise ResumeError("truncated ELF header")
+    fields = core.EHDR.unpack(head)
+    phoff, phentsize, phnum = fields[5], fields[9], fields[10]
+    if phnum == core.PN_XNUM:
+        shoff = fields[6]
+        phnum = core.SHDR.unpack(os.pread(fd, core.SHDR.size, shoff))[7]
+    table = os.pread(fd, phentsize * phnum, phoff)
+    loads, note = [], None
+    for i in range(phnum):
+        kind, _, offset, vaddr, _, filesz, memsz, _ = core.PHDR.unpack_from(table, i * phentsize)
+        if kind == core.PT_LOAD:
+            loads.append((vaddr, offset, filesz, memsz))
+        elif kind == core.PT_NOTE:
+            note = (offset, filesz)
+    if note is None:
+        raise ResumeError("no notes: not a snapshot")
+    data = os.pread(fd, note[1], note[0])
+    at = 0
+    while at + 12 <= len(data):
+        namesz, descsz, kind = core.NOTE_HEADER.unpack_from(data, at)
+        name_at = at + 12
+        desc_at = name_at + (namesz + 3) // 4 * 4
+        name = data[name_at:name_at + namesz].rstrip(b"\0")
+        if name == snap.NOTE_NAME and kind == snap.NT_KONTAIN:
+            desc = data[desc_at:desc_at + descsz]
+            if not desc.startswith(snap.MAGIC):
+                break
+            version = struct.unpack_from("<H", desc, len(snap.MAGIC))[0]
+            if version != snap.VERSION:
+                raise ResumeError(f"snapshot format {version}; this km reads {snap.VERSION}")
+            return marshal.loads(desc[len(snap.MAGIC) + 2:]), loads
+        at = desc_at + (descsz + 3) // 4 * 4
+    raise ResumeError("a core file, not a snapshot (no KONTAIN note)")
+
+
+def resume(proc: Process, path: str) -> tuple[GuestThread, list]:
+    """Make proc (a fresh process, nothing loaded) the snapshot's; returns its first
+    thread and a starter per other thread (call each, then run the first)."""
+    fd = proc.fds.move_high(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+    try:
+        state, loads = read_state(fd)
+        if len(loads) != len(state["vmas"]):
+            raise ResumeError("the mappings and the PT_LOADs do not match")
+        _process(proc, state)
+        _memory(proc, state, loads, fd)
+        _descriptors(proc, state["fds"])
+        _signals(proc, state)
+        threads = [_thread_of(proc, record, i == 0) for i, record in
+                   enumerate(state["threads"])]
+    except ResumeError:
+        raise
+    except OSError as e:
+        raise ResumeError(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")) \
+            from None
+    finally:
+        os.close(fd)
+    proc.trace.log("load", f"resumed {path}: {len(state['vmas'])} mappings, "
+                           f"{len(threads)} threads")
+    return threads[0], [_starter(proc, t) for t in threads[1:]]
+
+
+def _process(proc: Process, state: dict) -> None:
+    proc.exe, proc.guest_exe = state["exe"], state["guest_exe"]
+    proc.argv = list(state["argv"])
+    proc.personality = state["personality"]
+    proc.dumpable, proc.no_new_privs = state["dumpable"], state["no_new_privs"]
+    for resource_id, limit in state["rlimits"].items():
+        proc.rlimits[resource_id] = tuple(limit)
+    proc.uts_names.update(state["uts"])
+    os.umask(state["umask"])
+    cwd = state["cwd"]
+    try:
+        if proc.root.confined:
+            proc.root.chdir(cwd)
+        else:
+            os.chdir(cwd)
+    except OSError as e:
+        raise ResumeError(f"cwd {os.fsdecode(cwd)}: {e.strerror}") from None
+    proc.procfs.auxv = state["auxv"]
+    proc.procfs.argv_range = tuple(state["argv_range"])
+    proc.procfs.environ_range = tuple(state["environ_range"])
+
+
+def _memory(proc: Process, state: dict, loads: list, snapfd: int) -> None:
+    mm = proc.mm
+    mm.mmap_top = state["mmap_top"]
+    files = state["files"]
+    opened: dict[tuple[str, bool], int] = {}
+    vdso_base = None
+    # The pages behind each mapping come from the snapshot: none to give beforehand.
+    mm._prefault = lambda pa, size: None
+    try:
+        for record, (_, offset, filesz, _) in zip(state["vmas"], loads, strict=True):
+            start, end, prot, flags, name, file_offset, inode, _dev, backed, held, \
+                foreign, _ = record
+            if foreign:
+                vdso_base = start if vdso_base is None else min(vdso_base, start)
+                continue
+            fd = -1
+            if inode and not flags & MAP_ANONYMOUS:
+                writable = flags & MAP_TYPE == MAP_SHARED and prot & PROT_WRITE
+                fd = opened.get((name, bool(writable)), -1)
+                if fd < 0:
+                    fd = _open_mapped(proc, name, files.get(name), bool(writable))
+                    opened[(name, bool(writable))] = fd
+            mm.mmap(start, end - start, prot, flags | MAP_FIXED, fd,
+                    file_offset if fd >= 0 else 0, name=name)
+            if backed and filesz == end - start:
+                _fill(proc, start, end, flags, snapfd, offset)
+    finally:
+        del mm._prefault
+        for fd in opened.values():
+            os.close(fd)
+    mm.brk_start, mm.brk_end = state["brk"]
+    if vdso_base is not None:
+        from kontain.monitor import vdso
+        vdso.install(proc, vdso_base)
+        saved = sorted((r[0], r[1]) for r in state["vmas"] if r[10])
+        now = sorted((v.start, v.end) for v in mm.vmas() if v.foreign)
+        if saved != now:
+            raise ResumeError("this host's vDSO is not the one the snapshot was taken with")
+
+
+def _open_mapped(proc: Process, name: str, identity: tuple | None, writable: bool) -> int:
+    """The file of a mapping, checked to be the one the snapshot mapped."""
+    try:
+        fd = proc.root.open(-100, os.fsencode(name),
+                            (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC, 0)
+    except OSError as e:
+        raise ResumeError(f"mapped file {name}: {e.strerror}") from None
+    fd = proc.fds.move_high(fd)
+    if identity is not None:
+        st = os.fstat(fd)
+        _, inode, size, mtime = identity
+        if (st.st_ino, st.st_size, st.st_mtime_ns) != (inode, size, mtime):
+            os.close(fd)
+            raise ResumeError(f"mapped file {name} changed since the snapshot (inode, size "
+                              "or mtime differ): it cannot be resumed")
+    return fd
+
+
+def _fill(proc: Process, start: int, end: int, flags: int, snapfd: int, offset: int) -> None:
+    """Put the snapshot's bytes behind [start, end): the file itself, copy-on-write (a
+    shared anonymous mapping gets a copy: it must stay shared with a later fork)."""
+    mm = proc.mm
+    for vma in mm.vmas():
+        if vma.end <= start or vma.start >= end or vma.pa is None:
+            continue
+        at = offset + vma.start - start
+        if flags & MAP_TYPE == MAP_SHARED:
+            view = mm.view[vma.pa:vma.pa + vma.size]
+            done = 0
+            while done < vma.size:
+                n = os.preadv(snapfd, [view[done:]], at + done)
+                if n <= 0:
+                    break
+                done += n
+            continue
+        hostmem.mmap_fixed(proc.machine.phys.host_address(vma.pa), vma.size,
+                           hostmem.PROT_READ | hostmem.PROT_WRITE, hostmem.MAP_PRIVATE,
+                           snapfd, at)
+
+
+def _descriptors(proc: Process, saved: list) -> None:
+    import fcntl
+    made: list[tuple[int, int, int, bool]] = []  # (temporary fd, fd, status flags, cloexec)
+    pipes: dict[int, tuple[int, int]] = {}
+    try:
+        for entry in saved:
+            fd, kind, cloexec, flags = entry[:4]
+            if kind == "pipe":
+                inode, contents = entry[4], entry[5]
+                if inode not in pipes:
+                    r, w = (proc.fds.move_high(x) for x in os.pipe2(os.O_CLOEXEC))
+                    if len(contents) > DEFAULT_PIPE:
+                        fcntl.fcntl(w, F_SETPIPE_SZ, len(contents))
+                    view = memoryview(contents)
+                    while view:
+                        view = view[os.write(w, view):]
+                    pipes[inode] = (r, w)
+                r, w = pipes[inode]
+                temp = r if flags & os.O_ACCMODE == os.O_RDONLY else w
+                made.append((temp, fd, flags, cloexec))
+                continue
+            path, offset = entry[4], entry[5]
+            opened = proc.root.open(-100, os.fsencode(path),
+                                    flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC)
+                                    | os.O_CLOEXEC, 0)
+            opened = proc.fds.move_high(opened)
+            if kind != "file" or offset:
+                try:
+                    os.lseek(opened, offset, os.SEEK_SET)
+                except OSError:
+                    pass
+            made.append((opened, fd, flags, cloexec))
+        for temp, fd, flags, cloexec in made:
+            os.dup2(temp, fd, inheritable=not cloexec)
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+    except OSError as e:
+        raise ResumeError(f"descriptor: {e.strerror}" + (f" ({e.filename})" if e.filename
+                                                          else "")) from None
+    finally:
+        temps = {m[0] for m in made} | {x for pair in pipes.values() for x in pair}
+        for temp in temps:
+            os.close(temp)
+
+
+def _signals(proc: Process, state: dict) -> None:
+    for signo, (handler, flags, restorer, mask) in enumerate(state["actions"]):
+        if signo == 0 or signo > sig.NSIG:
+            continue
+        proc.signals.actions[signo] = sig.Disposition(handler, flags, restorer, mask)
+        if handler != sig.SIG_DFL:
+            proc.host_signals.disposition_changed(signo)
+    for signo, info in state["shared_pending"]:
+        proc.signals.shared.add(signo, info)
+
+
+def _thread_of(proc: Process, record: dict, first: bool) -> GuestThread:
+    from kontain.kvm import structs as s
+    from kontain.machine import cpustate
+    vcpu = proc.group.new_vcpu()
+    if first:
+        try:
+            vcpu.enter_without_running()
+        except OSError as e:
+            raise ResumeError(f"the VM cannot start: {e.strerror}") from None
+    sregs = vcpu.get_sregs()
+    sregs.fs.base, sregs.gs.base = record["fs"], record["gs"]
+    sregs.fs.selector, sregs.gs.selector = record["fs_selector"], record["gs_selector"]
+    cpustate.apply_thread(vcpu, cpustate.ThreadState(
+        s.Regs.from_buffer_copy(record["regs"]), sregs,
+        s.Xsave.from_buffer_copy(record["xsave"])))
+    thread = GuestThread(proc, vcpu, proc.pid if first else 0)
+    thread.signal_mask = record["mask"]
+    for signo, info in record["pending"]:
+        thread.pending.add(signo, info)
+    thread.altstack = tuple(record["altstack"])
+    thread.robust_list = record["robust_list"]
+    thread.clear_child_tid = record["clear_child_tid"]
+    thread.name = record["name"]
+    thread.saved_mask = record["saved_mask"]
+    return thread
+
+
+def _starter(proc: Process, thread: GuestThread):
+    """Start thread's host thread now (it learns its tid and joins the group), and
+    return the function that lets it run."""
+    group = proc.group
+    ready, go = _thread.allocate_lock(), _thread.allocate_lock()
+    ready.acquire()
+    go.acquire()
+
+    def host_thread() -> None:
+        thread.tid = _thread.get_native_id()
+        thread.host_ident = _thread.get_ident()
+        group.add(thread)
+        ready.release()
+        go.acquire()
+        group.run(thread)
+    try:
+        _thread.start_new_thread(host_thread, ())
+    except RuntimeError:
+        raise ResumeError("no host thread for a payload thread (a process limit)") from None
+    ready.acquire()
+    return go.release
+
