@@ -38,6 +38,7 @@ MAP_FIXED, MAP_ANONYMOUS, MAP_SHARED, MAP_TYPE = 0x10, 0x20, 0x01, 0x0F
 PROT_WRITE = 2
 F_SETPIPE_SZ = 1031
 DEFAULT_PIPE = 1 << 16
+PAGE_SIZE = 4096
 
 
 class ResumeError(Exception):
@@ -204,8 +205,14 @@ def _fill(proc: Process, start: int, end: int, flags: int, snapfd: int, offset: 
     """Put the snapshot's bytes behind [start, end): the file itself, copy-on-write (a
     shared anonymous mapping gets a copy: it must stay shared with a later fork)."""
     mm = proc.mm
-    for vma in mm.vmas():
-        if vma.end <= start or vma.start >= end or vma.pa is None:
+    va = start
+    while va < end:
+        vma = mm.find(va)
+        if vma is None:
+            va += PAGE_SIZE
+            continue
+        va = vma.end
+        if vma.pa is None:
             continue
         at = offset + vma.start - start
         if flags & MAP_TYPE == MAP_SHARED:
@@ -217,9 +224,9 @@ def _fill(proc: Process, start: int, end: int, flags: int, snapfd: int, offset: 
                     break
                 done += n
             continue
-        hostmem.mmap_fixed(proc.machine.phys.host_address(vma.pa), vma.size,
-                           hostmem.PROT_READ | hostmem.PROT_WRITE, hostmem.MAP_PRIVATE,
-                           snapfd, at)
+        host = proc.machine.phys.host_address(vma.pa)
+        hostmem.mmap_fixed(host, vma.size, hostmem.PROT_READ | hostmem.PROT_WRITE,
+                           hostmem.MAP_PRIVATE, snapfd, at)
 
 
 def _descriptors(proc: Process, saved: list) -> None:
