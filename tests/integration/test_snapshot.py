@@ -1,0 +1,165 @@
+"""Snapshots and resume (kontain.monitor.snapshot, kontain.monitor.resume).
+
+A payload asks km for a snapshot through km's hypercall (include/kontain/snapshot.h, or
+kontain.guest.snapshot() from Python); `km FILE` resumes it. The resumed instance must
+do what the original would have done from that point; gdb reads the snapshot as a core;
+what cannot be saved is refused with a message naming it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import BASE_ENV, REPO, Flavour, run
+
+FLAVOURS = {
+    "glibc-dynamic": Flavour("snap-glibc-dyn", "gcc",
+                             ("-O1", "-g", "-pthread", f"-I{REPO}/include"), pie=True),
+    "glibc-static": Flavour("snap-glibc-static", "gcc",
+                            ("-static", "-O1", "-g", "-pthread", f"-I{REPO}/include"),
+                            pie=False),
+    "musl": Flavour("snap-musl", "musl-gcc", ("-static", "-O1", "-g", f"-I{REPO}/include"),
+                    pie=False),
+}
+PYTHON = "/usr/bin/python3"
+GDB = shutil.which("gdb")
+EXPECTED_THREADS = "sum=20056 pipe=pipe-bytes\n"
+
+
+@pytest.fixture(params=list(FLAVOURS), ids=list(FLAVOURS))
+def threads_program(request, payloads) -> Path:
+    if shutil.which(FLAVOURS[request.param].compiler) is None:
+        pytest.skip(f"{FLAVOURS[request.param].compiler} is not installed")
+    return payloads.build("snap_threads", FLAVOURS[request.param])
+
+
+def python_env() -> dict[str, str]:
+    return dict(BASE_ENV, PYTHONPATH=str(REPO))
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_threads_blocked_on_a_condvar_and_a_pipe_resume_and_finish(threads_program, km,
+                                                                     tmp_path, live):
+    snap = tmp_path / "threads.snap"
+    original = run([*km, f"--snapshot={snap}", threads_program, "live" if live else "once"],
+                   cwd=tmp_path)
+    assert original.returncode == 0, original.describe() + original.err
+    # Not live: the original ends at the snapshot (status 0, nothing after it).
+    assert original.out == ("resumed=0\n" + EXPECTED_THREADS if live else ""), original.out
+    assert snap.stat().st_size > 0
+    resumed = run([*km, snap], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.describe() + resumed.err
+    assert resumed.out == "resumed=1\n" + EXPECTED_THREADS, resumed.out + resumed.err
+
+
+@pytest.mark.skipif(GDB is None, reason="gdb is not installed")
+def test_gdb_reads_a_snapshot_as_a_core(payloads, km, tmp_path):
+    program = payloads.build("snap_threads", FLAVOURS["glibc-dynamic"])
+    snap = tmp_path / "threads.snap"
+    original = run([*km, f"--snapshot={snap}", program], cwd=tmp_path)
+    assert original.returncode == 0, original.err
+    done = subprocess.run([GDB, "-nx", "-batch", "-iex", "set debuginfod enabled off",
+                           "-ex", "info threads", "-ex", "bt", str(program), str(snap)],
+                          capture_output=True, text=True, timeout=120)
+    text = done.stdout + done.stderr
+    threads = [line for line in text.splitlines()
+               if line[:1] in ("*", " ") and "Thread 0x" in line and "LWP" in line]
+    assert len(threads) == 5, text
+    assert "km_snapshot" in text and "main" in text, text
+    assert sum("futex" in line or "pthread_cond" in line for line in threads) == 4, text
+
+
+PY_WARM = textwrap.dedent("""
+    import asyncio, decimal, json, sqlite3, sys
+    d = {i: i * 3 for i in range(10**6)}
+    before = sum(d[i] for i in range(0, 10**6, 999))
+    from kontain.guest import snapshot
+    resumed = snapshot(path=sys.argv[1])
+    after = len(d) + int(decimal.Decimal("2.5") * 4) + len(json.dumps({"a": 1}))
+    con = sqlite3.connect(":memory:")
+    total = con.execute("select 20 + 22").fetchone()[0]
+    print(f"resumed={resumed} before={before} after={after} sql={total}")
+""")
+
+
+def test_python_snapshot_resumes_many_times_in_parallel(km, tmp_path):
+    script = tmp_path / "warm.py"
+    script.write_text(PY_WARM)
+    snap = tmp_path / "python.snap"
+    original = run([*km, PYTHON, script, snap], cwd=tmp_path, env=python_env(), timeout=300)
+    assert original.returncode == 0, original.describe() + original.err
+    assert original.out == "", original.out
+    before = sum(i * 3 for i in range(0, 10**6, 999))
+    expected = f"resumed=1 before={before} after={10**6 + 10 + 8} sql=42\n"
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda _: run([*km, snap], cwd=tmp_path, timeout=300),
+                                range(10)))
+    for result in results:
+        assert result.returncode == 0, result.describe() + result.err
+        assert result.out == expected, result.out + result.err
+
+
+def test_python_live_snapshot_keeps_the_original_running(km, tmp_path):
+    script = tmp_path / "live.py"
+    script.write_text("import sys\nfrom kontain.guest import snapshot\n"
+                      "print('got', snapshot(live=True, path=sys.argv[1]))\n")
+    snap = tmp_path / "live.snap"
+    original = run([*km, PYTHON, script, snap], cwd=tmp_path, env=python_env())
+    assert (original.returncode, original.out) == (0, "got 0\n"), original.err
+    resumed = run([*km, snap], cwd=tmp_path)
+    assert (resumed.returncode, resumed.out) == (0, "got 1\n"), resumed.err
+
+
+def test_python_snapshot_outside_km_says_so(tmp_path):
+    done = subprocess.run([sys.executable, "-c", "from kontain.guest import snapshot\n"
+                           "try:\n    snapshot()\nexcept OSError as e:\n    print(e.errno)"],
+                          capture_output=True, text=True, env=python_env(), timeout=60)
+    assert done.stdout.strip() == "38", done.stdout + done.stderr  # ENOSYS
+
+
+REFUSED = {
+    "tcp": ("import socket\nserver = socket.create_server(('127.0.0.1', 0))\n"
+            "client = socket.create_connection(server.getsockname())\n", "socket"),
+    "child": ("import os, time\npid = os.fork()\nif pid == 0:\n    time.sleep(30)\n"
+              "    os._exit(0)\n", "child processes"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_what_cannot_be_saved_is_refused_by_name(km, tmp_path, case):
+    setup, message = REFUSED[case]
+    script = tmp_path / "refused.py"
+    script.write_text(setup + textwrap.dedent("""
+        import errno, os, signal, sys
+        from kontain.guest import snapshot
+        try:
+            snapshot(path=sys.argv[1])
+        except OSError as e:
+            print("refused", errno.errorcode[e.errno])
+        if 'pid' in globals():
+            os.kill(pid, signal.SIGKILL)
+    """))
+    snap = tmp_path / "refused.snap"
+    result = run([*km, PYTHON, script, snap], cwd=tmp_path, env=python_env())
+    assert result.returncode == 0, result.describe() + result.err
+    assert result.out == "refused EBUSY\n", result.out + result.err
+    assert "km: snapshot refused: " in result.err and message in result.err, result.err
+    assert not snap.exists()
+
+
+def test_a_changed_program_is_not_resumed(payloads, km, tmp_path):
+    program = tmp_path / "prog"
+    shutil.copy(payloads.build("snap_threads", FLAVOURS["glibc-dynamic"]), program)
+    snap = tmp_path / "threads.snap"
+    assert run([*km, f"--snapshot={snap}", program], cwd=tmp_path).returncode == 0
+    with open(program, "ab") as f:
+        f.write(b"\0")
+    resumed = run([*km, snap], cwd=tmp_path)
+    assert resumed.returncode == 1, resumed.describe()
+    assert "changed since the snapshot" in resumed.err, resumed.err
