@@ -146,6 +146,8 @@ class Process:
         #: second fatal signal, exit_group) waits while a core is being written.
         self._ending = _thread.RLock()
         self._started = time.monotonic_ns()
+        #: Each listening socket's backlog, by inode (listen; for a snapshot).
+        self.backlogs: dict[int, int] = {}
         #: The gdb stub's debug state (kontain.monitor.debugger), with km -g.
         self.debugger: Debugger | None = None
 

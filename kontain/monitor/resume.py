@@ -20,6 +20,7 @@ descriptors 0-2 (the resuming km's own stdio), the argv given to `km FILE ...`.
 from __future__ import annotations
 
 import _thread
+import errno
 import marshal
 import os
 import struct
@@ -39,6 +40,7 @@ PROT_WRITE = 2
 F_SETPIPE_SZ = 1031
 DEFAULT_PIPE = 1 << 16
 PAGE_SIZE = 4096
+AT_FDCWD = -100
 
 
 class ResumeError(Exception):
@@ -230,8 +232,12 @@ def _fill(proc: Process, start: int, end: int, flags: int, snapfd: int, offset: 
 
 
 def _descriptors(proc: Process, saved: list) -> None:
+    """Make every saved descriptor again at its number: first each one from a new
+    open file description at a number of km's, then dup2 to its own; signalfds (km
+    numbers them itself) and epolls (their interest lists name the others) last."""
     import fcntl
     made: list[tuple[int, int, int, bool]] = []  # (temporary fd, fd, status flags, cloexec)
+    temps: set[int] = set()
     pipes: dict[int, tuple[int, int]] = {}
     try:
         for entry in saved:
@@ -240,6 +246,7 @@ def _descriptors(proc: Process, saved: list) -> None:
                 inode, contents = entry[4], entry[5]
                 if inode not in pipes:
                     r, w = (proc.fds.move_high(x) for x in os.pipe2(os.O_CLOEXEC))
+                    temps.update((r, w))
                     if len(contents) > DEFAULT_PIPE:
                         fcntl.fcntl(w, F_SETPIPE_SZ, len(contents))
                     view = memoryview(contents)
@@ -247,30 +254,156 @@ def _descriptors(proc: Process, saved: list) -> None:
                         view = view[os.write(w, view):]
                     pipes[inode] = (r, w)
                 r, w = pipes[inode]
-                temp = r if flags & os.O_ACCMODE == os.O_RDONLY else w
-                made.append((temp, fd, flags, cloexec))
+                made.append((r if flags & os.O_ACCMODE == os.O_RDONLY else w, fd, flags,
+                             cloexec))
                 continue
-            path, offset = entry[4], entry[5]
-            opened = proc.root.open(-100, os.fsencode(path),
-                                    flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC)
-                                    | os.O_CLOEXEC, 0)
-            opened = proc.fds.move_high(opened)
-            if kind != "file" or offset:
-                try:
-                    os.lseek(opened, offset, os.SEEK_SET)
-                except OSError:
-                    pass
-            made.append((opened, fd, flags, cloexec))
+            if kind in ("signalfd", "epoll"):
+                continue
+            if kind in ("file", "dir"):
+                temp = _reopen(proc, entry[4], flags, entry[5], kind)
+            elif kind == "eventfd":
+                temp = os.eventfd(entry[4], os.EFD_CLOEXEC
+                                  | (os.EFD_SEMAPHORE if entry[5] else 0))
+            elif kind == "timerfd":
+                temp = _timerfd(entry[4], entry[5], entry[6])
+            elif kind == "listen":
+                temp = _listen(proc, fd, *entry[4:])
+            else:
+                raise ResumeError(f"fd {fd}: unknown kind {kind!r}")
+            temp = proc.fds.move_high(temp)
+            temps.add(temp)
+            made.append((temp, fd, flags, cloexec))
         for temp, fd, flags, cloexec in made:
             os.dup2(temp, fd, inheritable=not cloexec)
             fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        _signalfds(proc, [e for e in saved if e[1] == "signalfd"])
+        for entry in saved:
+            if entry[1] == "epoll":
+                _epoll(proc, *entry)
     except OSError as e:
         raise ResumeError(f"descriptor: {e.strerror}" + (f" ({e.filename})" if e.filename
                                                           else "")) from None
     finally:
-        temps = {m[0] for m in made} | {x for pair in pipes.values() for x in pair}
         for temp in temps:
             os.close(temp)
+
+
+def _reopen(proc: Process, path: str, flags: int, offset: int, kind: str) -> int:
+    opened = proc.root.open(-100, os.fsencode(path),
+                            flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC) | os.O_CLOEXEC, 0)
+    if offset:
+        try:
+            os.lseek(opened, offset, os.SEEK_SET)
+        except OSError:
+            pass
+    return opened
+
+
+def _timerfd(clock: int, value: tuple[int, int], interval: tuple[int, int]) -> int:
+    """A timerfd with the time that was left and its interval (relative: the time
+    the snapshot spent on disk does not count, as for a stopped process)."""
+    import ctypes
+
+    from kontain.linux import hostcall as host
+    from kontain.linux.numbers import NUMBERS as NR
+    fd = host.syscall(NR["timerfd_create"], clock, os.O_CLOEXEC)
+    if fd < 0:
+        raise OSError(-fd, "timerfd_create")
+    spec = (ctypes.c_int64 * 4)(interval[0], interval[1], value[0], value[1])
+    done = host.syscall(NR["timerfd_settime"], fd, 0, ctypes.addressof(spec), 0)
+    if done < 0:
+        os.close(fd)
+        raise OSError(-done, "timerfd_settime")
+    return fd
+
+
+def _listen(proc: Process, fd: int, family: int, kind: int, protocol: int, address,
+            backlog: int, options: list) -> int:
+    """A listening socket made again: same address, options and backlog. A unix
+    socket's path left behind by the original (nobody listening there) is removed."""
+    import socket
+    s = socket.socket(family, kind, protocol)
+    try:
+        for level, name, value in options:
+            try:
+                s.setsockopt(level, name, value)
+            except OSError:
+                pass
+        if family == socket.AF_UNIX and isinstance(address, str) and address:
+            address = os.fsdecode(proc.host_path(os.fsencode(address)))
+        try:
+            s.bind(address)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or family != socket.AF_UNIX \
+                    or not isinstance(address, str) or not address or _alive(address):
+                raise ResumeError(f"fd {fd}: cannot listen on {address!r} again: "
+                                  f"{e.strerror}") from None
+            _unlink(address)
+            s.bind(address)
+        s.listen(backlog)
+        s.set_inheritable(False)
+        return s.detach()
+    finally:
+        s.close()
+
+
+def _unlink(path: str) -> None:
+    """unlinkat (km's jail allows no unlink, and os.unlink makes one of AT_FDCWD)."""
+    from kontain.linux import hostcall as host
+    from kontain.linux.numbers import NUMBERS as NR
+    name = os.fsencode(path)
+    host.call(NR["unlinkat"], AT_FDCWD, host.address_of(name), 0)
+
+
+def _alive(path: str) -> bool:
+    import socket
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        return True
+    except OSError as e:
+        return e.errno != errno.ECONNREFUSED
+    finally:
+        probe.close()
+
+
+def _signalfds(proc: Process, saved: list) -> None:
+    groups: dict[int, list] = {}
+    for entry in saved:
+        groups.setdefault(entry[5], []).append(entry)
+    for entries in groups.values():
+        first = entries[0]
+        made = proc.signalfds.create(first[4], (first[3] & os.O_NONBLOCK)
+                                     | (os.O_CLOEXEC if first[2] else 0))
+        for entry in entries:
+            if entry[0] != made:
+                os.dup2(made, entry[0], inheritable=not entry[2])
+                proc.signalfds.duplicated(made, entry[0])
+        if made not in {e[0] for e in entries}:
+            os.close(made)
+            proc.signalfds.closed(made)
+
+
+def _epoll(proc: Process, fd: int, _kind: str, cloexec: bool, flags: int,
+           interest: list) -> None:
+    import ctypes
+
+    from kontain.linux import hostcall as host
+    from kontain.linux.numbers import NUMBERS as NR
+    made = host.syscall(NR["epoll_create1"], os.O_CLOEXEC)
+    if made < 0:
+        raise OSError(-made, "epoll_create1")
+    try:
+        made = proc.fds.move_high(made)
+        for target, events, data in interest:
+            event = struct.pack("<IQ", events, data)
+            buffer = ctypes.create_string_buffer(event, len(event))
+            done = host.syscall(NR["epoll_ctl"], made, 1, target, ctypes.addressof(buffer))
+            if done < 0:
+                raise ResumeError(f"fd {fd}: epoll of fd {target}: {os.strerror(-done)}")
+        os.dup2(made, fd, inheritable=not cloexec)
+    finally:
+        os.close(made)
 
 
 def _signals(proc: Process, state: dict) -> None:

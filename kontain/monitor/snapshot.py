@@ -238,12 +238,17 @@ def _vma_record(vma, size: int) -> tuple:
 
 def _descriptors(proc: Process) -> list[tuple]:
     """Every guest descriptor above 2 (0-2 are the resuming km's own stdio), as
-    (fd, kind, cloexec, ...): see resume.restore_descriptors."""
+    (fd, kind, cloexec, status flags, ...) -- kontain.monitor.resume._descriptors reads
+    them: "file" and "dir" (path, offset, device, inode), "pipe" (inode, its bytes),
+    "signalfd" (mask, group), "eventfd" (count, semaphore), "timerfd" (clock, value,
+    interval, absolute), "epoll" (its interest list: fd, events, data), "listen"
+    (family, type, protocol, address, backlog, options)."""
     import fcntl
     out: list[tuple] = []
     pipes: dict[int, list[tuple[int, int]]] = {}
     limit = proc.fds.km_base
-    for name in os.listdir("/proc/self/fd"):
+    signalfds: dict[int, int] = {}
+    for name in sorted(os.listdir("/proc/self/fd"), key=int):
         fd = int(name)
         if fd < 3 or fd >= limit:
             continue
@@ -251,35 +256,32 @@ def _descriptors(proc: Process) -> list[tuple]:
             st = os.fstat(fd)
             flags = fcntl.fcntl(fd, fcntl.F_GETFL)
             cloexec = bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+            link = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             continue  # (the listing's own descriptor, closed since)
         mode = st.st_mode
-        if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISCHR(mode):
-            path = proc.path_of_fd(fd)
-            if path.endswith(" (deleted)") or not path.startswith("/"):
-                raise SnapshotError(f"fd {fd}: {path!r} is deleted or unnamed")
-            offset = 0
-            if not stat.S_ISCHR(mode):
-                try:
-                    offset = os.lseek(fd, 0, os.SEEK_CUR)
-                except OSError:
-                    offset = 0
-            if stat.S_ISCHR(mode) and os.major(st.st_rdev) not in (1, 5) \
-                    or stat.S_ISCHR(mode) and os.major(st.st_rdev) == 5 \
-                    and os.minor(st.st_rdev) not in (0, 2):
-                raise SnapshotError(f"fd {fd}: device {path} (only memory devices such as "
-                                    "/dev/null, /dev/zero, /dev/urandom can be saved)")
-            kind = "dir" if stat.S_ISDIR(mode) else "file"
-            out.append((fd, kind, cloexec, flags, path, offset, st.st_dev, st.st_ino))
+        head = (fd, "", cloexec, flags)
+        signal_file = proc.signalfds.lookup(fd) if proc.signalfds.fds else None
+        if signal_file is not None:
+            group = signalfds.setdefault(id(signal_file), len(signalfds))
+            out.append((fd, "signalfd", cloexec, flags, signal_file.mask, group))
+        elif stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISCHR(mode):
+            out.append(_file(proc, fd, st, head))
         elif stat.S_ISFIFO(mode):
             pipes.setdefault(st.st_ino, []).append((fd, flags))
             out.append((fd, "pipe", cloexec, flags, st.st_ino))
         elif stat.S_ISSOCK(mode):
-            raise SnapshotError(f"fd {fd}: a socket ({_socket_kind(fd)}); sockets cannot be "
-                                "saved (a connected one's peer is outside the snapshot)")
+            out.append(_listening(proc, fd, st, head))
+        elif link == "anon_inode:[eventfd]":
+            info = _fdinfo(fd)
+            out.append((fd, "eventfd", cloexec, flags, int(info["eventfd-count"], 16),
+                        int(info.get("eventfd-semaphore", "0"))))
+        elif link == "anon_inode:[timerfd]":
+            out.append(_timerfd(fd, head))
+        elif link == "anon_inode:[eventpoll]":
+            out.append((fd, "epoll", cloexec, flags, _interest(fd)))
         else:
-            raise SnapshotError(f"fd {fd}: {proc.path_of_fd(fd) or 'an anonymous inode'} "
-                                "cannot be saved (eventfd, epoll, timerfd, signalfd, ...)")
+            raise SnapshotError(f"fd {fd}: {link} cannot be saved")
     contents = {}
     for inode, ends in pipes.items():
         readers = [fd for fd, fl in ends if fl & os.O_ACCMODE == os.O_RDONLY]
@@ -288,19 +290,129 @@ def _descriptors(proc: Process) -> list[tuple]:
             raise SnapshotError(f"fd {writers[0]}: a pipe whose read end is outside the "
                                 "process")
         contents[inode] = _pipe_bytes(readers[0], writers[0] if writers else -1)
-    return [d + (contents[d[4]],) if d[1] == "pipe" else d for d in out]
+    saved = [d + (contents[d[4]],) if d[1] == "pipe" else d for d in out]
+    targets = {d[0]: d[1] for d in saved}
+    for d in saved:
+        if d[1] == "epoll":
+            for tfd, _, _ in d[4]:
+                if targets.get(tfd) == "epoll":
+                    raise SnapshotError(f"fd {d[0]}: an epoll watching another epoll")
+    return saved
 
 
-def _socket_kind(fd: int) -> str:
+def _file(proc: Process, fd: int, st: os.stat_result, head: tuple) -> tuple:
+    mode = st.st_mode
+    path = proc.path_of_fd(fd)
+    if path.endswith(" (deleted)") or not path.startswith("/"):
+        raise SnapshotError(f"fd {fd}: {path!r} is deleted or unnamed")
+    offset = 0
+    if not stat.S_ISCHR(mode):
+        try:
+            offset = os.lseek(fd, 0, os.SEEK_CUR)
+        except OSError:
+            offset = 0
+    elif os.major(st.st_rdev) != 1 and not (os.major(st.st_rdev) == 5
+                                           and os.minor(st.st_rdev) in (0, 2)):
+        raise SnapshotError(f"fd {fd}: device {path} (only memory devices such as "
+                            "/dev/null, /dev/zero, /dev/urandom, and /dev/tty, can be saved)")
+    kind = "dir" if stat.S_ISDIR(mode) else "file"
+    return (fd, kind, head[2], head[3], path, offset, st.st_dev, st.st_ino)
+
+
+def _fdinfo(fd: int) -> dict[str, str]:
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        text = f.read()
+    info = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    return info
+
+
+def _timerfd(fd: int, head: tuple) -> tuple:
+    """clockid, the time left and the interval (fdinfo: "it_value: (sec, nsec)")."""
+    info = _fdinfo(fd)
+    if int(info.get("ticks", "0")):
+        raise SnapshotError(f"fd {fd}: a timerfd with expirations not yet read (their "
+                            "count cannot be set again)")
+
+    def pair(text: str) -> tuple[int, int]:
+        sec, nsec = text.strip("()").split(",")
+        return int(sec), int(nsec)
+    return (head[0], "timerfd", head[2], head[3], int(info["clockid"]),
+            pair(info["it_value"]), pair(info["it_interval"]))
+
+
+def _interest(fd: int) -> list[tuple[int, int, int]]:
+    """An epoll's interest list: (fd, events, data) from fdinfo's tfd lines."""
+    found = []
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            if not line.startswith("tfd:"):
+                continue
+            # "tfd: N events: X data: X  pos:N ino:X sdev:X" (some without a space)
+            words = line.replace(":", ": ").split()
+            fields = dict(zip(words[0::2], words[1::2], strict=False))
+            target = int(fields["tfd:"])
+            try:
+                same = os.fstat(target).st_ino == int(fields.get("ino:", "0"), 16)
+            except OSError:
+                same = False
+            if not same:
+                raise SnapshotError(f"fd {fd}: an epoll watching a file no descriptor "
+                                    f"names any more (registered as fd {target})")
+            found.append((target, int(fields["events:"], 16), int(fields["data:"], 16)))
+    return found
+
+
+SOCKET_OPTIONS = ((1, 2), (1, 15), (1, 9), (41, 26), (6, 1))  # REUSEADDR/PORT, KEEPALIVE,
+#                                                  IPV6_V6ONLY, TCP_NODELAY (level, name)
+
+
+def _listening(proc: Process, fd: int, st: os.stat_result, head: tuple) -> tuple:
+    """A listening TCP or unix socket: what makes it again. Any other socket (a
+    connected one's peer is outside the snapshot) is refused."""
+    import select
     import socket
     try:
         s = socket.socket(fileno=os.dup(fd))
-    except OSError:
-        return "unknown"
+    except OSError as e:
+        raise SnapshotError(f"fd {fd}: a socket ({e.strerror})") from None
     try:
-        return f"{s.family.name}, {s.type.name}"
+        kind = f"{s.family.name}, {s.type.name}"
+        listening = s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        if not listening or s.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
+            state = "connected" if _connected(s) else "not listening"
+            raise SnapshotError(f"fd {fd}: a {state} socket ({kind}); only listening TCP "
+                                "and unix sockets can be saved (a connection's peer is "
+                                "outside the snapshot)")
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if poller.poll(0):
+            raise SnapshotError(f"fd {fd}: a listening socket ({kind}) with connections "
+                                "waiting to be accepted")
+        options = []
+        for level, name in SOCKET_OPTIONS:
+            try:
+                options.append((level, name, s.getsockopt(level, name)))
+            except OSError:
+                pass
+        address = s.getsockname()
+        if s.family == socket.AF_UNIX and isinstance(address, str) and address:
+            guest = proc.root.guest_path_of_host(os.fsencode(address))
+            address = os.fsdecode(guest) if guest is not None else address
+        return (head[0], "listen", head[2], head[3], int(s.family), int(s.type), s.proto,
+                address, proc.backlogs.get(st.st_ino, 128), options)
     finally:
         s.close()
+
+
+def _connected(s) -> bool:
+    try:
+        s.getpeername()
+    except OSError:
+        return False
+    return True
 
 
 def _pipe_bytes(reader: int, writer: int) -> bytes:

@@ -163,3 +163,63 @@ def test_a_changed_program_is_not_resumed(payloads, km, tmp_path):
     resumed = run([*km, snap], cwd=tmp_path)
     assert resumed.returncode == 1, resumed.describe()
     assert "changed since the snapshot" in resumed.err, resumed.err
+
+
+PY_DESCRIPTORS = textwrap.dedent("""
+    import ctypes, os, select, signal, socket, sys
+    from kontain.guest import snapshot
+    libc = ctypes.CDLL(None, use_errno=True)
+    snap, data, unix_path = sys.argv[1:4]
+    f = open(data, "rb")
+    f.read(5)
+    efd = os.eventfd(7, os.EFD_NONBLOCK)
+    r, w = os.pipe()
+    os.write(w, b"xyz")
+    ep = select.epoll()
+    ep.register(efd, select.EPOLLIN)
+    ep.register(r, select.EPOLLIN)
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    usrv = socket.socket(socket.AF_UNIX)
+    usrv.bind(unix_path)
+    usrv.listen(3)
+    tfd = libc.timerfd_create(1, 0)                      # CLOCK_MONOTONIC
+    spec = (ctypes.c_int64 * 4)(0, 0, 300, 0)            # 300 s from now, once
+    libc.timerfd_settime(tfd, 0, spec, None)
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+    mask = (ctypes.c_uint64 * 16)(1 << (signal.SIGUSR1 - 1))
+    sfd = libc.signalfd(-1, mask, 0)
+    resumed = snapshot(path=snap)
+    events = sorted(fd for fd, _ in ep.poll(0))
+    print(resumed, f.read(5), os.eventfd_read(efd), os.read(r, 10), events == sorted([efd, r]))
+    c = socket.create_connection(("127.0.0.1", port))
+    a, _ = srv.accept()
+    c.send(b"hi")
+    u = socket.socket(socket.AF_UNIX)
+    u.connect(unix_path)
+    b, _ = usrv.accept()
+    u.send(b"yo")
+    left = (ctypes.c_int64 * 4)()
+    libc.timerfd_gettime(tfd, left)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    info = os.read(sfd, 128)
+    print(a.recv(2), b.recv(2), 200 < left[2] <= 300, int.from_bytes(info[:4], "little"))
+""")
+
+
+def test_descriptors_come_back(km, tmp_path):
+    """A file at its offset, an eventfd's count, a pipe's bytes, an epoll's interest
+    list, listening TCP and unix sockets (connections to them work), a timerfd's time
+    left, a signalfd's mask."""
+    script = tmp_path / "fds.py"
+    script.write_text(PY_DESCRIPTORS)
+    data = tmp_path / "data.txt"
+    data.write_text("0123456789abcdef")
+    snap = tmp_path / "fds.snap"
+    argv = [snap, data, tmp_path / "listen.sock"]
+    original = run([*km, PYTHON, script, *argv], cwd=tmp_path, env=python_env())
+    assert original.returncode == 0 and original.out == "", original.out + original.err
+    resumed = run([*km, snap], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.describe() + resumed.err
+    assert resumed.out == "1 b'56789' 7 b'xyz' True\nb'hi' b'yo' True 10\n", \
+        resumed.out + resumed.err
