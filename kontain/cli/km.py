@@ -37,6 +37,7 @@ options:
                            default core.PROGRAM.PID)
   --snapshot FILE          where a snapshot the payload asks for goes (default
                            ./kmsnap); `km FILE` resumes one (docs/ARCHITECTURE.md)
+  --mgtpipe PATH           take snapshot requests on unix socket PATH (km_cli -s PATH)
   --policy FILE            enforce the kontain.Policy in TOML file FILE
                            (docs/python-api.md)
   --stats-fd N             write JSON lines to descriptor N: the start (or why the
@@ -79,6 +80,8 @@ class CommandLine:
         self.coredump: str | None = None
         #: Where a snapshot goes (--snapshot), None: kmsnap in the payload's cwd.
         self.snapshot: str | None = None
+        #: --mgtpipe: the unix socket km_cli asks for snapshots on.
+        self.mgtpipe: str | None = None
         #: km --policy FILE, --stats-fd N (kontain.monitor.enforce, statsfd).
         self.policy: str | None = None
         self.stats_fd: int | None = None
@@ -150,7 +153,7 @@ def parse(argv: list[str]) -> CommandLine:
         elif arg == "--strict":
             cl.strict = True
         elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root", "--coredump",
-                      "--policy", "--stats-fd", "--snapshot"):
+                      "--policy", "--stats-fd", "--snapshot", "--mgtpipe"):
             if not eq:
                 i += 1
                 if i >= len(argv):
@@ -170,6 +173,10 @@ def parse(argv: list[str]) -> CommandLine:
                 if not value:
                     raise UsageError("--snapshot needs a path")
                 cl.snapshot = value
+            elif name == "--mgtpipe":
+                if not value:
+                    raise UsageError("--mgtpipe needs a path")
+                cl.mgtpipe = value
             elif name == "--policy":
                 cl.policy = value
             elif name == "--stats-fd":
@@ -251,6 +258,15 @@ def main(argv: list[str] | None = None) -> int:
             _error(f"gdb stub: {e}")
             return EXIT_KM_ERROR
 
+    mgtpipe = None
+    if cl.mgtpipe is not None:  # (before launch, as the gdb stub's socket)
+        from kontain.monitor import mgtpipe as mgt
+        try:
+            mgtpipe = mgt.listen(cl.mgtpipe)
+        except OSError as e:
+            _error(f"--mgtpipe {cl.mgtpipe}: {e.strerror or e}")
+            return EXIT_KM_ERROR
+
     ignored, mask = inherited_signal_state()
     spec = LaunchSpec(cl.payload[0], [os.fsencode(a) for a in cl.payload[1:]],
                       argv0=None if cl.argv0 is None else os.fsencode(cl.argv0),
@@ -301,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         proc.debugger = Debugger(proc, gdb_socket,
                                  "/" if cl.root == "/" else os.path.abspath(cl.root))
         proc.debugger.start(None if cl.gdb_listen else launched.thread)
+    if mgtpipe is not None:
+        mgt.serve(launched.proc, mgtpipe)
     gc.freeze()
     gc.enable()
     launched.run()  # does not return: finish() ends km

@@ -40,6 +40,8 @@ from kontain.monitor import coredump as core
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kontain.monitor.process import Process
     from kontain.monitor.thread import GuestThread
 
@@ -94,27 +96,37 @@ def hypercall(t: GuestThread, flags: int, label: int, path: int) -> int:
     return 0
 
 
-def take(proc: Process, caller: GuestThread, path: bytes, label: bytes = b"") -> int:
+def take(proc: Process, caller: GuestThread | None, path: bytes, label: bytes = b"",
+         after: Callable[[int], None] | None = None) -> int:
     """Pause the process, check it can be saved, write the snapshot to path (a guest
-    path, relative to the payload's cwd); returns the file's size."""
+    path, relative to the payload's cwd); returns the file's size. caller: the thread
+    making the hypercall, or None (km --mgtpipe: no thread of the process asks).
+    after: called with the size while the process is still paused (it may end it)."""
     group = proc.group
     others = [t for t in group.all() if t is not caller and not t.exited]
-    caller.parked = True  # (its context is in hand: the hypercall)
+    if caller is not None:
+        caller.parked = True  # (its context is in hand: the hypercall)
     try:
         if others and not group.pause(STOP_TIMEOUT):
             stuck = [t.tid for t in group.all() if not t.parked and not t.exited]
             raise SnapshotError(f"thread(s) {stuck} did not stop (in a host call that is "
                                 "not interrupted)")
-        return _write_snapshot(proc, caller, path, label)
+        size = _write_snapshot(proc, caller, path, label)
+        if after is not None:
+            after(size)
+        return size
     finally:
-        caller.parked = False
+        if caller is not None:
+            caller.parked = False
         if others:
             group.resume()
 
 
-def _write_snapshot(proc: Process, caller: GuestThread, path: bytes, label: bytes) -> int:
+def _write_snapshot(proc: Process, caller: GuestThread | None, path: bytes,
+                    label: bytes) -> int:
     _no_children()
-    threads = [caller] + [t for t in proc.group.all() if t is not caller and not t.exited]
+    threads = ([caller] if caller is not None else []) + [
+        t for t in proc.group.all() if t is not caller and not t.exited]
     saved, images = [], []
     for t in threads:
         record, image = _thread_state(proc, t, t is caller)
@@ -123,6 +135,8 @@ def _write_snapshot(proc: Process, caller: GuestThread, path: bytes, label: byte
     vmas = proc.mm.vmas()
     files = _mapped_files(proc, vmas)
     fds = _descriptors(proc)
+    if not saved:
+        raise SnapshotError("no thread to save")
     pagemap = -1
     try:
         pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)

@@ -223,3 +223,44 @@ def test_descriptors_come_back(km, tmp_path):
     assert resumed.returncode == 0, resumed.describe() + resumed.err
     assert resumed.out == "1 b'56789' 7 b'xyz' True\nb'hi' b'yo' True 10\n", \
         resumed.out + resumed.err
+
+
+def km_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kontain.cli.km_cli", *args],
+                          capture_output=True, text=True, env=python_env(), timeout=120)
+
+
+def test_km_cli_snapshots_a_running_payload_through_mgtpipe(km, tmp_path):
+    script = tmp_path / "loop.py"
+    script.write_text("import sys, time\nfor n in range(10**6):\n"
+                      "    print('tick', n, flush=True)\n    time.sleep(0.01)\n")
+    sock = tmp_path / "km.sock"
+    proc = subprocess.Popen([*km, "--mgtpipe", sock, PYTHON, script], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(BASE_ENV))
+    try:
+        assert proc.stdout.readline().startswith(b"tick 0"), proc.stderr.read()
+        live = km_cli("-s", str(sock), "--live", "--label", "one",
+                      "--path", str(tmp_path / "live.snap"))
+        assert live.returncode == 0, live.stderr
+        assert live.stdout.split()[0] == str(tmp_path / "live.snap")
+        proc.stdout.readline()  # (still running)
+        last = km_cli("-p", str(proc.pid), "--path", str(tmp_path / "last.snap"))
+        assert last.returncode == 0, last.stderr
+        assert proc.wait(timeout=60) == 0  # not live: the payload ended there
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for name in ("live.snap", "last.snap"):
+        resumed = subprocess.Popen([*km, tmp_path / name], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, cwd=tmp_path)
+        try:
+            line = resumed.stdout.readline()
+            assert line.startswith(b"tick "), line + resumed.stderr.read()
+            assert int(line.split()[1]) > 0
+        finally:
+            resumed.kill()
+            resumed.wait()
+    gone = km_cli("-s", str(tmp_path / "nobody.sock"))
+    assert gone.returncode == 1 and "km_cli:" in gone.stderr
