@@ -41,6 +41,7 @@ F_SETPIPE_SZ = 1031
 DEFAULT_PIPE = 1 << 16
 PAGE_SIZE = 4096
 AT_FDCWD = -100
+RLIMIT_NOFILE = 7
 
 
 class ResumeError(Exception):
@@ -116,6 +117,9 @@ def resume(proc: Process, path: str) -> tuple[GuestThread, list]:
     except OSError as e:
         raise ResumeError(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")) \
             from None
+    except Exception as e:  # noqa: BLE001 - a damaged file: said, never a traceback
+        raise ResumeError(f"damaged or incompatible snapshot ({type(e).__name__}: {e})") \
+            from None
     finally:
         os.close(fd)
     proc.trace.log("load", f"resumed {path}: {len(state['vmas'])} mappings, "
@@ -130,6 +134,11 @@ def _process(proc: Process, state: dict) -> None:
     proc.dumpable, proc.no_new_privs = state["dumpable"], state["no_new_privs"]
     for resource_id, limit in state["rlimits"].items():
         proc.rlimits[resource_id] = tuple(limit)
+    soft, hard = proc.rlimits.get(RLIMIT_NOFILE, (0, 0))
+    try:
+        proc.fds.set_limit(min(soft, proc.fds.km_base), min(hard, proc.fds.km_base))
+    except OSError:
+        pass  # (a higher hard limit than this km has room for: km's own stays)
     proc.uts_names.update(state["uts"])
     os.umask(state["umask"])
     cwd = state["cwd"]
