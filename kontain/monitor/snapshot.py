@@ -61,6 +61,9 @@ _FLAGS_MASK = 0x3F7FD7
 _USER_FLAGS = 0x202
 RLIMIT_COUNT = 16
 PR_GET_DUMPABLE = 3
+#: (major, minor) of the devices a snapshot saves by path: null, zero, full, random,
+#: urandom, tty (reopening one gives the same device: nothing of it is lost).
+MEMORY_DEVICES = {(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0)}
 
 
 class SnapshotError(Exception):
@@ -325,10 +328,9 @@ def _file(proc: Process, fd: int, st: os.stat_result, head: tuple) -> tuple:
             offset = os.lseek(fd, 0, os.SEEK_CUR)
         except OSError:
             offset = 0
-    elif os.major(st.st_rdev) != 1 and not (os.major(st.st_rdev) == 5
-                                           and os.minor(st.st_rdev) in (0, 2)):
-        raise SnapshotError(f"fd {fd}: device {path} (only memory devices such as "
-                            "/dev/null, /dev/zero, /dev/urandom, and /dev/tty, can be saved)")
+    elif (os.major(st.st_rdev), os.minor(st.st_rdev)) not in MEMORY_DEVICES:
+        raise SnapshotError(f"fd {fd}: device {path} (only /dev/null, zero, full, random, "
+                            "urandom and tty can be saved)")
     kind = "dir" if stat.S_ISDIR(mode) else "file"
     return (fd, kind, head[2], head[3], path, offset, st.st_dev, st.st_ino)
 
