@@ -248,6 +248,8 @@ def _descriptors(proc: Process, saved: list) -> None:
     made: list[tuple[int, int, int, bool]] = []  # (temporary fd, fd, status flags, cloexec)
     temps: set[int] = set()
     pipes: dict[int, tuple[int, int]] = {}
+    pairs: dict[int, tuple[int, int]] = {}  # a socket end's inode -> (its new end,)
+    queued: dict[int, int] = {}  # a socket end's inode -> the new end that writes to it
     try:
         for entry in saved:
             fd, kind, cloexec, flags = entry[:4]
@@ -265,6 +267,20 @@ def _descriptors(proc: Process, saved: list) -> None:
                 r, w = pipes[inode]
                 made.append((r if flags & os.O_ACCMODE == os.O_RDONLY else w, fd, flags,
                              cloexec))
+                continue
+            if kind == "sockpair":
+                inode, peer, unread = entry[6], entry[7], entry[8]
+                if inode not in pairs:
+                    import socket
+                    a, b = socket.socketpair(entry[4], entry[5])
+                    pairs[inode], pairs[peer] = (_keep(proc, a, temps),) * 2, \
+                        (_keep(proc, b, temps),) * 2
+                    queued[inode], queued[peer] = pairs[peer][0], pairs[inode][0]
+                if unread:  # written by the peer, to be read here
+                    view = memoryview(unread)
+                    while view:
+                        view = view[os.write(queued[inode], view):]
+                made.append((pairs[inode][0], fd, flags, cloexec))
                 continue
             if kind in ("signalfd", "epoll"):
                 continue
@@ -295,6 +311,12 @@ def _descriptors(proc: Process, saved: list) -> None:
     finally:
         for temp in temps:
             os.close(temp)
+
+
+def _keep(proc: Process, s, temps: set[int]) -> int:
+    fd = proc.fds.move_high(s.detach())
+    temps.add(fd)
+    return fd
 
 
 def _reopen(proc: Process, path: str, flags: int, offset: int, kind: str) -> int:

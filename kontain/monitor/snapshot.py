@@ -258,8 +258,9 @@ def _descriptors(proc: Process) -> list[tuple]:
     (fd, kind, cloexec, status flags, ...) -- kontain.monitor.resume._descriptors reads
     them: "file" and "dir" (path, offset, device, inode), "pipe" (inode, its bytes),
     "signalfd" (mask, group), "eventfd" (count, semaphore), "timerfd" (clock, value,
-    interval, absolute), "epoll" (its interest list: fd, events, data), "listen"
-    (family, type, protocol, address, backlog, options)."""
+    interval), "epoll" (its interest list: fd, events, data), "listen" (family, type,
+    protocol, address, backlog, options), "sockpair" (family, type, inode, the peer's
+    inode, the bytes waiting to be read)."""
     import fcntl
     out: list[tuple] = []
     pipes: dict[int, list[tuple[int, int]]] = {}
@@ -308,6 +309,11 @@ def _descriptors(proc: Process) -> list[tuple]:
                                 "process")
         contents[inode] = _pipe_bytes(readers[0], writers[0] if writers else -1)
     saved = [d + (contents[d[4]],) if d[1] == "pipe" else d for d in out]
+    ends = {d[6] for d in saved if d[1] == "sockpair"}
+    for d in saved:
+        if d[1] == "sockpair" and d[7] not in ends:
+            raise SnapshotError(f"fd {d[0]}: a connected socket whose peer is outside the "
+                                "process (its connection cannot be saved)")
     targets = {d[0]: d[1] for d in saved}
     for d in saved:
         if d[1] == "epoll":
@@ -397,6 +403,8 @@ def _listening(proc: Process, fd: int, st: os.stat_result, head: tuple) -> tuple
     try:
         kind = f"{s.family.name}, {s.type.name}"
         listening = s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        if not listening and s.family == socket.AF_UNIX and _connected(s):
+            return _socketpair_end(s, fd, st, head, kind)
         if not listening or s.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
             state = "connected" if _connected(s) else "not listening"
             raise SnapshotError(f"fd {fd}: a {state} socket ({kind}); only listening TCP "
@@ -421,6 +429,64 @@ def _listening(proc: Process, fd: int, st: os.stat_result, head: tuple) -> tuple
                 address, proc.backlogs.get(st.st_ino, 128), options)
     finally:
         s.close()
+
+
+def _socketpair_end(s, fd: int, st: os.stat_result, head: tuple, kind: str) -> tuple:
+    """One end of a connected unix socket: its peer (by inode, sock_diag) must be in
+    the process too (a socketpair, or both ends of a connection); a stream's unread
+    bytes are peeked (nothing taken), a datagram socket must have none queued."""
+    import socket
+    peer = _unix_peers().get(st.st_ino)
+    if peer is None:
+        raise SnapshotError(f"fd {fd}: a connected socket ({kind}) whose peer is unknown")
+    data = b""
+    try:
+        queued, ancillary, _, _ = s.recvmsg(1 << 20, socket.CMSG_SPACE(4 * 64),
+                                            socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        queued, ancillary = b"", []
+    except OSError as e:
+        raise SnapshotError(f"fd {fd}: a connected socket ({kind}): {e.strerror}") from None
+    if ancillary:
+        raise SnapshotError(f"fd {fd}: a socket ({kind}) with descriptors or credentials "
+                            "in flight")
+    if queued and s.type != socket.SOCK_STREAM:
+        raise SnapshotError(f"fd {fd}: a {kind} socket with datagrams queued")
+    if queued:
+        data = queued
+        if len(data) == 1 << 20:
+            raise SnapshotError(f"fd {fd}: a socket with more than 1 MiB unread")
+    return (head[0], "sockpair", head[2], head[3], int(s.family), int(s.type), st.st_ino,
+            peer, data)
+
+
+def _unix_peers() -> dict[int, int]:
+    """Every unix socket's peer (inode -> inode), from the kernel's sock_diag."""
+    import socket
+    sock_diag_by_family, nlm_dump, udiag_show_peer, unix_diag_peer = 20, 0x301, 4, 2
+    request = struct.pack("<IHHII", 16 + 24, sock_diag_by_family, nlm_dump, 1, 0) + \
+        struct.pack("<BBHIIIII", socket.AF_UNIX, 0, 0, 0xFFFFFFFF, 0, udiag_show_peer,
+                    0xFFFFFFFF, 0xFFFFFFFF)
+    peers: dict[int, int] = {}
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, 4) as nl:
+        nl.sendto(request, (0, 0))
+        while True:
+            data = nl.recv(1 << 16)
+            at = 0
+            while at + 16 <= len(data):
+                length, kind = struct.unpack_from("<IH", data, at)
+                if kind in (2, 3) or length < 16:  # NLMSG_ERROR, NLMSG_DONE
+                    return peers
+                inode = struct.unpack_from("<I", data, at + 16 + 4)[0]
+                attr = at + 16 + 16
+                while attr + 4 <= at + length:
+                    size, attr_type = struct.unpack_from("<HH", data, attr)
+                    if size < 4:
+                        break
+                    if attr_type == unix_diag_peer:
+                        peers[inode] = struct.unpack_from("<I", data, attr + 4)[0]
+                    attr += (size + 3) & ~3
+                at += (length + 3) & ~3
 
 
 def _connected(s) -> bool:

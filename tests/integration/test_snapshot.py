@@ -189,6 +189,10 @@ PY_DESCRIPTORS = textwrap.dedent("""
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
     mask = (ctypes.c_uint64 * 16)(1 << (signal.SIGUSR1 - 1))
     sfd = libc.signalfd(-1, mask, 0)
+    pa, pb = socket.socketpair()
+    pa.send(b"one ")
+    pa.send(b"two")
+    pb.send(b"back")
     resumed = snapshot(path=snap)
     events = sorted(fd for fd, _ in ep.poll(0))
     print(resumed, f.read(5), os.eventfd_read(efd), os.read(r, 10), events == sorted([efd, r]))
@@ -204,13 +208,14 @@ PY_DESCRIPTORS = textwrap.dedent("""
     os.kill(os.getpid(), signal.SIGUSR1)
     info = os.read(sfd, 128)
     print(a.recv(2), b.recv(2), 200 < left[2] <= 300, int.from_bytes(info[:4], "little"))
+    print(pb.recv(100), pa.recv(100))
 """)
 
 
 def test_descriptors_come_back(km, tmp_path):
     """A file at its offset, an eventfd's count, a pipe's bytes, an epoll's interest
     list, listening TCP and unix sockets (connections to them work), a timerfd's time
-    left, a signalfd's mask."""
+    left, a signalfd's mask, a socketpair's unread bytes both ways."""
     script = tmp_path / "fds.py"
     script.write_text(PY_DESCRIPTORS)
     data = tmp_path / "data.txt"
@@ -221,7 +226,8 @@ def test_descriptors_come_back(km, tmp_path):
     assert original.returncode == 0 and original.out == "", original.out + original.err
     resumed = run([*km, snap], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.describe() + resumed.err
-    assert resumed.out == "1 b'56789' 7 b'xyz' True\nb'hi' b'yo' True 10\n", \
+    assert resumed.out == ("1 b'56789' 7 b'xyz' True\nb'hi' b'yo' True 10\n"
+                           "b'one two' b'back'\n"), \
         resumed.out + resumed.err
 
 
