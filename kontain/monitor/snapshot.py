@@ -28,6 +28,7 @@ resumed instance, or -errno (EBUSY: refused, the reason on km's diagnostics stre
 
 from __future__ import annotations
 
+import _thread
 import errno
 import marshal
 import os
@@ -64,6 +65,10 @@ PR_GET_DUMPABLE = 3
 #: (major, minor) of the devices a snapshot saves by path: null, zero, full, random,
 #: urandom, tty (reopening one gives the same device: nothing of it is lost).
 MEMORY_DEVICES = {(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0)}
+
+
+#: One snapshot at a time (two threads' hypercalls, or one and km_cli's).
+_busy = _thread.allocate_lock()
 
 
 class SnapshotError(Exception):
@@ -105,6 +110,16 @@ def take(proc: Process, caller: GuestThread | None, path: bytes, label: bytes = 
     path, relative to the payload's cwd); returns the file's size. caller: the thread
     making the hypercall, or None (km --mgtpipe: no thread of the process asks).
     after: called with the size while the process is still paused (it may end it)."""
+    if not _busy.acquire(False):
+        raise SnapshotError("another snapshot of this process is being taken")
+    try:
+        return _take(proc, caller, path, label, after)
+    finally:
+        _busy.release()
+
+
+def _take(proc: Process, caller: GuestThread | None, path: bytes, label: bytes,
+          after: Callable[[int], None] | None) -> int:
     group = proc.group
     others = [t for t in group.all() if t is not caller and not t.exited]
     if caller is not None:
