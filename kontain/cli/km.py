@@ -38,6 +38,8 @@ options:
   --snapshot FILE          where a snapshot the payload asks for goes (default
                            ./kmsnap); `km FILE` resumes one (docs/ARCHITECTURE.md)
   --mgtpipe PATH           take snapshot requests on unix socket PATH (km_cli -s PATH)
+  --listen-on-resume       (km SNAPSHOT) make its listening sockets, restore the rest
+                           when the first connection comes
   --policy FILE            enforce the kontain.Policy in TOML file FILE
                            (docs/python-api.md)
   --stats-fd N             write JSON lines to descriptor N: the start (or why the
@@ -82,6 +84,7 @@ class CommandLine:
         self.snapshot: str | None = None
         #: --mgtpipe: the unix socket km_cli asks for snapshots on.
         self.mgtpipe: str | None = None
+        self.listen_on_resume = False
         #: km --policy FILE, --stats-fd N (kontain.monitor.enforce, statsfd).
         self.policy: str | None = None
         self.stats_fd: int | None = None
@@ -152,6 +155,8 @@ def parse(argv: list[str]) -> CommandLine:
                 cl.gdb = value
         elif arg == "--strict":
             cl.strict = True
+        elif arg == "--listen-on-resume":
+            cl.listen_on_resume = True
         elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root", "--coredump",
                       "--policy", "--stats-fd", "--snapshot", "--mgtpipe"):
             if not eq:
@@ -274,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                       root=cl.root, mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose,
                       strict=cl.strict, ignored_signals=ignored, signal_mask=mask,
                       personality=inherited_personality(), coredump=cl.coredump,
-                      snapshot=cl.snapshot)
+                      snapshot=cl.snapshot, listen_on_resume=cl.listen_on_resume)
 
     handlers = all_handlers()
     extras = None

@@ -56,7 +56,8 @@ class LaunchSpec:
                  syscall_filter: SeccompPolicy | None = None,
                  no_new_privs: bool | None = None,
                  device_rules: DeviceRules | None = None,
-                 coredump: str | None = None, snapshot: str | None = None) -> None:
+                 coredump: str | None = None, snapshot: str | None = None,
+                 listen_on_resume: bool = False) -> None:
         #: The program, as named: looked up in PATH (inside the root) when it has no slash.
         self.payload = payload
         self.args = list(args or [])
@@ -94,6 +95,9 @@ class LaunchSpec:
         self.coredump = coredump
         #: Where a snapshot the payload asks for goes (kontain.monitor.snapshot).
         self.snapshot = snapshot
+        #: Resuming a snapshot: make its listening sockets first, and the rest only
+        #: once a connection comes (kontain.monitor.resume.listen_first).
+        self.listen_on_resume = listen_on_resume
         # ---- km --policy (kontain.monitor.enforce) --------------------------------------
         #: Builds the payload's view of its root (a mount namespace of km's own) before
         #: km's jail; returns the root to use.
@@ -209,7 +213,7 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
         thread = proc.load(prepare(proc, execfn, spec.argv, env))
     except ExecError as e:
         if e.errno in (ENOEXEC, EACCES) and _snapshot(path):
-            return _resume(proc, path)
+            return _resume(proc, path, spec.listen_on_resume)
         raise LaunchError(f"{path}: {e}", EXIT_NOT_FOUND if e.errno == 2
                           else EXIT_CANNOT_EXECUTE, e.errno) from None
     except OSError as e:
@@ -256,12 +260,13 @@ class _Resumed(Launched):
         self.proc.run(self.thread)
 
 
-def _resume(proc: Process, path: str) -> Launched:
+def _resume(proc: Process, path: str, listen_first: bool) -> Launched:
     """km FILE, FILE a snapshot (kontain.monitor.resume)."""
-    from kontain.monitor.resume import ResumeError, resume
+    from kontain.monitor import resume as r
     try:
-        thread, starters = resume(proc, path)
-    except ResumeError as e:
+        ready = r.listen_first(proc, path) if listen_first else frozenset()
+        thread, starters = r.resume(proc, path, ready)
+    except r.ResumeError as e:
         raise LaunchError(f"{path}: cannot resume: {e}", EXIT_KM_ERROR) from None
     return _Resumed(proc, thread, starters)
 

@@ -98,9 +98,48 @@ def read_state(fd: int) -> tuple[dict, list[tuple[int, int, int, int]]]:
     raise ResumeError("a core file, not a snapshot (no KONTAIN note)")
 
 
-def resume(proc: Process, path: str) -> tuple[GuestThread, list]:
+def listen_first(proc: Process, path: str) -> set[int]:
+    """km --listen-on-resume: make only the snapshot's listening sockets, at their
+    numbers, and wait for a connection on one of them; returns their numbers (resume
+    then leaves them as they are: the connection waits there for the payload's
+    accept). Nothing else of the snapshot is touched until then."""
+    import fcntl
+    import select
+    fd = proc.fds.move_high(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+    try:
+        state, _ = read_state(fd)
+    finally:
+        os.close(fd)
+    made: set[int] = set()
+    try:
+        for entry in state["fds"]:
+            if entry[1] != "listen":
+                continue
+            temp = proc.fds.move_high(_listen(proc, entry[0], *entry[4:]))
+            try:
+                os.dup2(temp, entry[0], inheritable=not entry[2])
+            finally:
+                os.close(temp)
+            fcntl.fcntl(entry[0], fcntl.F_SETFL, entry[3])
+            made.add(entry[0])
+    except OSError as e:
+        raise ResumeError(f"listening socket: {e.strerror}") from None
+    if not made:
+        raise ResumeError("--listen-on-resume: the snapshot has no listening socket")
+    proc.trace.log("load", f"listening on fds {sorted(made)} until a connection comes")
+    poller = select.poll()
+    for number in made:
+        poller.register(number, select.POLLIN)
+    while not poller.poll():
+        pass
+    return made
+
+
+def resume(proc: Process, path: str, ready: set[int] | frozenset = frozenset()
+           ) -> tuple[GuestThread, list]:
     """Make proc (a fresh process, nothing loaded) the snapshot's; returns its first
-    thread and a starter per other thread (call each, then run the first)."""
+    thread and a starter per other thread (call each, then run the first). ready:
+    descriptors made already (listen_first)."""
     fd = proc.fds.move_high(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
     try:
         state, loads = read_state(fd)
@@ -108,7 +147,7 @@ def resume(proc: Process, path: str) -> tuple[GuestThread, list]:
             raise ResumeError("the mappings and the PT_LOADs do not match")
         _process(proc, state)
         _memory(proc, state, loads, fd)
-        _descriptors(proc, state["fds"])
+        _descriptors(proc, [e for e in state["fds"] if e[0] not in ready])
         _signals(proc, state)
         threads = [_thread_of(proc, record, i == 0) for i, record in
                    enumerate(state["threads"])]

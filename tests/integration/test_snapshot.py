@@ -9,6 +9,7 @@ what cannot be saved is refused with a message naming it.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import BASE_ENV, REPO, Flavour, run
+from conftest import BASE_ENV, REPO, Flavour, run, wait_until
 
 FLAVOURS = {
     "glibc-dynamic": Flavour("snap-glibc-dyn", "gcc",
@@ -270,3 +271,44 @@ def test_km_cli_snapshots_a_running_payload_through_mgtpipe(km, tmp_path):
             resumed.wait()
     gone = km_cli("-s", str(tmp_path / "nobody.sock"))
     assert gone.returncode == 1 and "km_cli:" in gone.stderr
+
+
+def test_listen_on_resume_restores_at_the_first_connection(km, tmp_path):
+    """km --listen-on-resume SNAPSHOT makes the listening socket and waits; the first
+    connection brings the rest back, and the payload's accept takes that connection."""
+    script = tmp_path / "server.py"
+    script.write_text(textwrap.dedent("""
+        import socket, sys
+        from kontain.guest import snapshot
+        srv = socket.create_server(("127.0.0.1", 0))
+        print(srv.getsockname()[1], flush=True)
+        warm = sum(range(10**5))
+        snapshot(path=sys.argv[1])
+        conn, _ = srv.accept()
+        conn.sendall(b"warm=%d got=%s" % (warm, conn.recv(5)))
+        conn.close()
+    """))
+    snap = tmp_path / "server.snap"
+    original = run([*km, PYTHON, script, snap], cwd=tmp_path, env=python_env())
+    assert original.returncode == 0, original.err
+    port = int(original.out)
+    server = subprocess.Popen([*km, "--listen-on-resume", snap], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        def connect():  # (until km listens: nothing else tells)
+            assert server.poll() is None, server.stderr.read()
+            try:
+                return socket.create_connection(("127.0.0.1", port))
+            except ConnectionRefusedError:
+                return None
+        with wait_until(connect, "km listening on the snapshot's port") as client:
+            client.sendall(b"hello")
+            answer = b""
+            while chunk := client.recv(100):
+                answer += chunk
+        assert answer == b"warm=%d got=hello" % sum(range(10**5))
+        assert server.wait(timeout=60) == 0, server.stderr.read()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
