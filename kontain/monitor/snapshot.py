@@ -166,15 +166,37 @@ def _write_snapshot(proc: Process, caller: GuestThread | None, path: bytes,
         body = core.notes(proc, images, bytes(128), vmas, None)
         body += core.note(NOTE_NAME, NT_KONTAIN,
                           MAGIC + struct.pack("<H", VERSION) + marshal.dumps(state, 4))
-        fd = proc.root.open(-100, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                            0o600)
-        try:
-            return core._write(fd, proc, vmas, sizes, body, 1 << 62, pagemap)
-        finally:
-            os.close(fd)
+        return _write_file(proc, path, lambda fd: core._write(fd, proc, vmas, sizes, body,
+                                                              1 << 62, pagemap))
     finally:
         if pagemap >= 0:
             os.close(pagemap)
+
+
+def _write_file(proc: Process, path: bytes, write: Callable[[int], int]) -> int:
+    """Write the file beside path and rename it over path: a snapshot being resumed
+    (its pages mapped by running instances) is replaced, never truncated under them."""
+    from kontain.linux.numbers import NUMBERS as NR
+    temporary = path + b".km-%d" % os.getpid()
+    fd = proc.root.open(-100, temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                        | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    done = False
+    try:
+        size = write(fd)
+        old_dir, old = proc.root.lookup(-100, temporary, False, 0)
+        new_dir, new = proc.root.lookup(-100, path, False, 1)
+        host.call(NR["renameat2"], old_dir, host.address_of(old), new_dir,
+                  host.address_of(new), 0)
+        done = True
+        return size
+    finally:
+        os.close(fd)
+        if not done:
+            try:
+                gone_dir, gone = proc.root.lookup(-100, temporary, False, 0)
+                host.call(NR["unlinkat"], gone_dir, host.address_of(gone), 0)
+            except OSError:
+                pass
 
 
 def _no_children() -> None:

@@ -312,3 +312,24 @@ def test_listen_on_resume_restores_at_the_first_connection(km, tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_a_snapshot_taken_again_over_the_file_a_resume_runs_from(km, tmp_path):
+    """The new file replaces the old one (rename): the running instance's pages, still
+    the old file's, stay readable (a truncate would make them SIGBUS)."""
+    script = tmp_path / "again.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        from kontain.guest import snapshot
+        data = bytearray(b"x" * (32 << 20))
+        first = snapshot(live=True, path=sys.argv[1])
+        if first:
+            second = snapshot(live=True, path=sys.argv[1])
+            print(first, second, data.count(b"x") == len(data), flush=True)
+    """))
+    snap = tmp_path / "again.snap"
+    original = run([*km, PYTHON, script, snap], cwd=tmp_path, env=python_env())
+    assert (original.returncode, original.out) == (0, ""), original.err
+    resumed = run([*km, snap], cwd=tmp_path)
+    assert (resumed.returncode, resumed.out) == (0, "1 0 True\n"), resumed.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.py", "again.snap"]
