@@ -147,6 +147,8 @@ def resume(proc: Process, path: str, ready: set[int] | frozenset = frozenset()
             raise ResumeError("the mappings and the PT_LOADs do not match")
         _process(proc, state)
         _memory(proc, state, loads, fd)
+        _anonymous_strings(proc)
+        proc.procfs.rename_km(proc.argv)  # (ps shows the payload, as at its start)
         _descriptors(proc, [e for e in state["fds"] if e[0] not in ready])
         _signals(proc, state)
         threads = [_thread_of(proc, record, i == 0) for i, record in
@@ -231,6 +233,24 @@ def _memory(proc: Process, state: dict, loads: list, snapfd: int) -> None:
         now = sorted((v.start, v.end) for v in mm.vmas() if v.foreign)
         if saved != now:
             raise ResumeError("this host's vDSO is not the one the snapshot was taken with")
+
+
+def _anonymous_strings(proc: Process) -> None:
+    """The pages of the argument and environment strings as anonymous memory of km's
+    (a copy): the host reads a process's command line only from anonymous memory, and
+    rename_km points it at these."""
+    start = proc.procfs.argv_range[0] & ~(PAGE_SIZE - 1)
+    end = proc.procfs.environ_range[1]
+    mm = proc.mm
+    for va in range(start, end, PAGE_SIZE):
+        host = mm.host_address(va)
+        if host is None:
+            return
+        page = host & ~(PAGE_SIZE - 1)
+        data = mm.read(va & ~(PAGE_SIZE - 1), PAGE_SIZE)
+        hostmem.mmap_fixed(page, PAGE_SIZE, hostmem.PROT_READ | hostmem.PROT_WRITE,
+                           hostmem.MAP_PRIVATE | hostmem.MAP_ANONYMOUS)
+        mm.view[page - mm.host_base:page - mm.host_base + PAGE_SIZE] = data
 
 
 def _open_mapped(proc: Process, name: str, identity: tuple | None, writable: bool) -> int:
