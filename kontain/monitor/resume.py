@@ -204,7 +204,7 @@ def _memory(proc: Process, state: dict, loads: list, snapfd: int) -> None:
     # The pages behind each mapping come from the snapshot: none to give beforehand.
     mm._prefault = lambda pa, size: None
     try:
-        for record, (_, offset, filesz, _) in zip(state["vmas"], loads, strict=True):
+        for record, offset, filesz in _merged(state["vmas"], loads):
             start, end, prot, flags, name, file_offset, inode, _dev, backed, held, \
                 foreign, _ = record
             if foreign:
@@ -233,6 +233,28 @@ def _memory(proc: Process, state: dict, loads: list, snapfd: int) -> None:
         now = sorted((v.start, v.end) for v in mm.vmas() if v.foreign)
         if saved != now:
             raise ResumeError("this host's vDSO is not the one the snapshot was taken with")
+
+
+def _merged(vmas: list, loads: list) -> list[tuple[tuple, int, int]]:
+    """(record, file offset, bytes in the file) per mapping to make, neighbours of
+    private anonymous memory that lie one after the other in the file made as one
+    (as Linux would have merged them: the arenas of an allocator, pieces of the heap;
+    one mmap instead of many)."""
+    out: list[tuple[tuple, int, int]] = []
+    for record, (_, offset, filesz, _) in zip(vmas, loads, strict=True):
+        start, end, prot, flags, name, _, inode, _, backed, _, foreign, _ = record
+        whole = backed and not inode and not foreign and filesz == end - start \
+            and flags & MAP_TYPE != MAP_SHARED
+        if whole and out:
+            last, last_offset, last_size = out[-1]
+            if last[1] == start and last[2:5] == (prot, flags, name) and not last[6] \
+                    and last[8] and not last[10] and last_size == last[1] - last[0] \
+                    and last_offset + last_size == offset \
+                    and flags & MAP_TYPE != MAP_SHARED:
+                out[-1] = (last[:1] + (end,) + last[2:], last_offset, last_size + filesz)
+                continue
+        out.append((record, offset, filesz))
+    return out
 
 
 def _anonymous_strings(proc: Process) -> None:
