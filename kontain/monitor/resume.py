@@ -527,6 +527,10 @@ def _signals(proc: Process, state: dict) -> None:
             proc.host_signals.disposition_changed(signo)
     for signo, info in state["shared_pending"]:
         proc.signals.shared.add(signo, info)
+    if state["itimers"]:
+        import signal
+        for which, left, interval in state["itimers"]:  # (alarm, setitimer: the time left)
+            signal.setitimer(which, left, interval)
 
 
 def _thread_of(proc: Process, record: dict, first: bool) -> GuestThread:

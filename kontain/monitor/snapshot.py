@@ -143,6 +143,9 @@ def _take(proc: Process, caller: GuestThread | None, path: bytes, label: bytes,
 def _write_snapshot(proc: Process, caller: GuestThread | None, path: bytes,
                     label: bytes) -> int:
     _no_children()
+    if proc.timers:
+        raise SnapshotError(f"{len(proc.timers)} POSIX timer(s) (timer_create): the host's "
+                            "timers of this process cannot be saved")
     threads = ([caller] if caller is not None else []) + [
         t for t in proc.group.all() if t is not caller and not t.exited]
     saved, images = [], []
@@ -570,6 +573,18 @@ def _pipe_bytes(reader: int, writer: int) -> bytes:
 
 # ---- the process ---------------------------------------------------------------------------
 
+def _itimers() -> list[tuple[int, float, float]]:
+    """setitimer/alarm timers that are armed (the host's, of km's process): which,
+    the time left, the interval."""
+    import signal
+    armed = []
+    for which in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF):
+        left, interval = signal.getitimer(which)
+        if left:
+            armed.append((which, left, interval))
+    return armed
+
+
 def _process_state(proc: Process, label: bytes, threads: list[dict], vmas: list,
                    sizes: list[int], files: dict, fds: list[tuple]) -> dict:
     from kontain.linux.numbers import NUMBERS as NR
@@ -592,4 +607,5 @@ def _process_state(proc: Process, label: bytes, threads: list[dict], vmas: list,
         "argv_range": tuple(proc.procfs.argv_range),
         "environ_range": tuple(proc.procfs.environ_range),
         "host_dumpable": host.syscall(NR["prctl"], PR_GET_DUMPABLE, 0, 0, 0, 0),
+        "itimers": _itimers(),
     }

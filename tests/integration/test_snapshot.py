@@ -125,6 +125,9 @@ def test_python_snapshot_outside_km_says_so(tmp_path):
 
 
 REFUSED = {
+    "posix-timer": ("import ctypes\nlibc = ctypes.CDLL(None)\ntimer = ctypes.c_void_p()\n"
+                    "assert libc.timer_create(1, None, ctypes.byref(timer)) == 0\n",
+                    "POSIX timer"),
     "tcp": ("import socket\nserver = socket.create_server(('127.0.0.1', 0))\n"
             "client = socket.create_connection(server.getsockname())\n", "socket"),
     "child": ("import os, time\npid = os.fork()\nif pid == 0:\n    time.sleep(30)\n"
@@ -333,3 +336,22 @@ def test_a_snapshot_taken_again_over_the_file_a_resume_runs_from(km, tmp_path):
     resumed = run([*km, snap], cwd=tmp_path)
     assert (resumed.returncode, resumed.out) == (0, "1 0 True\n"), resumed.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.py", "again.snap"]
+
+
+def test_an_alarm_comes_back_with_the_time_it_had_left(km, tmp_path):
+    script = tmp_path / "alarm.py"
+    script.write_text(textwrap.dedent("""
+        import signal, sys
+        from kontain.guest import snapshot
+        signal.signal(signal.SIGALRM, lambda *a: print("alarm", flush=True))
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        resumed = snapshot(path=sys.argv[1])
+        left = signal.getitimer(signal.ITIMER_REAL)[0]
+        print(resumed, 0 < left <= 0.3, flush=True)
+        signal.pause()
+    """))
+    snap = tmp_path / "alarm.snap"
+    original = run([*km, PYTHON, script, snap], cwd=tmp_path, env=python_env())
+    assert (original.returncode, original.out) == (0, ""), original.err
+    resumed = run([*km, snap], cwd=tmp_path)
+    assert (resumed.returncode, resumed.out) == (0, "1 True\nalarm\n"), resumed.err
