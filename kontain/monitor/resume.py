@@ -145,6 +145,10 @@ def resume(proc: Process, path: str, ready: set[int] | frozenset = frozenset()
         state, loads = read_state(fd)
         if len(loads) != len(state["vmas"]):
             raise ResumeError("the mappings and the PT_LOADs do not match")
+        missing = state["xcr0"] & ~proc.machine.xcr0
+        if missing:
+            raise ResumeError(f"this CPU lacks state components the snapshot's threads use "
+                              f"(XCR0 bits {missing:#x}): resume it on a CPU like its own")
         _process(proc, state)
         _memory(proc, state, loads, fd)
         _anonymous_strings(proc)

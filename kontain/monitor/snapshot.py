@@ -82,6 +82,8 @@ def hypercall(t: GuestThread, flags: int, label: int, path: int) -> int:
     raises ExitProcess(0) (written, not live: the original ends) or returns -errno."""
     from kontain.monitor.exits import ExitProcess
     proc = t.proc
+    if flags & ~SNAP_LIVE:
+        return -errno.EINVAL
     try:
         name = t.mm.cstring(path) if path else None
         tag = t.mm.cstring(label) if label else b""
@@ -608,4 +610,5 @@ def _process_state(proc: Process, label: bytes, threads: list[dict], vmas: list,
         "environ_range": tuple(proc.procfs.environ_range),
         "host_dumpable": host.syscall(NR["prctl"], PR_GET_DUMPABLE, 0, 0, 0, 0),
         "itimers": _itimers(),
+        "xcr0": proc.machine.xcr0,
     }

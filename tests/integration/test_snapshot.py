@@ -355,3 +355,20 @@ def test_an_alarm_comes_back_with_the_time_it_had_left(km, tmp_path):
     assert (original.returncode, original.out) == (0, ""), original.err
     resumed = run([*km, snap], cwd=tmp_path)
     assert (resumed.returncode, resumed.out) == (0, "1 True\nalarm\n"), resumed.err
+
+
+def test_bad_hypercall_arguments_fail_cleanly(km, tmp_path):
+    script = tmp_path / "bad.py"
+    script.write_text(textwrap.dedent("""
+        import ctypes, errno
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.syscall
+        call.argtypes = [ctypes.c_long] * 4
+        for flags, label, path in ((0, 1, 0), (0, 0, 1), (2, 0, 0), (0, 0, 1 << 47)):
+            result = call(0x4B4D0001, flags, label, path)
+            print(result, errno.errorcode[ctypes.get_errno()])
+    """))
+    result = run([*km, PYTHON, script], cwd=tmp_path, env=python_env())
+    assert result.returncode == 0, result.err
+    assert result.out == "-1 EFAULT\n-1 EFAULT\n-1 EINVAL\n-1 EFAULT\n", result.out
+    assert list(tmp_path.iterdir()) == [script]
