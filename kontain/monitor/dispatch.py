@@ -87,7 +87,12 @@ class SyscallTable:
         return -errno.ENOSYS  # (the dispatcher's own answer, as the run loop takes it)
 
     def _snapshot(self, thread: GuestThread) -> int:
-        from kontain.monitor import snapshot  # (only when a payload asks for one)
+        try:
+            from kontain.monitor import snapshot  # (only when a payload asks for one)
+        except ImportError:  # under --root, km's jail hides km's files: not preloaded
+            self._proc.trace.write("km: snapshot: under --root, start km with --snapshot "
+                                   "FILE (its snapshot code is loaded before its jail)\n")
+            return -errno.EOPNOTSUPP
         regs = thread.regs
         try:
             return snapshot.hypercall(thread, regs.rdi, regs.rsi, regs.rdx)

@@ -189,6 +189,9 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
             root = spec.prepare_root(root)
         except OSError as e:
             raise LaunchError(f"policy: {e}", EXIT_KM_ERROR) from None
+    if root != "/" and (spec.snapshot or spec.listen_on_resume or _snapshot(
+            os.path.join(root, spec.payload.lstrip("/")))):
+        preload_snapshots()  # (under --root, km's own files are out of reach after this)
     root = Jail(trace, drop_capabilities=not spec.keep_capabilities).enter(root)
     if spec.cwd is not None:
         try:
@@ -241,10 +244,24 @@ def _payload_path(spec: LaunchSpec, root: str) -> str:
     return path
 
 
+def preload_snapshots() -> None:
+    """Import what snapshots and resumes run before km's jail hides km's own files
+    (only then: a cold start imports none of it)."""
+    import select  # noqa: F401
+    import socket  # noqa: F401
+
+    from kontain.monitor import resume, snapshot  # noqa: F401
+
+
 def _snapshot(path: str) -> bool:
-    """Whether path is a snapshot to resume (asked only of what cannot be exec'd)."""
-    from kontain.monitor.resume import is_snapshot
-    return is_snapshot(path)
+    """Whether path is an ELF core: a snapshot to resume (asked only of what cannot be
+    exec'd, and under --root before the jail; kontain.monitor.resume checks the rest)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(18)
+    except OSError:
+        return False
+    return len(head) == 18 and head[:4] == b"\x7fELF" and head[16:18] == b"\x04\x00"
 
 
 class _Resumed(Launched):

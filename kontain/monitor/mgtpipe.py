@@ -22,6 +22,8 @@ import json
 import os
 import socket
 
+from kontain.monitor import snapshot  # (before km's jail: see launch.preload_snapshots)
+
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
     from kontain.monitor.process import Process
@@ -80,7 +82,6 @@ def _loop(proc: Process, fd: int) -> None:
 
 
 def _answer(proc: Process, conn: socket.socket) -> None:
-    from kontain.monitor import snapshot
     data = b""
     while b"\n" not in data and len(data) < MAX_REQUEST:
         chunk = conn.recv(4096)

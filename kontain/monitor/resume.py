@@ -50,13 +50,8 @@ class ResumeError(Exception):
 
 def is_snapshot(path: str) -> bool:
     """Whether path is an ELF core (a snapshot km resumes, if it has km's note)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(18)
-    except OSError:
-        return False
-    return len(head) == 18 and head[:4] == b"\x7fELF" and \
-        struct.unpack_from("<H", head, 16)[0] == core.ET_CORE
+    from kontain.monitor.launch import _snapshot
+    return _snapshot(path)
 
 
 def read_state(fd: int) -> tuple[dict, list[tuple[int, int, int, int]]]:
@@ -532,9 +527,13 @@ def _signals(proc: Process, state: dict) -> None:
     for signo, info in state["shared_pending"]:
         proc.signals.shared.add(signo, info)
     if state["itimers"]:
-        import signal
-        for which, left, interval in state["itimers"]:  # (alarm, setitimer: the time left)
-            signal.setitimer(which, left, interval)
+        import ctypes
+
+        from kontain.linux import hostcall as host
+        from kontain.linux.numbers import NUMBERS as NR
+        for which, timer in state["itimers"]:  # (alarm, setitimer: the time left)
+            value = (ctypes.c_int64 * 4)(*timer)
+            host.call(NR["setitimer"], which, ctypes.addressof(value), 0)
 
 
 def _thread_of(proc: Process, record: dict, first: bool) -> GuestThread:

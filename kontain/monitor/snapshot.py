@@ -575,15 +575,18 @@ def _pipe_bytes(reader: int, writer: int) -> bytes:
 
 # ---- the process ---------------------------------------------------------------------------
 
-def _itimers() -> list[tuple[int, float, float]]:
-    """setitimer/alarm timers that are armed (the host's, of km's process): which,
-    the time left, the interval."""
-    import signal
+def _itimers() -> list[tuple[int, tuple[int, int, int, int]]]:
+    """setitimer/alarm timers that are armed (the host's, of km's process): which, and
+    struct itimerval (interval, value: seconds and microseconds each)."""
+    import ctypes
+
+    from kontain.linux.numbers import NUMBERS as NR
     armed = []
-    for which in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF):
-        left, interval = signal.getitimer(which)
-        if left:
-            armed.append((which, left, interval))
+    for which in (0, 1, 2):  # ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
+        value = (ctypes.c_int64 * 4)()
+        if host.syscall(NR["getitimer"], which, ctypes.addressof(value)) == 0 \
+                and (value[2] or value[3]):
+            armed.append((which, tuple(value)))
     return armed
 
 

@@ -372,3 +372,23 @@ def test_bad_hypercall_arguments_fail_cleanly(km, tmp_path):
     assert result.returncode == 0, result.err
     assert result.out == "-1 EFAULT\n-1 EFAULT\n-1 EINVAL\n-1 EFAULT\n", result.out
     assert list(tmp_path.iterdir()) == [script]
+
+
+def test_snapshot_and_resume_under_root(payloads, km, tmp_path):
+    """Under --root km's own files are out of reach once its jail is up: --snapshot
+    (or a snapshot named as the payload) loads the snapshot code before; without
+    either the hypercall says so (EOPNOTSUPP)."""
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    (root / "out").mkdir()
+    shutil.copy(payloads.build("snap_threads", FLAVOURS["glibc-static"]), root / "bin" / "st")
+    plain = run([*km, "--root", root, "/bin/st"], cwd=tmp_path)
+    assert (plain.returncode, plain.out) == (3, "snapshot failed: -95\n"), plain.err
+    assert "start km with --snapshot" in plain.err
+    original = run([*km, "--root", root, "--snapshot=/out/s.snap", "/bin/st", "live"],
+                   cwd=tmp_path)
+    assert original.returncode == 0, original.err
+    assert (root / "out" / "s.snap").exists()
+    resumed = run([*km, "--root", root, "/out/s.snap"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.err
+    assert resumed.out == "resumed=1\n" + EXPECTED_THREADS, resumed.out + resumed.err
