@@ -20,6 +20,7 @@ import _thread
 import errno
 import json
 import os
+import select  # noqa: F401 - (for snapshot, before km's jail: launch.preload_snapshots)
 import socket
 
 from kontain.monitor import snapshot  # (before km's jail: see launch.preload_snapshots)
