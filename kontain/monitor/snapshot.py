@@ -78,9 +78,9 @@ class SnapshotError(Exception):
 # ---- the hypercall ---------------------------------------------------------------------
 
 def hypercall(t: GuestThread, flags: int, label: int, path: int) -> int:
-    """The payload asked for a snapshot. Returns 0 (written, the original goes on),
-    raises ExitProcess(0) (written, not live: the original ends) or returns -errno."""
-    from kontain.monitor.exits import ExitProcess
+    """The payload asked for a snapshot. Returns 0 (written, the original goes on) or
+    -errno; not live, the original ends once it is written (exit status 0), before any
+    of its threads runs again."""
     proc = t.proc
     if flags & ~SNAP_LIVE:
         return -errno.EINVAL
@@ -91,18 +91,21 @@ def hypercall(t: GuestThread, flags: int, label: int, path: int) -> int:
         return -errno.EFAULT
     target = os.fsencode(name if name is not None else proc.options.snapshot or DEFAULT_PATH)
     started = time.monotonic_ns()
+
+    def written(size: int) -> None:
+        proc.trace.log("snapshot", f"{os.fsdecode(target)}: {size} bytes in "
+                                   f"{(time.monotonic_ns() - started) / 1e6:.1f} ms")
+        if not flags & SNAP_LIVE:  # (still paused: no thread runs another instruction)
+            proc.end(proc.outcome(status=0))
+
     try:
-        size = take(proc, t, target, tag)
+        take(proc, t, target, tag, after=written)
     except SnapshotError as e:
         proc.trace.write(f"km: snapshot refused: {e}\n")
         return -errno.EBUSY
     except OSError as e:
         proc.trace.write(f"km: snapshot {os.fsdecode(target)}: {e.strerror or e}\n")
         return -(e.errno or errno.EIO)
-    proc.trace.log("snapshot", f"{os.fsdecode(target)}: {size} bytes in "
-                               f"{(time.monotonic_ns() - started) / 1e6:.1f} ms")
-    if not flags & SNAP_LIVE:
-        raise ExitProcess(0)
     return 0
 
 
