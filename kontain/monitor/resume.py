@@ -325,6 +325,10 @@ def _descriptors(proc: Process, saved: list) -> None:
     open file description at a number of km's, then dup2 to its own; signalfds (km
     numbers them itself) and epolls (their interest lists name the others) last."""
     import fcntl
+    usable = proc.fds.usable
+    for entry in saved:  # (the file is trusted as an executable, but km's own are km's)
+        if not 3 <= entry[0] < usable:
+            raise ResumeError(f"descriptor {entry[0]} is outside the payload's range")
     made: list[tuple[int, int, int, bool]] = []  # (temporary fd, fd, status flags, cloexec)
     temps: set[int] = set()
     pipes: dict[int, tuple[int, int]] = {}
@@ -519,7 +523,7 @@ def _epoll(proc: Process, fd: int, _kind: str, cloexec: bool, flags: int,
 
 def _signals(proc: Process, state: dict) -> None:
     for signo, (handler, flags, restorer, mask) in enumerate(state["actions"]):
-        if signo == 0 or signo > sig.NSIG:
+        if signo == 0 or signo > sig.NSIG or signo in (sig.SIGKILL, sig.SIGSTOP):
             continue
         proc.signals.actions[signo] = sig.Disposition(handler, flags, restorer, mask)
         if handler != sig.SIG_DFL:
