@@ -392,3 +392,25 @@ def test_snapshot_and_resume_under_root(payloads, km, tmp_path):
     resumed = run([*km, "--root", root, "/out/s.snap"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.err
     assert resumed.out == "resumed=1\n" + EXPECTED_THREADS, resumed.out + resumed.err
+
+
+def test_a_resumed_process_forks_and_execs(km, tmp_path):
+    script = tmp_path / "fork.py"
+    script.write_text(textwrap.dedent("""
+        import os, subprocess, sys
+        from kontain.guest import snapshot
+        x = list(range(100001))
+        resumed = snapshot(path=sys.argv[1])
+        out = subprocess.run(["/bin/echo", "child", str(len(x))], capture_output=True,
+                             text=True).stdout.strip()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(sum(x) % 251)
+        print(resumed, out, os.waitpid(pid, 0)[1] >> 8, flush=True)
+    """))
+    snap = tmp_path / "fork.snap"
+    original = run([*km, PYTHON, script, snap], cwd=tmp_path, env=python_env())
+    assert (original.returncode, original.out) == (0, ""), original.err
+    resumed = run([*km, snap], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.err
+    assert resumed.out == f"1 child 100001 {sum(range(100001)) % 251}\n", resumed.out
