@@ -48,6 +48,11 @@ options:
                            core when its RLIMIT_CORE allows (a path in the payload's
                            view, relative to its cwd; %p pid, %e program, %t time;
                            default core.PROGRAM.PID)
+  --snapshot FILE          where a snapshot the payload asks for goes (default
+                           ./kmsnap); `km FILE` resumes one (docs/ARCHITECTURE.md)
+  --mgtpipe PATH           take snapshot requests on unix socket PATH (km_cli -s PATH)
+  --listen-on-resume       (km SNAPSHOT) make its listening sockets, restore the rest
+                           when the first connection comes
   --policy FILE            enforce the kontain.Policy in TOML file FILE
                            (docs/python-api.md)
   --stats-fd N             write JSON lines to descriptor N: the start (or why the
@@ -90,6 +95,11 @@ class CommandLine:
         self.server: str | None = None
         #: Where the payload's core dump goes (--coredump), None: the default name.
         self.coredump: str | None = None
+        #: Where a snapshot goes (--snapshot), None: kmsnap in the payload's cwd.
+        self.snapshot: str | None = None
+        #: --mgtpipe: the unix socket km_cli asks for snapshots on.
+        self.mgtpipe: str | None = None
+        self.listen_on_resume = False
         #: km --policy FILE, --stats-fd N (kontain.monitor.enforce, statsfd).
         self.policy: str | None = None
         self.stats_fd: int | None = None
@@ -160,8 +170,10 @@ def parse(argv: list[str]) -> CommandLine:
                 cl.gdb = value
         elif arg == "--strict":
             cl.strict = True
+        elif arg == "--listen-on-resume":
+            cl.listen_on_resume = True
         elif name in ("-e", "--putenv", "--mem-size", "--argv0", "--root", "--server",
-                      "--coredump", "--policy", "--stats-fd"):
+                      "--coredump", "--policy", "--stats-fd", "--snapshot", "--mgtpipe"):
             if not eq:
                 i += 1
                 if i >= len(argv):
@@ -179,6 +191,14 @@ def parse(argv: list[str]) -> CommandLine:
                 if not value:
                     raise UsageError("--coredump needs a path")
                 cl.coredump = value
+            elif name == "--snapshot":
+                if not value:
+                    raise UsageError("--snapshot needs a path")
+                cl.snapshot = value
+            elif name == "--mgtpipe":
+                if not value:
+                    raise UsageError("--mgtpipe needs a path")
+                cl.mgtpipe = value
             elif name == "--policy":
                 cl.policy = value
             elif name == "--stats-fd":
@@ -264,12 +284,22 @@ def run(cl: CommandLine, ignored: frozenset[int], mask: int, personality: int,
             _error(f"gdb stub: {e}")
             return EXIT_KM_ERROR
 
+    mgtpipe = None
+    if cl.mgtpipe is not None:  # (before launch, as the gdb stub's socket)
+        from kontain.monitor import mgtpipe as mgt
+        try:
+            mgtpipe = mgt.listen(cl.mgtpipe)
+        except OSError as e:
+            _error(f"--mgtpipe {cl.mgtpipe}: {e.strerror or e}")
+            return EXIT_KM_ERROR
+
     spec = LaunchSpec(cl.payload[0], [os.fsencode(a) for a in cl.payload[1:]],
                       argv0=None if cl.argv0 is None else os.fsencode(cl.argv0),
                       env=env if cl.putenv is None else [os.fsencode(e) for e in cl.putenv],
                       root=cl.root, mem_size=cl.mem_size, stats=cl.stats, verbose=cl.verbose,
                       strict=cl.strict, ignored_signals=ignored, signal_mask=mask,
-                      personality=personality, kvm=kvm, coredump=cl.coredump)
+                      personality=personality, kvm=kvm, coredump=cl.coredump,
+                      snapshot=cl.snapshot, listen_on_resume=cl.listen_on_resume)
 
     handlers = all_handlers()
     extras = None
@@ -312,6 +342,8 @@ def run(cl: CommandLine, ignored: frozenset[int], mask: int, personality: int,
         proc.debugger = Debugger(proc, gdb_socket,
                                  "/" if cl.root == "/" else os.path.abspath(cl.root))
         proc.debugger.start(None if cl.gdb_listen else launched.thread)
+    if mgtpipe is not None:
+        mgt.serve(launched.proc, mgtpipe)
     if after_launch is not None:
         after_launch(launched)
     # What start-up made lives as long as km: out of the collector's sight (also keeps

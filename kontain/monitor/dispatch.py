@@ -21,10 +21,12 @@ import time
 
 from kontain.linux.hostcall import SyscallError
 from kontain.linux.numbers import NAMES, NUMBERS
-from kontain.monitor.exits import KillProcess, ThreadExit
+from kontain.monitor.exits import ExitProcess, KillProcess, ThreadExit
 from kontain.monitor.signals import SIGINFO_SIZE
 
 SIGSYS = 31
+#: km's snapshot hypercall (kontain.monitor.snapshot.HYPERCALL): a number Linux never uses.
+KM_SNAPSHOT = 0x4B4D0001
 #: siginfo_t of a seccomp SIGSYS: signo, errno, code, then _sigsys (call_addr, syscall,
 #: arch).
 SIGSYS_INFO = struct.Struct("<iii4xQiI")
@@ -75,12 +77,31 @@ class SyscallTable:
         self.table = table
 
     def unknown(self, thread: GuestThread, nr: int) -> int:
+        if nr == KM_SNAPSHOT:  # km's own hypercall (kontain.monitor.snapshot)
+            return self._snapshot(thread)
         if self._proc.options.stats:
             self.stats.setdefault(NAMES.get(nr, f"#{nr}"), [0, 0])[0] += 1
         if nr not in self._unknown_seen:
             self._unknown_seen.add(nr)
             self._trace.log("syscall", f"unsupported syscall {NAMES.get(nr, nr)} ({nr}): ENOSYS")
         return -errno.ENOSYS  # (the dispatcher's own answer, as the run loop takes it)
+
+    def _snapshot(self, thread: GuestThread) -> int:
+        try:
+            from kontain.monitor import snapshot  # (only when a payload asks for one)
+        except ImportError:  # under --root, km's jail hides km's files: not preloaded
+            self._proc.trace.write("km: snapshot: under --root, start km with --snapshot "
+                                   "FILE (its snapshot code is loaded before its jail)\n")
+            return -errno.EOPNOTSUPP
+        regs = thread.regs
+        try:
+            return snapshot.hypercall(thread, regs.rdi, regs.rsi, regs.rdx)
+        except OSError as e:
+            return -(e.errno or errno.EIO)
+        except (ExitProcess, KillProcess, ThreadExit):
+            raise
+        except Exception as e:  # a km bug: the payload's call fails, km lives on
+            return thread._handler_failed(nr=KM_SNAPSHOT, error=e)
 
     def _filtered(self, nr: int, handler: Handler | None, policy: SeccompPolicy) -> Handler:
         """The call as the payload's seccomp profile lets it through (kontain.monitor.

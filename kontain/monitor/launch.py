@@ -39,7 +39,7 @@ EXIT_CANNOT_EXECUTE = 126
 EXIT_KM_ERROR = 1
 GiB = 1 << 30
 PR_GET_NO_NEW_PRIVS = 39
-ENOENT, EACCES = 2, 13
+ENOENT, EACCES, ENOEXEC = 2, 13, 8
 
 
 class LaunchSpec:
@@ -56,7 +56,8 @@ class LaunchSpec:
                  syscall_filter: SeccompPolicy | None = None,
                  no_new_privs: bool | None = None,
                  device_rules: DeviceRules | None = None,
-                 coredump: str | None = None) -> None:
+                 coredump: str | None = None, snapshot: str | None = None,
+                 listen_on_resume: bool = False) -> None:
         #: The program, as named: looked up in PATH (inside the root) when it has no slash.
         self.payload = payload
         self.args = list(args or [])
@@ -92,6 +93,11 @@ class LaunchSpec:
         #: Where a core dump goes (a guest path template; None: core.PROGRAM.PID in the
         #: payload's working directory): kontain.monitor.coredump.
         self.coredump = coredump
+        #: Where a snapshot the payload asks for goes (kontain.monitor.snapshot).
+        self.snapshot = snapshot
+        #: Resuming a snapshot: make its listening sockets first, and the rest only
+        #: once a connection comes (kontain.monitor.resume.listen_first).
+        self.listen_on_resume = listen_on_resume
         # ---- km --policy (kontain.monitor.enforce) --------------------------------------
         #: Builds the payload's view of its root (a mount namespace of km's own) before
         #: km's jail; returns the root to use.
@@ -183,6 +189,9 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
             root = spec.prepare_root(root)
         except OSError as e:
             raise LaunchError(f"policy: {e}", EXIT_KM_ERROR) from None
+    if root != "/" and (spec.snapshot or spec.listen_on_resume or _snapshot(
+            os.path.join(root, spec.payload.lstrip("/")))):
+        preload_snapshots()  # (under --root, km's own files are out of reach after this)
     root = Jail(trace, drop_capabilities=not spec.keep_capabilities).enter(root)
     if spec.cwd is not None:
         try:
@@ -193,6 +202,7 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
     options = Options(mem_size=spec.mem_size, stats=spec.stats, verbose=spec.verbose,
                       root=root, strict=spec.strict, syscall_filter=spec.syscall_filter,
                       device_rules=spec.device_rules, coredump=spec.coredump)
+    options.snapshot = spec.snapshot
     try:
         proc = Process(options, fds, diagnostics, handlers, on_exit, kvm)
     except OSError as e:
@@ -205,6 +215,8 @@ def launch(spec: LaunchSpec, handlers: dict[str, Callable[..., int]],
         proc.personality = spec.personality
         thread = proc.load(prepare(proc, execfn, spec.argv, env))
     except ExecError as e:
+        if e.errno in (ENOEXEC, EACCES) and _snapshot(path):
+            return _resume(proc, path, spec.listen_on_resume)
         raise LaunchError(f"{path}: {e}", EXIT_NOT_FOUND if e.errno == 2
                           else EXIT_CANNOT_EXECUTE, e.errno) from None
     except OSError as e:
@@ -227,9 +239,53 @@ def _payload_path(spec: LaunchSpec, root: str) -> str:
                           ENOENT) from None
     if not os.path.exists(path):
         raise LaunchError(f"{path}: No such file or directory", EXIT_NOT_FOUND, ENOENT)
-    if os.path.isdir(path) or not os.access(path, os.X_OK):
+    if os.path.isdir(path) or not os.access(path, os.X_OK) and not _snapshot(path):
         raise LaunchError(f"{path}: Permission denied", EXIT_CANNOT_EXECUTE, EACCES)
     return path
+
+
+def preload_snapshots() -> None:
+    """Import what snapshots and resumes run before km's jail hides km's own files
+    (only then: a cold start imports none of it)."""
+    import select  # noqa: F401
+    import socket  # noqa: F401
+
+    from kontain.monitor import resume, snapshot  # noqa: F401
+
+
+def _snapshot(path: str) -> bool:
+    """Whether path is an ELF core: a snapshot to resume (asked only of what cannot be
+    exec'd, and under --root before the jail; kontain.monitor.resume checks the rest)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(18)
+    except OSError:
+        return False
+    return len(head) == 18 and head[:4] == b"\x7fELF" and head[16:18] == b"\x04\x00"
+
+
+class _Resumed(Launched):
+    """A process resumed from a snapshot: its other threads start with the first."""
+
+    def __init__(self, proc: Process, thread: GuestThread, starters: list) -> None:
+        super().__init__(proc, thread)
+        self.starters = starters
+
+    def run(self) -> None:
+        for start in self.starters:
+            start()
+        self.proc.run(self.thread)
+
+
+def _resume(proc: Process, path: str, listen_first: bool) -> Launched:
+    """km FILE, FILE a snapshot (kontain.monitor.resume)."""
+    from kontain.monitor import resume as r
+    try:
+        ready = r.listen_first(proc, path) if listen_first else frozenset()
+        thread, starters = r.resume(proc, path, ready)
+    except r.ResumeError as e:
+        raise LaunchError(f"{path}: cannot resume: {e}", EXIT_KM_ERROR) from None
+    return _Resumed(proc, thread, starters)
 
 
 def _inherit(proc: Process, thread: GuestThread, spec: LaunchSpec) -> None:

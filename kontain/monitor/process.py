@@ -61,6 +61,9 @@ class Options:
         #: Where a payload killed by a core-dumping signal writes its core (km
         #: --coredump, a guest path template: kontain.monitor.coredump.core_path).
         self.coredump = coredump
+        #: Where a snapshot the payload asks for goes (km --snapshot, a guest path;
+        #: None: kontain.monitor.snapshot.DEFAULT_PATH).
+        self.snapshot: str | None = None
         #: A container's device rules, checked as the payload opens a device node.
         self.device_rules = device_rules
         #: The payload's seccomp profile, enforced by dispatch on its every call (a
@@ -143,6 +146,8 @@ class Process:
         #: second fatal signal, exit_group) waits while a core is being written.
         self._ending = _thread.RLock()
         self._started = time.monotonic_ns()
+        #: Each listening socket's backlog, by inode (listen; for a snapshot).
+        self.backlogs: dict[int, int] = {}
         #: The gdb stub's debug state (kontain.monitor.debugger), with km -g.
         self.debugger: Debugger | None = None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import struct
 
 from kontain.linux import hostcall as host
@@ -285,7 +286,12 @@ def sys_connect(t: GuestThread, fd: int, addr: int, addrlen: int, *_: int) -> in
 
 
 def sys_listen(t: GuestThread, fd: int, backlog: int, *_: int) -> int:
-    return host.call(NR["listen"], host_fd(t, fd), backlog)
+    result = host.call(NR["listen"], host_fd(t, fd), backlog)
+    try:  # (the host does not tell a backlog: a snapshot makes the socket again with it)
+        t.proc.backlogs[os.fstat(fd).st_ino] = args.s32(backlog)
+    except OSError:
+        pass
+    return result
 
 
 SO_ACCEPTCONN, SOCK_NONBLOCK, SOCK_CLOEXEC = 30, 0o4000, 0o2000000
