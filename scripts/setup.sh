@@ -38,7 +38,8 @@ python3 -m venv "$root/.venv"
 "$root/.venv/bin/pip" install -q --upgrade "$root[dev]"
 # pip rewrites the launchers' `#!python -S` without their -S: put it back (without it,
 # every km start scans site-packages).
-sed -i '1s|^\(#!.*python[0-9.]*\)$|\1 -S|' "$root/.venv/bin/km" "$root/.venv/bin/krun"
+sed -i '1s|^\(#!.*python[0-9.]*\)$|\1 -S|' "$root/.venv/bin/km" "$root/.venv/bin/km_cli" \
+	"$root/.venv/bin/krun"
 # The compiled code of what km and krun import as they start, in one file the launchers
 # read instead of ~100 .pyc files (kontain/startup_bundle.py; an edited source is
 # imported as usual).
