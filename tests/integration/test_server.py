@@ -22,8 +22,7 @@ import termios
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import BASE_ENV, REPO, Flavour, child_setup, compare_runs, run
+from conftest import BASE_ENV, REPO, Flavour, child_setup, compare_runs, run
 
 NOBODY = 65534
 
