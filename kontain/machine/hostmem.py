@@ -117,7 +117,7 @@ def _same(fd: int) -> int:
     return fd
 
 
-def _pagemap_fd(relocate: Callable[[int], int] = _same) -> int:
+def pagemap_fd(relocate: Callable[[int], int] = _same) -> int:
     """km's descriptor of its own /proc/self/pagemap (moved out of the guest's
     descriptor range by relocate), or -1."""
     pid = os.getpid()
@@ -135,7 +135,7 @@ def _pagemap_fd(relocate: Callable[[int], int] = _same) -> int:
 def huge_mapped(addr: int, relocate: Callable[[int], int] = _same) -> bool:
     """Whether the 2 MiB at addr (aligned) is one huge page mapped by one host page-
     directory entry: False when it cannot be told (no PAGEMAP_SCAN, no /proc)."""
-    fd = _pagemap_fd(relocate)
+    fd = pagemap_fd(relocate)
     if fd < 0:
         return False
     arg = bytearray(struct.pack("<12Q", 96, 0, addr, addr + HUGE_PAGE, 0,
@@ -152,7 +152,7 @@ def huge_mapped(addr: int, relocate: Callable[[int], int] = _same) -> bool:
 
 def huge_pages_possible(relocate: Callable[[int], int] = _same) -> bool:
     """Whether km can have host huge pages and tell that it has them."""
-    return THP_ENABLED and _pagemap_fd(relocate) >= 0
+    return THP_ENABLED and pagemap_fd(relocate) >= 0
 
 
 def back_huge(addr: int, relocate: Callable[[int], int] = _same) -> bool:

@@ -35,7 +35,7 @@ import time
 from kontain.linux import hostcall as host
 from kontain.linux.abi import PROT_EXEC, PROT_READ, PROT_WRITE
 from kontain.linux.numbers import NUMBERS as NR
-from kontain.machine import cpustate
+from kontain.machine import cpustate, hostmem
 from kontain.machine.cpu import MSR_FS_BASE, MSR_GS_BASE
 from kontain.machine.layout import PAGE_SIZE
 from kontain.monitor import faults
@@ -375,18 +375,10 @@ def write_core(fd: int, proc: Process, threads: list[ThreadImage], info: bytes,
                dying: GuestThread | None, limit: int) -> int:
     """Write the core to fd; returns its size (at most limit, where Linux stops)."""
     vmas = proc.mm.vmas()
-    pagemap = -1
-    try:
-        pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        pass
-    try:
-        sizes = [dump_size(v, proc, pagemap) for v in vmas]
-        return _write(fd, proc, vmas, sizes, notes(proc, threads, info, vmas, dying),
-                      limit, pagemap)
-    finally:
-        if pagemap >= 0:
-            os.close(pagemap)
+    pagemap = hostmem.pagemap_fd(proc.fds.move_high)
+    sizes = [dump_size(v, proc, pagemap) for v in vmas]
+    return _write(fd, proc, vmas, sizes, notes(proc, threads, info, vmas, dying), limit,
+                  pagemap)
 
 
 def _write(fd: int, proc: Process, vmas: list[Vma], sizes: list[int], body: bytes,

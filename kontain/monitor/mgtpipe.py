@@ -38,7 +38,7 @@ def listen(path: str) -> socket.socket:
     try:
         server.bind(path)
     except OSError as e:
-        if e.errno != errno.EADDRINUSE or _alive(path):
+        if e.errno != errno.EADDRINUSE or socket_in_use(path):
             server.close()
             raise
         os.unlink(path)
@@ -48,7 +48,9 @@ def listen(path: str) -> socket.socket:
     return server
 
 
-def _alive(path: str) -> bool:
+def socket_in_use(path: str) -> bool:
+    """Whether something listens on the unix socket path (else it is stale, or not a
+    socket, and may be replaced)."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)

@@ -29,6 +29,7 @@ from kontain.machine import hostmem
 from kontain.monitor import coredump as core
 from kontain.monitor import signals as sig
 from kontain.monitor import snapshot as snap
+from kontain.monitor.mgtpipe import socket_in_use
 from kontain.monitor.thread import GuestThread
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
@@ -450,7 +451,7 @@ def _listen(proc: Process, fd: int, family: int, kind: int, protocol: int, addre
             s.bind(address)
         except OSError as e:
             if e.errno != errno.EADDRINUSE or family != socket.AF_UNIX \
-                    or not isinstance(address, str) or not address or _alive(address):
+                    or not isinstance(address, str) or not address or socket_in_use(address):
                 raise ResumeError(f"fd {fd}: cannot listen on {address!r} again: "
                                   f"{e.strerror}") from None
             _unlink(address)
@@ -468,18 +469,6 @@ def _unlink(path: str) -> None:
     from kontain.linux.numbers import NUMBERS as NR
     name = os.fsencode(path)
     host.call(NR["unlinkat"], AT_FDCWD, host.address_of(name), 0)
-
-
-def _alive(path: str) -> bool:
-    import socket
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-        return True
-    except OSError as e:
-        return e.errno != errno.ECONNREFUSED
-    finally:
-        probe.close()
 
 
 def _signalfds(proc: Process, saved: list) -> None:

@@ -37,6 +37,7 @@ import struct
 import time
 
 from kontain.linux import hostcall as host
+from kontain.machine import hostmem
 from kontain.monitor import coredump as core
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
@@ -163,22 +164,14 @@ def _write_snapshot(proc: Process, caller: GuestThread | None, path: bytes,
     fds = _descriptors(proc)
     if not saved:
         raise SnapshotError("no thread to save")
-    pagemap = -1
-    try:
-        pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        pass
-    try:
-        sizes = [_saved_size(v, proc, pagemap) for v in vmas]
-        state = _process_state(proc, label, saved, vmas, sizes, files, fds)
-        body = core.notes(proc, images, bytes(128), vmas, None)
-        body += core.note(NOTE_NAME, NT_KONTAIN,
-                          MAGIC + struct.pack("<H", VERSION) + marshal.dumps(state, 4))
-        return _write_file(proc, path, lambda fd: core._write(fd, proc, vmas, sizes, body,
-                                                              1 << 62, pagemap))
-    finally:
-        if pagemap >= 0:
-            os.close(pagemap)
+    pagemap = hostmem.pagemap_fd(proc.fds.move_high)
+    sizes = [_saved_size(v, proc, pagemap) for v in vmas]
+    state = _process_state(proc, label, saved, vmas, sizes, files, fds)
+    body = core.notes(proc, images, bytes(128), vmas, None)
+    body += core.note(NOTE_NAME, NT_KONTAIN,
+                      MAGIC + struct.pack("<H", VERSION) + marshal.dumps(state, 4))
+    return _write_file(proc, path, lambda fd: core._write(fd, proc, vmas, sizes, body,
+                                                          1 << 62, pagemap))
 
 
 def _write_file(proc: Process, path: bytes, write: Callable[[int], int]) -> int:
