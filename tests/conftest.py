@@ -353,3 +353,18 @@ def assert_same():
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "slow: a test that takes seconds (still run by default)")
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of the host processes whose command line holds marker (km shows its
+    payload's argv): what a test that kills a payload checks is gone."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found

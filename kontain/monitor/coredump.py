@@ -293,12 +293,9 @@ def dump_size(vma: Vma, proc: Process, pagemap: int = -1) -> int:
     return 0  # code, read-only data: gdb reads them from the file
 
 
-def _written(pagemap: int, address: int, size: int) -> bool:
-    """Whether a private file mapping of km's (at address) has a page of its own: one
-    present and not the file's (a copy made by a write), or swapped out. Unknown
-    (no pagemap): True, the whole mapping is dumped."""
-    if pagemap < 0:
-        return True
+def _pagemap_chunks(pagemap: int, address: int, size: int):
+    """(first page, page count, the 8-byte entries or b"" where unreadable) of
+    [address, address+size) of km's memory, read from /proc/self/pagemap in pieces."""
     first, pages = address // PAGE_SIZE, size // PAGE_SIZE
     step = 1 << 16
     for base in range(0, pages, step):
@@ -306,10 +303,18 @@ def _written(pagemap: int, address: int, size: int) -> bool:
         try:
             entries = os.pread(pagemap, count * 8, (first + base) * 8)
         except OSError:
-            return True
-        if len(entries) != count * 8 or entries[7::8].translate(_ANONYMOUS).find(1) >= 0:
-            return True
-    return False
+            entries = b""
+        yield base, count, entries if len(entries) == count * 8 else b""
+
+
+def _written(pagemap: int, address: int, size: int) -> bool:
+    """Whether a private file mapping of km's (at address) has a page of its own: one
+    present and not the file's (a copy made by a write), or swapped out. Unknown
+    (no pagemap): True, the whole mapping is dumped."""
+    if pagemap < 0:
+        return True
+    return any(not entries or entries[7::8].translate(_ANONYMOUS).find(1) >= 0
+               for _base, _count, entries in _pagemap_chunks(pagemap, address, size))
 
 
 def _host_address(vma: Vma, proc: Process) -> int:
@@ -322,16 +327,8 @@ def _present_runs(pagemap: int, address: int, size: int) -> list[tuple[int, int]
     if pagemap < 0:
         return [(0, size)]
     runs: list[tuple[int, int]] = []
-    pages = size // PAGE_SIZE
-    first = address // PAGE_SIZE
-    step = 1 << 16
-    for base in range(0, pages, step):
-        count = min(step, pages - base)
-        try:
-            entries = os.pread(pagemap, count * 8, (first + base) * 8)
-        except OSError:
-            entries = b""
-        if len(entries) != count * 8:
+    for base, count, entries in _pagemap_chunks(pagemap, address, size):
+        if not entries:
             runs.append((base * PAGE_SIZE, count * PAGE_SIZE))
             continue
         flags = entries[7::8].translate(_PRESENT_OR_SWAPPED)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import signal
 import subprocess
 import time
 import uuid
 
 import pytest
+from conftest import processes_with
 
 import kontain
 from kontain import Policy
@@ -104,19 +104,6 @@ def test_a_file_object_without_a_descriptor_is_refused_as_by_subprocess():
         kontain.run([SH, "true"], stdout=io.BytesIO(), km_options=KM)
 
 
-def _alive_with(marker: str) -> list[int]:
-    """Processes whose command line holds marker (km shows the payload's argv)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
 
 def test_timeout_raises_timeoutexpired_and_leaves_no_process():
     marker = f"marker-{uuid.uuid4().hex}"
@@ -128,7 +115,7 @@ def test_timeout_raises_timeoutexpired_and_leaves_no_process():
                     km_options=KM)
     assert raised.value.timeout == 1.0 and raised.value.cmd[-1] == marker
     assert time.monotonic() - started < 10
-    assert _alive_with(marker) == []
+    assert processes_with(marker) == []
 
 
 def test_run_returns_with_no_process_of_the_payload_left():
@@ -136,7 +123,7 @@ def test_run_returns_with_no_process_of_the_payload_left():
     result = kontain.run([SH, "sh", "-c", f"sleep 1000 {marker} >/dev/null 2>&1 & echo bg",
                           marker], capture_output=True, km_options=KM)
     assert result.stdout == b"bg\n"
-    assert _alive_with(marker) == []
+    assert processes_with(marker) == []
 
 
 def test_stats():

@@ -11,6 +11,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import processes_with
 
 import kontain
 from kontain import Policy
@@ -23,24 +24,12 @@ PY = "/usr/bin/python3"
 STRICT = Policy.strict() | Policy(wall_time=3.0)
 
 
-def alive_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
 
 def hostile(code: str, policy: Policy = STRICT) -> kontain.CompletedProcess:
     marker = f"hostile-{uuid.uuid4().hex}"
     result = kontain.run([PY, "-c", code, marker], capture_output=True, text=True,
                          policy=policy, km_options=KM)
-    assert alive_with(marker) == [], "a process of the payload was left"
+    assert processes_with(marker) == [], "a process of the payload was left"
     return result
 
 
