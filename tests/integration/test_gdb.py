@@ -318,10 +318,13 @@ def test_fork_event_detaches_the_child_which_runs_free(km, program):
     parent stops there afterwards."""
     session = Km(km, program, ["fork"])
     out = gdb(program, session.address, [
-        "break add", "continue", "info inferiors", "bt 1", "delete", "continue"])
+        "catch fork", "break add", "continue", "info inferiors", "continue", "bt 1",
+        "delete", "continue"])
     status, stdout, stderr = session.finish()
-    assert re.search(r"Detaching after fork from child process \d+", out), out
-    assert re.search(r"Breakpoint 1, add \(a=0, b=10\)", out), out
+    caught = re.search(r"Catchpoint 1 \(forked process (\d+)\)", out)
+    assert caught, out
+    assert f"Detaching after fork from child process {caught.group(1)}" in out, out
+    assert re.search(r"Breakpoint 2, add \(a=0, b=10\)", out), out
     assert len(re.findall(r"^[* ] +\d+ +process \d+", out, re.MULTILINE)) == 1, out
     assert "exited with code 01" in out, out
     assert status == 1 and stdout == "child add 11\nchild status 3\ntotal 33\n", (
