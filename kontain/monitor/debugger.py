@@ -55,6 +55,8 @@ from kontain.monitor.gdbstub import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kontain.monitor.process import Outcome, Process
     from kontain.monitor.thread import GuestThread
 
@@ -133,6 +135,8 @@ class Debugger(Target):
         self._conn: _socket.socket | None = None
         self._session: Session | None = None
         self._first_stop = StopEvent(proc.pid, SIGTRAP)
+        #: Fork children reported to gdb and not yet detached (D;PID).
+        self._forks: set[int] = set()
 
     # ---- start -----------------------------------------------------------------------------
 
@@ -306,9 +310,63 @@ class Debugger(Target):
         thread.run_struct.immediate_exit = 1  # parks before its first instruction
         self._wake_server()
 
+    def fork_event(self, thread: GuestThread, child: int) -> None:
+        """The parent's side of a fork, once the child's VM is ready: a client that
+        took fork events (with multiprocess ids) gets a `fork:` stop of the forking
+        thread, right after its fork returns. gdb then detaches the child (D;PID): the
+        child has already taken every breakpoint out of its memory (child_started),
+        so it runs free either way."""
+        if self.proc.pid != self.pid:
+            return
+        with self._cond:
+            session = self._session
+            if not self.attached or session is None or not session.multiprocess \
+                    or b"fork-events" not in session.client_features:
+                return
+            self._forks.add(child)
+            self._events.append(StopEvent(thread.tid, SIGTRAP, "fork", child))
+        self.group.pause(timeout=0)
+        thread.run_struct.immediate_exit = 1  # parks before the next instruction
+        self._wake_server()
+
+    def child_started(self) -> None:
+        """In a fork child's km, before its first instruction: the child is not
+        debugged (km never follows a fork child), so what the parent's debugger put in
+        the memory it inherited comes out: breakpoints and temporary int3s (as gdb's
+        detach-on-fork does), watchpoints and steps (its thread's TF: _trap_in_child)."""
+        for address, original in [*self.breakpoints.items(), *self._temporary.items()]:
+            if self._read(address, 1) == INT3:
+                self._poke(address, original)
+        self.attached = False
+        self.breakpoints, self._temporary, self._syscall_steps = {}, {}, {}
+        self._forks = set()
+        self._events = []
+        self.watchpoints = {}
+        self._held = set()
+
+    def forked_child(self, pid: int) -> bool:
+        return pid in self._forks
+
+    def detach_child(self, pid: int) -> bool:
+        """D;PID after a fork stop: the child already runs free (child_started)."""
+        if pid not in self._forks:
+            return False
+        self._forks.discard(pid)
+        return True
+
+    def libraries_svr4(self) -> bytes | None:
+        """gdbserver's <library-list-svr4> from the guest's r_debug: found through the
+        program's PT_DYNAMIC (AT_PHDR/AT_PHNUM of the auxv km gave it) and its DT_DEBUG
+        entry, which the dynamic linker fills in; then each namespace's link_map list.
+        Everything here is the payload's memory, and the payload may have written
+        anything there: reads are km's checked ones, every walk is bounded, a pointer
+        that does not read ends it."""
+        return svr4_library_list(self._read, bytes(self.proc.procfs.auxv or b""))
+
     def _trap_in_child(self, thread: GuestThread, vector: int) -> bool:
-        """A forked child runs without the debugger: a breakpoint it inherited is taken
-        out of its memory (as gdb detaching from a fork child does) and run again."""
+        """A forked child runs without the debugger: child_started took the inherited
+        breakpoints out of its memory before its first instruction (as gdb detaching
+        from a fork child does); what is left is a TF its thread inherited from a step."""
         rip, rsp, rflags = thread.user_context()
         if vector == BREAKPOINT and (rip - 1 in self.breakpoints or rip - 1 in self._temporary):
             for address, original in [*self.breakpoints.items(), *self._temporary.items()]:
@@ -466,6 +524,7 @@ class Debugger(Target):
             self.watchpoints.clear()
             self._held.clear()
             self._events.clear()
+            self._forks.clear()
             self._decisions.clear()
             self._passed.clear()
             if self.group.paused:
@@ -753,6 +812,120 @@ class Debugger(Target):
 
     def detach(self) -> None:
         """D: reply first (the session does), then let everything go (_converse)."""
+
+
+AT_PHDR, AT_PHNUM = 3, 5
+PT_DYNAMIC, PT_PHDR = 2, 6
+DT_NULL, DT_DEBUG = 0, 21
+#: Bounds on what a hostile payload can make km walk.
+MAX_PHNUM = 256
+MAX_DYNAMIC = 4096
+MAX_LIBRARIES = 1024
+MAX_NAMESPACES = 16
+MAX_NAME = 4096
+
+
+def svr4_library_list(read: Callable[[int, int], bytes], auxv: bytes) -> bytes | None:
+    """The <library-list-svr4> document for a process whose memory read() reads (b""
+    where it cannot) and whose auxv is given; None if the program is not dynamic. As
+    gdbserver: the first link_map of the first namespace is the program (main-lm), not
+    listed; every other one is a <library> with lm, l_addr, l_ld and lmid (the address
+    of its namespace's r_debug). Before the dynamic linker has filled DT_DEBUG in (the
+    first instruction), the list is empty."""
+    def word(address: int) -> int | None:
+        data = read(address, 8) if 0 < address < 1 << 47 else b""
+        return int.from_bytes(data, "little") if len(data) == 8 else None
+
+    entries = {}
+    for at in range(0, len(auxv) - 15, 16):
+        key = int.from_bytes(auxv[at:at + 8], "little")
+        if key in (AT_PHDR, AT_PHNUM):
+            entries[key] = int.from_bytes(auxv[at + 8:at + 16], "little")
+    phdr, phnum = entries.get(AT_PHDR, 0), min(entries.get(AT_PHNUM, 0), MAX_PHNUM)
+    table = read(phdr, phnum * 56) if phdr and phnum else b""
+    bias, dynamic = None, None
+    for at in range(0, len(table) - 55, 56):
+        kind = int.from_bytes(table[at:at + 4], "little")
+        vaddr = int.from_bytes(table[at + 16:at + 24], "little")
+        if kind == PT_PHDR:
+            bias = phdr - vaddr
+        elif kind == PT_DYNAMIC:
+            dynamic = vaddr
+    if dynamic is None:
+        return None  # a static program: no r_debug
+    if bias is None:  # (no PT_PHDR: the headers follow the ELF header at the image start)
+        bias = 0
+    r_debug = 0
+    at = (dynamic + bias) & (1 << 64) - 1
+    for _ in range(MAX_DYNAMIC):
+        tag, value = word(at), word(at + 8)
+        if tag is None or value is None or tag == DT_NULL:
+            break
+        if tag == DT_DEBUG:
+            r_debug = value
+            break
+        at += 16
+    rows: list[str] = []
+    main_lm = 0
+    seen: set[int] = set()
+    for _ in range(MAX_NAMESPACES):
+        # struct r_debug: int r_version; link_map *r_map (8); ...; r_version >= 2 adds
+        # r_debug_extended's r_next (40): the next namespace's.
+        version, lm = word(r_debug), word(r_debug + 8)
+        if version is None or lm is None or r_debug in seen:
+            break
+        seen.add(r_debug)
+        first = not main_lm and not rows
+        for _ in range(MAX_LIBRARIES):
+            if not lm or lm in seen:
+                break
+            seen.add(lm)
+            # struct link_map: l_addr, l_name, l_ld, l_next (8 bytes each).
+            fields = read(lm, 32)
+            if len(fields) != 32:
+                break
+            l_addr, l_name, l_ld, l_next = (int.from_bytes(fields[i:i + 8], "little")
+                                            for i in range(0, 32, 8))
+            if first:
+                main_lm, first = lm, False
+            else:
+                name = _c_string(read, l_name)
+                rows.append(f'<library name="{_xml_escape(name)}" lm="0x{lm:x}" '
+                            f'l_addr="0x{l_addr:x}" l_ld="0x{l_ld:x}" '
+                            f'lmid="0x{r_debug:x}"/>')
+            lm = l_next
+        following = word(r_debug + 40) if (version & 0xFFFFFFFF) >= 2 else None
+        if not following:
+            break
+        r_debug = following
+    head = '<library-list-svr4 version="1.0"'
+    if main_lm:
+        head += f' main-lm="0x{main_lm:x}"'
+    return (head + ">" + "".join(rows) + "</library-list-svr4>").encode()
+
+
+def _c_string(read: Callable[[int, int], bytes], address: int) -> str:
+    """A NUL-terminated name from guest memory (at most MAX_NAME bytes; "" if none)."""
+    if not 0 < address < 1 << 47:
+        return ""
+    out = bytearray()
+    while len(out) < MAX_NAME:
+        step = min(256, ((address + len(out)) | 0xFFF) + 1 - (address + len(out)))
+        chunk = read(address + len(out), step)
+        if not chunk:
+            break
+        end = chunk.find(b"\0")
+        if end >= 0:
+            out += chunk[:end]
+            break
+        out += chunk
+    return out.decode(errors="replace")
+
+
+def _xml_escape(text: str) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;").replace("'", "&apos;"))
 
 
 def _full_tag_word(abridged: int) -> int:

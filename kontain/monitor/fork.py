@@ -94,6 +94,8 @@ def fork_process(proc: Process, parent: GuestThread, flags: int, stack: int, par
                 limits.release()
             raise
         proc.trace.log("process", f"[{parent.tid}] fork -> pid {pid}")
+        if proc.debugger is not None and not vfork:
+            proc.debugger.fork_event(parent, pid)  # gdb hears of it (kontain.monitor.debugger)
         if flags & CLONE_PARENT_SETTID:
             parent.mm.write(parent_tid, pid.to_bytes(4, "little"))
         if vfork:
@@ -166,6 +168,8 @@ def _become_child(proc: Process, snapshot: ForkSnapshot, flags: int, child_tid: 
             pass
     if flags & CLONE_CHILD_CLEARTID:
         thread.clear_child_tid = child_tid
+    if proc.debugger is not None:
+        proc.debugger.child_started()  # the parent's breakpoints out of this memory
     proc.trace.log("process", f"forked child {proc.pid} running")
     proc.group.add(thread)
     proc.group.run(thread)

@@ -202,6 +202,8 @@ class StopEvent:
 
     __slots__ = ("tid", "signo", "reason", "address", "exit_status", "killed_by")
 
+    #: reason "fork": address is the child's pid (its one thread has the same id).
+
     def __init__(self, tid: int = 0, signo: int = 0, reason: str = "", address: int = 0,
                  exit_status: int | None = None, killed_by: int | None = None) -> None:
         self.tid, self.signo, self.reason, self.address = tid, signo, reason, address
@@ -217,6 +219,8 @@ class Target:
     reply and the next resume). kontain.monitor.debugger.Debugger is km's."""
 
     avx = False
+    #: The process's pid (multiprocess thread ids are p<pid>.<tid>).
+    pid = 0
 
     def threads(self) -> list[int]:
         raise NotImplementedError
@@ -257,6 +261,18 @@ class Target:
     def exec_file(self) -> bytes:
         return b""
 
+    def libraries_svr4(self) -> bytes | None:
+        """The <library-list-svr4> document (None: not available)."""
+        return None
+
+    def forked_child(self, pid: int) -> bool:
+        """Whether pid is a child whose fork was reported (and not yet detached)."""
+        return False
+
+    def detach_child(self, pid: int) -> bool:
+        """D;PID of a reported fork child: it runs free (False: no such child)."""
+        return False
+
     def kill(self) -> None:
         raise NotImplementedError
 
@@ -271,13 +287,22 @@ def _hex_int(text: bytes) -> int:
 
 
 def _thread_id(text: bytes) -> int:
-    """A thread id as gdb writes it without multiprocess: hex, -1 (all), 0 (any)."""
+    """A thread id as gdb writes it: hex, -1 (all), 0 (any), or p<pid>.<tid> with
+    multiprocess (the pid part: _process_id)."""
     if text == b"-1":
         return -1
-    if text.startswith(b"p"):  # (multiprocess syntax, should a client send it anyway)
+    if text.startswith(b"p"):
         text = text.partition(b".")[2] or b"-1"
         return _thread_id(text)
     return _hex_int(text)
+
+
+def _process_id(text: bytes) -> int:
+    """The pid of a p<pid>.<tid> thread id (0: none given, or any; -1: all)."""
+    if not text.startswith(b"p"):
+        return 0
+    pid = text[1:].partition(b".")[0]
+    return -1 if pid == b"-1" else _hex_int(pid)
 
 
 def _xfer_slice(data: bytes, offset: int, length: int) -> bytes:
@@ -303,6 +328,11 @@ class Session:
         self._layout = register_layout(target.avx)
         #: What the client said it supports in qSupported (e.g. b"exec-events").
         self.client_features: set[bytes] = set()
+        #: Thread ids as p<pid>.<tid> (the client offered multiprocess+).
+        self.multiprocess = False
+        #: The process an Hg named, when it is not the target's own: a fork child gdb
+        #: is taking breakpoints out of before it detaches it (see _other_process).
+        self.other_pid = 0
 
     # ---- sending -------------------------------------------------------------------------
 
@@ -326,17 +356,28 @@ class Session:
         if reply is not None:
             self.send_packet(reply)
 
+    def ptid(self, tid: int, pid: int = 0) -> bytes:
+        """A thread id on the wire: p<pid>.<tid> once multiprocess is negotiated."""
+        if self.multiprocess:
+            return b"p%x.%x" % (pid or self.target.pid, tid)
+        return b"%x" % tid
+
     def stop_reply(self, event: StopEvent) -> bytes:
         self.running = False
         self.last_stop = event
+        process = b";process:%x" % self.target.pid if self.multiprocess else b""
         if event.exit_status is not None:
             self.closed = True
-            return b"W%02x" % (event.exit_status & 0xFF)
+            return b"W%02x" % (event.exit_status & 0xFF) + process
         if event.killed_by is not None:
             self.closed = True
-            return b"X%02x" % to_gdb_signal(event.killed_by & 0x7F)
+            return b"X%02x" % to_gdb_signal(event.killed_by & 0x7F) + process
         self.current = event.tid
-        reply = b"T%02xthread:%x;" % (to_gdb_signal(event.signo) & 0xFF, event.tid)
+        self.other_pid = 0
+        reply = b"T%02x" % (to_gdb_signal(event.signo) & 0xFF)
+        if event.reason == "fork":  # (gdbserver's order: the event, then the thread)
+            reply += b"fork:%s;" % self.ptid(event.address, event.address)
+        reply += b"thread:%s;" % self.ptid(event.tid)
         if event.reason == "swbreak":
             reply += b"swbreak:;"
         elif event.reason == "watch":
@@ -356,9 +397,18 @@ class Session:
         if packet.startswith(b"qSupported"):
             self.client_features = {f[:-1] for f in packet[11:].split(b";")
                                     if f.endswith(b"+")}
+            self.multiprocess = b"multiprocess" in self.client_features
+            # fork-events need p<pid>.<tid> ids (the child's, and D;PID to detach it:
+            # without multiprocess gdb would detach the parent): offered only with it.
+            # No vfork-events: see docs/ARCHITECTURE.md, "exec and fork".
+            extra = b";multiprocess+" if self.multiprocess else b""
+            if self.multiprocess and b"fork-events" in self.client_features:
+                extra += b";fork-events+"
             return (b"PacketSize=%x;QStartNoAckMode+;qXfer:features:read+;"
                     b"qXfer:threads:read+;qXfer:auxv:read+;qXfer:exec-file:read+;"
-                    b"QPassSignals+;swbreak+;vContSupported+;exec-events+" % PACKET_SIZE)
+                    b"qXfer:libraries-svr4:read+;"
+                    b"QPassSignals+;swbreak+;vContSupported+;exec-events+" % PACKET_SIZE
+                    + extra)
         if packet == b"QStartNoAckMode":
             self.send_packet(b"OK")  # acknowledged (this one still with an ack)
             self.ack = False
@@ -370,13 +420,13 @@ class Session:
             self.target.pass_signals(signals)
             return b"OK"
         if packet == b"qC":
-            return b"QC%x" % self._stopped_thread()
+            return b"QC%s" % self.ptid(self._stopped_thread())
         if packet == b"qfThreadInfo":
             self._thread_list = self.target.threads()
             return self._thread_chunk()
         if packet == b"qsThreadInfo":
             return self._thread_chunk()
-        if packet == b"qAttached":
+        if packet == b"qAttached" or packet.startswith(b"qAttached:"):
             return b"1"
         if packet.startswith(b"qThreadExtraInfo,"):
             tid = _hex_int(packet[17:])
@@ -386,14 +436,26 @@ class Session:
         if head == b"?":
             return self.stop_reply(self.last_stop or StopEvent(self._stopped_thread(), SIGTRAP))
         if head == b"H":
+            pid = _process_id(packet[2:])
+            if pid > 0 and pid != self.target.pid:
+                if not self.target.forked_child(pid):
+                    return b"E01"
+                if packet[1:2] == b"g":
+                    self.other_pid = pid
+                return b"OK"
             tid = _thread_id(packet[2:])
             if tid > 0 and tid not in self.target.threads():
                 return b"E01"
-            if packet[1:2] == b"g" and tid > 0:
-                self.current = tid
+            if packet[1:2] == b"g":
+                self.other_pid = 0
+                if tid > 0:
+                    self.current = tid
             return b"OK"
         if head == b"T":
             return b"OK" if _thread_id(packet[1:]) in self.target.threads() else b"E01"
+        if self.other_pid and head in (b"g", b"G", b"p", b"P", b"m", b"M", b"X", b"Z",
+                                       b"z"):
+            return self._other_process(head, packet)
         if head == b"g":
             return self._read_all()
         if head == b"G":
@@ -433,10 +495,17 @@ class Session:
         if head in (b"c", b"s", b"C", b"S"):
             return self._legacy_resume(packet)
         if head == b"k" or packet.startswith(b"vKill"):
+            pid = _hex_int(packet[6:]) if packet.startswith(b"vKill;") else 0
+            if pid and pid != self.target.pid:
+                return b"E01"  # (a fork child runs free: gdb never follows one)
             self.closed = True
             self.target.kill()
             return None if head == b"k" else b"OK"
         if head == b"D":
+            pid = _hex_int(packet[2:]) if packet.startswith(b"D;") else 0
+            if pid and pid != self.target.pid:
+                self.other_pid = 0
+                return b"OK" if self.target.detach_child(pid) else b"E01"
             self.target.detach()
             self.closed = True
             return b"OK"
@@ -454,7 +523,23 @@ class Session:
         if not self._thread_list:
             return b"l"
         chunk, self._thread_list = self._thread_list[:64], self._thread_list[64:]
-        return b"m" + b",".join(b"%x" % t for t in chunk)
+        return b"m" + b",".join(self.ptid(t) for t in chunk)
+
+    def _other_process(self, head: bytes, packet: bytes) -> bytes:
+        """A packet for a fork child gdb named with Hg. gdb takes its breakpoints out
+        of the child (z0) and detaches it (D;PID): the child km took every inherited
+        breakpoint out of its own memory before its first instruction, so z0 is done
+        already. Its memory reads as the parent's (a copy of it at the fork); nothing
+        else is served: km never follows a fork child."""
+        if head == b"z":
+            return b"OK"
+        if head == b"m":
+            other, self.other_pid = self.other_pid, 0
+            try:
+                return self.handle(packet)
+            finally:
+                self.other_pid = other
+        return b"E01"
 
     def _xfer(self, packet: bytes) -> bytes:
         parts = packet.split(b":")
@@ -473,6 +558,11 @@ class Session:
             data = self.target.auxv()
         elif obj == b"exec-file":
             data = self.target.exec_file()
+        elif obj == b"libraries-svr4":
+            found = self.target.libraries_svr4()
+            if found is None:
+                return b"E01"
+            data = found
         else:
             return b""
         return _xfer_slice(data, offset, length)
@@ -482,7 +572,7 @@ class Session:
         for tid in self.target.threads():
             name = self.target.thread_name(tid)
             name = "".join(c if c.isalnum() or c in "-_./ " else "?" for c in name)
-            rows.append(f'<thread id="{tid:x}" name="{name}"/>\n')
+            rows.append(f'<thread id="{self.ptid(tid).decode()}" name="{name}"/>\n')
         return ('<?xml version="1.0"?>\n<threads>\n' + "".join(rows) + "</threads>\n").encode()
 
     def _register_thread(self) -> int:

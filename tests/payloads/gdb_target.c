@@ -2,11 +2,14 @@
  * break in, a global to print and watch, a local, and with an argument 8 threads
  * waiting while main stops in add(); "spin" loops until interrupted; "signals" raises
  * SIGUSR1 (a handler) then dies of SIGSEGV; "exec" runs itself again without arguments;
- * "syscall" makes a system call from labelled instructions (stepi over it). */
+ * "syscall" makes a system call from labelled instructions (stepi over it); "fork" forks
+ * a child that calls add() too and exits 3 (the parent prints its status); "maps" prints
+ * its libc lines of /proc/self/maps first. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int counter;
@@ -55,6 +58,29 @@ int main(int argc, char **argv)
         char *again[] = {argv[0], 0};
         execv(argv[0], again);
         return 99;
+    }
+    if (argc > 1 && strcmp(argv[1], "fork") == 0) {
+        int status = -1;
+        pid_t child = fork();
+        if (child == 0) {
+            printf("child add %d\n", add(5, 6));
+            fflush(stdout);
+            _exit(3);
+        }
+        waitpid(child, &status, 0);
+        printf("child status %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        fflush(stdout);
+        counter = 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "maps") == 0) {
+        char line[512];
+        FILE *maps = fopen("/proc/self/maps", "r");
+        while (maps && fgets(line, sizeof line, maps))
+            if (strstr(line, "libc.so"))
+                fputs(line, stdout);
+        if (maps)
+            fclose(maps);
+        fflush(stdout);
     }
     if (argc > 1 && strcmp(argv[1], "signals") == 0) {
         signal(SIGUSR1, on_usr1);

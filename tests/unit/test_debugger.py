@@ -159,3 +159,87 @@ def test_another_thread_at_the_int3_goes_on_once_its_stepper_is_gone(setup):
     assert debugger.trap(other, dbg.BREAKPOINT)
     assert other.user_context()[0] == TEXT + 18  # runs the original instruction
     assert proc.mm.read(TEXT + 18, 1) == bytes([18]) and not debugger._syscall_steps
+
+
+class SparseMemory:
+    """Guest memory for svr4_library_list: what is not written does not read (b"")."""
+
+    def __init__(self) -> None:
+        self.bytes: dict[int, int] = {}
+
+    def put(self, address: int, data: bytes) -> None:
+        for i, b in enumerate(data):
+            self.bytes[address + i] = b
+
+    def words(self, address: int, *values: int) -> None:
+        self.put(address, b"".join(v.to_bytes(8, "little") for v in values))
+
+    def read(self, address: int, length: int) -> bytes:
+        out = bytes(self.bytes.get(a, -1) & 0xFF for a in range(address, address + length))
+        if any(a not in self.bytes for a in range(address, address + length)):
+            return b""
+        return out
+
+
+def _phdr(kind: int, vaddr: int) -> bytes:
+    return kind.to_bytes(4, "little") + bytes(12) + vaddr.to_bytes(8, "little") + bytes(32)
+
+
+def _dynamic_process(memory: SparseMemory, r_debug: int) -> bytes:
+    """A PIE loaded at 0x10000 (PT_PHDR at 0x40): PT_DYNAMIC at 0x100, DT_DEBUG there."""
+    memory.put(0x10040, _phdr(dbg.PT_PHDR, 0x40) + _phdr(dbg.PT_DYNAMIC, 0x100))
+    memory.words(0x10100, 1, 0x10, dbg.DT_DEBUG, r_debug, 0, 0)  # DT_NEEDED, DT_DEBUG, DT_NULL
+    return b"".join(v.to_bytes(8, "little") for v in (dbg.AT_PHDR, 0x10040, dbg.AT_PHNUM, 2,
+                                                      0, 0))
+
+
+def test_svr4_library_list_from_r_debug_and_a_hostile_link_map():
+    import xml.etree.ElementTree as ET
+    memory = SparseMemory()
+    auxv = _dynamic_process(memory, 0x20000)
+    memory.words(0x20000, 1, 0x30000)  # r_version 1, r_map
+    memory.put(0x40000, b"/lib/a<&\".so".ljust(0x100, b"\0"))  # (names read in pieces)
+    # the program, a library, one whose name does not read, then a cycle back
+    memory.words(0x30000, 0x0, 0x40100, 0x10200, 0x30100)
+    memory.words(0x30100, 0x7000, 0x40000, 0x7100, 0x30200)
+    memory.words(0x30200, 0x8000, 0xDEAD_0000_0000, 0x8100, 0x30000)
+    memory.put(0x40100, bytes(0x100))
+    root = ET.fromstring(dbg.svr4_library_list(memory.read, auxv))
+    assert root.tag == "library-list-svr4" and root.get("main-lm") == "0x30000"
+    libraries = [(e.get("name"), e.get("lm"), e.get("l_addr"), e.get("l_ld"), e.get("lmid"))
+                 for e in root.iter("library")]
+    assert libraries == [('/lib/a<&".so', "0x30100", "0x7000", "0x7100", "0x20000"),
+                         ("", "0x30200", "0x8000", "0x8100", "0x20000")]
+    # a link_map pointer that does not read ends the list
+    memory.words(0x30100, 0x7000, 0x40000, 0x7100, 0xFFFF_FFFF_FFFF_0000)
+    assert len(list(ET.fromstring(dbg.svr4_library_list(memory.read, auxv)))) == 1
+
+
+def test_svr4_library_list_before_ld_so_and_for_static_programs():
+    memory = SparseMemory()
+    auxv = _dynamic_process(memory, 0)  # DT_DEBUG not filled in yet
+    assert dbg.svr4_library_list(memory.read, auxv) == \
+        b'<library-list-svr4 version="1.0"></library-list-svr4>'
+    static = SparseMemory()
+    static.put(0x10040, _phdr(dbg.PT_PHDR, 0x40))
+    assert dbg.svr4_library_list(static.read, auxv) is None
+    assert dbg.svr4_library_list(memory.read, b"") is None
+    assert dbg.svr4_library_list(memory.read, b"\xff" * 37) is None
+
+
+def test_svr4_library_list_walks_are_bounded():
+    memory = SparseMemory()
+    auxv = _dynamic_process(memory, 0x20000)
+    memory.words(0x20000, 2, 0x100000, 0, 0, 0, 0x20000)  # r_next: itself
+    for i in range(dbg.MAX_LIBRARIES + 50):  # a long chain, every name empty
+        memory.words(0x100000 + 32 * i, i, 0, 0, 0x100000 + 32 * (i + 1))
+    document = dbg.svr4_library_list(memory.read, auxv)
+    assert document.count(b"<library ") == dbg.MAX_LIBRARIES - 1
+
+
+def test_a_fork_child_takes_the_breakpoints_out_itself(setup):
+    proc, _, debugger = setup
+    assert debugger.set_breakpoint(0, TEXT + 4, 1, True)
+    debugger.child_started()
+    assert proc.mm.read(TEXT + 4, 1) == bytes([4]) and not debugger.attached
+    assert not debugger.forked_child(5) and not debugger.detach_child(5)

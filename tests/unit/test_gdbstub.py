@@ -12,6 +12,8 @@ from kontain.monitor.gdbstub import PacketReader, Session, StopEvent, Target, fr
 
 
 class FakeTarget(Target):
+    pid = 0x42
+
     def __init__(self, avx: bool = False) -> None:
         self.avx = avx
         self.memory = {0x1000 + i: i & 0xFF for i in range(64)}
@@ -21,6 +23,8 @@ class FakeTarget(Target):
         self.breakpoints: list = []
         self.passed: set[int] = set()
         self.killed = self.detached = False
+        self.forks = {0x99}
+        self.children_detached: list[int] = []
 
     def threads(self) -> list[int]:
         return [1, 2]
@@ -68,6 +72,13 @@ class FakeTarget(Target):
     def exec_file(self) -> bytes:
         return b"/bin/payload"
 
+    def forked_child(self, pid: int) -> bool:
+        return pid in self.forks
+
+    def detach_child(self, pid: int) -> bool:
+        self.children_detached.append(pid)
+        return pid in self.forks
+
     def kill(self) -> None:
         self.killed = True
 
@@ -110,7 +121,7 @@ def test_qsupported_and_no_ack_mode(session):
     assert session.handle(b"QStartNoAckMode") is None
     assert session.sent[-1] == frame(b"OK") and not session.ack
     session.deliver(("packet", b"qC"))
-    assert session.sent[-1] == frame(b"QC1")  # no `+` before it any more
+    assert session.sent[-1] == frame(b"QCp42.1")  # no `+` before it any more
 
 
 def test_target_xml_is_well_formed_and_matches_the_g_packet():
@@ -134,7 +145,8 @@ def test_xfer_reads_in_pieces(session):
     root = ET.fromstring(gdbstub.unescape(threads[1:]))
     assert [(t.get("id"), t.get("name")) for t in root] == [("1", "t?1?"), ("2", "t?2?")]
     assert session.handle(b"qXfer:features:read:other.xml:0,10") == b"E00"
-    assert session.handle(b"qXfer:libraries-svr4:read::0,10") == b""  # not offered
+    # (a static program: an error, and gdb looks for r_debug itself)
+    assert session.handle(b"qXfer:libraries-svr4:read::0,10") == b"E01"
 
 
 def test_registers_g_p_and_writes(session):
@@ -244,3 +256,31 @@ def test_command_line_options():
 def test_vcont_for_a_thread_that_is_gone_is_an_error(session):
     assert session.handle(b"vCont;s:99") == b"E01" and not session.running
     assert session.target.resumed == []
+
+
+def test_multiprocess_ids_and_fork_events(session):
+    """fork-events are offered only with multiprocess (gdb detaches a fork child with
+    D;PID, which needs it); thread ids are then p<pid>.<tid> everywhere."""
+    reply = session.handle(b"qSupported:fork-events+;vfork-events+")
+    assert b"fork-events" not in reply and b"multiprocess" not in reply
+    assert session.handle(b"qfThreadInfo") == b"m1,2"
+    reply = session.handle(b"qSupported:multiprocess+;fork-events+;vfork-events+")
+    assert b";multiprocess+" in reply and b";fork-events+" in reply
+    assert b"vfork-events" not in reply and b"qXfer:libraries-svr4:read+" in reply
+    assert session.handle(b"qfThreadInfo") == b"mp42.1,p42.2"
+    assert b'id="p42.2"' in session.handle(b"qXfer:threads:read::0,1000")
+    assert session.stop_reply(StopEvent(1, 5, "fork", 0x99)) == b"T05fork:p99.99;thread:p42.1;"
+    # gdb takes its breakpoints out of the child (done already: the child's km did it
+    # itself), then detaches it; nothing else of the child's is served.
+    assert session.handle(b"Hgp99.99") == b"OK"
+    assert session.handle(b"z0,1000,1") == b"OK" and session.target.breakpoints == []
+    assert session.handle(b"m1000,2") == b"0001"  # (a copy of the parent's at the fork)
+    assert session.handle(b"M1000,1:ff") == b"E01" and session.handle(b"g") == b"E01"
+    assert session.handle(b"Z0,1000,1") == b"E01"
+    assert session.handle(b"D;99") == b"OK" and not session.target.detached
+    assert session.target.children_detached == [0x99]
+    assert session.handle(b"Hgp77.77") == b"E01" and session.handle(b"vKill;77") == b"E01"
+    assert session.handle(b"Hgp42.2") == b"OK" and session.handle(b"g")[:2] != b"E0"
+    assert session.handle(b"qAttached:42") == b"1"
+    assert session.stop_reply(StopEvent(exit_status=3)) == b"W03;process:42"
+
