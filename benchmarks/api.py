@@ -62,6 +62,8 @@ def measure(runs: int, server: kontain.Pool, snapshot: kontain.Pool) -> None:
     }
     contenders["Pool, warm server"] = lambda: server.run(COMMAND, capture_output=True)
     contenders["Pool, snapshot"] = lambda: snapshot.run(COMMAND, capture_output=True)
+    contenders["Pool, snapshot, strict"] = lambda: snapshot.run(COMMAND, capture_output=True,
+                                                                policy=Policy.strict())
     contenders["kontain.run, imports"] = lambda: kontain.run(WITH_IMPORTS, capture_output=True)
     contenders["Pool, warm server, imports"] = lambda: server.run(WITH_IMPORTS,
                                                                   capture_output=True)
