@@ -51,12 +51,17 @@ __all__ = ["Pool", "Warm"]
 
 #: python3 under the snapshot pool (the warm-up's; Debian's).
 PYTHON = "/usr/bin/python3"
+#: The variables of the caller's environment a warm-up gets by default (Warm(env=...)
+#: sets it all). Every instance has the warm-up's memory, its environment strings too,
+#: whatever environment a run gives: the caller's secrets stay out of it.
+WARM_ENV = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"})
 _GUEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guest.py")
 
 
 class Warm:
     """How a snapshot pool warms python3 up: `args`, a python3 command line run once
-    (with cwd / and the given env) before the snapshot. For `python3 [-X...] -c CODE`,
+    (with cwd / and env, by default the caller's PATH, LANG, LC_ALL, LC_CTYPE and TZ
+    only) before the snapshot. For `python3 [-X...] -c CODE`,
     the pool appends the call to kontain.guest.serve() to CODE; any other program must
     call `kontain.guest.serve()` itself once warm (PYTHONPATH then includes the
     directory of this kontain package)."""
@@ -133,10 +138,13 @@ class Pool:
         threading.Thread(target=_drain, args=(self._server.stderr,), daemon=True).start()
 
     def _make_snapshot(self, warm: Warm, path: str) -> None:
-        env = dict(warm.env if warm.env is not None else os.environ)
-        env.pop("KM_SERVER", None)
-        env.setdefault("PYTHONPATH", api._PACKAGE_PARENT)
-        result = api.run(warm.command(), cwd="/", env=env, capture_output=True,
+        env = dict(warm.env) if warm.env is not None else {
+            name: value for name, value in os.environ.items() if name in WARM_ENV}
+        command = warm.command()
+        if "kontain_guest" not in command[-1]:  # (a script importing kontain.guest)
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (env.get("PYTHONPATH"), api._PACKAGE_PARENT) if p)
+        result = api.run(command, cwd="/", env=env, capture_output=True,
                          km_options=self.km_options + [f"--snapshot={path}"])
         if result.returncode != 0 or not os.path.exists(path):
             raise OSError(f"kontain.Pool: the warm-up {warm.args!r} made no snapshot "
@@ -161,6 +169,8 @@ class Pool:
             args = [PYTHON, "-c", code]
         if args is None:
             raise TypeError("Pool.run needs args or code")
+        if input is not None and stdin is not None:
+            raise ValueError("stdin and input arguments may not both be used.")
         if isinstance(args, (str, bytes, os.PathLike)):
             argv = [os.fsdecode(args)]
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -216,3 +217,17 @@ def test_close_leaves_no_process_and_no_file(warm):
     assert not os.path.exists(directory)
     with pytest.raises(ValueError):
         pool.run([SH, "true"])
+
+
+def test_a_warm_up_script_and_a_snapshot_path(tmp_path):
+    script = tmp_path / "warm.py"
+    script.write_text("import decimal\nfrom kontain.guest import serve\nserve()\n")
+    with kontain.Pool(1, warm=kontain.Warm([PY, str(script)]), km_options=KM) as pool:
+        result = pool.run(code="import sys; print('decimal' in sys.modules, sys.argv)",
+                          capture_output=True)
+        assert result.stdout == b"True ['-c']\n"
+        snapshot = tmp_path / "copy.snap"
+        shutil.copy(os.path.join(pool.directory, "warm.snap"), snapshot)
+    with kontain.Pool(1, warm=str(snapshot), km_options=KM) as pool:
+        result = pool.run([PY, "-c", "import sys; print(sys.argv)", "a"], capture_output=True)
+        assert result.stdout == b"['-c', 'a']\n"
