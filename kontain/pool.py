@@ -40,6 +40,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -105,6 +106,9 @@ class Pool:
         self._server: subprocess.Popen | None = None
         self._snapshot_fd = -1
         self.directory = tempfile.mkdtemp(prefix="kontain-pool-")
+        self._stop = [None]  # (the server, once started: what the finalizer stops)
+        # A pool never closed is stopped when collected, or when Python exits.
+        self._finalizer = weakref.finalize(self, _stop, self._stop, self.directory)
         try:
             self.socket = os.path.join(self.directory, "km.sock")
             self._start_server()
@@ -123,7 +127,7 @@ class Pool:
 
     def _start_server(self) -> None:
         env = {k: v for k, v in os.environ.items() if k != "KM_SERVER"}
-        self._server = subprocess.Popen(
+        self._server = self._stop[0] = subprocess.Popen(
             api.km_command() + ["--server", self.socket], stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
             start_new_session=True)
@@ -260,20 +264,10 @@ class Pool:
             running = list(self._running)
         for process in running:
             process.kill()
-        server = self._server
-        if server is not None and server.returncode is None:
-            spares = _children(server.pid)
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-            _kill_and_wait(spares)
+        self._finalizer()
         if self._snapshot_fd >= 0:
             os.close(self._snapshot_fd)
             self._snapshot_fd = -1
-        shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> Pool:
         return self
@@ -284,6 +278,21 @@ class Pool:
     def __repr__(self) -> str:
         kind = "snapshot" if self._snapshot_fd >= 0 else "server"
         return f"<kontain.Pool size={self.size} {kind}{' closed' if self._closed else ''}>"
+
+
+def _stop(holder: list, directory: str) -> None:
+    """Stop the server and every monitor it forked; remove the pool's directory."""
+    server = holder[0]
+    if server is not None and server.poll() is None:
+        spares = _children(server.pid)
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        _kill_and_wait(spares)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _drain(stream: Any) -> None:
