@@ -255,7 +255,8 @@ def _die(signo: int) -> None:
         except (ValueError, OSError):
             pass
     try:
-        _signal.signal(signo, _signal.SIG_DFL)
+        if signo != SIGKILL:  # (its action cannot be set: OSError, and no kill)
+            _signal.signal(signo, _signal.SIG_DFL)
         _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [signo])
         posix.kill(posix.getpid(), signo)
     except (OSError, ValueError):
