@@ -24,6 +24,7 @@ import select  # noqa: F401 - (for snapshot, before km's jail: launch.preload_sn
 import socket
 
 from kontain.monitor import snapshot  # (before km's jail: see launch.preload_snapshots)
+from kontain.monitor.resume import socket_in_use
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
 if TYPE_CHECKING:
@@ -46,19 +47,6 @@ def listen(path: str) -> socket.socket:
     os.chmod(path, 0o600)
     server.listen(4)
     return server
-
-
-def socket_in_use(path: str) -> bool:
-    """Whether something listens on the unix socket path (else it is stale, or not a
-    socket, and may be replaced)."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-        return True
-    except OSError as e:
-        return e.errno != errno.ECONNREFUSED
-    finally:
-        probe.close()
 
 
 def serve(proc: Process, server: socket.socket) -> None:

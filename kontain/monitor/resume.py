@@ -29,7 +29,6 @@ from kontain.machine import hostmem
 from kontain.monitor import coredump as core
 from kontain.monitor import signals as sig
 from kontain.monitor import snapshot as snap
-from kontain.monitor.mgtpipe import socket_in_use
 from kontain.monitor.thread import GuestThread
 
 TYPE_CHECKING = False  # no typing import at run time: km start-up is timed
@@ -469,6 +468,20 @@ def _unlink(path: str) -> None:
     from kontain.linux.numbers import NUMBERS as NR
     name = os.fsencode(path)
     host.call(NR["unlinkat"], AT_FDCWD, host.address_of(name), 0)
+
+
+def socket_in_use(path: str) -> bool:
+    """Whether something listens on the unix socket path (else it is stale, or not a
+    socket, and may be replaced)."""
+    import socket  # (loaded before the jail: launch.preload_snapshots)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        return True
+    except OSError as e:
+        return e.errno != errno.ECONNREFUSED
+    finally:
+        probe.close()
 
 
 def _signalfds(proc: Process, saved: list) -> None:
