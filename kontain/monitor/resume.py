@@ -14,7 +14,8 @@ state. The thread that asked for the snapshot sees its hypercall return 1; the o
 go on where the pause stopped them (a system call they waited in is made again).
 
 Not carried: pids and tids (a resumed process has km's; glibc does not cache them),
-descriptors 0-2 (the resuming km's own stdio), the argv given to `km FILE ...`.
+descriptors 0-2 (the resuming km's own stdio), the argv given to `km FILE ...`. A
+snapshot given as /dev/fd/N is not left open at N for the payload.
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ def resume(proc: Process, path: str, ready: set[int] | frozenset = frozenset()
     thread and a starter per other thread (call each, then run the first). ready:
     descriptors made already (listen_first)."""
     fd = proc.fds.move_high(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+    _close_given(proc, path)
     try:
         state, loads = read_state(fd)
         if len(loads) != len(state["vmas"]):
@@ -482,6 +484,20 @@ def socket_in_use(path: str) -> bool:
         return e.errno != errno.ECONNREFUSED
     finally:
         probe.close()
+
+
+def _close_given(proc: Process, path: str) -> None:
+    """A snapshot given as /dev/fd/N (or /proc/self/fd/N) is km's input, not one of the
+    payload's descriptors: close N, or a payload could reopen it for writing through
+    /proc/self/fd and change every later resume of the file (a pool's)."""
+    for prefix in ("/dev/fd/", "/proc/self/fd/"):
+        if path.startswith(prefix) and path[len(prefix):].isdigit():
+            fd = int(path[len(prefix):])
+            if 3 <= fd < proc.fds.km_base:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
 
 def _signalfds(proc: Process, saved: list) -> None:

@@ -231,3 +231,18 @@ def test_a_warm_up_script_and_a_snapshot_path(tmp_path):
     with kontain.Pool(1, warm=str(snapshot), km_options=KM) as pool:
         result = pool.run([PY, "-c", "import sys; print(sys.argv)", "a"], capture_output=True)
         assert result.stdout == b"['-c', 'a']\n"
+
+
+def test_a_snippet_cannot_reach_the_pools_snapshot(tmp_path):
+    """The snapshot is handed to km as /dev/fd/N: km closes N before the payload runs,
+    so a snippet cannot reopen it (for writing, through /proc/self/fd) and change what
+    every later run of the pool resumes."""
+    warm = kontain.Warm([PY, "-c", "import json"])
+    with kontain.Pool(1, km_options=KM, warm=warm) as pool:
+        n = pool._snapshot_fd
+        probe = (f"import os\ntry:\n    os.open('/proc/self/fd/{n}', os.O_RDWR)\n"
+                 f"    print('reopened')\nexcept OSError as e:\n    print(e.errno)")
+        result = pool.run(code=probe, capture_output=True)
+        assert result.stdout.strip() == b"2", result  # ENOENT: no descriptor N
+        again = pool.run(code="print(2)", capture_output=True)
+        assert again.stdout == b"2\n"
