@@ -12,10 +12,11 @@ fi
 
 # Toolchains the tests build their payloads with, the real programs they run, runc (krun's
 # tests run each container with runc too, as the oracle), the container engines krun
-# plugs into, and debootstrap for the local images (no registry is reachable).
+# plugs into, debootstrap for the local images (no registry is reachable), and gdb (the
+# core dump, snapshot and gdb stub tests read with the real one).
 packages=(gcc binutils musl-tools busybox-static bash-static golang-go python3 python3-venv perl
 	sqlite3 lua5.4 libpython3.11-testsuite nodejs default-jre-headless runc crun podman
-	docker.io containerd debootstrap curl)
+	docker.io containerd debootstrap curl gdb)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
