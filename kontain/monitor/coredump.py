@@ -424,7 +424,8 @@ def _write(fd: int, proc: Process, vmas: list[Vma], sizes: list[int], body: byte
     return total
 
 
-def dump(proc: Process, signo: int, template: str | None) -> bytes | None:
+def dump(proc: Process, signo: int, template: str | None,
+         delivered: bytes | None = None) -> bytes | None:
     """Write the payload's core for fatal signal signo, if its RLIMIT_CORE allows one;
     returns the core's guest path (None: no core). Called by the dying thread, with
     the process over: every other thread is stopped first and stays stopped."""
@@ -439,7 +440,9 @@ def dump(proc: Process, signo: int, template: str | None) -> bytes | None:
     threads, stopped = stop_threads(proc, dying)
     if not threads:
         return None
-    info = siginfo_of(dying, signo, proc)
+    # The siginfo as delivered when there is one (its sender, as Linux gives it),
+    # else rebuilt from the thread's fault state.
+    info = delivered if delivered and len(delivered) >= 128 else siginfo_of(dying, signo, proc)
     images = [capture(proc, t, stopped or t is dying or t.parked) for t in threads]
     path = core_path(template, proc, threads[0].tid)
     fd = open_core(proc, path)

@@ -22,12 +22,16 @@ class ExitProcess(Exception):
 class KillProcess(Exception):
     """The process dies from a signal (the default action of signal number signo)."""
 
-    def __init__(self, signo: int, reason: str = "", internal: bool = False) -> None:
+    def __init__(self, signo: int, reason: str = "", internal: bool = False,
+                 info: bytes | None = None) -> None:
         super().__init__(reason)
         self.signo = signo
         self.reason = reason
         #: True when km itself could not go on (a km bug or an unsupported host).
         self.internal = internal
+        #: The siginfo of the signal that killed it, when one was delivered (a core's
+        #: NT_SIGINFO says who sent it).
+        self.info = info
 
 
 class ThreadExit(Exception):

@@ -271,7 +271,9 @@ class ThreadGroup:
             except ExitProcess as e:
                 proc.end(proc.outcome(status=e.status))
             except KillProcess as e:
-                proc.end(proc.outcome(signal=e.signo, reason=e.reason, internal=e.internal))
+                outcome = proc.outcome(signal=e.signo, reason=e.reason, internal=e.internal)
+                outcome.info = e.info
+                proc.end(outcome)
             except BaseException as e:  # a km bug must not leave a half-dead process behind
                 proc.trace.log("thread", f"[{thread.tid}] stack:\n{stack(e)}")
                 proc.end(proc.outcome(signal=SIGSEGV,

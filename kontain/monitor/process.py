@@ -90,6 +90,8 @@ class Outcome:
         self.status, self.signal, self.reason, self.internal = status, signal, reason, internal
         #: The guest path of the core the payload dumped (None: none).
         self.core: bytes | None = None
+        #: The siginfo of the fatal signal as delivered (None: not known).
+        self.info: bytes | None = None
 
 
 class Process:
@@ -272,7 +274,8 @@ class Process:
         core that cannot be written is no core, as on Linux: the process dies all the
         same, and -V=exit says why."""
         try:
-            outcome.core = coredump.dump(self, outcome.signal, self.options.coredump)
+            outcome.core = coredump.dump(self, outcome.signal, self.options.coredump,
+                                         outcome.info)
         except (OSError, coredump.CoreError) as e:
             self.trace.log("exit", f"no core: {e}")
         except Exception as e:  # a km bug must not keep the process from dying

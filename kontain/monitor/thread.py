@@ -576,7 +576,7 @@ class GuestThread:
                 if signo in sig.DEFAULT_STOP:
                     proc.stop_self()
                     continue
-                raise KillProcess(signo, f"signal {signo}")
+                raise KillProcess(signo, f"signal {signo}", info=info)
             self._setup_frame(signo, info, action, handler, flags, interrupted_result)
             # Like Linux, set up a frame for every signal still deliverable under the
             # handler's mask: they nest, and the last one set up runs first.

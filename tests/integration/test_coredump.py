@@ -179,9 +179,23 @@ def test_sigquit_from_kill_dumps_core(payloads, km, tmp_path):
     program = payloads.build("core_crash", FLAVOURS["glibc"])  # (musl's kill has no CFI)
     status = run_with_core_limit([*km, program, "quit"], tmp_path)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGQUIT, hex(status)
-    text = gdb(program, one_core(tmp_path), "bt", "p $_siginfo.si_signo")
+    core = one_core(tmp_path)
+    text = gdb(program, core, "bt", "p $_siginfo.si_signo", "p $_siginfo.si_code",
+               "p $_siginfo._sifields._kill.si_pid")
     assert "quit_here" in frames(text), text
-    assert values(text) == ["3"], text
+    # As delivered: SI_USER from the payload itself (kill(getpid(), ...)), whose pid the
+    # core is named after.
+    assert values(text) == ["3", "0", core.name.rsplit(".", 1)[1]], text
+
+
+def test_abort_core_has_the_tkill_siginfo(payloads, km, tmp_path):
+    program = payloads.build("core_crash", FLAVOURS["glibc"])
+    status = run_with_core_limit([*km, program, "abort"], tmp_path)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGABRT, hex(status)
+    core = one_core(tmp_path)
+    text = gdb(program, core, "p $_siginfo.si_signo", "p $_siginfo.si_code",
+               "p $_siginfo._sifields._kill.si_pid")
+    assert values(text) == ["6", "-6", core.name.rsplit(".", 1)[1]], text  # SI_TKILL
 
 
 def test_rlimit_core_zero_writes_no_core(payloads, km, tmp_path):
