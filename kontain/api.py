@@ -490,6 +490,23 @@ class Popen:
         return f"<kontain.Popen: returncode: {self.returncode} args: {self.args!r}>"
 
 
+
+def communicate(process: Popen, input: Any, timeout: float | None) -> tuple[Any, Any, int]:
+    """What subprocess.run does with a started process: (stdout, stderr, returncode), the
+    process killed (its whole tree) if the wait times out or anything else interrupts."""
+    try:
+        out, err = process.communicate(input, timeout=timeout)
+    except TimeoutExpired as exc:
+        process.kill()
+        exc.stdout, exc.stderr = process.communicate()
+        raise
+    except BaseException:
+        process.kill()
+        raise
+    returncode = process.poll()
+    assert returncode is not None
+    return out, err, returncode
+
 def run(args: StrOrBytesPath | Sequence[StrOrBytesPath], *, stdin: File = None,
         input: str | bytes | None = None, capture_output: bool = False, stdout: File = None,
         stderr: File = None, cwd: StrOrBytesPath | None = None,
@@ -511,17 +528,7 @@ def run(args: StrOrBytesPath | Sequence[StrOrBytesPath], *, stdin: File = None,
     with Popen(args, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env, text=text,
                encoding=encoding, errors=errors, universal_newlines=universal_newlines,
                pass_fds=pass_fds, root=root, policy=policy, km_options=km_options) as process:
-        try:
-            out, err = process.communicate(input, timeout=timeout)
-        except TimeoutExpired as exc:
-            process.kill()
-            exc.stdout, exc.stderr = process.communicate()
-            raise
-        except BaseException:
-            process.kill()
-            raise
-        returncode = process.poll()
-        assert returncode is not None
+        out, err, returncode = communicate(process, input, timeout)
     if check and returncode:
         raise CalledProcessError(returncode, process.args, output=out, stderr=err)
     return CompletedProcess(process.args, returncode, out, err, process.stats)

@@ -231,17 +231,7 @@ class Pool:
                 self._running.add(process)
             try:
                 with process:
-                    try:
-                        out, err = process.communicate(input, timeout=timeout)
-                    except subprocess.TimeoutExpired as exc:
-                        process.kill()
-                        exc.stdout, exc.stderr = process.communicate()
-                        raise
-                    except BaseException:
-                        process.kill()
-                        raise
-                    returncode = process.poll()
-                    assert returncode is not None
+                    out, err, returncode = api.communicate(process, input, timeout)
             finally:
                 with self._lock:
                     self._running.discard(process)

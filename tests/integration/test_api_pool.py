@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+from conftest import processes_with
 
 import kontain
 from kontain import Policy
@@ -46,19 +47,6 @@ def outcome(runner, args, **kwargs):
         return type(e), getattr(e, "returncode", None), getattr(e, "errno", None)
     return result.args, result.returncode, result.stdout, result.stderr
 
-
-def _alive_with(marker: str) -> list[int]:
-    """Processes whose command line holds marker (km shows the payload's argv)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 SERVER_CASES = [
@@ -177,7 +165,7 @@ def test_a_timeout_ends_only_its_run(server_pool):
     marker = f"marker-{uuid.uuid4().hex}"
     with pytest.raises(subprocess.TimeoutExpired):
         server_pool.run([SH, "sh", "-c", "while :; do :; done", marker], timeout=1.0)
-    assert _alive_with(marker) == []
+    assert processes_with(marker) == []
     os.write(write, b"still here\n")
     os.close(write)
     waiting.join()
@@ -209,11 +197,11 @@ def test_close_leaves_no_process_and_no_file(warm):
     started.start()
     while not pool._running:  # (the run has its km; close() must end it)
         time.sleep(0.01)
-    assert _alive_with(directory)  # the server and its spares
+    assert processes_with(directory)  # the server and its spares
     pool.close()
     started.join()
     assert busy[0].returncode == -9
-    assert _alive_with(directory) == [] and _alive_with(marker) == []
+    assert processes_with(directory) == [] and processes_with(marker) == []
     assert not os.path.exists(directory)
     with pytest.raises(ValueError):
         pool.run([SH, "true"])
