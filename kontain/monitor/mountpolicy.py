@@ -60,6 +60,15 @@ def _set_read_only(fd: int, read_only: bool) -> None:
         raise OSError(-result, f"mount_setattr: {os.strerror(-result)}")
 
 
+def _set_read_only_at(view: _View, path: str, read_only: bool) -> None:
+    """_set_read_only on the mount at path in the payload's view."""
+    fd = view.open(path)
+    try:
+        _set_read_only(fd, read_only)
+    finally:
+        os.close(fd)
+
+
 class _View:
     def __init__(self, root: str) -> None:
         self.root = root
@@ -130,11 +139,7 @@ def prepare(policy: Policy, root: str) -> str:
 
 def _build(policy: Policy, view: _View) -> None:
     if policy.read_only is True:
-        fd = view.open("/")
-        try:
-            _set_read_only(fd, True)
-        finally:
-            os.close(fd)
+        _set_read_only_at(view, "/", True)
     elif policy.read_only:
         for path in policy.read_only:
             fd = view.bind_self(path)
@@ -160,11 +165,7 @@ def _build(policy: Policy, view: _View) -> None:
                 mount(view.name(source), view.name(fd), None, MS_BIND | MS_REC)
             finally:
                 os.close(fd)
-            fd = view.open(path)
-            try:
-                _set_read_only(fd, False)
-            finally:
-                os.close(fd)
+            _set_read_only_at(view, path, False)
     finally:
         for _path, source in writable:
             os.close(source)
@@ -175,11 +176,7 @@ def _build(policy: Policy, view: _View) -> None:
         finally:
             os.close(fd)
         if mode == "ro":
-            fd = view.open(target)
-            try:
-                _set_read_only(fd, True)
-            finally:
-                os.close(fd)
+            _set_read_only_at(view, target, True)
     if policy.hidden:
         _hide(policy.hidden, view)
 
@@ -206,11 +203,7 @@ def _hide(paths: tuple[str, ...], view: _View) -> None:
                     mount(empty_file, target, None, MS_BIND)
             finally:
                 os.close(fd)
-            fd = view.open(path)
-            try:
-                _set_read_only(fd, True)
-            finally:
-                os.close(fd)
+            _set_read_only_at(view, path, True)
     finally:
         if staging is not None:  # (the bound file stays: its tmpfs lives on with it)
             _libc.umount2(staging, MNT_DETACH)
