@@ -195,7 +195,7 @@ class ThreadGroup:
         ready.acquire()
         go.acquire()
         try:
-            _thread.start_new_thread(self._host_thread, (child, ready, go))
+            _thread.start_new_thread(self.host_thread, (child, ready, go))
         except RuntimeError:  # no host task to spare: a pids limit, RLIMIT_NPROC
             with self._lock:
                 self._idle_vcpus.append(vcpu)
@@ -209,7 +209,9 @@ class ThreadGroup:
         self._proc.trace.log("thread", f"[{parent.tid}] clone -> thread {tid} on vCPU {vcpu.id}")
         return tid
 
-    def _host_thread(self, child: GuestThread, ready, go) -> None:
+    def host_thread(self, child: GuestThread, ready, go) -> None:
+        """The body of a new host thread for child: it joins the group, says so
+        (ready), waits for go, then runs child (a clone's, or a resumed thread's)."""
         child.tid = _thread.get_native_id()
         child.host_ident = _thread.get_ident()
         self.add(child)

@@ -593,15 +593,8 @@ def _starter(proc: Process, thread: GuestThread):
     ready.acquire()
     go.acquire()
 
-    def host_thread() -> None:
-        thread.tid = _thread.get_native_id()
-        thread.host_ident = _thread.get_ident()
-        group.add(thread)
-        ready.release()
-        go.acquire()
-        group.run(thread)
     try:
-        _thread.start_new_thread(host_thread, ())
+        _thread.start_new_thread(group.host_thread, (thread, ready, go))
     except RuntimeError:
         raise ResumeError("no host thread for a payload thread (a process limit)") from None
     ready.acquire()
