@@ -187,18 +187,10 @@ def parse(argv: list[str]) -> CommandLine:
                 cl.root = value
             elif name == "--server":
                 cl.server = value
-            elif name == "--coredump":
+            elif name in ("--coredump", "--snapshot", "--mgtpipe"):
                 if not value:
-                    raise UsageError("--coredump needs a path")
-                cl.coredump = value
-            elif name == "--snapshot":
-                if not value:
-                    raise UsageError("--snapshot needs a path")
-                cl.snapshot = value
-            elif name == "--mgtpipe":
-                if not value:
-                    raise UsageError("--mgtpipe needs a path")
-                cl.mgtpipe = value
+                    raise UsageError(f"{name} needs a path")
+                setattr(cl, name[2:], value)
             elif name == "--policy":
                 cl.policy = value
             elif name == "--stats-fd":
