@@ -200,11 +200,9 @@ class Result:
         return f"$ {shlex.join(self.argv)}{where}\n  -> {status} after {self.duration:.2f}s"
 
 
-def child_setup() -> None:
-    """A test's child starts clean, whatever pytest was started with: every signal at
-    its default action and unblocked (payloads inherit both, under km as natively: a
-    pytest run under nohup must not make SIGHUP tests hang), and no core files from
-    payloads that die of SIGSEGV."""
+def default_signals() -> None:
+    """Every signal at its default action and unblocked (payloads inherit both, under
+    km as natively: a pytest run under nohup must not make SIGHUP tests hang)."""
     for signo in range(1, signal.NSIG):
         if signo not in (signal.SIGKILL, signal.SIGSTOP):
             try:
@@ -212,6 +210,12 @@ def child_setup() -> None:
             except (OSError, ValueError):
                 pass  # numbers the C library keeps for itself
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def child_setup() -> None:
+    """A test's child starts clean, whatever pytest was started with: default_signals,
+    and no core files from payloads that die of SIGSEGV."""
+    default_signals()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 

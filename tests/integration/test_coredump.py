@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import BASE_ENV, Flavour
+from conftest import BASE_ENV, Flavour, default_signals
 
 #: Built with symbols; the dynamic one needs NT_FILE and the auxv to find its libraries.
 FLAVOURS = {
@@ -49,13 +49,7 @@ def run_with_core_limit(argv: list, cwd: Path, limit: int = resource.RLIM_INFINI
     """Run argv with RLIMIT_CORE = limit; returns the raw wait status (os.wait4)."""
     def setup() -> None:
         # child_setup's signals, and this core limit instead of its 0.
-        for signo in range(1, signal.NSIG):
-            if signo not in (signal.SIGKILL, signal.SIGSTOP):
-                try:
-                    signal.signal(signo, signal.SIG_DFL)
-                except (OSError, ValueError):
-                    pass
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        default_signals()
         resource.setrlimit(resource.RLIMIT_CORE, (limit, resource.getrlimit(
             resource.RLIMIT_CORE)[1]))
 
